@@ -1,0 +1,444 @@
+"""A minimal stand-in for the Amazon ECR Public API and its registry's token issuer.
+
+Why this exists: no maintained stand-in for ECR Public is available (moto has no
+`ecr-public` backend), and the test world must not reach AWS. This is a hand-written
+fake, kept as small as the product allows, and used only by the test world.
+
+What it covers, on two listeners of one process:
+
+* The ECR Public JSON API (awsJson1.1, `X-Amz-Target: SpencerFrontendService.<Action>`),
+  plain HTTP, for `AWS_ENDPOINT_URL_ECR_PUBLIC`. Actions: GetAuthorizationToken,
+  CreateRepository, DescribeRepositories, PutRepositoryCatalogData,
+  GetRepositoryCatalogData, DescribeImages. Request signatures are not checked.
+  DescribeImages reads the real registry (tags, manifests) with a token it mints itself.
+* The registry's token realm (`GET /token`, HTTPS), the Docker token protocol that
+  CNCF distribution's `token` auth verifies: the JWTs are ES256, carry an `x5c` chain
+  whose root is the test CA, and are really checked by the registry.
+  - Anonymous requests get `pull` only (ECR Public allows anonymous pulls).
+  - `Basic AWS:<token>` where `<token>` came from GetAuthorizationToken (as ECR Public
+    hands it out) gets `pull` and, on repositories created through CreateRepository,
+    `push` (ECR Public refuses pushes to a repository that does not exist).
+  - Wrong credentials get 401, as the real realm answers.
+
+Token lifetimes are flags, so tests can make tokens expire quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import http.server
+import json
+import os
+import re
+import secrets
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+REPOSITORY_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class ApiError(Exception):
+    """An error in the shape the AWS JSON protocol returns."""
+
+    def __init__(self, kind: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+
+class TokenIssuer:
+    """Mints registry JWTs that CNCF distribution verifies against the test CA."""
+
+    def __init__(self, key_path: str, cert_path: str, issuer: str, service: str, ttl: int):
+        with open(key_path, "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), password=None)
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        self.x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+        self.issuer = issuer
+        self.service = service
+        self.ttl = ttl
+
+    def mint(self, subject: str, access: list[dict[str, Any]]) -> tuple[str, int]:
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": self.x5c}
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + self.ttl,
+            "nbf": now - 5,
+            "iat": now,
+            "jti": secrets.token_hex(12),
+            "access": access,
+        }
+        signing_input = (
+            b64url(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + b64url(json.dumps(claims, separators=(",", ":")).encode())
+        )
+        der = self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return signing_input + "." + b64url(signature), self.ttl
+
+
+class Store:
+    """Repositories, catalog data and authorization tokens, in memory."""
+
+    def __init__(self, account: str, alias: str, registry: str, auth_ttl: int):
+        self.lock = threading.Lock()
+        self.account = account
+        self.alias = alias
+        self.registry = registry
+        self.auth_ttl = auth_ttl
+        self.repositories: dict[str, dict[str, Any]] = {}
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, float] = {}
+
+    def issue_auth_token(self) -> tuple[str, float]:
+        token = secrets.token_urlsafe(32)
+        expires = time.time() + self.auth_ttl
+        with self.lock:
+            self.tokens[token] = expires
+        return token, expires
+
+    def token_valid(self, token: str) -> bool:
+        with self.lock:
+            expires = self.tokens.get(token)
+        return expires is not None and expires > time.time()
+
+    def has_repository(self, path: str) -> bool:
+        prefix = self.alias + "/"
+        if not path.startswith(prefix):
+            return False
+        with self.lock:
+            return path[len(prefix) :] in self.repositories
+
+
+class Api:
+    """The ECR Public JSON actions the product uses."""
+
+    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str):
+        self.store = store
+        self.issuer = issuer
+        self.tls = ssl.create_default_context(cafile=ca_path)
+
+    def dispatch(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        handler = getattr(self, "action_" + action, None)
+        if handler is None:
+            raise ApiError("UnsupportedCommandException", f"{action} is not supported by this stand-in")
+        return handler(body)
+
+    def _repository(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        name = body.get("repositoryName", "")
+        self._check_registry(body)
+        with self.store.lock:
+            repo = self.store.repositories.get(name)
+        if repo is None:
+            raise ApiError(
+                "RepositoryNotFoundException",
+                f"The repository with name '{name}' does not exist in the registry "
+                f"with id '{self.store.account}'",
+            )
+        return name, repo
+
+    def _check_registry(self, body: dict[str, Any]) -> None:
+        registry_id = body.get("registryId")
+        if registry_id not in (None, self.store.account):
+            raise ApiError("RegistryNotFoundException", f"registry '{registry_id}' does not exist")
+
+    def action_GetAuthorizationToken(self, body: dict[str, Any]) -> dict[str, Any]:
+        token, expires = self.store.issue_auth_token()
+        return {
+            "authorizationData": {
+                "authorizationToken": base64.b64encode(f"AWS:{token}".encode()).decode(),
+                "expiresAt": expires,
+            }
+        }
+
+    def action_CreateRepository(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_registry(body)
+        name = body.get("repositoryName", "")
+        if not (2 <= len(name) <= 205) or not REPOSITORY_NAME.match(name):
+            raise ApiError("InvalidParameterException", f"Invalid parameter at 'repositoryName': '{name}'")
+        repo = {
+            "repositoryArn": f"arn:aws:ecr-public::{self.store.account}:repository/{name}",
+            "registryId": self.store.account,
+            "repositoryName": name,
+            "repositoryUri": f"{self.store.registry}/{self.store.alias}/{name}",
+            "createdAt": time.time(),
+        }
+        with self.store.lock:
+            if name in self.store.repositories:
+                raise ApiError(
+                    "RepositoryAlreadyExistsException",
+                    f"The repository with name '{name}' already exists in the registry "
+                    f"with id '{self.store.account}'",
+                )
+            self.store.repositories[name] = repo
+            self.store.catalog[name] = self._catalog(body.get("catalogData") or {})
+        return {"repository": repo, "catalogData": self.store.catalog[name]}
+
+    def action_DescribeRepositories(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_registry(body)
+        names = body.get("repositoryNames")
+        with self.store.lock:
+            if names:
+                missing = [n for n in names if n not in self.store.repositories]
+                if missing:
+                    raise ApiError(
+                        "RepositoryNotFoundException",
+                        f"The repository with name '{missing[0]}' does not exist in the "
+                        f"registry with id '{self.store.account}'",
+                    )
+                repos = [self.store.repositories[n] for n in names]
+            else:
+                repos = sorted(self.store.repositories.values(), key=lambda r: r["repositoryName"])
+        return self._page(repos, body, "repositories")
+
+    def action_PutRepositoryCatalogData(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, _ = self._repository(body)
+        data = self._catalog(body.get("catalogData") or {})
+        with self.store.lock:
+            self.store.catalog[name] = data
+        return {"catalogData": data}
+
+    def action_GetRepositoryCatalogData(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, _ = self._repository(body)
+        with self.store.lock:
+            return {"catalogData": dict(self.store.catalog.get(name, {}))}
+
+    def action_DescribeImages(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, _ = self._repository(body)
+        path = f"{self.store.alias}/{name}"
+        token, _ = self.issuer.mint("ecr-public-standin", [{"type": "repository", "name": path, "actions": ["pull"]}])
+        tags = self._registry_json(f"/v2/{path}/tags/list", token).get("tags") or []
+        images: dict[str, dict[str, Any]] = {}
+        for tag in sorted(tags):
+            digest, media_type, size = self._head_manifest(path, tag, token)
+            image = images.setdefault(
+                digest,
+                {
+                    "registryId": self.store.account,
+                    "repositoryName": name,
+                    "imageDigest": digest,
+                    "imageTags": [],
+                    "imageSizeInBytes": size,
+                    "imagePushedAt": time.time(),
+                    "imageManifestMediaType": media_type,
+                },
+            )
+            image["imageTags"].append(tag)
+        wanted = body.get("imageIds")
+        result = list(images.values())
+        if wanted:
+            result = [
+                i
+                for i in result
+                if any(w.get("imageDigest") == i["imageDigest"] or w.get("imageTag") in i["imageTags"] for w in wanted)
+            ]
+            if not result:
+                raise ApiError("ImageNotFoundException", f"The image requested does not exist in '{name}'")
+        return self._page(result, body, "imageDetails")
+
+    def _registry_json(self, path: str, token: str) -> dict[str, Any]:
+        request = urllib.request.Request(f"https://{self.store.registry}{path}", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, context=self.tls, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return {}
+            raise ApiError("ServerException", f"registry answered {err.code}", status=500) from err
+
+    def _head_manifest(self, path: str, tag: str, token: str) -> tuple[str, str, int]:
+        request = urllib.request.Request(
+            f"https://{self.store.registry}/v2/{path}/manifests/{tag}",
+            method="HEAD",
+            headers={"Authorization": f"Bearer {token}", "Accept": MANIFEST_TYPES},
+        )
+        with urllib.request.urlopen(request, context=self.tls, timeout=10) as response:
+            return (
+                response.headers["Docker-Content-Digest"],
+                response.headers.get("Content-Type", ""),
+                int(response.headers.get("Content-Length", "0")),
+            )
+
+    @staticmethod
+    def _catalog(data: dict[str, Any]) -> dict[str, Any]:
+        allowed = ("description", "architectures", "operatingSystems", "logoImageBlob", "aboutText", "usageText")
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ApiError("InvalidParameterException", f"unknown catalogData fields: {', '.join(unknown)}")
+        result = {k: v for k, v in data.items() if k != "logoImageBlob"}
+        if "logoImageBlob" in data:
+            result["logoUrl"] = "https://example.invalid/logo/" + hashlib.sha256(data["logoImageBlob"].encode()).hexdigest()
+        return result
+
+    @staticmethod
+    def _page(items: list[Any], body: dict[str, Any], key: str) -> dict[str, Any]:
+        start = int(body.get("nextToken") or 0)
+        size = int(body.get("maxResults") or 100)
+        page = items[start : start + size]
+        result: dict[str, Any] = {key: page}
+        if start + size < len(items):
+            result["nextToken"] = str(start + size)
+        return result
+
+
+class ApiHandler(http.server.BaseHTTPRequestHandler):
+    api: Api
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # keep the log to errors
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        target = self.headers.get("X-Amz-Target", "")
+        action = target.rsplit(".", 1)[-1]
+        try:
+            body = json.loads(raw or b"{}")
+            status, payload = 200, self.api.dispatch(action, body)
+        except ApiError as err:
+            status, payload = err.status, {"__type": err.kind, "message": err.message}
+        except (ValueError, TypeError) as err:
+            status, payload = 400, {"__type": "InvalidParameterException", "message": str(err)}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", secrets.token_hex(16))
+        if status != 200:
+            self.send_header("x-amzn-ErrorType", payload["__type"])
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class TokenHandler(http.server.BaseHTTPRequestHandler):
+    store: Store
+    issuer: TokenIssuer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(self.path)
+        if url.path.rstrip("/") != "/token":
+            return self._reply(404, {"errors": [{"code": "NOT_FOUND"}]})
+        query = parse_qs(url.query)
+        if query.get("service", [self.issuer.service])[0] != self.issuer.service:
+            return self._reply(400, {"errors": [{"code": "DENIED", "message": "unknown service"}]})
+        subject = self._authenticate()
+        if subject is False:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="ecr-public-standin"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        access = [self._grant(scope, subject is not None) for scope in query.get("scope", [])]
+        token, ttl = self.issuer.mint(subject or "anonymous", [a for a in access if a])
+        issued = dt.datetime.now(dt.timezone.utc).isoformat()
+        self._reply(200, {"token": token, "access_token": token, "expires_in": ttl, "issued_at": issued})
+
+    def _authenticate(self) -> str | None | bool:
+        """The subject for valid credentials, None when anonymous, False when refused."""
+        header = self.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return False
+        if user == "AWS" and self.store.token_valid(password):
+            return "AWS"
+        return False
+
+    def _grant(self, scope: str, authenticated: bool) -> dict[str, Any] | None:
+        parts = scope.split(":")
+        if len(parts) != 3 or parts[0] != "repository":
+            return None
+        _, name, actions = parts
+        wanted = set(actions.split(","))
+        granted = {"pull"} & wanted
+        if authenticated and self.store.has_repository(name):
+            granted |= {"push", "delete"} & wanted
+        return {"type": "repository", "name": name, "actions": sorted(granted)}
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api-port", type=int, required=True)
+    parser.add_argument("--token-port", type=int, required=True)
+    parser.add_argument("--registry", required=True, help="host:port of the ECR Public stand-in registry")
+    parser.add_argument("--alias", default="promoter-test", help="the registry alias (public.ecr.aws/<alias>)")
+    parser.add_argument("--account", default="123456789012")
+    parser.add_argument("--service", default="ecr-public-test")
+    parser.add_argument("--issuer", default="ecr-public-standin")
+    parser.add_argument("--signing-key", required=True)
+    parser.add_argument("--signing-cert", required=True)
+    parser.add_argument("--tls-cert", required=True)
+    parser.add_argument("--tls-key", required=True)
+    parser.add_argument("--ca", required=True)
+    parser.add_argument("--registry-token-ttl", type=int, default=int(os.environ.get("STANDIN_REGISTRY_TOKEN_TTL", "300")))
+    parser.add_argument("--auth-token-ttl", type=int, default=int(os.environ.get("STANDIN_AUTH_TOKEN_TTL", str(12 * 3600))))
+    args = parser.parse_args()
+
+    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl)
+    issuer = TokenIssuer(args.signing_key, args.signing_cert, args.issuer, args.service, args.registry_token_ttl)
+    ApiHandler.api = Api(store, issuer, args.ca)
+    TokenHandler.store = store
+    TokenHandler.issuer = issuer
+
+    api_server = http.server.ThreadingHTTPServer(("127.0.0.1", args.api_port), ApiHandler)
+    token_server = http.server.ThreadingHTTPServer(("127.0.0.1", args.token_port), TokenHandler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(args.tls_cert, args.tls_key)
+    token_server.socket = tls.wrap_socket(token_server.socket, server_side=True)
+    threading.Thread(target=token_server.serve_forever, daemon=True).start()
+    api_server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Installs every tool the test world, the chart checks and the benchmarks use, at
+# pinned versions, and links them into target/testenv/bin.
+#
+# Go tools are built from source through the Go module proxy (nothing else is
+# reachable) and cached per version under $PROMOTER_TOOLS_CACHE, so a fresh
+# checkout on a machine that built them once only relinks. The Go build and
+# module caches stay in their default places. skopeo comes from Debian.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cache=${PROMOTER_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-promoter}
+bin=$root/target/testenv/bin
+mkdir -p "$bin" "$cache/tools"
+
+# name|go package@version — the pins, in one place.
+go_tools=(
+  "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
+  "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5"
+  "helm|helm.sh/helm/v3/cmd/helm@v3.22.0"
+  "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0"
+  "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1"
+  "regctl|github.com/regclient/regclient/cmd/regctl@v0.11.7"
+)
+skopeo_series=1.9
+
+say() { printf 'tools: %s\n' "$*"; }
+
+link() { ln -sfn "$1" "$bin/$2"; }
+
+install_go_tool() {
+  local name=$1 spec=$2
+  local version=${spec##*@}
+  local dir=$cache/tools/$name-$version
+  if [ ! -x "$dir/$name" ]; then
+    say "building $name $version (cached afterwards)"
+    mkdir -p "$dir.tmp"
+    GOBIN=$dir.tmp go install "$spec"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/$name" "$name"
+}
+
+# Builds binaries of a wrapper module under tests/testenv/go/<module>; the cache key
+# is the module's go.mod + go.sum, so a version bump rebuilds and nothing else does.
+install_wrapped() {
+  local module=$1; shift
+  local src=$here/go/$module
+  local key
+  key=$(cat "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-16)
+  local dir=$cache/tools/$module-$key
+  local missing=0 pkg
+  for pkg in "$@"; do [ -x "$dir/$(basename "$pkg")" ] || missing=1; done
+  if [ "$missing" = 1 ]; then
+    say "building $* from $src (cached afterwards)"
+    mkdir -p "$dir.tmp"
+    (cd "$src" && go build -o "$dir.tmp/" "$@")
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  for pkg in "$@"; do link "$dir/$(basename "$pkg")" "$(basename "$pkg")"; done
+}
+
+install_python() {
+  local key
+  key=$(cat "$here/requirements.txt" | sha256sum | cut -c1-16)
+  local venv=$cache/venv-$key
+  if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+    say "creating the Python venv (moto, the ECR Public stand-in's libraries)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+    touch "$venv/.complete"
+  fi
+  link "$venv/bin/python" python
+}
+
+install_skopeo() {
+  if ! command -v skopeo >/dev/null 2>&1; then
+    say "installing skopeo from Debian"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
+    fi
+  fi
+  local version
+  version=$(skopeo --version | awk '{print $3}')
+  case "$version" in
+    "$skopeo_series".*) ;;
+    *) say "skopeo $version found, expected $skopeo_series.x (Debian bookworm)"; exit 1 ;;
+  esac
+  link "$(command -v skopeo)" skopeo
+}
+
+install_python
+install_wrapped etcd go.etcd.io/etcd/server/v3
+install_wrapped kube k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
+install_skopeo
+say "ready in $bin"
