@@ -1,0 +1,10 @@
+//! image-promoter: a Kubernetes operator that promotes container images from an
+//! internal Amazon ECR registry to public registries (ECR Public, Quay.io, any
+//! OCI registry) and keeps repositories mirrored during a registry migration.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`). Modules follow the
+//! domain: `api` (custom resources), `registry` (OCI distribution client and the
+//! copy engine), `aws` (ECR and ECR Public), `verify` (policy and signatures),
+//! `controller` (reconcilers). Each arrives with the issue that builds it.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
