@@ -23,7 +23,9 @@ fn credentials(env: &TestEnv) -> aws_sdk_ecr::config::Credentials {
 pub fn ecr_client(env: &TestEnv) -> aws_sdk_ecr::Client {
     let config = aws_sdk_ecr::Config::builder()
         .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecr::config::Region::new(env.get("AWS_REGION").to_string()))
+        .region(aws_sdk_ecr::config::Region::new(
+            env.get("AWS_REGION").to_string(),
+        ))
         .credentials_provider(credentials(env))
         .endpoint_url(env.get("AWS_ENDPOINT_URL_ECR"))
         .build();
@@ -45,7 +47,9 @@ fn split_basic(token: &str) -> (String, String) {
         .decode(token)
         .expect("authorization token is base64");
     let text = String::from_utf8(decoded).expect("authorization token is UTF-8");
-    let (user, password) = text.split_once(':').expect("authorization token is user:password");
+    let (user, password) = text
+        .split_once(':')
+        .expect("authorization token is user:password");
     (user.to_string(), password.to_string())
 }
 
@@ -82,7 +86,11 @@ async fn ecr_api_keeps_immutable_encrypted_repositories_and_real_digests() {
     ecr.create_repository()
         .repository_name(&name)
         .image_tag_mutability(ImageTagMutability::Immutable)
-        .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
+        .image_scanning_configuration(
+            ImageScanningConfiguration::builder()
+                .scan_on_push(true)
+                .build(),
+        )
         .encryption_configuration(
             EncryptionConfiguration::builder()
                 .encryption_type(EncryptionType::Kms)
@@ -101,8 +109,13 @@ async fn ecr_api_keeps_immutable_encrypted_repositories_and_real_digests() {
         .await
         .expect("DescribeRepositories");
     let repo = &described.repositories()[0];
-    assert_eq!(repo.image_tag_mutability(), Some(&ImageTagMutability::Immutable));
-    let encryption = repo.encryption_configuration().expect("encryption configuration");
+    assert_eq!(
+        repo.image_tag_mutability(),
+        Some(&ImageTagMutability::Immutable)
+    );
+    let encryption = repo
+        .encryption_configuration()
+        .expect("encryption configuration");
     assert_eq!(encryption.encryption_type(), &EncryptionType::Kms);
     assert!(repo.image_scanning_configuration().unwrap().scan_on_push());
 
@@ -148,7 +161,9 @@ async fn ecr_api_keeps_immutable_encrypted_repositories_and_real_digests() {
         .await
         .expect_err("a repository that does not exist");
     assert!(
-        missing.into_service_error().is_repository_not_found_exception(),
+        missing
+            .into_service_error()
+            .is_repository_not_found_exception(),
         "missing repository must be RepositoryNotFoundException"
     );
 }
@@ -171,13 +186,31 @@ async fn ecr_public_stand_in_speaks_the_actions_the_product_uses() {
         .send()
         .await
         .expect("CreateRepository");
-    let uri = created.repository().unwrap().repository_uri().unwrap().to_string();
+    let uri = created
+        .repository()
+        .unwrap()
+        .repository_uri()
+        .unwrap()
+        .to_string();
     let alias = env.get("PROMOTER_TEST_PUBLIC_ALIAS");
-    assert_eq!(uri, format!("{}/{alias}/{name}", env.get("PROMOTER_TEST_PUBLIC_REGISTRY")));
+    assert_eq!(
+        uri,
+        format!(
+            "{}/{alias}/{name}",
+            env.get("PROMOTER_TEST_PUBLIC_REGISTRY")
+        )
+    );
 
-    let again = public.create_repository().repository_name(&name).send().await;
+    let again = public
+        .create_repository()
+        .repository_name(&name)
+        .send()
+        .await;
     assert!(
-        again.unwrap_err().into_service_error().is_repository_already_exists_exception(),
+        again
+            .unwrap_err()
+            .into_service_error()
+            .is_repository_already_exists_exception(),
         "creating a repository twice must fail as ECR Public does"
     );
 
@@ -187,7 +220,10 @@ async fn ecr_public_stand_in_speaks_the_actions_the_product_uses() {
         .send()
         .await
         .expect("DescribeRepositories");
-    assert_eq!(described.repositories()[0].repository_name(), Some(name.as_str()));
+    assert_eq!(
+        described.repositories()[0].repository_name(),
+        Some(name.as_str())
+    );
 
     public
         .put_repository_catalog_data()
@@ -242,5 +278,10 @@ async fn ecr_public_stand_in_speaks_the_actions_the_product_uses() {
         .repository_names(unique_name("nope"))
         .send()
         .await;
-    assert!(missing.unwrap_err().into_service_error().is_repository_not_found_exception());
+    assert!(
+        missing
+            .unwrap_err()
+            .into_service_error()
+            .is_repository_not_found_exception()
+    );
 }

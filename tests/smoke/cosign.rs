@@ -32,8 +32,14 @@ async fn cosign_signs_and_verifies_an_image_in_a_test_registry() {
     let env = TestEnv::load();
     let dir = std::env::temp_dir().join(unique_name("promoter-cosign"));
     std::fs::create_dir_all(dir.join("other")).unwrap();
-    succeeded("generate-key-pair", &cosign(&env, &dir, &["generate-key-pair"]));
-    succeeded("generate-key-pair (other)", &cosign(&env, &dir.join("other"), &["generate-key-pair"]));
+    succeeded(
+        "generate-key-pair",
+        &cosign(&env, &dir, &["generate-key-pair"]),
+    );
+    succeeded(
+        "generate-key-pair (other)",
+        &cosign(&env, &dir.join("other"), &["generate-key-pair"]),
+    );
 
     let host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
     let repo = unique_name("smoke/signed");
@@ -46,30 +52,79 @@ async fn cosign_signs_and_verifies_an_image_in_a_test_registry() {
         },
     );
     let image = TestImage::new(&repo);
-    let digest = registry.push_image(&repo, &image, "v1").await.expect("push image");
+    let digest = registry
+        .push_image(&repo, &image, "v1")
+        .await
+        .expect("push image");
     let reference = format!("{host}/{repo}@{digest}");
 
-    let unsigned = cosign(&env, &dir, &["verify", "--key", "cosign.pub", "--insecure-ignore-tlog=true", &reference]);
+    let unsigned = cosign(
+        &env,
+        &dir,
+        &[
+            "verify",
+            "--key",
+            "cosign.pub",
+            "--insecure-ignore-tlog=true",
+            &reference,
+        ],
+    );
     assert!(!unsigned.status.success(), "an unsigned image verified");
 
     succeeded(
         "cosign sign",
-        &cosign(&env, &dir, &["sign", "--key", "cosign.key", "--tlog-upload=false", "--yes", &reference]),
+        &cosign(
+            &env,
+            &dir,
+            &[
+                "sign",
+                "--key",
+                "cosign.key",
+                "--tlog-upload=false",
+                "--yes",
+                &reference,
+            ],
+        ),
     );
     // The legacy signature tag scheme: sha256-<hex>.sig next to the image.
     let sig_tag = format!("{}.sig", digest.replace(':', "-"));
-    registry.manifest_digest(&repo, &sig_tag).await.expect("the .sig manifest exists");
+    registry
+        .manifest_digest(&repo, &sig_tag)
+        .await
+        .expect("the .sig manifest exists");
 
-    let verified = cosign(&env, &dir, &["verify", "--key", "cosign.pub", "--insecure-ignore-tlog=true", &reference]);
+    let verified = cosign(
+        &env,
+        &dir,
+        &[
+            "verify",
+            "--key",
+            "cosign.pub",
+            "--insecure-ignore-tlog=true",
+            &reference,
+        ],
+    );
     succeeded("cosign verify", &verified);
     let stdout = String::from_utf8_lossy(&verified.stdout);
-    assert!(stdout.contains(&digest), "verification output does not name {digest}: {stdout}");
+    assert!(
+        stdout.contains(&digest),
+        "verification output does not name {digest}: {stdout}"
+    );
 
     let wrong_key = cosign(
         &env,
         &dir,
-        &["verify", "--key", "other/cosign.pub", "--insecure-ignore-tlog=true", &reference],
+        &[
+            "verify",
+            "--key",
+            "other/cosign.pub",
+            "--insecure-ignore-tlog=true",
+            &reference,
+        ],
     );
-    assert!(!wrong_key.status.success(), "a signature verified with the wrong key");
+    assert!(
+        !wrong_key.status.success(),
+        "a signature verified with the wrong key"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

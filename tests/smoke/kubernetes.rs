@@ -20,7 +20,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "{what} did not happen within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -47,7 +50,10 @@ async fn admin_creates_and_reads_namespaced_objects_and_custom_resources() {
         "data": {"registry": "internal-ecr"},
     }))
     .unwrap();
-    configmaps.create(&PostParams::default(), &cm).await.expect("create ConfigMap");
+    configmaps
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create ConfigMap");
     let read = configmaps.get("smoke").await.expect("get ConfigMap");
     assert_eq!(read.data.unwrap()["registry"], "internal-ecr");
 
@@ -73,19 +79,28 @@ async fn admin_creates_and_reads_namespaced_objects_and_custom_resources() {
     }))
     .unwrap();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.create(&PostParams::default(), &crd).await.expect("create CRD");
-    eventually("the CRD to be Established", Duration::from_secs(30), || async {
-        let crd = crds.get(&format!("widgets.{group}")).await.ok()?;
-        let established = crd
-            .status?
-            .conditions?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        established.then_some(())
-    })
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("create CRD");
+    eventually(
+        "the CRD to be Established",
+        Duration::from_secs(30),
+        || async {
+            let crd = crds.get(&format!("widgets.{group}")).await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        },
+    )
     .await;
 
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Widget"), "widgets");
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Widget"),
+        "widgets",
+    );
     let widgets = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resource);
     let widget: DynamicObject = serde_json::from_value(json!({
         "apiVersion": format!("{group}/v1"), "kind": "Widget",
@@ -93,11 +108,22 @@ async fn admin_creates_and_reads_namespaced_objects_and_custom_resources() {
     }))
     .unwrap();
     // Discovery of a new CRD takes a moment: retry the create until it is served.
-    eventually("the custom resource to be served", Duration::from_secs(30), || async {
-        widgets.create(&PostParams::default(), &widget).await.ok().map(|_| ())
-    })
+    eventually(
+        "the custom resource to be served",
+        Duration::from_secs(30),
+        || async {
+            widgets
+                .create(&PostParams::default(), &widget)
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
     .await;
-    assert_eq!(widgets.get("w1").await.expect("get Widget").data["spec"]["size"], 3);
+    assert_eq!(
+        widgets.get("w1").await.expect("get Widget").data["spec"]["size"],
+        3
+    );
 
     // The schema is enforced by the apiserver.
     let invalid: DynamicObject = serde_json::from_value(json!({
@@ -105,10 +131,18 @@ async fn admin_creates_and_reads_namespaced_objects_and_custom_resources() {
         "metadata": {"name": "w2"}, "spec": {"size": 0},
     }))
     .unwrap();
-    let err = widgets.create(&PostParams::default(), &invalid).await.expect_err("size 0 is invalid");
-    assert!(err.to_string().contains("spec.size"), "unexpected error: {err}");
+    let err = widgets
+        .create(&PostParams::default(), &invalid)
+        .await
+        .expect_err("size 0 is invalid");
+    assert!(
+        err.to_string().contains("spec.size"),
+        "unexpected error: {err}"
+    );
 
-    crds.delete(&format!("widgets.{group}"), &Default::default()).await.expect("delete CRD");
+    crds.delete(&format!("widgets.{group}"), &Default::default())
+        .await
+        .expect("delete CRD");
 }
 
 #[tokio::test]
@@ -117,8 +151,12 @@ async fn service_account_token_without_rbac_is_forbidden_until_granted() {
     let admin = env.kube_admin().await;
     let ns = namespace(&admin).await;
     let accounts = Api::<ServiceAccount>::namespaced(admin.clone(), &ns);
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "promoter"}})).unwrap();
-    accounts.create(&PostParams::default(), &sa).await.expect("create ServiceAccount");
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "promoter"}})).unwrap();
+    accounts
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("create ServiceAccount");
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![],
@@ -164,9 +202,17 @@ async fn service_account_token_without_rbac_is_forbidden_until_granted() {
         .create(&PostParams::default(), &binding)
         .await
         .expect("create RoleBinding");
-    eventually("the RoleBinding to take effect", Duration::from_secs(30), || async {
-        configmaps.list(&ListParams::default()).await.ok().map(|_| ())
-    })
+    eventually(
+        "the RoleBinding to take effect",
+        Duration::from_secs(30),
+        || async {
+            configmaps
+                .list(&ListParams::default())
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
     .await;
     // Granted exactly what the Role says: still no writes.
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();

@@ -10,9 +10,14 @@ use reqwest::{Method, StatusCode, header};
 #[derive(Clone)]
 pub enum Auth {
     Anonymous,
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// The bearer challenge flow; `basic` is what the token realm is given.
-    Bearer { basic: Option<(String, String)> },
+    Bearer {
+        basic: Option<(String, String)>,
+    },
 }
 
 /// One registry host, reached over TLS with the test CA.
@@ -126,7 +131,9 @@ impl Registry {
                     return Err(format!("token realm answered {}", response.status()));
                 }
                 let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-                let token = body["token"].as_str().ok_or("token response without token")?;
+                let token = body["token"]
+                    .as_str()
+                    .ok_or("token response without token")?;
                 Ok(Some(format!("Bearer {token}")))
             }
         }
@@ -173,7 +180,10 @@ impl Registry {
         if start.status() != StatusCode::ACCEPTED {
             return Err(start.status());
         }
-        let location = start.headers()[header::LOCATION].to_str().unwrap().to_string();
+        let location = start.headers()[header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_string();
         let url = if location.starts_with("https://") {
             location
         } else {
@@ -280,9 +290,7 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 /// `Bearer realm="…",service="…"` → its parameters.
-fn parse_challenge(
-    challenge: &str,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
+fn parse_challenge(challenge: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     let rest = challenge
         .strip_prefix("Bearer ")
         .ok_or_else(|| format!("not a bearer challenge: {challenge}"))?;

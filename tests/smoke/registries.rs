@@ -24,8 +24,14 @@ async fn internal_ecr_registry_takes_the_token_the_ecr_api_issues() {
         },
     );
     let blob = payload(&repo);
-    let digest = registry.push_blob(&repo, &blob).await.expect("push with the ECR token");
-    assert_eq!(registry.pull_blob(&repo, &digest).await.expect("pull"), blob);
+    let digest = registry
+        .push_blob(&repo, &blob)
+        .await
+        .expect("push with the ECR token");
+    assert_eq!(
+        registry.pull_blob(&repo, &digest).await.expect("pull"),
+        blob
+    );
 
     let wrong = Registry::new(
         env.get("PROMOTER_TEST_ECR_REGISTRY"),
@@ -35,10 +41,23 @@ async fn internal_ecr_registry_takes_the_token_the_ecr_api_issues() {
             password: "not-the-token".into(),
         },
     );
-    assert_eq!(wrong.pull_blob(&repo, &digest).await, Err(StatusCode::UNAUTHORIZED));
-    assert_eq!(wrong.push_blob(&repo, b"x").await, Err(StatusCode::UNAUTHORIZED));
-    let anonymous = Registry::new(env.get("PROMOTER_TEST_ECR_REGISTRY"), &env.ca_pem(), Auth::Anonymous);
-    assert_eq!(anonymous.pull_blob(&repo, &digest).await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        wrong.pull_blob(&repo, &digest).await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(
+        wrong.push_blob(&repo, b"x").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
+    let anonymous = Registry::new(
+        env.get("PROMOTER_TEST_ECR_REGISTRY"),
+        &env.ca_pem(),
+        Auth::Anonymous,
+    );
+    assert_eq!(
+        anonymous.pull_blob(&repo, &digest).await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
 }
 
 #[tokio::test]
@@ -51,10 +70,16 @@ async fn quay_registry_takes_its_robot_account() {
     };
     let registry = Registry::new(env.get("PROMOTER_TEST_QUAY_REGISTRY"), &env.ca_pem(), robot);
     let image = TestImage::new(&repo);
-    let digest = registry.push_image(&repo, &image, "v1").await.expect("push an image");
+    let digest = registry
+        .push_image(&repo, &image, "v1")
+        .await
+        .expect("push an image");
     assert_eq!(registry.manifest_digest(&repo, "v1").await, Ok(digest));
     assert_eq!(
-        registry.pull_blob(&repo, &crate::oci::sha256(&image.layer)).await.expect("pull"),
+        registry
+            .pull_blob(&repo, &crate::oci::sha256(&image.layer))
+            .await
+            .expect("pull"),
         image.layer
     );
 
@@ -66,7 +91,10 @@ async fn quay_registry_takes_its_robot_account() {
             password: "wrong".into(),
         },
     );
-    assert_eq!(wrong.manifest_digest(&repo, "v1").await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        wrong.manifest_digest(&repo, "v1").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
 }
 
 #[tokio::test]
@@ -93,16 +121,31 @@ async fn public_registry_runs_the_bearer_flow_with_ecr_public_tokens() {
         },
     );
     let blob = payload(&repo);
-    let digest = pusher.push_blob(&repo, &blob).await.expect("push with a bearer token");
+    let digest = pusher
+        .push_blob(&repo, &blob)
+        .await
+        .expect("push with a bearer token");
 
     // ECR Public serves anonymous pulls; pushes need the token.
     let anonymous = Registry::new(host, &env.ca_pem(), Auth::Bearer { basic: None });
-    assert_eq!(anonymous.pull_blob(&repo, &digest).await.expect("anonymous pull"), blob);
-    assert_eq!(anonymous.push_blob(&repo, b"nope").await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        anonymous
+            .pull_blob(&repo, &digest)
+            .await
+            .expect("anonymous pull"),
+        blob
+    );
+    assert_eq!(
+        anonymous.push_blob(&repo, b"nope").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
 
     // No token at all: the registry itself refuses, so the bearer check is real.
     let no_token = Registry::new(host, &env.ca_pem(), Auth::Anonymous);
-    assert_eq!(no_token.pull_blob(&repo, &digest).await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        no_token.pull_blob(&repo, &digest).await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
 
     // Wrong credentials are refused by the realm.
     let wrong = Registry::new(
@@ -112,9 +155,15 @@ async fn public_registry_runs_the_bearer_flow_with_ecr_public_tokens() {
             basic: Some(("AWS".into(), "forged".into())),
         },
     );
-    assert_eq!(wrong.pull_blob(&repo, &digest).await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        wrong.pull_blob(&repo, &digest).await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
 
     // Like ECR Public, a push to a repository nobody created is refused.
     let uncreated = format!("{alias}/{}", unique_name("never-created"));
-    assert_eq!(pusher.push_blob(&uncreated, b"x").await, Err(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        pusher.push_blob(&uncreated, b"x").await,
+        Err(StatusCode::UNAUTHORIZED)
+    );
 }

@@ -86,9 +86,7 @@ impl TestEnv {
 fn env_file() -> PathBuf {
     std::env::var_os("PROMOTER_TESTENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv/env")
-        })
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testenv/env"))
 }
 
 /// Parses `KEY=VALUE` lines (an `export ` prefix and matching quotes allowed).

@@ -42,23 +42,26 @@ install_go_tool() {
   link "$dir/$name" "$name"
 }
 
-# Builds binaries of a wrapper module under tests/testenv/go/<module>; the cache key
-# is the module's go.mod + go.sum, so a version bump rebuilds and nothing else does.
+# Builds binaries (name=package) of a wrapper module under tests/testenv/go/<module>;
+# the cache key is the module's go.mod + go.sum, so a version bump rebuilds and
+# nothing else does.
 install_wrapped() {
   local module=$1; shift
   local src=$here/go/$module
   local key
   key=$(cat "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-16)
   local dir=$cache/tools/$module-$key
-  local missing=0 pkg
-  for pkg in "$@"; do [ -x "$dir/$(basename "$pkg")" ] || missing=1; done
+  local entry missing=0
+  for entry in "$@"; do [ -x "$dir/${entry%%=*}" ] || missing=1; done
   if [ "$missing" = 1 ]; then
-    say "building $* from $src (cached afterwards)"
+    say "building ${*#*=} from $src (cached afterwards)"
     mkdir -p "$dir.tmp"
-    (cd "$src" && go build -o "$dir.tmp/" "$@")
+    for entry in "$@"; do
+      (cd "$src" && go build -o "$dir.tmp/${entry%%=*}" "${entry#*=}")
+    done
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
-  for pkg in "$@"; do link "$dir/$(basename "$pkg")" "$(basename "$pkg")"; done
+  for entry in "$@"; do link "$dir/${entry%%=*}" "${entry%%=*}"; done
 }
 
 install_python() {
@@ -72,7 +75,9 @@ install_python() {
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
     touch "$venv/.complete"
   fi
-  link "$venv/bin/python" python
+  # A wrapper, not a link: Python finds its venv from the path it was started by.
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/python" > "$bin/python"
+  chmod +x "$bin/python"
 }
 
 install_skopeo() {
@@ -94,8 +99,8 @@ install_skopeo() {
 }
 
 install_python
-install_wrapped etcd go.etcd.io/etcd/server/v3
-install_wrapped kube k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+install_wrapped etcd etcd=go.etcd.io/etcd/server/v3
+install_wrapped kube kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
 install_skopeo
 say "ready in $bin"
