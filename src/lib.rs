@@ -8,3 +8,4 @@
 //! `controller` (reconcilers). Each arrives with the issue that builds it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+pub mod api;

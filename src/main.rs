@@ -4,13 +4,43 @@
 //! `promote` / `mirror` / `copy` (one-shot engine runs for CI pipelines) and
 //! `crds` (print the custom resource definitions).
 
-use clap::Parser;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// Promote container images from internal Amazon ECR to public registries.
 #[derive(Debug, Parser)]
 #[command(name = "image-promoter", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the ImagePromotion and RegistryMirror CustomResourceDefinitions
+    /// as one YAML stream (`image-promoter crds | kubectl apply -f -`).
+    Crds,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crds => print(&image_promoter::api::crds_yaml()),
+    }
+}
+
+fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("image-promoter: writing to stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -42,14 +42,14 @@ install_go_tool() {
   link "$dir/$name" "$name"
 }
 
-# Builds binaries (name=package) of a wrapper module under tests/testenv/go/<module>;
-# the cache key is the module's go.mod + go.sum, so a version bump rebuilds and
-# nothing else does.
+# Builds binaries (name=package) of a wrapper module under tests/testenv/go/<module>
+# with the given -ldflags; the cache key is the module's go.mod + go.sum and the
+# flags, so a version bump rebuilds and nothing else does.
 install_wrapped() {
-  local module=$1; shift
+  local module=$1 ldflags=$2; shift 2
   local src=$here/go/$module
   local key
-  key=$(cat "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-16)
+  key=$( (cat "$src/go.mod" "$src/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
   local dir=$cache/tools/$module-$key
   local entry missing=0
   for entry in "$@"; do [ -x "$dir/${entry%%=*}" ] || missing=1; done
@@ -57,7 +57,7 @@ install_wrapped() {
     say "building ${*#*=} from $src (cached afterwards)"
     mkdir -p "$dir.tmp"
     for entry in "$@"; do
-      (cd "$src" && go build -o "$dir.tmp/${entry%%=*}" "${entry#*=}")
+      (cd "$src" && go build -ldflags="$ldflags" -o "$dir.tmp/${entry%%=*}" "${entry#*=}")
     done
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
@@ -99,8 +99,14 @@ install_skopeo() {
 }
 
 install_python
-install_wrapped etcd etcd=go.etcd.io/etcd/server/v3
-install_wrapped kube kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl
+install_wrapped etcd "" etcd=go.etcd.io/etcd/server/v3
+# Kubernetes binaries report their version from ldflags (helm checks it against a
+# chart's kubeVersion); take it from the wrapper's go.mod.
+kube_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/go/kube/go.mod")
+kube_minor=$(echo "$kube_version" | cut -d. -f2)
+kube_ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/component-base/version.gitTreeState=clean"
+kube_ldflags="$kube_ldflags -X k8s.io/client-go/pkg/version.gitVersion=$kube_version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
+install_wrapped kube "$kube_ldflags" kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
 install_skopeo
 say "ready in $bin"

@@ -189,6 +189,7 @@ class World:
         self.data.setdefault("ports", {})
         self.data.setdefault("pids", {})
         self.data.setdefault("secrets", {})
+        self.data.setdefault("commands", {})
 
     def save(self) -> None:
         STATE_FILE.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
@@ -209,7 +210,27 @@ class World:
         pid = self.data["pids"].get(name)
         return pid is not None and process_matches(pid, name)
 
+    def stop(self, name: str) -> None:
+        pid = self.data["pids"].pop(name, None)
+        if pid is None or not process_matches(pid, name):
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 15
+        while process_matches(pid, name) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process_matches(pid, name):
+            os.killpg(pid, signal.SIGKILL)
+        log(f"{name}: stopped pid {pid}")
+
     def start(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
+        # The resolved binary is part of the command: a rebuilt tool restarts its process.
+        command = [os.path.realpath(argv[0])] + argv[1:]
+        if self.running(name) and self.data["commands"].get(name) != command:
+            log(f"{name}: binary or flags changed, restarting")
+            self.stop(name)
         if self.running(name):
             wait_until(name, ready, LOGS / f"{name}.log", timeout=15)
             log(f"{name}: reusing pid {self.data['pids'][name]}")
@@ -227,6 +248,7 @@ class World:
                 start_new_session=True,
             )
         self.data["pids"][name] = process.pid
+        self.data["commands"][name] = command
         self.save()
         started = time.monotonic()
 
@@ -509,24 +531,9 @@ def up() -> None:
 
 def down() -> None:
     world = World()
-    pids: dict = world.data["pids"]
     # Reverse start order: clients of etcd before etcd.
-    for name in reversed(list(pids)):
-        pid = pids[name]
-        if not process_matches(pid, name):
-            continue
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + 15
-        while process_matches(pid, name) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if process_matches(pid, name):
-            os.killpg(pid, signal.SIGKILL)
-        # Reap the process group: a zombie still has /proc entries but no environ.
-        log(f"{name}: stopped pid {pid}")
-    world.data["pids"] = {}
+    for name in reversed(list(world.data["pids"])):
+        world.stop(name)
     world.save()
     left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_ours(p)]
     if left:

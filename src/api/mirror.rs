@@ -1,0 +1,244 @@
+//! `RegistryMirror`: keep selected tags of one repository the same in others.
+//!
+//! During the migration away from Quay.io, a mirror first backfills the
+//! history of a repository (which ECR's own replication does not do) and then
+//! keeps up on an interval, at a cost proportional to what changed. It follows
+//! the promotion's write-once rule: a target tag that points at another digest
+//! than the source's is reported as drift, not overwritten, unless it matches a
+//! floating pattern.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::EcrPublicRepository;
+use super::credentials::RegistryCredentials;
+use super::rules;
+
+/// Which repository to mirror, which of its tags, where to, and how often.
+// Each printcolumn(...) repeats type_ and json_path, which the lint mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "imagepromoter.dev",
+    version = "v1alpha1",
+    kind = "RegistryMirror",
+    plural = "registrymirrors",
+    singular = "registrymirror",
+    shortname = "mirror",
+    shortname = "mirrors",
+    category = "imagepromoter",
+    namespaced,
+    status = "RegistryMirrorStatus",
+    derive = "PartialEq",
+    doc = "Keep selected tags of one repository identical in other registries: backfill \
+           history, then follow new tags on an interval, reporting drift instead of overwriting it.",
+    printcolumn(
+        name = "Source",
+        type_ = "string",
+        json_path = ".spec.source.repository",
+        description = "The source repository"
+    ),
+    printcolumn(
+        name = "Tier",
+        type_ = "string",
+        json_path = ".spec.tier",
+        description = "Migration tier"
+    ),
+    printcolumn(
+        name = "In Sync",
+        type_ = "integer",
+        json_path = ".status.tags.inSync",
+        description = "Selected tags identical at every target"
+    ),
+    printcolumn(
+        name = "Drifted",
+        type_ = "integer",
+        json_path = ".status.tags.drifted",
+        description = "Selected tags that point elsewhere at a target"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether the last sync left every selected tag in sync"
+    ),
+    printcolumn(
+        name = "Last Sync",
+        type_ = "date",
+        json_path = ".status.lastSyncTime",
+        description = "When the last sync finished"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::unique_target_repositories())]
+#[x_kube(validation = rules::mirror_target_is_not_source())]
+pub struct RegistryMirrorSpec {
+    /// The repository to mirror.
+    pub source: SourceRepository,
+    /// Where to mirror it (1 to 16 targets, distinct names and repositories).
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub targets: Vec<MirrorTarget>,
+    /// Which tags to mirror. Default: every tag.
+    #[serde(default)]
+    pub tags: TagSelector,
+    /// How often to look for new and changed tags, as a duration such as `10m`
+    /// or `1h` (at least 1m).
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::mirror_interval())]
+    pub interval: String,
+    /// Stop syncing, keeping status as it is, until set back to false.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Migration tier of the repository, for the migration plan and for
+    /// filtering: by convention `Gold`, `Silver` or `Bronze`, but any label
+    /// value is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = rules::tier())]
+    pub tier: Option<String>,
+}
+
+/// The repository a mirror copies from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRepository {
+    /// Repository with its registry host and without tag, e.g. `quay.io/acme/app`.
+    #[schemars(length(min = 1, max = 384))]
+    #[x_kube(validation = rules::repository_reference())]
+    pub repository: String,
+    /// How to pull. Default: the operator's AWS identity for Amazon ECR and
+    /// ECR Public hosts, anonymous otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RegistryCredentials>,
+}
+
+/// One repository a mirror keeps in sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::create_repository_needs_ecr_public())]
+pub struct MirrorTarget {
+    /// Name of the target, unique within the mirror (a DNS label such as `ecr-public`).
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = rules::dns_label())]
+    pub name: String,
+    /// Repository to mirror to, with its registry host and without tag, e.g.
+    /// `public.ecr.aws/acme/app`.
+    #[schemars(length(min = 1, max = 384))]
+    #[x_kube(validation = rules::repository_reference())]
+    pub repository: String,
+    /// How to push. Default: the operator's AWS identity for `public.ecr.aws`
+    /// and Amazon ECR hosts; other registries need a secretRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RegistryCredentials>,
+    /// Create the repository with this catalog data when it does not exist.
+    /// ECR Public targets only. Absent: a missing repository fails the sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_repository: Option<EcrPublicRepository>,
+}
+
+/// Which source tags a mirror copies. A tag is selected when it matches an
+/// include pattern (or there are none), matches no exclude pattern, satisfies
+/// the semver range (if given) and is among the newest N (if given).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagSelector {
+    /// Regular expressions (RE2 syntax, unanchored: add `^` and `$`); a tag
+    /// matching any of them is a candidate. Empty: every tag is a candidate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 512)))]
+    #[x_kube(validation = rules::non_empty_patterns())]
+    pub include: Vec<String>,
+    /// Regular expressions (RE2 syntax, unanchored); a tag matching any of them
+    /// is never mirrored, e.g. `-rc[0-9]*$`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 512)))]
+    #[x_kube(validation = rules::non_empty_patterns())]
+    pub exclude: Vec<String>,
+    /// Only tags that parse as semantic versions (a leading `v` allowed) and
+    /// satisfy this requirement, in Cargo syntax: `>=1.0.0, <3.0.0`, `^2.1`, `~1.4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub semver: Option<String>,
+    /// Only the newest N selected tags: by semantic version when semver is
+    /// set, otherwise by the image's creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub newest: Option<i32>,
+    /// Regular expressions (RE2 syntax, unanchored) for tags that may move at
+    /// the targets, such as `^latest$` or `^[0-9]+$`. Every other tag is
+    /// write-once: when it points elsewhere at a target it is reported as
+    /// drifted and left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 512)))]
+    #[x_kube(validation = rules::non_empty_patterns())]
+    pub floating: Vec<String>,
+}
+
+/// What the controller observed and did, written only by the controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryMirrorStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled (see docs/api.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Selected tags by state, counted over all targets' worst state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<TagCounts>,
+    /// The first few tags that failed or drifted, with reasons (at most 10).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<TagFailure>,
+    /// When the last sync finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+}
+
+/// Number of selected tags in each state. A tag counts once, in the worst
+/// state it has at any target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagCounts {
+    /// Tags identical at every target.
+    #[serde(default)]
+    pub in_sync: i32,
+    /// Tags not yet copied to every target.
+    #[serde(default)]
+    pub pending: i32,
+    /// Tags that point at another digest at some target and were left alone.
+    #[serde(default)]
+    pub drifted: i32,
+    /// Tags whose copy failed at some target.
+    #[serde(default)]
+    pub failed: i32,
+}
+
+/// One tag that failed or drifted at one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagFailure {
+    /// The tag.
+    pub tag: String,
+    /// The target's name from spec.targets.
+    pub target: String,
+    /// PascalCase reason, e.g. TagDrifted or RegistryUnavailable.
+    pub reason: String,
+    /// What happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn default_interval() -> String {
+    "10m".to_string()
+}

@@ -1,0 +1,105 @@
+//! The reasons the controller reports in conditions, events and metrics.
+//!
+//! Each is PascalCase and says which condition carries it and when. This is
+//! the API's vocabulary, documented for users in docs/api.md; errors of the
+//! registry and AWS clients add their own reasons (one per failing operation)
+//! where none of these fits.
+
+/// Ready=True (promotion): every target holds the image under every requested tag.
+pub const PROMOTED: &str = "Promoted";
+/// Ready=True (mirror): the last sync left every selected tag in sync at every target.
+pub const IN_SYNC: &str = "InSync";
+/// Reconciling=True, Ready=False or Unknown: work is under way.
+pub const PROGRESSING: &str = "Progressing";
+/// Reconciling=False (mirror): spec.suspend is true; other conditions keep their last value.
+pub const SUSPENDED: &str = "Suspended";
+
+/// Verified=True: the source passed every check of the effective policy.
+pub const POLICY_SATISFIED: &str = "PolicySatisfied";
+/// Verified=False, Stalled=True: tag immutability is required and the source repository allows overwriting tags.
+pub const TAG_MUTABLE: &str = "TagMutable";
+/// Verified=False, Stalled=True: the source repository's encryption is weaker than required.
+pub const ENCRYPTION_TOO_WEAK: &str = "EncryptionTooWeak";
+/// Verified=Unknown, Reconciling=True: the image scan has not finished; checked again later.
+pub const SCAN_PENDING: &str = "ScanPending";
+/// Verified=False, Stalled=True: a scan is required and the image has no completed scan.
+pub const SCAN_MISSING: &str = "ScanMissing";
+/// Verified=False, Stalled=True: the scan has a finding at or above the threshold that no unexpired ignore entry covers.
+pub const VULNERABILITIES_FOUND: &str = "VulnerabilitiesFound";
+/// Verified=False, Stalled=True: a signature is required and the image has none.
+pub const SIGNATURE_MISSING: &str = "SignatureMissing";
+/// Verified=False, Stalled=True: the image's signatures do not verify against the required key or identity.
+pub const SIGNATURE_INVALID: &str = "SignatureInvalid";
+
+/// Ready=False, Stalled=True: a write-once target tag points at another digest; nothing was overwritten.
+pub const TAG_CONFLICT: &str = "TagConflict";
+/// Ready=False (mirror): some selected tags point elsewhere at a target and were left alone.
+pub const TAGS_DRIFTED: &str = "TagsDrifted";
+/// Ready=False (mirror): some selected tags could not be copied; retried at the next interval.
+pub const TAGS_FAILED: &str = "TagsFailed";
+/// Ready=False, Stalled=True: the source image or repository does not exist.
+pub const SOURCE_NOT_FOUND: &str = "SourceNotFound";
+/// Ready=False, Stalled=True: the source tag resolves to another digest than the one given.
+pub const SOURCE_DIGEST_MISMATCH: &str = "SourceDigestMismatch";
+/// Ready=False, Stalled=True: the spec passed the apiserver but is still unusable, e.g. a
+/// regular expression or semver range that does not parse, or an ignore entry's bad date.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Ready=False, Stalled=True: a referenced Secret or key does not exist or has the wrong type.
+pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+/// Ready=False, Stalled=True: a registry or AWS rejected the credentials (401).
+pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+/// Ready=False, Stalled=True: the credentials are valid but not allowed to do this (403).
+pub const ACCESS_DENIED: &str = "AccessDenied";
+/// Ready=False, Stalled=True: the target repository does not exist and createRepository is not set.
+pub const REPOSITORY_NOT_FOUND: &str = "RepositoryNotFound";
+/// Ready=False, Reconciling=True: a registry or AWS is unreachable or overloaded
+/// (connection error, 408, 429, 5xx); retried with backoff.
+pub const REGISTRY_UNAVAILABLE: &str = "RegistryUnavailable";
+
+/// Every reason above, for documentation checks and metric label sets.
+pub const ALL: &[&str] = &[
+    PROMOTED,
+    IN_SYNC,
+    PROGRESSING,
+    SUSPENDED,
+    POLICY_SATISFIED,
+    TAG_MUTABLE,
+    ENCRYPTION_TOO_WEAK,
+    SCAN_PENDING,
+    SCAN_MISSING,
+    VULNERABILITIES_FOUND,
+    SIGNATURE_MISSING,
+    SIGNATURE_INVALID,
+    TAG_CONFLICT,
+    TAGS_DRIFTED,
+    TAGS_FAILED,
+    SOURCE_NOT_FOUND,
+    SOURCE_DIGEST_MISMATCH,
+    INVALID_SPEC,
+    CREDENTIALS_NOT_FOUND,
+    AUTHENTICATION_FAILED,
+    ACCESS_DENIED,
+    REPOSITORY_NOT_FOUND,
+    REGISTRY_UNAVAILABLE,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::ALL;
+
+    #[test]
+    fn reasons_are_unique_pascal_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for reason in ALL {
+            assert!(
+                reason.starts_with(|c: char| c.is_ascii_uppercase()),
+                "{reason}"
+            );
+            assert!(
+                reason.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{reason}"
+            );
+            assert!(seen.insert(reason), "{reason} twice");
+        }
+    }
+}

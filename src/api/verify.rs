@@ -1,0 +1,280 @@
+//! The verification policy a promotion asks for, and the evidence it produced.
+//!
+//! ECR Public has no tag immutability and no scanning, so the promoter is the
+//! only gate between internal ECR and the public. The policy here is what one
+//! `ImagePromotion` requests; the operator's configuration sets a cluster-wide
+//! floor, and the policy that applies is the stricter of the two for every
+//! setting: a namespace can tighten the floor, never weaken it.
+
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::rules;
+
+/// What the source image must satisfy before any byte is copied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationPolicy {
+    /// Require the source repository to have immutable tags, so the source tag
+    /// cannot be pointed at another image after it was verified.
+    #[serde(default = "default_true")]
+    pub require_tag_immutability: bool,
+    /// Weakest encryption at rest accepted for the source repository: `Any`,
+    /// `AES256` (AES256 or KMS) or `KMS` (KMS or KMS_DSSE).
+    #[serde(default)]
+    pub encryption: EncryptionRequirement,
+    /// Vulnerability scan requirements.
+    #[serde(default)]
+    pub scan: ScanPolicy,
+    /// Signature requirement. Absent: no signature is required by this object
+    /// (the operator's floor may still require one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignaturePolicy>,
+}
+
+impl Default for VerificationPolicy {
+    fn default() -> Self {
+        Self {
+            require_tag_immutability: true,
+            encryption: EncryptionRequirement::default(),
+            scan: ScanPolicy::default(),
+            signature: None,
+        }
+    }
+}
+
+/// Weakest accepted encryption at rest, ordered from weakest to strongest.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum EncryptionRequirement {
+    /// No requirement (ECR always encrypts at rest, at least with AES256).
+    #[default]
+    Any,
+    /// AES256 or KMS.
+    #[serde(rename = "AES256")]
+    Aes256,
+    /// KMS or KMS_DSSE: a key the account controls and audits.
+    #[serde(rename = "KMS")]
+    Kms,
+}
+
+/// Requirements on the ECR image scan of the source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanPolicy {
+    /// Require a completed scan. When false and the image has no completed
+    /// scan it passes; the findings of a completed scan are always evaluated.
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// Refuse the image when it has a finding of this severity or above:
+    /// `CRITICAL`, `HIGH`, `MEDIUM`, `LOW` or `INFORMATIONAL`.
+    #[serde(default = "default_fail_on_severity")]
+    pub fail_on_severity: Severity,
+    /// Findings to disregard, each with a reason and an expiry date. An entry
+    /// stops applying after its expiry date and its finding counts again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["id".into()]))]
+    pub ignore: Vec<IgnoredFinding>,
+}
+
+impl Default for ScanPolicy {
+    fn default() -> Self {
+        Self {
+            required: true,
+            fail_on_severity: default_fail_on_severity(),
+            ignore: Vec::new(),
+        }
+    }
+}
+
+/// Severity of a finding, as Amazon ECR (and Amazon Inspector) report it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Informational findings.
+    Informational,
+    /// Low severity.
+    Low,
+    /// Medium severity.
+    Medium,
+    /// High severity.
+    High,
+    /// Critical severity.
+    Critical,
+}
+
+impl Severity {
+    /// The name ECR uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Informational => "INFORMATIONAL",
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A finding that does not fail the verification, until it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnoredFinding {
+    /// Finding id as the scanner reports it, e.g. `CVE-2025-12345` or `GHSA-xxxx-xxxx-xxxx`.
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// Why the finding is acceptable, for the next reader (required).
+    #[schemars(length(min = 1, max = 1024))]
+    pub reason: String,
+    /// Last day (`YYYY-MM-DD`, UTC) on which the entry applies (required).
+    #[schemars(extend("format" = "date"))]
+    pub expires: String,
+}
+
+/// How the source image must be signed. Set exactly one of publicKey or keyless.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::exactly_one_of(&["publicKey", "keyless"]))]
+pub struct SignaturePolicy {
+    /// Require a cosign signature made with the private key matching this
+    /// public key (PEM), read from a Secret in the object's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<PublicKeySignature>,
+    /// Require a keyless (Sigstore Fulcio certificate) cosign signature whose
+    /// certificate names this OIDC issuer and subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessSignature>,
+}
+
+/// A cosign public key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicKeySignature {
+    /// The Secret key holding the PEM-encoded public key.
+    pub secret_ref: SecretKeyReference,
+}
+
+/// One key of a Secret in the same namespace as the object that refers to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyReference {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[serde(default = "default_public_key_name")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// The identity a keyless signature's certificate must carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeylessSignature {
+    /// OIDC issuer URL, e.g. `https://token.actions.githubusercontent.com`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = kube::core::Rule::new("self.startsWith('https://') && isURL(self)")
+        .message("must be an https:// URL"))]
+    pub issuer: String,
+    /// Certificate subject (SAN), e.g.
+    /// `https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject: String,
+}
+
+/// What verification found, recorded in status so the decision can be audited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationEvidence {
+    /// Tag mutability of the source repository as ECR reports it: `IMMUTABLE` or `MUTABLE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_mutability: Option<String>,
+    /// Encryption type of the source repository as ECR reports it: `AES256`, `KMS` or `KMS_DSSE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_type: Option<String>,
+    /// The image scan that was evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanEvidence>,
+    /// The signature that was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureEvidence>,
+}
+
+/// The scan of the source image.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanEvidence {
+    /// Scan status as ECR reports it, e.g. `COMPLETE`, `IN_PROGRESS`, `FAILED`.
+    pub status: String,
+    /// When the scan completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Number of findings by severity, before ignores.
+    #[serde(default)]
+    pub findings: FindingCounts,
+    /// Number of findings disregarded by unexpired ignore entries.
+    #[serde(default)]
+    pub ignored: i32,
+}
+
+/// Number of findings per severity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingCounts {
+    /// Findings of severity CRITICAL.
+    #[serde(default)]
+    pub critical: i32,
+    /// Findings of severity HIGH.
+    #[serde(default)]
+    pub high: i32,
+    /// Findings of severity MEDIUM.
+    #[serde(default)]
+    pub medium: i32,
+    /// Findings of severity LOW.
+    #[serde(default)]
+    pub low: i32,
+    /// Findings of severity INFORMATIONAL.
+    #[serde(default)]
+    pub informational: i32,
+    /// Findings ECR reports without a severity (UNDEFINED).
+    #[serde(default)]
+    pub undefined: i32,
+}
+
+/// The signature that satisfied the policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureEvidence {
+    /// Identity of the verifying key: `sha256:<hex>` of the public key's DER
+    /// encoding, or `<issuer> <subject>` for a keyless signature.
+    pub key_id: String,
+    /// Digest of the signature manifest that was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_digest: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_fail_on_severity() -> Severity {
+    Severity::High
+}
+
+fn default_public_key_name() -> String {
+    "cosign.pub".to_string()
+}
