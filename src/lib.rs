@@ -9,3 +9,6 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 pub mod api;
+pub mod cli;
+pub mod config;
+pub mod registry;

@@ -22,12 +22,21 @@ enum Command {
     /// Print the ImagePromotion and RegistryMirror CustomResourceDefinitions
     /// as one YAML stream (`image-promoter crds | kubectl apply -f -`).
     Crds,
+    /// Copy one image, by digest with every platform, to one or more repositories.
+    Copy(image_promoter::cli::copy::CopyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env(
+            "IMAGE_PROMOTER_LOG",
+        ))
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Crds => print(&image_promoter::api::crds_yaml()),
+        Command::Copy(args) => image_promoter::cli::copy::run(args),
     }
 }
 

@@ -1,6 +1,9 @@
 //! A deliberately small OCI distribution client for the smoke suite: just enough
 //! to push and pull blobs and manifests with each registry's auth, so the suite
 //! proves the registries are real without depending on the product's client.
+//! Other test binaries use it to seed and inspect registries independently of
+//! the engine under test; each uses a part of it.
+#![allow(dead_code)]
 
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine as _;
@@ -255,6 +258,68 @@ impl Registry {
             return Err(response.status());
         }
         Ok(image.digest())
+    }
+
+    /// PUT manifest bytes of any media type under `reference`.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<String, StatusCode> {
+        let auth = self
+            .authorization(repo, "pull,push")
+            .await
+            .map_err(|_| StatusCode::UNAUTHORIZED)?;
+        let response = self
+            .send(
+                Method::PUT,
+                format!("https://{}/v2/{repo}/manifests/{reference}", self.host),
+                &auth,
+                Some(media_type),
+                Some(bytes.to_vec()),
+            )
+            .await
+            .expect("PUT manifest");
+        if response.status() != StatusCode::CREATED {
+            return Err(response.status());
+        }
+        Ok(sha256(bytes))
+    }
+
+    /// GET a manifest's bytes and content type.
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String), StatusCode> {
+        let auth = self
+            .authorization(repo, "pull")
+            .await
+            .map_err(|_| StatusCode::UNAUTHORIZED)?;
+        let mut request = self
+            .http
+            .get(format!("https://{}/v2/{repo}/manifests/{reference}", self.host))
+            .header(
+                header::ACCEPT,
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+            );
+        if let Some(value) = &auth {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let response = request.send().await.expect("GET manifest");
+        if !response.status().is_success() {
+            return Err(response.status());
+        }
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        Ok((
+            response.bytes().await.expect("manifest body").to_vec(),
+            content_type,
+        ))
     }
 
     /// HEAD a manifest; its digest, or the HTTP status.

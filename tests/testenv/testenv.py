@@ -501,8 +501,12 @@ def up() -> None:
     )
     (docker / "config.json").chmod(0o600)
 
+    config = STATE / "promoter.yaml"
+    config.write_text(promoter_config(ecr, quay, public, docker / "config.json"))
+
     env = {
         "KUBECONFIG": kubeconfig,
+        "PROMOTER_TEST_CONFIG": str(config),
         "PROMOTER_TEST_BIN": str(BIN),
         "PROMOTER_TEST_CA": str(CERTS / "ca.pem"),
         "PROMOTER_TEST_ECR_REGISTRY": ecr,
@@ -527,6 +531,23 @@ def up() -> None:
     lines.append(f'export PATH="{BIN}:$PATH"')
     (STATE / "env").write_text("\n".join(lines) + "\n")
     log(f"ready in {time.monotonic() - started:.1f}s; source {STATE / 'env'}")
+
+
+def promoter_config(ecr: str, quay: str, public: str, docker_config: Path) -> str:
+    """image-promoter's configuration file for the test world (docs/config.md)."""
+    ca = CERTS / "ca.pem"
+    entries = [(ecr, "ecr"), (quay, "generic"), (public, "ecrPublic")]
+    lines = ["# image-promoter configuration for the local test world; written by `make env-up`.", "registries:"]
+    for host, kind in entries:
+        lines += [
+            f"  - host: \"{host}\"",
+            f"    kind: {kind}",
+            f"    caFile: {ca}",
+            "    auth:",
+            "      dockerConfig:",
+            f"        path: {docker_config}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def down() -> None:

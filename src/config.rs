@@ -1,0 +1,326 @@
+//! The operator's configuration file (YAML): how to reach and authenticate to
+//! each registry, which CA bundles to trust, and per-registry limits. The same
+//! file serves the operator and the one-shot CLI; `docs/config.md` documents it.
+//!
+//! Secrets are never inline: a password comes from a file or an environment
+//! variable, or a dockerconfigjson file supplies it.
+
+use crate::registry::auth::dockerconfig;
+use crate::registry::auth::{Credential, Secret, SharedSource, StaticCredential};
+use crate::registry::client::{ClientSettings, RegistryClient, UploadMode};
+use crate::registry::{Registries, RegistryError};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// ECR asks for parts of at least 5 MiB; 8 MiB keeps memory small and requests few.
+pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
+const MIN_CHUNK_BYTES: u64 = 5 << 20;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Registries that need anything but anonymous HTTPS with public CAs.
+    #[serde(default)]
+    pub registries: Vec<RegistryConfig>,
+}
+
+/// How to reach one registry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `host[:port]` exactly as image references write it.
+    pub host: String,
+    /// What the registry is; decides upload mode and, later, token sources.
+    #[serde(default)]
+    pub kind: RegistryKind,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// PEM bundle of extra CAs to trust for this registry.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP (never for a registry reachable by anyone else).
+    #[serde(default)]
+    pub plain_http: bool,
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_requests: usize,
+    /// Requests started per second (unset: unlimited).
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Upload blobs as PATCH parts of this many bytes (≥ 5 MiB). Default: whole
+    /// blobs for generic registries, 8 MiB parts for ECR and ECR Public.
+    #[serde(default)]
+    pub chunk_bytes: Option<u64>,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+/// The kinds of registry the engine knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RegistryKind {
+    #[default]
+    Generic,
+    Ecr,
+    EcrPublic,
+}
+
+/// Where a registry's credentials come from: at most one of the fields; none
+/// means anonymous.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A user name with a password read from a file or an environment variable.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// The entry for this host in a dockerconfigjson file.
+    #[serde(default)]
+    pub docker_config: Option<DockerConfigAuth>,
+}
+
+/// Basic credentials; the password never appears in the file itself.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// A dockerconfigjson file (e.g. a mounted `kubernetes.io/dockerconfigjson` Secret).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DockerConfigAuth {
+    pub path: PathBuf,
+}
+
+/// Why the configuration cannot be used. Messages name the file, the registry
+/// and the field, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("registry {host}: {message}")]
+    Invalid { host: String, message: String },
+    #[error("registry {host}: {source}")]
+    Client { host: String, source: RegistryError },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Config = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for registry in &self.registries {
+            let invalid = |message: &str| ConfigError::Invalid {
+                host: registry.host.clone(),
+                message: message.to_string(),
+            };
+            if !seen.insert(registry.host.as_str()) {
+                return Err(invalid("declared twice"));
+            }
+            if registry.host.contains('/') || registry.host.is_empty() {
+                return Err(invalid("host must be host[:port], without scheme or path"));
+            }
+            if registry.max_concurrent_requests == 0 {
+                return Err(invalid("maxConcurrentRequests must be at least 1"));
+            }
+            if registry
+                .requests_per_second
+                .is_some_and(|r| r <= 0.0 || r.is_nan())
+            {
+                return Err(invalid("requestsPerSecond must be positive"));
+            }
+            if registry.chunk_bytes.is_some_and(|c| c < MIN_CHUNK_BYTES) {
+                return Err(invalid(
+                    "chunkBytes must be at least 5242880 (5 MiB), as ECR requires",
+                ));
+            }
+            if registry.auth.basic.is_some() && registry.auth.docker_config.is_some() {
+                return Err(invalid("auth takes one of basic or dockerConfig, not both"));
+            }
+            if let Some(basic) = &registry.auth.basic
+                && basic.password_file.is_some() == basic.password_env.is_some()
+            {
+                return Err(invalid(
+                    "basic auth needs exactly one of passwordFile or passwordEnv",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds one client per declared registry.
+    pub fn registries(&self) -> Result<Registries, ConfigError> {
+        let mut registries = Registries::new();
+        for registry in &self.registries {
+            let client = registry.client()?;
+            registries.insert(&registry.host, client);
+        }
+        Ok(registries)
+    }
+}
+
+impl RegistryConfig {
+    fn client(&self) -> Result<RegistryClient, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            host: self.host.clone(),
+            message,
+        };
+        let ca_pem = match &self.ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| invalid(format!("reading caFile {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let upload = match (self.chunk_bytes, self.kind) {
+            (Some(part_size), _) => UploadMode::Chunked { part_size },
+            (None, RegistryKind::Generic) => UploadMode::Monolithic,
+            (None, RegistryKind::Ecr | RegistryKind::EcrPublic) => UploadMode::Chunked {
+                part_size: DEFAULT_CHUNK_BYTES,
+            },
+        };
+        let settings = ClientSettings {
+            plain_http: self.plain_http,
+            ca_pem,
+            max_concurrent_requests: self.max_concurrent_requests,
+            requests_per_second: self.requests_per_second,
+            upload,
+            ..ClientSettings::default()
+        };
+        let source: SharedSource = Arc::new(StaticCredential(self.credential()?));
+        RegistryClient::new(&self.host, source, settings).map_err(|source| ConfigError::Client {
+            host: self.host.clone(),
+            source,
+        })
+    }
+
+    fn credential(&self) -> Result<Credential, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            host: self.host.clone(),
+            message,
+        };
+        if let Some(basic) = &self.auth.basic {
+            let password = match (&basic.password_file, &basic.password_env) {
+                (Some(path), _) => std::fs::read_to_string(path)
+                    .map_err(|e| invalid(format!("reading passwordFile {}: {e}", path.display())))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+                (None, Some(name)) => std::env::var(name).map_err(|_| {
+                    invalid(format!(
+                        "environment variable {name} (passwordEnv) is not set"
+                    ))
+                })?,
+                (None, None) => unreachable!("validated"),
+            };
+            return Ok(Credential::Basic {
+                username: basic.username.clone(),
+                password: Secret::new(password),
+            });
+        }
+        if let Some(docker) = &self.auth.docker_config {
+            let document = std::fs::read(&docker.path).map_err(|e| {
+                invalid(format!(
+                    "reading dockerConfig {}: {e}",
+                    docker.path.display()
+                ))
+            })?;
+            return dockerconfig::credential_for(&document, &self.host)
+                .map_err(|e| invalid(e.to_string()));
+        }
+        Ok(Credential::Anonymous)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn reads_a_full_registry_entry() {
+        let config = parse(
+            r#"
+registries:
+  - host: 127.0.0.1:5000
+    kind: ecr
+    auth:
+      basic: {username: AWS, passwordEnv: ECR_PASSWORD}
+    caFile: /tmp/ca.pem
+    maxConcurrentRequests: 4
+    requestsPerSecond: 20
+  - host: quay.io
+    auth:
+      dockerConfig: {path: /secrets/config.json}
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.registries.len(), 2);
+        assert_eq!(config.registries[0].kind, RegistryKind::Ecr);
+        assert_eq!(config.registries[1].max_concurrent_requests, 16);
+    }
+
+    #[test]
+    fn refuses_what_cannot_work_with_a_clear_message() {
+        let cases = [
+            (
+                "registries: [{host: a.io, colour: red}]",
+                "unknown field `colour`",
+            ),
+            ("registries: [{host: a.io}, {host: a.io}]", "declared twice"),
+            ("registries: [{host: 'https://a.io'}]", "without scheme"),
+            (
+                "registries: [{host: a.io, chunkBytes: 1024}]",
+                "at least 5242880",
+            ),
+            (
+                "registries: [{host: a.io, maxConcurrentRequests: 0}]",
+                "at least 1",
+            ),
+            (
+                "registries: [{host: a.io, auth: {basic: {username: u}}}]",
+                "exactly one of",
+            ),
+            (
+                "registries: [{host: a.io, kind: gcr}]",
+                "unknown variant `gcr`",
+            ),
+            (
+                "registries: [{host: a.io, auth: {basic: {username: u, passwordEnv: P}, dockerConfig: {path: /x}}}]",
+                "not both",
+            ),
+        ];
+        for (text, message) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(message), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Authentication to registries: challenges, credentials and their sources,
+//! dockerconfigjson documents, and the per-registry session that turns them into
+//! `Authorization` headers (basic, or bearer tokens per scope).
+
+pub mod challenge;
+pub mod credentials;
+pub mod dockerconfig;
+pub mod session;
+
+pub use credentials::{
+    Credential, CredentialError, CredentialSource, Lease, Secret, SharedSource, StaticCredential,
+};
+pub use session::{AuthSession, Scope};

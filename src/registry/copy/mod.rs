@@ -1,0 +1,654 @@
+//! The copy engine: one source image to one or more target repositories, by
+//! digest, exact bytes, children before parents, tags last.
+//!
+//! Order of work: resolve the source once (the digest is pinned), read the
+//! manifest graph, HEAD every target tag and decide per target (`plan`), then for
+//! the targets that need it: skip blobs that exist, mount blobs known elsewhere
+//! in the same registry, and stream the rest from the source once to all of them
+//! (`fanout`); then child manifests by digest, then the root under each tag. A
+//! target that fails anywhere gets no tag, so no tag ever names an image with a
+//! missing blob.
+
+pub mod fanout;
+pub mod locations;
+pub mod plan;
+pub mod report;
+
+use super::client::{FetchedManifest, Mount, RegistryClient};
+use super::digest::Digest;
+use super::error::RegistryError;
+use super::manifest::{self, Descriptor, Manifest};
+use super::reference::{ImageReference, Repository};
+use super::registries::Registries;
+use bytes::Bytes;
+use futures::StreamExt;
+use locations::BlobLocations;
+use plan::{ObservedTags, TargetPlan};
+use report::{CopyReport, TargetFailure, TargetReport};
+use std::time::Instant;
+
+/// Which platforms of a multi-platform index to copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Platforms {
+    /// Every platform; the index is copied byte for byte.
+    #[default]
+    All,
+    /// Only these (`os/arch[/variant]`): a new index holding just them is
+    /// written, so its digest differs from the source's.
+    Only(Vec<String>),
+}
+
+/// One destination of a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub repository: Repository,
+    /// Tags to publish; empty to copy by digest only.
+    pub tags: Vec<String>,
+    /// Tags allowed to move to a new digest.
+    pub floating: Vec<String>,
+}
+
+/// How to copy.
+#[derive(Clone, Debug)]
+pub struct CopyOptions {
+    pub platforms: Platforms,
+    /// Blobs streamed at the same time.
+    pub blob_concurrency: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            platforms: Platforms::All,
+            blob_concurrency: 4,
+        }
+    }
+}
+
+/// A failure before any target was touched (the source could not be read).
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("reading source {source_ref}: {error}")]
+    Source {
+        source_ref: String,
+        #[source]
+        error: RegistryError,
+    },
+    #[error("source {source_ref}: no platform matches {wanted:?} (it has {available})")]
+    NoPlatform {
+        source_ref: String,
+        wanted: Vec<String>,
+        available: String,
+    },
+}
+
+impl CopyError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CopyError::Source { error, .. } => error.reason(),
+            CopyError::NoPlatform { .. } => "PlatformNotFound",
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CopyError::Source { error, .. } => error.is_transient(),
+            CopyError::NoPlatform { .. } => false,
+        }
+    }
+}
+
+/// A manifest of the graph with the blobs it names.
+struct Node {
+    manifest: FetchedManifest,
+    blobs: Vec<Descriptor>,
+}
+
+/// The source image as read: the root and its children (children first).
+/// Children are read only when a target needs more than tags.
+struct SourceGraph {
+    root: FetchedManifest,
+    /// The index entries to copy, read into `children` on demand.
+    child_descriptors: Vec<Descriptor>,
+    children: Vec<Node>,
+    /// Blobs of the root itself (an image manifest); empty for an index.
+    root_blobs: Vec<Descriptor>,
+}
+
+impl SourceGraph {
+    fn nodes(&self) -> impl Iterator<Item = (&FetchedManifest, &[Descriptor])> {
+        self.children
+            .iter()
+            .map(|n| (&n.manifest, n.blobs.as_slice()))
+            .chain(std::iter::once((&self.root, self.root_blobs.as_slice())))
+    }
+
+    /// Every distinct blob, in first-seen order.
+    fn blobs(&self) -> Vec<Descriptor> {
+        let mut seen = std::collections::HashSet::new();
+        self.nodes()
+            .flat_map(|(_, blobs)| blobs.iter())
+            .filter(|d| seen.insert(d.digest.clone()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Where a target stands during a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The image is missing: blobs, manifests, then tags.
+    Full,
+    /// The image is there; only tags are missing.
+    TagsOnly,
+    /// Nothing (more) to do.
+    Done,
+    Failed,
+}
+
+/// State of one target during a copy.
+struct TargetRun {
+    target: Target,
+    client: Option<RegistryClient>,
+    report: TargetReport,
+    started: Instant,
+    /// Tags to write once the image is complete.
+    tags: Vec<String>,
+    stage: Stage,
+}
+
+impl TargetRun {
+    fn fail(&mut self, failure: TargetFailure) {
+        if self.report.error.is_none() {
+            self.report.error = Some(failure);
+        }
+        self.stage = Stage::Failed;
+    }
+
+    fn client(&self) -> &RegistryClient {
+        self.client
+            .as_ref()
+            .expect("failed targets have no client and do no work")
+    }
+}
+
+/// The copy engine, holding what it learns across copies (blob locations).
+pub struct Engine {
+    registries: Registries,
+    locations: BlobLocations,
+}
+
+impl Engine {
+    pub fn new(registries: Registries) -> Self {
+        Self {
+            registries,
+            locations: BlobLocations::default(),
+        }
+    }
+
+    pub fn registries(&self) -> &Registries {
+        &self.registries
+    }
+
+    /// Copies `source` to every target.
+    pub async fn copy(
+        &self,
+        source: &ImageReference,
+        targets: &[Target],
+        options: &CopyOptions,
+    ) -> Result<CopyReport, CopyError> {
+        let started = Instant::now();
+        let source_ref = source.to_string();
+        let source_error = |error| CopyError::Source {
+            source_ref: source_ref.clone(),
+            error,
+        };
+        let source_client = self
+            .registries
+            .client(&source.repository.registry)
+            .map_err(source_error)?
+            .counting();
+        let repo = source.repository.name.as_str();
+        let mut graph = self.read_root(&source_client, source, options).await?;
+        let mut source_bytes = graph.root.bytes.len() as u64;
+
+        let mut runs: Vec<TargetRun> = targets
+            .iter()
+            .map(|target| {
+                let mut run = TargetRun {
+                    target: target.clone(),
+                    client: None,
+                    report: TargetReport {
+                        repository: target.repository.to_string(),
+                        ..Default::default()
+                    },
+                    started: Instant::now(),
+                    tags: Vec::new(),
+                    stage: Stage::Full,
+                };
+                match self.registries.client(&target.repository.registry) {
+                    Ok(client) => run.client = Some(client.counting()),
+                    Err(error) => run.fail(TargetFailure::from_error(&error)),
+                }
+                run
+            })
+            .collect();
+
+        // Observe and plan every target before writing anything.
+        futures::future::join_all(
+            runs.iter_mut()
+                .filter(|r| r.stage == Stage::Full)
+                .map(|run| observe(run, &graph.root.digest)),
+        )
+        .await;
+
+        // Blobs: skip, mount, or stream once to every target that lacks them.
+        if runs.iter().any(|r| r.stage == Stage::Full) {
+            graph.children = read_children(&source_client, repo, &graph.child_descriptors)
+                .await
+                .map_err(source_error)?;
+            source_bytes += graph
+                .children
+                .iter()
+                .map(|n| n.manifest.bytes.len() as u64)
+                .sum::<u64>();
+            let blobs = graph.blobs();
+            for blob in &blobs {
+                self.locations
+                    .record(source_client.host(), repo, &blob.digest);
+            }
+            source_bytes += self
+                .copy_blobs(
+                    &source_client,
+                    repo,
+                    &blobs,
+                    &mut runs,
+                    options.blob_concurrency,
+                )
+                .await;
+        }
+
+        // Manifests, children first, then the root under each tag.
+        futures::future::join_all(
+            runs.iter_mut()
+                .filter(|r| matches!(r.stage, Stage::Full | Stage::TagsOnly))
+                .map(|run| write_manifests(run, &graph)),
+        )
+        .await;
+
+        let reports = runs
+            .into_iter()
+            .map(|run| {
+                let mut report = run.report;
+                report.requests = run.client.as_ref().map_or(0, RegistryClient::requests);
+                report.duration_ms = run.started.elapsed().as_millis() as u64;
+                report
+            })
+            .collect();
+        Ok(CopyReport {
+            source: source_ref,
+            digest: graph.root.digest.clone(),
+            media_type: graph.root.media_type.clone(),
+            source_bytes_read: source_bytes,
+            source_requests: source_client.requests(),
+            targets: reports,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Reads the root manifest (pinning the digest) and selects the platforms.
+    async fn read_root(
+        &self,
+        client: &RegistryClient,
+        source: &ImageReference,
+        options: &CopyOptions,
+    ) -> Result<SourceGraph, CopyError> {
+        let source_ref = source.to_string();
+        let error = |error| CopyError::Source {
+            source_ref: source_ref.clone(),
+            error,
+        };
+        let repo = source.repository.name.as_str();
+        let root = client
+            .get_manifest(repo, &source.reference())
+            .await
+            .map_err(error)?;
+        let parsed = parse(client, repo, &root).map_err(error)?;
+        let manifests = match parsed {
+            Manifest::Image { .. } => {
+                return Ok(SourceGraph {
+                    root_blobs: parsed.blobs().into_iter().cloned().collect(),
+                    root,
+                    child_descriptors: Vec::new(),
+                    children: Vec::new(),
+                });
+            }
+            Manifest::Index { manifests, .. } => manifests,
+        };
+        let selected: Vec<Descriptor> = match &options.platforms {
+            Platforms::All => manifests.clone(),
+            Platforms::Only(wanted) => manifests
+                .iter()
+                .filter(|d| {
+                    d.platform
+                        .as_ref()
+                        .is_some_and(|p| wanted.iter().any(|w| p.matches(w)))
+                })
+                .cloned()
+                .collect(),
+        };
+        if selected.is_empty() {
+            return Err(CopyError::NoPlatform {
+                source_ref: source_ref.clone(),
+                wanted: match &options.platforms {
+                    Platforms::Only(w) => w.clone(),
+                    Platforms::All => Vec::new(),
+                },
+                available: manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let root = match &options.platforms {
+            Platforms::All => root,
+            Platforms::Only(_) => subset_index(&root, &selected),
+        };
+        Ok(SourceGraph {
+            root,
+            child_descriptors: selected,
+            children: Vec::new(),
+            root_blobs: Vec::new(),
+        })
+    }
+
+    /// Brings every blob to every active target; returns bytes read from the source.
+    async fn copy_blobs(
+        &self,
+        source: &RegistryClient,
+        repo: &str,
+        blobs: &[Descriptor],
+        runs: &mut [TargetRun],
+        concurrency: usize,
+    ) -> u64 {
+        let runs_ref: &[TargetRun] = runs;
+        let outcomes: Vec<BlobOutcome> = futures::stream::iter(
+            blobs
+                .iter()
+                .map(|blob| self.copy_blob(source, repo, blob, runs_ref)),
+        )
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+        let mut read = 0;
+        for outcome in outcomes {
+            read += outcome.source_bytes;
+            for (index, result) in outcome.results {
+                let run = &mut runs[index];
+                match result {
+                    Ok(BlobAction::Skipped) => run.report.blobs_skipped += 1,
+                    Ok(BlobAction::Mounted) => run.report.blobs_mounted += 1,
+                    Ok(BlobAction::Uploaded(bytes)) => {
+                        run.report.blobs_uploaded += 1;
+                        run.report.bytes_written += bytes;
+                    }
+                    Err(error) => run.fail(TargetFailure::from_error(&error)),
+                }
+            }
+        }
+        read
+    }
+
+    /// One blob to every active target.
+    async fn copy_blob(
+        &self,
+        source: &RegistryClient,
+        repo: &str,
+        blob: &Descriptor,
+        runs: &[TargetRun],
+    ) -> BlobOutcome {
+        let mut results = Vec::new();
+        let mut sinks = Vec::new();
+        let mut sink_targets = Vec::new();
+        for (index, run) in runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.stage == Stage::Full)
+        {
+            let client = run.client();
+            let target_repo = run.target.repository.name.as_str();
+            match self.place_blob(client, target_repo, blob).await {
+                Ok(Placement::Done(action)) => results.push((index, Ok(action))),
+                Ok(Placement::Upload(session)) => {
+                    sinks.push(fanout::Sink {
+                        client: client.clone(),
+                        session,
+                    });
+                    sink_targets.push(index);
+                }
+                Err(error) => results.push((index, Err(error))),
+            }
+        }
+        let mut source_bytes = 0;
+        if !sinks.is_empty() {
+            let fan = fanout::stream_blob(source, repo, &blob.digest, blob.size, sinks).await;
+            source_bytes = fan.source_bytes;
+            for (index, result) in sink_targets.into_iter().zip(fan.results) {
+                if result.is_ok() {
+                    let run = &runs[index];
+                    self.locations.record(
+                        run.client().host(),
+                        &run.target.repository.name,
+                        &blob.digest,
+                    );
+                }
+                results.push((index, result.map(|()| BlobAction::Uploaded(blob.size))));
+            }
+        }
+        BlobOutcome {
+            source_bytes,
+            results,
+        }
+    }
+
+    /// Skips, mounts, or opens an upload for one blob at one target.
+    async fn place_blob(
+        &self,
+        client: &RegistryClient,
+        repo: &str,
+        blob: &Descriptor,
+    ) -> Result<Placement, RegistryError> {
+        if client.blob_size(repo, &blob.digest).await?.is_some() {
+            self.locations.record(client.host(), repo, &blob.digest);
+            return Ok(Placement::Done(BlobAction::Skipped));
+        }
+        if let Some(from) = self
+            .locations
+            .mount_source(client.host(), repo, &blob.digest)
+        {
+            match client.mount_blob(repo, &blob.digest, &from).await? {
+                Mount::Mounted => {
+                    self.locations.record(client.host(), repo, &blob.digest);
+                    return Ok(Placement::Done(BlobAction::Mounted));
+                }
+                Mount::Refused(session) => return Ok(Placement::Upload(session)),
+            }
+        }
+        Ok(Placement::Upload(client.start_upload(repo).await?))
+    }
+}
+
+enum Placement {
+    Done(BlobAction),
+    Upload(super::client::UploadSession),
+}
+
+enum BlobAction {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
+}
+
+struct BlobOutcome {
+    source_bytes: u64,
+    results: Vec<(usize, Result<BlobAction, RegistryError>)>,
+}
+
+fn parse(
+    client: &RegistryClient,
+    repo: &str,
+    fetched: &FetchedManifest,
+) -> Result<Manifest, RegistryError> {
+    Manifest::parse(&fetched.media_type, &fetched.bytes).map_err(|source| RegistryError::Manifest {
+        host: client.host().to_string(),
+        repository: repo.to_string(),
+        source,
+    })
+}
+
+/// Reads the child manifests of an index, each by digest.
+async fn read_children(
+    client: &RegistryClient,
+    repo: &str,
+    descriptors: &[Descriptor],
+) -> Result<Vec<Node>, RegistryError> {
+    let fetched: Vec<Result<Node, RegistryError>> =
+        futures::stream::iter(descriptors.iter().map(|descriptor| async move {
+            let child = client
+                .get_manifest(repo, &descriptor.digest.to_string())
+                .await?;
+            let parsed = parse(client, repo, &child)?;
+            if let Manifest::Index { .. } = parsed {
+                return Err(RegistryError::Manifest {
+                    host: client.host().to_string(),
+                    repository: repo.to_string(),
+                    source: manifest::ManifestError::UnexpectedChild {
+                        parent: "an index".to_string(),
+                        digest: descriptor.digest.clone(),
+                        media_type: child.media_type.clone(),
+                    },
+                });
+            }
+            Ok(Node {
+                blobs: parsed.blobs().into_iter().cloned().collect(),
+                manifest: child,
+            })
+        }))
+        .buffered(8)
+        .collect()
+        .await;
+    fetched.into_iter().collect()
+}
+
+/// A new index holding only the selected children (other fields kept).
+fn subset_index(root: &FetchedManifest, selected: &[Descriptor]) -> FetchedManifest {
+    let mut value: serde_json::Value = serde_json::from_slice(&root.bytes).expect("parsed before");
+    let keep: std::collections::HashSet<String> =
+        selected.iter().map(|d| d.digest.to_string()).collect();
+    if let Some(list) = value.get_mut("manifests").and_then(|m| m.as_array_mut()) {
+        list.retain(|entry| {
+            entry
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .is_some_and(|d| keep.contains(d))
+        });
+    }
+    let bytes = Bytes::from(serde_json::to_vec(&value).expect("JSON value serialises"));
+    FetchedManifest {
+        digest: Digest::sha256_of(&bytes),
+        bytes,
+        media_type: root.media_type.clone(),
+    }
+}
+
+/// HEADs the target's tags and the image, and decides what the target needs.
+async fn observe(run: &mut TargetRun, digest: &Digest) {
+    let repo = run.target.repository.name.clone();
+    let mut observed = ObservedTags::new();
+    for tag in &run.target.tags {
+        match run.client().head_manifest(&repo, tag).await {
+            Ok(head) => {
+                observed.insert(tag.clone(), head.map(|h| h.digest));
+            }
+            Err(error) => return run.fail(TargetFailure::from_error(&error)),
+        }
+    }
+    match plan::plan_target(digest, &run.target.tags, &run.target.floating, &observed) {
+        TargetPlan::UpToDate => {
+            run.report.digest = Some(digest.clone());
+            run.report.tags_present = run.target.tags.clone();
+            run.stage = Stage::Done;
+        }
+        TargetPlan::Conflict(conflicts) => run.fail(TargetFailure::conflict(&conflicts)),
+        TargetPlan::Write { tags } => {
+            run.report.tags_present = run
+                .target
+                .tags
+                .iter()
+                .filter(|t| !tags.contains(t))
+                .cloned()
+                .collect();
+            // When a tag already points at the image, only the other tags are missing.
+            if observed.values().any(|d| d.as_ref() == Some(digest)) {
+                run.stage = Stage::TagsOnly;
+            }
+            run.tags = tags;
+        }
+    }
+}
+
+/// Child manifests by digest, then the root by digest or under each tag.
+async fn write_manifests(run: &mut TargetRun, graph: &SourceGraph) {
+    let repo = run.target.repository.name.clone();
+    let children = if run.stage == Stage::Full {
+        graph.children.as_slice()
+    } else {
+        &[]
+    };
+    for node in children {
+        let manifest = &node.manifest;
+        let digest = manifest.digest.to_string();
+        match run.client().head_manifest(&repo, &digest).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(error) => return run.fail(TargetFailure::from_error(&error)),
+        }
+        if let Err(error) = run
+            .client()
+            .put_manifest(&repo, &digest, &manifest.media_type, &manifest.bytes)
+            .await
+        {
+            return run.fail(TargetFailure::from_error(&error));
+        }
+        run.report.manifests_written += 1;
+        run.report.bytes_written += manifest.bytes.len() as u64;
+    }
+    write_root(run, graph).await;
+}
+
+async fn write_root(run: &mut TargetRun, graph: &SourceGraph) {
+    let repo = run.target.repository.name.clone();
+    let root = &graph.root;
+    let references: Vec<String> = if run.tags.is_empty() {
+        vec![root.digest.to_string()]
+    } else {
+        run.tags.clone()
+    };
+    for reference in &references {
+        if let Err(error) = run
+            .client()
+            .put_manifest(&repo, reference, &root.media_type, &root.bytes)
+            .await
+        {
+            return run.fail(TargetFailure::from_error(&error));
+        }
+        run.report.manifests_written += 1;
+        run.report.bytes_written += root.bytes.len() as u64;
+        if !run.tags.is_empty() {
+            run.report.tags_written.push(reference.clone());
+        }
+    }
+    run.report.digest = Some(root.digest.clone());
+    run.stage = Stage::Done;
+}

@@ -1,0 +1,158 @@
+//! Errors of registry operations: one variant per way an operation fails, each
+//! with its context, a PascalCase `reason()` and whether retrying later may help.
+//! No message carries a credential, a token or a URL query (signed URLs).
+
+use super::auth::challenge::ChallengeError;
+use super::digest::Digest;
+use super::manifest::ManifestError;
+
+/// A failed registry operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{operation} on {host}: {message}")]
+    Transport {
+        operation: &'static str,
+        host: String,
+        message: String,
+        transient: bool,
+    },
+    #[error("{operation} on {host} answered HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        operation: &'static str,
+        host: String,
+        status: u16,
+        detail: Option<String>,
+    },
+    #[error("authenticating to {host}: {message}")]
+    Auth {
+        host: String,
+        message: String,
+        transient: bool,
+    },
+    #[error("authenticating to {host}: {source}")]
+    Challenge {
+        host: String,
+        source: ChallengeError,
+    },
+    #[error("{host}/{repository}: {source}")]
+    Manifest {
+        host: String,
+        repository: String,
+        source: ManifestError,
+    },
+    #[error(
+        "{host}/{repository}: content for {expected} hashed to {actual}; nothing was committed"
+    )]
+    DigestMismatch {
+        host: String,
+        repository: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(
+        "{host}/{repository}: {digest} is {actual} bytes but its descriptor says {declared}; nothing was committed"
+    )]
+    SizeMismatch {
+        host: String,
+        repository: String,
+        digest: Digest,
+        declared: u64,
+        actual: u64,
+    },
+    #[error("{host}: {operation} sent a Location outside the registry ({location_host}); refused")]
+    ForeignLocation {
+        operation: &'static str,
+        host: String,
+        location_host: String,
+    },
+    #[error("{host}: {operation} answered without a usable Location header")]
+    MissingLocation {
+        operation: &'static str,
+        host: String,
+    },
+    #[error("copy stopped: {0}")]
+    Cancelled(String),
+}
+
+impl RegistryError {
+    /// PascalCase reason, reused as condition reason, event reason and metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RegistryError::Transport { .. } => "RegistryUnreachable",
+            RegistryError::Status { status: 401, .. } => "RegistryUnauthorized",
+            RegistryError::Status { status: 403, .. } => "RegistryForbidden",
+            RegistryError::Status { status: 404, .. } => "NotFound",
+            RegistryError::Status { status: 429, .. } => "RegistryThrottled",
+            RegistryError::Status { .. } => "RegistryError",
+            RegistryError::Auth { .. } | RegistryError::Challenge { .. } => "RegistryAuthFailed",
+            RegistryError::Manifest { .. } => "ManifestRefused",
+            RegistryError::DigestMismatch { .. } => "DigestMismatch",
+            RegistryError::SizeMismatch { .. } => "SizeMismatch",
+            RegistryError::ForeignLocation { .. } | RegistryError::MissingLocation { .. } => {
+                "RegistryProtocolError"
+            }
+            RegistryError::Cancelled(_) => "Cancelled",
+        }
+    }
+
+    /// True when the same operation may succeed later without a change of spec.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport { transient, .. } | RegistryError::Auth { transient, .. } => {
+                *transient
+            }
+            RegistryError::Status { status, .. } => super::retry::is_retryable_status(*status),
+            // A source that sent wrong bytes may send right ones next time.
+            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => true,
+            RegistryError::Cancelled(_) => true,
+            _ => false,
+        }
+    }
+
+    /// True for "this does not exist" answers.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::Status { status: 404, .. })
+    }
+
+    pub(crate) fn transport(operation: &'static str, host: &str, error: reqwest::Error) -> Self {
+        let transient =
+            error.is_timeout() || error.is_connect() || error.is_request() || error.is_body();
+        let error = error.without_url();
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        RegistryError::Transport {
+            operation,
+            host: host.to_string(),
+            message,
+            transient,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_and_transience() {
+        let status = |status| RegistryError::Status {
+            operation: "GET manifest",
+            host: "r".into(),
+            status,
+            detail: None,
+        };
+        assert_eq!(status(404).reason(), "NotFound");
+        assert!(!status(404).is_transient());
+        assert!(status(503).is_transient());
+        assert!(status(429).is_transient());
+        assert_eq!(status(403).reason(), "RegistryForbidden");
+        assert!(!status(401).is_transient());
+        let text = status(500).to_string();
+        assert_eq!(text, "GET manifest on r answered HTTP 500");
+    }
+}

@@ -1,0 +1,13 @@
+//! The copy engine against the test world's real registries: single images,
+//! multi-arch indexes, platform subsets, re-copies, mounts, write-once tags,
+//! fan-out to several targets, and the `copy` command line.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[path = "../smoke/oci.rs"]
+mod oci;
+
+mod cli;
+mod copy;
+mod fixtures;
