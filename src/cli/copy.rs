@@ -29,6 +29,12 @@ pub struct CopyArgs {
     /// Copy only this platform (`os/arch[/variant]`, repeatable); writes a new index.
     #[arg(long = "platform", value_name = "PLATFORM")]
     pub platforms: Vec<String>,
+    /// Copy cosign signatures (`sha256-<hex>.sig`) of the image and its platforms.
+    #[arg(long)]
+    pub signatures: bool,
+    /// Copy OCI 1.1 referrers (SBOMs, attestations) and cosign attestations.
+    #[arg(long)]
+    pub referrers: bool,
     /// Registry configuration (auth, CAs, limits); see docs/config.md.
     #[arg(long, value_name = "FILE", env = "IMAGE_PROMOTER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -96,6 +102,8 @@ fn request(args: &CopyArgs) -> Result<Request, String> {
         targets,
         options: CopyOptions {
             platforms,
+            signatures: args.signatures,
+            referrers: args.referrers,
             ..CopyOptions::default()
         },
     })
@@ -173,13 +181,15 @@ pub fn human(report: &CopyReport) -> String {
             None => "copied".to_string(),
         };
         out.push_str(&format!(
-            "target  {}: {result}\n        tags written [{}] present [{}]; blobs uploaded {} mounted {} skipped {}; {} written; {} requests; {} ms\n",
+            "target  {}: {result}\n        tags written [{}] present [{}]; blobs uploaded {} mounted {} skipped {}; signatures {} referrers {}; {} written; {} requests; {} ms\n",
             target.repository,
             target.tags_written.join(", "),
             target.tags_present.join(", "),
             target.blobs_uploaded,
             target.blobs_mounted,
             target.blobs_skipped,
+            target.signatures_copied,
+            target.referrers_copied,
             mebibytes(target.bytes_written),
             target.requests,
             target.duration_ms,

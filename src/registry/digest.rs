@@ -70,9 +70,14 @@ impl Digest {
         Hasher::new(self.algorithm)
     }
 
-    /// The cosign legacy tag for signatures of this digest: `sha256-<hex>.sig`.
+    /// The digest as a tag: `sha256-<hex>` (the referrers tag-schema fallback).
+    pub fn tag_form(&self) -> String {
+        format!("{}-{}", self.algorithm.name(), self.hex)
+    }
+
+    /// cosign's tag for things attached to this digest: `sha256-<hex>.sig`.
     pub fn tag_with_suffix(&self, suffix: &str) -> String {
-        format!("{}-{}.{suffix}", self.algorithm.name(), self.hex)
+        format!("{}.{suffix}", self.tag_form())
     }
 }
 

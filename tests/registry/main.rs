@@ -8,6 +8,7 @@ mod support;
 #[path = "../smoke/oci.rs"]
 mod oci;
 
+mod attached;
 mod cli;
 mod copy;
 mod fixtures;

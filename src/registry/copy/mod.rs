@@ -9,6 +9,7 @@
 //! target that fails anywhere gets no tag, so no tag ever names an image with a
 //! missing blob.
 
+pub mod attached;
 pub mod fanout;
 pub mod locations;
 pub mod plan;
@@ -54,6 +55,10 @@ pub struct CopyOptions {
     pub platforms: Platforms,
     /// Blobs streamed at the same time.
     pub blob_concurrency: usize,
+    /// Copy cosign signatures (`sha256-<hex>.sig`) of the image and its platforms.
+    pub signatures: bool,
+    /// Copy OCI 1.1 referrers and cosign attestations / SBOMs.
+    pub referrers: bool,
 }
 
 impl Default for CopyOptions {
@@ -61,6 +66,8 @@ impl Default for CopyOptions {
         Self {
             platforms: Platforms::All,
             blob_concurrency: 4,
+            signatures: false,
+            referrers: false,
         }
     }
 }
@@ -285,15 +292,32 @@ impl Engine {
                 report
             })
             .collect();
-        Ok(CopyReport {
+        let mut report = CopyReport {
             source: source_ref,
             digest: graph.root.digest.clone(),
             media_type: graph.root.media_type.clone(),
             source_bytes_read: source_bytes,
             source_requests: source_client.requests(),
             targets: reports,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+            duration_ms: 0,
+        };
+        if options.signatures || options.referrers {
+            let digests: Vec<Digest> = std::iter::once(graph.root.digest.clone())
+                .chain(graph.child_descriptors.iter().map(|d| d.digest.clone()))
+                .collect();
+            self.copy_attached(
+                &source_client,
+                &source.repository,
+                &digests,
+                targets,
+                options,
+                &mut report,
+            )
+            .await;
+            report.source_requests = source_client.requests();
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
     }
 
     /// Reads the root manifest (pinning the digest) and selects the platforms.

@@ -36,6 +36,10 @@ pub struct TargetReport {
     pub blobs_mounted: u64,
     pub blobs_uploaded: u64,
     pub manifests_written: u64,
+    /// cosign signature images (`.sig`) copied along.
+    pub signatures_copied: u64,
+    /// Referrers and cosign attestations / SBOMs copied along.
+    pub referrers_copied: u64,
     pub requests: u64,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

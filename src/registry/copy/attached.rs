@@ -1,0 +1,324 @@
+//! Artifacts attached to an image, copied along with it when asked:
+//!
+//! - cosign's tag scheme: `sha256-<hex>.sig` (signatures), `.att` (attestations) and
+//!   `.sbom` (SBOMs) next to the image, each an ordinary image manifest. These tags are
+//!   appended to by cosign, so at the target they float.
+//! - OCI 1.1 referrers (SBOMs, attestations, newer cosign signatures): found with the
+//!   referrers API, or with the tag-schema fallback (`sha256-<hex>` naming an index of
+//!   referrers) where a registry has no API. Each referrer is copied by digest; a target
+//!   without the referrers API gets its fallback index merged (existing entries kept).
+
+use super::report::{CopyReport, TargetFailure};
+use super::{CopyOptions, Engine, Target};
+use crate::registry::client::RegistryClient;
+use crate::registry::digest::Digest;
+use crate::registry::error::RegistryError;
+use crate::registry::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
+use crate::registry::reference::{ImageReference, Repository};
+use bytes::Bytes;
+
+/// cosign's tag suffixes, by what they hold.
+const SIGNATURE_SUFFIX: &str = "sig";
+const ATTACHMENT_SUFFIXES: [&str; 2] = ["att", "sbom"];
+
+/// The tag the referrers tag-schema fallback uses for `digest`.
+pub fn fallback_tag(digest: &Digest) -> String {
+    digest.tag_form()
+}
+
+#[derive(serde::Deserialize)]
+struct IndexDocument {
+    #[serde(default)]
+    manifests: Vec<Descriptor>,
+}
+
+/// The referrers of `digest` in `repo`: from the API, else the fallback tag.
+pub async fn referrers(
+    client: &RegistryClient,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Vec<Descriptor>, RegistryError> {
+    let api = client
+        .get_json(
+            "GET referrers",
+            repo,
+            &format!("/v2/{repo}/referrers/{digest}"),
+            OCI_INDEX,
+            MAX_MANIFEST_BYTES,
+        )
+        .await?;
+    let body = match api {
+        Some(body) => Some(body),
+        None => match client.head_manifest(repo, &fallback_tag(digest)).await? {
+            Some(_) => Some(
+                client
+                    .get_manifest(repo, &fallback_tag(digest))
+                    .await?
+                    .bytes,
+            ),
+            None => None,
+        },
+    };
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
+    let index: IndexDocument =
+        serde_json::from_slice(&body).map_err(|e| RegistryError::Manifest {
+            host: client.host().to_string(),
+            repository: repo.to_string(),
+            source: crate::registry::manifest::ManifestError::Malformed {
+                media_type: OCI_INDEX.into(),
+                message: e.to_string(),
+            },
+        })?;
+    Ok(index.manifests)
+}
+
+/// True when the registry serves the referrers API for `repo`.
+async fn has_referrers_api(
+    client: &RegistryClient,
+    repo: &str,
+    digest: &Digest,
+) -> Result<bool, RegistryError> {
+    let answer = client
+        .get_json(
+            "GET referrers",
+            repo,
+            &format!("/v2/{repo}/referrers/{digest}"),
+            OCI_INDEX,
+            MAX_MANIFEST_BYTES,
+        )
+        .await?;
+    Ok(answer.is_some())
+}
+
+/// Adds `entries` to the fallback index of `digest` at a target without the API.
+async fn merge_fallback_index(
+    client: &RegistryClient,
+    repo: &str,
+    digest: &Digest,
+    entries: &[Descriptor],
+) -> Result<(), RegistryError> {
+    let tag = fallback_tag(digest);
+    let mut document: serde_json::Value = match client.head_manifest(repo, &tag).await? {
+        Some(_) => serde_json::from_slice(&client.get_manifest(repo, &tag).await?.bytes)
+            .unwrap_or_default(),
+        None => serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
+    };
+    let list = document
+        .get_mut("manifests")
+        .and_then(|m| m.as_array_mut())
+        .ok_or_else(|| RegistryError::Manifest {
+            host: client.host().to_string(),
+            repository: repo.to_string(),
+            source: crate::registry::manifest::ManifestError::Malformed {
+                media_type: OCI_INDEX.into(),
+                message: format!("referrers fallback tag {tag} holds no manifests list"),
+            },
+        })?;
+    let mut changed = false;
+    for entry in entries {
+        let present = list.iter().any(|m| {
+            m.get("digest").and_then(|d| d.as_str()) == Some(entry.digest.to_string().as_str())
+        });
+        if !present {
+            let mut value = serde_json::json!({
+                "mediaType": entry.media_type,
+                "digest": entry.digest.to_string(),
+                "size": entry.size,
+            });
+            if let Some(artifact_type) = &entry.artifact_type {
+                value["artifactType"] = artifact_type.clone().into();
+            }
+            if !entry.annotations.is_empty() {
+                value["annotations"] =
+                    serde_json::to_value(&entry.annotations).expect("map serialises");
+            }
+            list.push(value);
+            changed = true;
+        }
+    }
+    if changed {
+        let bytes = Bytes::from(serde_json::to_vec(&document).expect("JSON value serialises"));
+        client.put_manifest(repo, &tag, OCI_INDEX, &bytes).await?;
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Copies what is attached to `digests` (the image and its platform manifests)
+    /// to the targets that succeeded, recording counts and failures in `report`.
+    pub(super) async fn copy_attached(
+        &self,
+        source_client: &RegistryClient,
+        source: &Repository,
+        digests: &[Digest],
+        targets: &[Target],
+        options: &CopyOptions,
+        report: &mut CopyReport,
+    ) {
+        let inner = CopyOptions {
+            signatures: false,
+            referrers: false,
+            ..options.clone()
+        };
+        let mut suffixes = Vec::new();
+        if options.signatures {
+            suffixes.push(SIGNATURE_SUFFIX);
+        }
+        if options.referrers {
+            suffixes.extend(ATTACHMENT_SUFFIXES);
+        }
+        for digest in digests {
+            for suffix in &suffixes {
+                let tag = digest.tag_with_suffix(suffix);
+                let found = source_client.head_manifest(&source.name, &tag).await;
+                match found {
+                    Ok(Some(_)) => {}
+                    Ok(None) => continue,
+                    Err(error) => return fail_all(report, targets, &error),
+                }
+                let live = live_targets(report, targets);
+                let attached: Vec<Target> = live
+                    .iter()
+                    .map(|(_, t)| Target {
+                        repository: t.repository.clone(),
+                        tags: vec![tag.clone()],
+                        floating: vec![tag.clone()],
+                    })
+                    .collect();
+                let copied = Box::pin(self.copy(&source.tagged(&tag), &attached, &inner)).await;
+                if *suffix == SIGNATURE_SUFFIX {
+                    merge(report, &live, copied, |t| t.signatures_copied += 1);
+                } else {
+                    merge(report, &live, copied, |t| t.referrers_copied += 1);
+                }
+            }
+            if options.referrers {
+                self.copy_referrers(source_client, source, digest, targets, &inner, report)
+                    .await;
+            }
+        }
+    }
+
+    async fn copy_referrers(
+        &self,
+        source_client: &RegistryClient,
+        source: &Repository,
+        digest: &Digest,
+        targets: &[Target],
+        inner: &CopyOptions,
+        report: &mut CopyReport,
+    ) {
+        let found = match referrers(source_client, &source.name, digest).await {
+            Ok(found) => found,
+            Err(error) => return fail_all(report, targets, &error),
+        };
+        if found.is_empty() {
+            return;
+        }
+        for referrer in &found {
+            let live = live_targets(report, targets);
+            let by_digest: Vec<Target> = live
+                .iter()
+                .map(|(_, t)| Target {
+                    repository: t.repository.clone(),
+                    tags: Vec::new(),
+                    floating: Vec::new(),
+                })
+                .collect();
+            let image = ImageReference {
+                repository: source.clone(),
+                tag: None,
+                digest: Some(referrer.digest.clone()),
+            };
+            let copied = Box::pin(self.copy(&image, &by_digest, inner)).await;
+            merge(report, &live, copied, |t| t.referrers_copied += 1);
+        }
+        for (index, target) in live_targets(report, targets) {
+            let client = match self.registries.client(&target.repository.registry) {
+                Ok(client) => client,
+                Err(error) => {
+                    report.targets[index].error = Some(TargetFailure::from_error(&error));
+                    continue;
+                }
+            };
+            let repo = &target.repository.name;
+            let result = match has_referrers_api(&client, repo, digest).await {
+                Ok(true) => Ok(()),
+                Ok(false) => merge_fallback_index(&client, repo, digest, &found).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = result {
+                report.targets[index].error = Some(TargetFailure::from_error(&error));
+            }
+        }
+    }
+}
+
+/// Targets (with their index in the report) that have not failed.
+fn live_targets<'a>(report: &CopyReport, targets: &'a [Target]) -> Vec<(usize, &'a Target)> {
+    targets
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| report.targets[*index].error.is_none())
+        .collect()
+}
+
+fn fail_all(report: &mut CopyReport, targets: &[Target], error: &RegistryError) {
+    for (index, _) in live_targets(report, targets) {
+        report.targets[index].error = Some(TargetFailure::from_error(error));
+    }
+}
+
+/// Folds the report of an attached copy into the image's report.
+fn merge(
+    report: &mut CopyReport,
+    live: &[(usize, &Target)],
+    copied: Result<CopyReport, super::CopyError>,
+    count: impl Fn(&mut super::report::TargetReport),
+) {
+    match copied {
+        Ok(sub) => {
+            report.source_bytes_read += sub.source_bytes_read;
+            report.source_requests += sub.source_requests;
+            for ((index, _), target) in live.iter().zip(sub.targets) {
+                let main = &mut report.targets[*index];
+                main.bytes_written += target.bytes_written;
+                main.blobs_skipped += target.blobs_skipped;
+                main.blobs_mounted += target.blobs_mounted;
+                main.blobs_uploaded += target.blobs_uploaded;
+                main.manifests_written += target.manifests_written;
+                main.requests += target.requests;
+                match target.error {
+                    Some(error) => main.error = Some(error),
+                    None => count(main),
+                }
+            }
+        }
+        Err(error) => {
+            for (index, _) in live {
+                report.targets[*index].error = Some(TargetFailure {
+                    reason: error.reason().into(),
+                    message: error.to_string(),
+                    transient: error.is_transient(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallback_tags() {
+        let digest = Digest::sha256_of(b"image");
+        assert_eq!(fallback_tag(&digest), format!("sha256-{}", digest.hex()));
+        assert_eq!(
+            digest.tag_with_suffix("sig"),
+            format!("sha256-{}.sig", digest.hex())
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Signatures and referrers travel with the image when asked, and still verify.
+
+use crate::fixtures::{self, OCI_INDEX, OCI_MANIFEST, engine, quay, repository};
+use crate::oci::sha256;
+use crate::support::{TestEnv, unique_name};
+use image_promoter::registry::{CopyOptions, ImageReference, Target};
+use serde_json::json;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env.tool("cosign"))
+        .args(args)
+        .current_dir(dir)
+        .env("COSIGN_PASSWORD", "")
+        .env("DOCKER_CONFIG", env.get("PROMOTER_TEST_DOCKER_CONFIG"))
+        .env("SSL_CERT_FILE", env.get("PROMOTER_TEST_CA"))
+        .env("TUF_ROOT", dir.join("tuf"))
+        .output()
+        .expect("running cosign")
+}
+
+fn target(host: &str, name: &str, tag: &str) -> Target {
+    Target {
+        repository: repository(host, name),
+        tags: vec![tag.to_string()],
+        floating: vec![],
+    }
+}
+
+#[tokio::test]
+async fn cosign_signatures_are_copied_and_verify_at_the_target() {
+    let env = TestEnv::load();
+    let dir = std::env::temp_dir().join(unique_name("promoter-sign"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let generated = cosign(&env, &dir, &["generate-key-pair"]);
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+
+    let seeded = fixtures::multi(&env, "signed", "v1", &[20_000]).await;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let signed_ref = format!("{quay_host}/{}@{}", seeded.repository, seeded.digest);
+    let signed = cosign(
+        &env,
+        &dir,
+        &[
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--yes",
+            &signed_ref,
+        ],
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let with = unique_name("signed/with");
+    let without = unique_name("signed/without");
+    let source =
+        ImageReference::parse_image(&format!("{quay_host}/{}:v1", seeded.repository)).unwrap();
+    let engine = engine(&env);
+    let options = CopyOptions {
+        signatures: true,
+        ..CopyOptions::default()
+    };
+    let report = engine
+        .copy(&source, &[target(ecr_host, &with, "v1")], &options)
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{:?}", report.targets[0].error);
+    assert_eq!(report.targets[0].signatures_copied, 1);
+    let plain = engine
+        .copy(
+            &source,
+            &[target(ecr_host, &without, "v1")],
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(plain.succeeded());
+    assert_eq!(plain.targets[0].signatures_copied, 0);
+
+    let verify = |repo: &str| {
+        cosign(
+            &env,
+            &dir,
+            &[
+                "verify",
+                "--key",
+                "cosign.pub",
+                "--insecure-ignore-tlog=true",
+                &format!("{ecr_host}/{repo}@{}", seeded.digest),
+            ],
+        )
+    };
+    let verified = verify(&with);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        !verify(&without).status.success(),
+        "no signature was asked for, none may verify"
+    );
+
+    // A second run finds everything in place.
+    let again = engine
+        .copy(&source, &[target(ecr_host, &with, "v1")], &options)
+        .await
+        .unwrap();
+    assert!(again.succeeded());
+    assert_eq!(
+        (
+            again.targets[0].blobs_uploaded,
+            again.targets[0].manifests_written
+        ),
+        (0, 0)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn referrers_are_copied_by_digest_and_listed_in_the_targets_fallback_index() {
+    let env = TestEnv::load();
+    let seeded = fixtures::single(&env, "sbom", "v1", &[10_000]).await;
+    let registry = quay(&env);
+    let repo = &seeded.repository;
+
+    // An SBOM referring to the image, listed under the tag-schema fallback tag.
+    let sbom = serde_json::to_vec(&json!({"spdxVersion": "SPDX-2.3", "name": repo})).unwrap();
+    let sbom_digest = registry.push_blob(repo, &sbom).await.unwrap();
+    let empty_digest = registry.push_blob(repo, b"{}").await.unwrap();
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_digest, "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": sbom_digest, "size": sbom.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": seeded.digest, "size": seeded.manifest.len()},
+    }))
+    .unwrap();
+    let referrer_digest = sha256(&referrer);
+    registry
+        .put_manifest(repo, &referrer_digest, OCI_MANIFEST, &referrer)
+        .await
+        .unwrap();
+    let fallback_tag = seeded.digest.replace(':', "-");
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": referrer_digest, "size": referrer.len(), "artifactType": "application/spdx+json"}],
+    }))
+    .unwrap();
+    registry
+        .put_manifest(repo, &fallback_tag, OCI_INDEX, &index)
+        .await
+        .unwrap();
+
+    // The target already lists another referrer; it must be kept.
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let name = unique_name("referrers/target");
+    let ecr = fixtures::ecr(&env).await;
+    let other = crate::oci::TestImage::new(&name);
+    let other_digest = ecr.push_image(&name, &other, "other").await.unwrap();
+    let existing = json!({"mediaType": OCI_MANIFEST, "digest": other_digest, "size": other.manifest.len(), "artifactType": "application/vnd.example"});
+    let target_index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [existing]}),
+    )
+    .unwrap();
+    ecr.put_manifest(&name, &fallback_tag, OCI_INDEX, &target_index)
+        .await
+        .unwrap();
+
+    let source = ImageReference::parse_image(&format!(
+        "{}/{repo}:v1",
+        env.get("PROMOTER_TEST_QUAY_REGISTRY")
+    ))
+    .unwrap();
+    let options = CopyOptions {
+        referrers: true,
+        ..CopyOptions::default()
+    };
+    let report = engine(&env)
+        .copy(&source, &[target(ecr_host, &name, "v1")], &options)
+        .await
+        .unwrap();
+    assert!(report.succeeded(), "{:?}", report.targets[0].error);
+    assert_eq!(report.targets[0].referrers_copied, 1);
+
+    assert_eq!(
+        ecr.manifest_digest(&name, &referrer_digest)
+            .await
+            .as_deref(),
+        Ok(referrer_digest.as_str())
+    );
+    assert_eq!(ecr.pull_blob(&name, &sbom_digest).await.unwrap(), sbom);
+    let (merged, _) = ecr.get_manifest(&name, &fallback_tag).await.unwrap();
+    let merged: serde_json::Value = serde_json::from_slice(&merged).unwrap();
+    let listed: Vec<&str> = merged["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&referrer_digest.as_str()), "{listed:?}");
+    assert!(
+        listed.contains(&other_digest.as_str()),
+        "existing referrers are kept: {listed:?}"
+    );
+    assert_eq!(listed.len(), 2);
+}
