@@ -1,0 +1,302 @@
+//! An OCI distribution client for one registry host: the transport layers
+//! (authentication → per-registry concurrency and pace → retry with backoff) and
+//! the operations the copy engine needs, each checked against what the
+//! distribution spec allows a registry to answer.
+//!
+//! Why not oci-client for this: it has no retries or 429 handling, caps chunked
+//! uploads at 4 MiB parts accepting only 202 (ECR needs ≥ 5 MiB parts and answers
+//! 201), mounts only inside one registry and treats a refused mount as an error,
+//! and its auth store is write-once (ECR tokens expire). See docs/architecture.md.
+
+mod blobs;
+mod manifests;
+mod settings;
+
+pub(crate) use blobs::receiver_stream;
+pub use blobs::{Mount, UploadSession};
+pub use manifests::{FetchedManifest, ManifestHead};
+pub use settings::{ClientSettings, UploadMode};
+
+use super::auth::{AuthSession, Scope, SharedSource};
+use super::error::RegistryError;
+use super::manifest;
+use super::retry;
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::{StatusCode, header};
+use settings::http_client;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{Mutex, Semaphore};
+
+struct Inner {
+    host: String,
+    base: String,
+    http: reqwest::Client,
+    auth: AuthSession,
+    permits: Semaphore,
+    pace: Option<(Duration, Mutex<Instant>)>,
+    settings: ClientSettings,
+}
+
+/// A client for one registry host; cheap to clone. Clones made with
+/// [`RegistryClient::counting`] share the connection, tokens and limits but
+/// count their own requests.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+    requests: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("host", &self.inner.host)
+            .finish_non_exhaustive()
+    }
+}
+
+fn oci_error_detail(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let parsed: Errors = serde_json::from_slice(body).ok()?;
+    let text = parsed
+        .errors
+        .iter()
+        .map(|e| format!("{} {}", e.code, e.message).trim().to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    // Registry messages are untrusted: keep them short and printable.
+    Some(text.chars().filter(|c| !c.is_control()).take(300).collect())
+}
+
+impl RegistryClient {
+    /// A client for `host` (`host[:port]`) with credentials from `source`.
+    pub fn new(
+        host: &str,
+        source: SharedSource,
+        settings: ClientSettings,
+    ) -> Result<Self, RegistryError> {
+        let http = http_client(&settings, host)?;
+        let scheme = if settings.plain_http { "http" } else { "https" };
+        let pace = settings
+            .requests_per_second
+            .filter(|rps| *rps > 0.0)
+            .map(|rps| {
+                (
+                    Duration::from_secs_f64(1.0 / rps),
+                    Mutex::new(Instant::now()),
+                )
+            });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                host: host.to_string(),
+                base: format!("{scheme}://{host}"),
+                http,
+                auth: AuthSession::new(host, source),
+                permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
+                pace,
+                settings,
+            }),
+            requests: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// A handle that shares everything but counts its own requests.
+    pub fn counting(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    pub fn upload_mode(&self) -> UploadMode {
+        self.inner.settings.upload
+    }
+
+    /// Requests sent through this handle.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.inner.base)
+    }
+
+    async fn wait_for_pace(&self) {
+        if let Some((interval, next)) = &self.inner.pace {
+            let slot = {
+                let mut next = next.lock().await;
+                let slot = (*next).max(Instant::now());
+                *next = slot + *interval;
+                slot
+            };
+            tokio::time::sleep_until(slot.into()).await;
+        }
+    }
+
+    fn status_error(
+        &self,
+        operation: &'static str,
+        status: StatusCode,
+        body: &[u8],
+    ) -> RegistryError {
+        RegistryError::Status {
+            operation,
+            host: self.inner.host.clone(),
+            status: status.as_u16(),
+            detail: oci_error_detail(body),
+        }
+    }
+
+    /// Sends a replayable request: authenticates, retries transient failures
+    /// (honouring Retry-After), refreshes credentials once on 401.
+    async fn send(
+        &self,
+        operation: &'static str,
+        scope: &Scope,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let policy = &self.inner.settings.retry;
+        let mut attempt = 0;
+        let mut reauthenticated = false;
+        loop {
+            attempt += 1;
+            let authorization = self
+                .inner
+                .auth
+                .authorization(&self.inner.http, &self.inner.base, scope)
+                .await;
+            let authorization = match authorization {
+                Ok(value) => value,
+                Err(error) if error.is_transient() && policy.allows_another(attempt) => {
+                    tokio::time::sleep(policy.delay(attempt, None, fastrand::f64())).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let mut request = make();
+            if let Some(value) = authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            self.wait_for_pace().await;
+            let result = {
+                let _permit = self
+                    .inner
+                    .permits
+                    .acquire()
+                    .await
+                    .expect("semaphore never closes");
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                request.send().await
+            };
+            match result {
+                Ok(response)
+                    if response.status() == StatusCode::UNAUTHORIZED && !reauthenticated =>
+                {
+                    reauthenticated = true;
+                    attempt -= 1;
+                    self.inner.auth.refused(scope).await;
+                }
+                Ok(response)
+                    if retry::is_retryable_status(response.status().as_u16())
+                        && policy.allows_another(attempt) =>
+                {
+                    let after = response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
+                    tracing::debug!(host = %self.inner.host, operation, status = response.status().as_u16(), attempt, "retrying");
+                    tokio::time::sleep(policy.delay(attempt, after, fastrand::f64())).await;
+                }
+                Ok(response) => return Ok(response),
+                Err(error) => {
+                    let error = RegistryError::transport(operation, &self.inner.host, error);
+                    if !(error.is_transient() && policy.allows_another(attempt)) {
+                        return Err(error);
+                    }
+                    tracing::debug!(host = %self.inner.host, operation, attempt, %error, "retrying");
+                    tokio::time::sleep(policy.delay(attempt, None, fastrand::f64())).await;
+                }
+            }
+        }
+    }
+
+    /// Sends a request whose body cannot be replayed: authenticates, sends once.
+    async fn send_once(
+        &self,
+        operation: &'static str,
+        scope: &Scope,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let authorization = self
+            .inner
+            .auth
+            .authorization(&self.inner.http, &self.inner.base, scope)
+            .await?;
+        let request = match authorization {
+            Some(value) => request.header(header::AUTHORIZATION, value),
+            None => request,
+        };
+        self.wait_for_pace().await;
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore never closes");
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RegistryError::transport(operation, &self.inner.host, e))?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.inner.auth.refused(scope).await;
+        }
+        Ok(response)
+    }
+
+    async fn read_limited(
+        &self,
+        operation: &'static str,
+        response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Bytes, RegistryError> {
+        let too_large = |size: usize| RegistryError::Manifest {
+            host: self.inner.host.clone(),
+            repository: String::new(),
+            source: manifest::ManifestError::TooLarge(size),
+        };
+        if let Some(length) = response.content_length()
+            && length > limit as u64
+        {
+            return Err(too_large(length as usize));
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| RegistryError::transport(operation, &self.inner.host, e))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(body.len() + chunk.len()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
+}

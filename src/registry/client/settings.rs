@@ -1,0 +1,81 @@
+//! How to reach one registry: TLS, limits, retries, upload mode; and the HTTP
+//! client those settings build.
+
+use crate::registry::error::RegistryError;
+use crate::registry::retry::RetryPolicy;
+use std::time::Duration;
+
+/// How uploads are sent to a registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadMode {
+    /// One streamed `PUT ?digest=` with the whole blob (most registries).
+    Monolithic,
+    /// `PATCH` parts of at least `part_size` bytes, then a closing `PUT` (ECR).
+    Chunked { part_size: u64 },
+}
+
+/// Connection settings and limits for one registry.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// Plain HTTP instead of HTTPS (only for registries declared insecure).
+    pub plain_http: bool,
+    /// Extra CA certificates (PEM) trusted for this registry.
+    pub ca_pem: Option<Vec<u8>>,
+    pub max_concurrent_requests: usize,
+    /// Requests started per second; None for no limit.
+    pub requests_per_second: Option<f64>,
+    pub retry: RetryPolicy,
+    pub upload: UploadMode,
+    pub timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            plain_http: false,
+            ca_pem: None,
+            max_concurrent_requests: 16,
+            requests_per_second: None,
+            retry: RetryPolicy::default(),
+            upload: UploadMode::Monolithic,
+            timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Builds the HTTP client: TLS with extra CAs, redirects limited and HTTPS-only.
+pub(super) fn http_client(
+    settings: &ClientSettings,
+    host: &str,
+) -> Result<reqwest::Client, RegistryError> {
+    let plain_http = settings.plain_http;
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("more than 5 redirects")
+        } else if attempt.url().scheme() != "https" && !plain_http {
+            attempt.error("redirect to a non-HTTPS location refused")
+        } else {
+            attempt.follow()
+        }
+    });
+    let mut builder = reqwest::Client::builder()
+        .redirect(redirects)
+        .user_agent(concat!("image-promoter/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(Duration::from_secs(120))
+        .timeout(settings.timeout)
+        .pool_max_idle_per_host(settings.max_concurrent_requests);
+    if let Some(pem) = &settings.ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Transport {
+                operation: "loading CA bundle",
+                host: host.to_string(),
+                message: e.without_url().to_string(),
+                transient: false,
+            })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| RegistryError::transport("building HTTP client", host, e))
+}
