@@ -57,6 +57,12 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
+/// True when an error body says the token expired (ECR Public's 400 answer).
+fn says_token_expired(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    text.contains("token") && text.contains("expired")
+}
+
 fn oci_error_detail(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Errors {
@@ -212,6 +218,18 @@ impl RegistryClient {
                     attempt -= 1;
                     self.inner.auth.refused(scope).await;
                 }
+                // ECR Public answers an expired token with 400, not 401.
+                Ok(response)
+                    if response.status() == StatusCode::BAD_REQUEST && !reauthenticated =>
+                {
+                    let body = self.read_limited(operation, response, 64 << 10).await?;
+                    if !says_token_expired(&body) {
+                        return Err(self.status_error(operation, StatusCode::BAD_REQUEST, &body));
+                    }
+                    reauthenticated = true;
+                    attempt -= 1;
+                    self.inner.auth.refused(scope).await;
+                }
                 Ok(response)
                     if retry::is_retryable_status(response.status().as_u16())
                         && policy.allows_another(attempt) =>
@@ -298,5 +316,24 @@ impl RegistryClient {
             body.extend_from_slice(&chunk);
         }
         Ok(Bytes::from(body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_expired_token_answers_and_sanitises_registry_messages() {
+        assert!(says_token_expired(br#"{"errors":[{"code":"DENIED","message":"Your authorization token has expired. Reauthenticate and try again."}]}"#));
+        assert!(!says_token_expired(
+            br#"{"errors":[{"code":"MANIFEST_INVALID","message":"bad"}]}"#
+        ));
+        let detail = oci_error_detail(
+            b"{\"errors\":[{\"code\":\"DENIED\",\"message\":\"no\\u001b[31m way\"}]}",
+        )
+        .unwrap();
+        assert_eq!(detail, "DENIED no[31m way");
+        assert_eq!(oci_error_detail(b"<html>"), None);
     }
 }
