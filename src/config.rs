@@ -112,8 +112,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("registry {host}: {message}")]
     Invalid { host: String, message: String },
-    #[error("registry {host}: {source}")]
-    Client { host: String, source: RegistryError },
+    #[error("registry {0}")]
+    Client(#[source] Box<RegistryError>),
 }
 
 impl Config {
@@ -212,10 +212,8 @@ impl RegistryConfig {
             ..ClientSettings::default()
         };
         let source: SharedSource = Arc::new(StaticCredential(self.credential()?));
-        RegistryClient::new(&self.host, source, settings).map_err(|source| ConfigError::Client {
-            host: self.host.clone(),
-            source,
-        })
+        RegistryClient::new(&self.host, source, settings)
+            .map_err(|error| ConfigError::Client(Box::new(error)))
     }
 
     fn credential(&self) -> Result<Credential, ConfigError> {

@@ -7,7 +7,7 @@ use super::digest::Digest;
 use super::manifest::ManifestError;
 
 /// A failed registry operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{operation} on {host}: {message}")]
     Transport {
@@ -34,27 +34,20 @@ pub enum RegistryError {
         host: String,
         source: ChallengeError,
     },
-    #[error("{host}/{repository}: {source}")]
-    Manifest {
-        host: String,
-        repository: String,
-        source: ManifestError,
-    },
-    #[error(
-        "{host}/{repository}: content for {expected} hashed to {actual}; nothing was committed"
-    )]
+    /// `at` is `host/repository`.
+    #[error("{at}: {source}")]
+    Manifest { at: String, source: ManifestError },
+    #[error("{at}: content for {expected} hashed to {actual}; nothing was committed")]
     DigestMismatch {
-        host: String,
-        repository: String,
+        at: String,
         expected: Digest,
         actual: Digest,
     },
     #[error(
-        "{host}/{repository}: {digest} is {actual} bytes but its descriptor says {declared}; nothing was committed"
+        "{at}: {digest} is {actual} bytes but its descriptor says {declared}; nothing was committed"
     )]
     SizeMismatch {
-        host: String,
-        repository: String,
+        at: String,
         digest: Digest,
         declared: u64,
         actual: u64,
@@ -115,8 +108,12 @@ impl RegistryError {
     }
 
     pub(crate) fn transport(operation: &'static str, host: &str, error: reqwest::Error) -> Self {
-        let transient =
-            error.is_timeout() || error.is_connect() || error.is_request() || error.is_body();
+        // A body that breaks mid-stream surfaces as a decode error in reqwest.
+        let transient = error.is_timeout()
+            || error.is_connect()
+            || error.is_request()
+            || error.is_body()
+            || error.is_decode();
         let error = error.without_url();
         let mut message = error.to_string();
         let mut source = std::error::Error::source(&error);
@@ -137,6 +134,15 @@ impl RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stays_small_enough_to_return_by_value() {
+        assert!(
+            std::mem::size_of::<RegistryError>() <= 128,
+            "{}",
+            std::mem::size_of::<RegistryError>()
+        );
+    }
 
     #[test]
     fn reasons_and_transience() {

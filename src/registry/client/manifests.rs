@@ -83,34 +83,36 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
-        let response = self
-            .send("GET manifest", &Scope::pull(repository), || {
-                self.inner
-                    .http
-                    .get(&url)
-                    .header(header::ACCEPT, manifest::ACCEPTED.join(", "))
-            })
+        let answer = self
+            .fetch(
+                "GET manifest",
+                &Scope::pull(repository),
+                MAX_MANIFEST_BYTES,
+                || {
+                    self.inner
+                        .http
+                        .get(&url)
+                        .header(header::ACCEPT, manifest::ACCEPTED.join(", "))
+                },
+            )
             .await?;
-        let status = response.status();
-        let header_digest = response
-            .headers()
+        let status = answer.status;
+        let header_digest = answer
+            .headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<Digest>().ok());
-        let content_type = response
-            .headers()
+        let content_type = answer
+            .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = self
-            .read_limited("GET manifest", response, MAX_MANIFEST_BYTES)
-            .await?;
+        let bytes = answer.body;
         if !status.is_success() {
             return Err(self.status_error("GET manifest", status, &bytes));
         }
         let manifest_error = |source| RegistryError::Manifest {
-            host: self.inner.host.clone(),
-            repository: repository.to_string(),
+            at: format!("{}/{repository}", self.inner.host),
             source,
         };
         let media_type =
@@ -128,8 +130,7 @@ impl RegistryClient {
             && expected != actual
         {
             return Err(RegistryError::DigestMismatch {
-                host: self.inner.host.clone(),
-                repository: repository.to_string(),
+                at: format!("{}/{repository}", self.inner.host),
                 expected,
                 actual,
             });
@@ -180,19 +181,15 @@ impl RegistryClient {
         limit: usize,
     ) -> Result<Option<Bytes>, RegistryError> {
         let url = self.url(path);
-        let response = self
-            .send(operation, &Scope::pull(repository), || {
+        let answer = self
+            .fetch(operation, &Scope::pull(repository), limit, || {
                 self.inner.http.get(&url).header(header::ACCEPT, accept)
             })
             .await?;
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => Ok(Some(answer.body)),
+            status => Err(self.status_error(operation, status, &answer.body)),
         }
-        let body = self.read_limited(operation, response, limit).await?;
-        if !status.is_success() {
-            return Err(self.status_error(operation, status, &body));
-        }
-        Ok(Some(body))
     }
 }

@@ -40,6 +40,13 @@ struct Inner {
     settings: ClientSettings,
 }
 
+/// A response read whole.
+struct Answer {
+    status: StatusCode,
+    headers: header::HeaderMap,
+    body: Bytes,
+}
+
 /// A client for one registry host; cheap to clone. Clones made with
 /// [`RegistryClient::counting`] share the connection, tokens and limits but
 /// count their own requests.
@@ -289,6 +296,39 @@ impl RegistryClient {
         Ok(response)
     }
 
+    /// Sends a replayable request and reads its whole body (at most `limit`
+    /// bytes); a body that breaks mid-read is fetched again within the retry budget.
+    async fn fetch(
+        &self,
+        operation: &'static str,
+        scope: &Scope,
+        limit: usize,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Answer, RegistryError> {
+        let policy = &self.inner.settings.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self.send(operation, scope, &make).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            match self.read_limited(operation, response, limit).await {
+                Ok(body) => {
+                    return Ok(Answer {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+                Err(error) if error.is_transient() && policy.allows_another(attempt) => {
+                    tracing::debug!(host = %self.inner.host, operation, attempt, %error, "reading again");
+                    tokio::time::sleep(policy.delay(attempt, None, fastrand::f64())).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     async fn read_limited(
         &self,
         operation: &'static str,
@@ -296,8 +336,7 @@ impl RegistryClient {
         limit: usize,
     ) -> Result<Bytes, RegistryError> {
         let too_large = |size: usize| RegistryError::Manifest {
-            host: self.inner.host.clone(),
-            repository: String::new(),
+            at: self.inner.host.clone(),
             source: manifest::ManifestError::TooLarge(size),
         };
         if let Some(length) = response.content_length()

@@ -64,8 +64,7 @@ pub async fn referrers(
     };
     let index: IndexDocument =
         serde_json::from_slice(&body).map_err(|e| RegistryError::Manifest {
-            host: client.host().to_string(),
-            repository: repo.to_string(),
+            at: format!("{}/{repo}", client.host()),
             source: crate::registry::manifest::ManifestError::Malformed {
                 media_type: OCI_INDEX.into(),
                 message: e.to_string(),
@@ -109,8 +108,7 @@ async fn merge_fallback_index(
         .get_mut("manifests")
         .and_then(|m| m.as_array_mut())
         .ok_or_else(|| RegistryError::Manifest {
-            host: client.host().to_string(),
-            repository: repo.to_string(),
+            at: format!("{}/{repo}", client.host()),
             source: crate::registry::manifest::ManifestError::Malformed {
                 media_type: OCI_INDEX.into(),
                 message: format!("referrers fallback tag {tag} holds no manifests list"),

@@ -84,55 +84,13 @@ pub async fn stream_blob(
         };
         // The source's failure explains the upload's better than "body error".
         results.push(match (&outcome, result) {
-            (Err(source_error), Err(_)) => Err(clone_error(source_error)),
+            (Err(source_error), Err(_)) => Err(source_error.clone()),
             (_, result) => result,
         });
     }
     FanOut {
         source_bytes,
         results,
-    }
-}
-
-fn clone_error(error: &RegistryError) -> RegistryError {
-    match error {
-        RegistryError::DigestMismatch {
-            host,
-            repository,
-            expected,
-            actual,
-        } => RegistryError::DigestMismatch {
-            host: host.clone(),
-            repository: repository.clone(),
-            expected: expected.clone(),
-            actual: actual.clone(),
-        },
-        RegistryError::SizeMismatch {
-            host,
-            repository,
-            digest,
-            declared,
-            actual,
-        } => RegistryError::SizeMismatch {
-            host: host.clone(),
-            repository: repository.clone(),
-            digest: digest.clone(),
-            declared: *declared,
-            actual: *actual,
-        },
-        other => RegistryError::Transport {
-            operation: "GET blob",
-            host: source_host(other),
-            message: other.to_string(),
-            transient: other.is_transient(),
-        },
-    }
-}
-
-fn source_host(error: &RegistryError) -> String {
-    match error {
-        RegistryError::Transport { host, .. } | RegistryError::Status { host, .. } => host.clone(),
-        _ => String::from("source"),
     }
 }
 
@@ -187,8 +145,7 @@ async fn read_source(
                 return (
                     read,
                     Err(RegistryError::SizeMismatch {
-                        host: source.host().to_string(),
-                        repository: repository.to_string(),
+                        at: format!("{}/{repository}", source.host()),
                         digest: digest.clone(),
                         declared: size,
                         actual: hasher.bytes() + chunk.len() as u64,
@@ -206,8 +163,7 @@ async fn read_source(
         return (
             read,
             Err(RegistryError::SizeMismatch {
-                host: source.host().to_string(),
-                repository: repository.to_string(),
+                at: format!("{}/{repository}", source.host()),
                 digest: digest.clone(),
                 declared: size,
                 actual: hasher.bytes(),
@@ -219,8 +175,7 @@ async fn read_source(
         return (
             read,
             Err(RegistryError::DigestMismatch {
-                host: source.host().to_string(),
-                repository: repository.to_string(),
+                at: format!("{}/{repository}", source.host()),
                 expected: digest.clone(),
                 actual,
             }),
