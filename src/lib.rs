@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 pub mod api;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod registry;
+pub mod verify;

@@ -22,8 +22,11 @@ pub const TAG_MUTABLE: &str = "TagMutable";
 pub const ENCRYPTION_TOO_WEAK: &str = "EncryptionTooWeak";
 /// Verified=Unknown, Reconciling=True: the image scan has not finished; checked again later.
 pub const SCAN_PENDING: &str = "ScanPending";
-/// Verified=False, Stalled=True: a scan is required and the image has no completed scan.
+/// Verified=False, Stalled=True: a scan is required and the image has never been scanned.
 pub const SCAN_MISSING: &str = "ScanMissing";
+/// Verified=False, Stalled=True: a scan is required and the image's scan did not complete
+/// (FAILED, UNSUPPORTED_IMAGE, FINDINGS_UNAVAILABLE, …).
+pub const SCAN_FAILED: &str = "ScanFailed";
 /// Verified=False, Stalled=True: the scan has a finding at or above the threshold that no unexpired ignore entry covers.
 pub const VULNERABILITIES_FOUND: &str = "VulnerabilitiesFound";
 /// Verified=False, Stalled=True: a signature is required and the image has none.
@@ -67,6 +70,7 @@ pub const ALL: &[&str] = &[
     ENCRYPTION_TOO_WEAK,
     SCAN_PENDING,
     SCAN_MISSING,
+    SCAN_FAILED,
     VULNERABILITIES_FOUND,
     SIGNATURE_MISSING,
     SIGNATURE_INVALID,

@@ -244,10 +244,7 @@ mod tests {
                 vec!["quay.io/a/b:v1", "r.io/x/b", "--floating-tag", "latest"],
                 "not among the tags",
             ),
-            (
-                vec!["quay.io/a/b:v1", "r.io/x/b", "--tag", "-bad"],
-                "invalid",
-            ),
+            (vec!["quay.io/a/b:v1", "r.io/x/b", "--tag=-bad"], "invalid"),
         ];
         for (argv, message) in cases {
             let err = parse(&argv).err().unwrap_or_default();

@@ -525,7 +525,7 @@ fn parse(
     fetched: &FetchedManifest,
 ) -> Result<Manifest, RegistryError> {
     Manifest::parse(&fetched.media_type, &fetched.bytes).map_err(|source| RegistryError::Manifest {
-            at: format!("{}/{repo}", client.host()),
+        at: format!("{}/{repo}", client.host()),
         source,
     })
 }
@@ -544,7 +544,7 @@ async fn read_children(
             let parsed = parse(client, repo, &child)?;
             if let Manifest::Index { .. } = parsed {
                 return Err(RegistryError::Manifest {
-            at: format!("{}/{repo}", client.host()),
+                    at: format!("{}/{repo}", client.host()),
                     source: manifest::ManifestError::UnexpectedChild {
                         parent: "an index".to_string(),
                         digest: descriptor.digest.clone(),

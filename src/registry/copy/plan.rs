@@ -78,9 +78,18 @@ mod tests {
         list.iter().map(|t| t.to_string()).collect()
     }
 
+    /// name, tags, floating tags, observed, expected plan
+    type Case = (
+        &'static str,
+        Vec<String>,
+        Vec<String>,
+        ObservedTags,
+        TargetPlan,
+    );
+
     #[test]
     fn decides_each_target() {
-        let cases: Vec<(&str, Vec<String>, Vec<String>, ObservedTags, TargetPlan)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "new tags are written",
                 tags(&["1.2.3", "latest"]),

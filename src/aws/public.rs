@@ -1,0 +1,374 @@
+//! ECR Public: the registry token and the target repositories.
+//!
+//! ECR Public's API lives in us-east-1 whatever the operator's region, so the
+//! client always uses it. [`EcrPublic`] hands the registry client its login
+//! (GetAuthorizationToken), tells whether a target repository exists, creates
+//! it with its gallery catalog data when a target asks, and brings the
+//! catalog data in line only when it differs ([`super::catalog_update`]), so
+//! a repository that already matches sees no write at all.
+//!
+//! Permissions: `ecr-public:GetAuthorizationToken`, `sts:GetServiceBearerToken`,
+//! `ecr-public:DescribeRepositories`, and for `createRepository`
+//! `ecr-public:CreateRepository`, `ecr-public:GetRepositoryCatalogData`,
+//! `ecr-public:PutRepositoryCatalogData`.
+
+use std::time::SystemTime;
+
+use aws_config::SdkConfig;
+
+use super::catalog::{CatalogData, catalog_update};
+use super::error::{AwsErrorKind, AwsFailure};
+use super::token::{RegistryToken, TokenError};
+use crate::api::{EcrPublicRepository, reasons};
+
+/// A failed ECR Public call: one variant per operation, with its context.
+#[derive(Debug, thiserror::Error)]
+pub enum EcrPublicError {
+    /// GetAuthorizationToken failed.
+    #[error("getting an ECR Public authorization token: {source}")]
+    AuthorizationToken {
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// GetAuthorizationToken answered with a token that does not decode.
+    #[error("decoding the ECR Public authorization token: {source}")]
+    DecodeToken {
+        /// Why (never the token).
+        #[source]
+        source: TokenError,
+    },
+    /// DescribeRepositories failed.
+    #[error("describing ECR Public repository {repository}: {source}")]
+    DescribeRepository {
+        /// The repository name (without the registry alias).
+        repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// CreateRepository failed.
+    #[error("creating ECR Public repository {repository}: {source}")]
+    CreateRepository {
+        /// The repository name.
+        repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// GetRepositoryCatalogData failed.
+    #[error("reading the catalog data of ECR Public repository {repository}: {source}")]
+    GetCatalogData {
+        /// The repository name.
+        repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// PutRepositoryCatalogData failed.
+    #[error("writing the catalog data of ECR Public repository {repository}: {source}")]
+    PutCatalogData {
+        /// The repository name.
+        repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+}
+
+impl EcrPublicError {
+    fn failure(&self) -> Option<&AwsFailure> {
+        match self {
+            Self::AuthorizationToken { source }
+            | Self::DescribeRepository { source, .. }
+            | Self::CreateRepository { source, .. }
+            | Self::GetCatalogData { source, .. }
+            | Self::PutCatalogData { source, .. } => Some(source),
+            Self::DecodeToken { .. } => None,
+        }
+    }
+
+    /// The PascalCase reason for conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self.failure().map(AwsFailure::kind) {
+            Some(AwsErrorKind::NotFound) => reasons::REPOSITORY_NOT_FOUND,
+            Some(kind) => kind.reason().unwrap_or("EcrPublicRequestRejected"),
+            None => "EcrPublicRequestRejected",
+        }
+    }
+
+    /// Whether retrying later may succeed (throttling, 5xx, connection errors).
+    pub fn is_transient(&self) -> bool {
+        self.failure().is_some_and(AwsFailure::is_transient)
+    }
+}
+
+/// An ECR Public repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicRepository {
+    /// The repository name, without the registry alias, e.g. `app`.
+    pub name: String,
+    /// The pull URI, e.g. `public.ecr.aws/acme/app`.
+    pub uri: Option<String>,
+}
+
+/// What [`EcrPublic::create_repository`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepositoryCreation {
+    /// The repository did not exist and was created with the catalog data.
+    Created(PublicRepository),
+    /// The repository existed already (possibly created concurrently); nothing was written.
+    AlreadyExists,
+}
+
+/// What [`EcrPublic::sync_catalog_data`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogChange {
+    /// The catalog data already showed what was asked; nothing was written.
+    Unchanged,
+    /// The catalog data was written.
+    Updated,
+}
+
+/// What [`EcrPublic::ensure_repository`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepositoryEnsured {
+    /// Created with the catalog data.
+    Created,
+    /// It existed; its catalog data was brought in line.
+    CatalogUpdated,
+    /// It existed with matching catalog data; nothing was written.
+    Unchanged,
+}
+
+/// The ECR Public API of the operator's AWS account.
+#[derive(Clone, Debug)]
+pub struct EcrPublic {
+    client: aws_sdk_ecrpublic::Client,
+}
+
+impl EcrPublic {
+    /// ECR Public's API region.
+    pub const REGION: &'static str = "us-east-1";
+
+    /// A client with the credentials and settings of `sdk`, in us-east-1,
+    /// at `endpoint_url` when given.
+    pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>) -> Self {
+        let mut config = aws_sdk_ecrpublic::config::Builder::from(sdk)
+            .region(aws_sdk_ecrpublic::config::Region::new(Self::REGION));
+        if let Some(url) = endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Self::from_client(aws_sdk_ecrpublic::Client::from_conf(config.build()))
+    }
+
+    /// Wraps a client built elsewhere (tests, custom interceptors).
+    pub fn from_client(client: aws_sdk_ecrpublic::Client) -> Self {
+        Self { client }
+    }
+
+    /// Registry credentials (`AWS` and a password) for the ECR Public token realm.
+    pub async fn authorization_token(&self) -> Result<RegistryToken, EcrPublicError> {
+        let output = self
+            .client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|err| EcrPublicError::AuthorizationToken {
+                source: AwsFailure::from_sdk(&err),
+            })?;
+        let data = output.authorization_data();
+        let token =
+            data.and_then(|d| d.authorization_token())
+                .ok_or(EcrPublicError::DecodeToken {
+                    source: TokenError::Missing,
+                })?;
+        let expires_at = data
+            .and_then(|d| d.expires_at())
+            .and_then(|t| SystemTime::try_from(*t).ok());
+        RegistryToken::decode(token, expires_at)
+            .map_err(|source| EcrPublicError::DecodeToken { source })
+    }
+
+    /// The repository `name` of the account's registry, or `None` when it does not exist.
+    pub async fn repository(&self, name: &str) -> Result<Option<PublicRepository>, EcrPublicError> {
+        let result = self
+            .client
+            .describe_repositories()
+            .repository_names(name)
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) => {
+                let failure = AwsFailure::from_sdk(&err);
+                if failure.is("RepositoryNotFoundException") {
+                    return Ok(None);
+                }
+                return Err(EcrPublicError::DescribeRepository {
+                    repository: name.to_string(),
+                    source: failure,
+                });
+            }
+        };
+        Ok(output
+            .repositories()
+            .iter()
+            .find(|r| r.repository_name() == Some(name))
+            .map(|r| PublicRepository {
+                name: name.to_string(),
+                uri: r.repository_uri().map(str::to_string),
+            }))
+    }
+
+    /// Creates the repository `name` with `catalog` as its catalog data, unless it exists.
+    pub async fn create_repository(
+        &self,
+        name: &str,
+        catalog: &EcrPublicRepository,
+    ) -> Result<RepositoryCreation, EcrPublicError> {
+        let result = self
+            .client
+            .create_repository()
+            .repository_name(name)
+            .catalog_data(CatalogData::wanted(catalog).to_input())
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(RepositoryCreation::Created(PublicRepository {
+                name: name.to_string(),
+                uri: output
+                    .repository()
+                    .and_then(|r| r.repository_uri())
+                    .map(str::to_string),
+            })),
+            Err(err) => {
+                let failure = AwsFailure::from_sdk(&err);
+                if failure.is("RepositoryAlreadyExistsException") {
+                    return Ok(RepositoryCreation::AlreadyExists);
+                }
+                Err(EcrPublicError::CreateRepository {
+                    repository: name.to_string(),
+                    source: failure,
+                })
+            }
+        }
+    }
+
+    /// Writes `catalog` to the repository `name` when its catalog data differs
+    /// ([`catalog_update`]); fields `catalog` leaves unset are kept.
+    pub async fn sync_catalog_data(
+        &self,
+        name: &str,
+        catalog: &EcrPublicRepository,
+    ) -> Result<CatalogChange, EcrPublicError> {
+        let current = self
+            .client
+            .get_repository_catalog_data()
+            .repository_name(name)
+            .send()
+            .await
+            .map_err(|err| EcrPublicError::GetCatalogData {
+                repository: name.to_string(),
+                source: AwsFailure::from_sdk(&err),
+            })?;
+        let current = current
+            .catalog_data()
+            .map(CatalogData::from_sdk)
+            .unwrap_or_default();
+        let Some(update) = catalog_update(&current, &CatalogData::wanted(catalog)) else {
+            return Ok(CatalogChange::Unchanged);
+        };
+        self.client
+            .put_repository_catalog_data()
+            .repository_name(name)
+            .catalog_data(update.to_input())
+            .send()
+            .await
+            .map_err(|err| EcrPublicError::PutCatalogData {
+                repository: name.to_string(),
+                source: AwsFailure::from_sdk(&err),
+            })?;
+        Ok(CatalogChange::Updated)
+    }
+
+    /// Creates the repository with `catalog` when it is missing, otherwise
+    /// brings its catalog data in line; writes nothing when it already matches.
+    pub async fn ensure_repository(
+        &self,
+        name: &str,
+        catalog: &EcrPublicRepository,
+    ) -> Result<RepositoryEnsured, EcrPublicError> {
+        if self.repository(name).await?.is_none()
+            && let RepositoryCreation::Created(_) = self.create_repository(name, catalog).await?
+        {
+            return Ok(RepositoryEnsured::Created);
+        }
+        Ok(match self.sync_catalog_data(name, catalog).await? {
+            CatalogChange::Unchanged => RepositoryEnsured::Unchanged,
+            CatalogChange::Updated => RepositoryEnsured::CatalogUpdated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_a_reason_and_a_retry_class() {
+        let failure = |kind| AwsFailure::new(kind, None, "m");
+        let cases = [
+            (
+                EcrPublicError::CreateRepository {
+                    repository: "app".into(),
+                    source: failure(AwsErrorKind::AccessDenied),
+                },
+                "AccessDenied",
+                false,
+            ),
+            (
+                EcrPublicError::PutCatalogData {
+                    repository: "app".into(),
+                    source: failure(AwsErrorKind::NotFound),
+                },
+                "RepositoryNotFound",
+                false,
+            ),
+            (
+                EcrPublicError::GetCatalogData {
+                    repository: "app".into(),
+                    source: failure(AwsErrorKind::Throttled),
+                },
+                "RegistryUnavailable",
+                true,
+            ),
+            (
+                EcrPublicError::DescribeRepository {
+                    repository: "app".into(),
+                    source: failure(AwsErrorKind::Rejected),
+                },
+                "EcrPublicRequestRejected",
+                false,
+            ),
+            (
+                EcrPublicError::AuthorizationToken {
+                    source: failure(AwsErrorKind::AuthenticationFailed),
+                },
+                "AuthenticationFailed",
+                false,
+            ),
+            (
+                EcrPublicError::DecodeToken {
+                    source: TokenError::Missing,
+                },
+                "EcrPublicRequestRejected",
+                false,
+            ),
+        ];
+        for (error, reason, transient) in cases {
+            assert_eq!(error.reason(), reason, "{error}");
+            assert_eq!(error.is_transient(), transient, "{error}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Verification: may an image leave internal ECR?
+//!
+//! ECR Public has no tag immutability and no scanning, so the promoter is the
+//! only gate. This module holds the decision and the signature checks, both
+//! free of I/O:
+//!
+//! - [`policy`]: [`evaluate`] the object's `spec.verify`, raised to the
+//!   operator's [`VerificationFloor`], against what was observed about the
+//!   source (ECR facts from [`crate::aws`], signature outcomes from
+//!   [`cosign`]); the [`Verdict`] says passed, waiting (scan pending) or
+//!   refused, with a PascalCase reason per failure;
+//! - [`floor`]: the operator-wide floor, embedded in the configuration file;
+//! - [`cosign`]: cosign signatures — gathering candidates through the
+//!   registry client ([`cosign::SignatureStore`]) and verifying them.
+//!
+//! The controller (and the one-shot CLI) observe, call [`evaluate`], and act
+//! on the verdict: copy only when it passed.
+
+pub mod cosign;
+pub mod floor;
+pub mod policy;
+
+pub use floor::{ScanFloor, SignatureFloor, VerificationFloor};
+pub use policy::{Failure, Observations, RequiredBy, SignatureChecks, Verdict, evaluate};

@@ -1,0 +1,1211 @@
+//! The promotion policy: may this image leave internal ECR?
+//!
+//! [`evaluate`] is pure: the object's `spec.verify`, the operator's
+//! [`VerificationFloor`], what was observed about the source (repository
+//! settings, scan, signature checks) and the current time go in; a
+//! [`Verdict`] comes out. Every setting takes the stricter of the object and
+//! the floor, and each failure says which side required what failed
+//! ([`RequiredBy`]), so a release engineer knows whether to change the
+//! object, the image or ask the operator's owners.
+//!
+//! A scan that is still running is not a failure: the verdict is then
+//! "waiting" (`ScanPending`), to be evaluated again later. Ignore entries
+//! apply through their expiry date (inclusive, UTC) and no longer; the clock
+//! is a parameter so tests can stand on either side of midnight.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::civil::Date;
+use k8s_openapi::jiff::tz::TimeZone;
+
+use super::cosign::SignatureOutcome;
+use super::floor::VerificationFloor;
+use crate::api::conditions::{self, ConditionStatus, ConditionUpdate};
+use crate::api::verify::{ScanEvidence, SignatureEvidence};
+use crate::api::{
+    EncryptionRequirement, IgnoredFinding, Severity, VerificationEvidence, VerificationPolicy,
+    reasons,
+};
+use crate::aws::{EncryptionType, RepositorySettings, ScanReport, ScanStatus, TagMutability};
+
+/// Most findings named in one message; the rest are counted.
+const MAX_LISTED_FINDINGS: usize = 10;
+
+/// What was observed about the source image, the input of [`evaluate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observations {
+    /// The pinned digest of the source image.
+    pub digest: String,
+    /// The source tag, when the source was named by tag.
+    pub source_tag: Option<String>,
+    /// The source repository's settings.
+    pub repository: RepositorySettings,
+    /// The image's scan.
+    pub scan: ScanReport,
+    /// The signature checks that were made.
+    pub signatures: SignatureChecks,
+}
+
+/// The outcomes of the signature checks, one per side that names keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SignatureChecks {
+    /// Against the key of `spec.verify.signature`, when the object names one.
+    pub object: Option<SignatureOutcome>,
+    /// Against the floor's `signature.publicKeys`, when it has any.
+    pub floor: Option<SignatureOutcome>,
+}
+
+/// Which side of the policy required what failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequiredBy {
+    /// The object's `spec.verify`.
+    Object,
+    /// The operator's floor.
+    Floor,
+    /// Both.
+    Both,
+}
+
+impl RequiredBy {
+    fn of(object: bool, floor: bool) -> Option<Self> {
+        match (object, floor) {
+            (true, true) => Some(Self::Both),
+            (true, false) => Some(Self::Object),
+            (false, true) => Some(Self::Floor),
+            (false, false) => None,
+        }
+    }
+}
+
+impl fmt::Display for RequiredBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Object => "spec.verify",
+            Self::Floor => "the operator's floor",
+            Self::Both => "spec.verify and the operator's floor",
+        })
+    }
+}
+
+/// One check the source did not pass (or is waiting for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// PascalCase reason, one of [`crate::api::reasons`].
+    pub reason: &'static str,
+    /// Which side required it.
+    pub required_by: RequiredBy,
+    /// What is wrong and what to do, naming tags, CVEs, severities and keys.
+    pub message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (required by {})", self.message, self.required_by)
+    }
+}
+
+/// The decision of [`evaluate`] and the evidence it rests on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Checks that failed: the image is refused until the image, the object
+    /// or the floor changes.
+    pub failures: Vec<Failure>,
+    /// Checks still waiting for ECR (a running scan): evaluate again later.
+    pub pending: Vec<Failure>,
+    /// What was found, for `status.verification`.
+    pub evidence: VerificationEvidence,
+}
+
+impl Verdict {
+    /// Every check passed: the image may be copied.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty() && self.pending.is_empty()
+    }
+
+    /// Some check failed: nothing may be copied.
+    pub fn refused(&self) -> bool {
+        !self.failures.is_empty()
+    }
+
+    /// Nothing failed, but a check is waiting: retry later.
+    pub fn waiting(&self) -> bool {
+        self.failures.is_empty() && !self.pending.is_empty()
+    }
+
+    /// The `Verified` condition this verdict stands for: True with
+    /// `PolicySatisfied`, Unknown with `ScanPending`, or False with the
+    /// first failure's reason and every failure in the message.
+    pub fn condition(&self) -> ConditionUpdate {
+        let join = |failures: &[Failure]| {
+            failures
+                .iter()
+                .map(Failure::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if let Some(first) = self.failures.first() {
+            ConditionUpdate::new(conditions::VERIFIED, ConditionStatus::False, first.reason)
+                .message(join(&self.failures))
+        } else if let Some(first) = self.pending.first() {
+            ConditionUpdate::new(conditions::VERIFIED, ConditionStatus::Unknown, first.reason)
+                .message(join(&self.pending))
+        } else {
+            ConditionUpdate::new(conditions::VERIFIED, true, reasons::POLICY_SATISFIED)
+                .message("the source passed every check of the effective policy")
+        }
+    }
+}
+
+/// Decides whether the observed source satisfies the object's `policy`
+/// raised to the operator's `floor`, at time `now`.
+pub fn evaluate(
+    policy: &VerificationPolicy,
+    floor: &VerificationFloor,
+    observed: &Observations,
+    now: Timestamp,
+) -> Verdict {
+    let today = now.to_zoned(TimeZone::UTC).date();
+    let mut failures = Vec::new();
+    let mut pending = Vec::new();
+    failures.extend(tag_mutability(policy, floor, observed));
+    failures.extend(encryption(policy, floor, &observed.repository));
+    let scan = scan(policy, floor, observed, today);
+    failures.extend(scan.failures);
+    pending.extend(scan.pending);
+    failures.extend(signatures(policy, floor, observed));
+    Verdict {
+        failures,
+        pending,
+        evidence: VerificationEvidence {
+            tag_mutability: Some(observed.repository.tag_mutability.as_str().to_string()),
+            encryption_type: Some(observed.repository.encryption.kind.as_str().to_string()),
+            scan: scan.evidence,
+            signature: signature_evidence(&observed.signatures),
+        },
+    }
+}
+
+fn tag_mutability(
+    policy: &VerificationPolicy,
+    floor: &VerificationFloor,
+    observed: &Observations,
+) -> Option<Failure> {
+    let required_by = RequiredBy::of(
+        policy.require_tag_immutability,
+        floor.require_tag_immutability,
+    )?;
+    let repository = &observed.repository;
+    let tag = observed.source_tag.as_deref();
+    if repository.tag_is_immutable(tag) {
+        return None;
+    }
+    let name = &repository.name;
+    let setting = repository.tag_mutability.as_str();
+    let message = match (tag, &repository.tag_mutability) {
+        (Some(tag), TagMutability::ImmutableWithExclusion) => format!(
+            "tag {tag} of repository {name} can be moved: it matches the exclusion filter {:?} \
+             of the repository's {setting} setting; remove the filter or promote a tag it does not match",
+            repository.exclusion_for(tag).unwrap_or_default()
+        ),
+        (Some(tag), TagMutability::MutableWithExclusion) => format!(
+            "tag {tag} of repository {name} can be moved: the repository is {setting} and no \
+             exclusion filter matches the tag; make the repository IMMUTABLE"
+        ),
+        (Some(tag), _) => format!(
+            "tag {tag} of repository {name} can be moved: the repository's tag mutability is \
+             {setting}; make it IMMUTABLE"
+        ),
+        (None, _) => format!("repository {name} allows moving tags ({setting}); make it IMMUTABLE"),
+    };
+    Some(Failure {
+        reason: reasons::TAG_MUTABLE,
+        required_by,
+        message,
+    })
+}
+
+fn requirement_name(requirement: EncryptionRequirement) -> &'static str {
+    match requirement {
+        EncryptionRequirement::Any => "Any",
+        EncryptionRequirement::Aes256 => "AES256",
+        EncryptionRequirement::Kms => "KMS",
+    }
+}
+
+fn encryption(
+    policy: &VerificationPolicy,
+    floor: &VerificationFloor,
+    repository: &RepositorySettings,
+) -> Option<Failure> {
+    let strength = match repository.encryption.kind {
+        EncryptionType::Aes256 => EncryptionRequirement::Aes256,
+        EncryptionType::Kms | EncryptionType::KmsDsse => EncryptionRequirement::Kms,
+        EncryptionType::Other(_) => EncryptionRequirement::Any,
+    };
+    let object_fails = policy.encryption > strength;
+    let floor_fails = floor.encryption > strength;
+    let required_by = RequiredBy::of(object_fails, floor_fails)?;
+    let required = match required_by {
+        RequiredBy::Object => policy.encryption,
+        RequiredBy::Floor => floor.encryption,
+        RequiredBy::Both => policy.encryption.max(floor.encryption),
+    };
+    Some(Failure {
+        reason: reasons::ENCRYPTION_TOO_WEAK,
+        required_by,
+        message: format!(
+            "repository {} is encrypted with {}, weaker than the required {} (ECR cannot change \
+             a repository's encryption: push the image to a repository created with KMS encryption)",
+            repository.name,
+            repository.encryption.kind.as_str(),
+            requirement_name(required)
+        ),
+    })
+}
+
+struct ScanChecks {
+    failures: Vec<Failure>,
+    pending: Vec<Failure>,
+    evidence: Option<ScanEvidence>,
+}
+
+/// Whether an ignore entry covers its finding today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ignore {
+    Active,
+    Expired(Date),
+}
+
+fn ignores(entries: &[IgnoredFinding], today: Date) -> (BTreeMap<&str, Ignore>, Vec<Failure>) {
+    let mut ignores = BTreeMap::new();
+    let mut invalid = Vec::new();
+    for entry in entries {
+        match entry.expires.parse::<Date>() {
+            Ok(expires) => {
+                let state = if today <= expires {
+                    Ignore::Active
+                } else {
+                    Ignore::Expired(expires)
+                };
+                ignores.entry(entry.id.as_str()).or_insert(state);
+            }
+            Err(_) => invalid.push(Failure {
+                reason: reasons::INVALID_SPEC,
+                required_by: RequiredBy::Object,
+                message: format!(
+                    "spec.verify.scan.ignore entry {} expires on {:?}, which is not a date \
+                     (YYYY-MM-DD); the entry is not applied",
+                    entry.id, entry.expires
+                ),
+            }),
+        }
+    }
+    (ignores, invalid)
+}
+
+/// One vulnerability id with its worst severity, as the message shows it.
+struct Blocking<'a> {
+    id: &'a str,
+    severity: Option<Severity>,
+    package: Option<&'a str>,
+    note: Option<String>,
+}
+
+fn scan(
+    policy: &VerificationPolicy,
+    floor: &VerificationFloor,
+    observed: &Observations,
+    today: Date,
+) -> ScanChecks {
+    let report = &observed.scan;
+    let (ignores, mut failures) = ignores(&policy.scan.ignore, today);
+    let mut pending = Vec::new();
+    let required_by = RequiredBy::of(policy.scan.required, floor.scan.required);
+    let image = format!("{}@{}", observed.repository.name, observed.digest);
+    let described = report
+        .description
+        .as_deref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+
+    if report.status.has_findings() {
+        failures.extend(findings(policy, floor, report, &ignores, &image));
+    } else if let Some(required_by) = required_by {
+        let status = report.status.as_str();
+        if report.status.is_running() {
+            pending.push(Failure {
+                reason: reasons::SCAN_PENDING,
+                required_by,
+                message: format!(
+                    "the scan of {image} is {status}{described}; verification continues when it completes"
+                ),
+            });
+        } else if report.status == ScanStatus::NotScanned {
+            failures.push(Failure {
+                reason: reasons::SCAN_MISSING,
+                required_by,
+                message: format!(
+                    "{image} has not been scanned; start a scan (aws ecr start-image-scan) or \
+                     enable scan on push for the repository"
+                ),
+            });
+        } else {
+            failures.push(Failure {
+                reason: reasons::SCAN_FAILED,
+                required_by,
+                message: format!(
+                    "the scan of {image} did not complete: {status}{described}; rescan the image, \
+                     or rebuild it on a base image ECR can scan"
+                ),
+            });
+        }
+    }
+
+    let evidence = (report.status != ScanStatus::NotScanned).then(|| ScanEvidence {
+        status: report.status.as_str().to_string(),
+        completed_at: report
+            .completed_at
+            .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+        findings: report.counts(),
+        ignored: report
+            .findings
+            .iter()
+            .filter(|f| ignores.get(f.id.as_str()) == Some(&Ignore::Active))
+            .count() as i32,
+    });
+    ScanChecks {
+        failures,
+        pending,
+        evidence,
+    }
+}
+
+fn findings(
+    policy: &VerificationPolicy,
+    floor: &VerificationFloor,
+    report: &ScanReport,
+    ignores: &BTreeMap<&str, Ignore>,
+    image: &str,
+) -> Option<Failure> {
+    // One entry per vulnerability id, with its worst severity.
+    let mut worst: BTreeMap<&str, (Option<Severity>, Option<&str>)> = BTreeMap::new();
+    for finding in &report.findings {
+        let entry = worst
+            .entry(finding.id.as_str())
+            .or_insert((finding.severity, finding.package.as_deref()));
+        if finding.severity > entry.0 {
+            *entry = (finding.severity, finding.package.as_deref());
+        }
+    }
+    let (mut object_fails, mut floor_fails) = (false, false);
+    let mut blocking = Vec::new();
+    for (id, (severity, package)) in worst {
+        // UNDEFINED counts as INFORMATIONAL: only the strictest threshold catches it.
+        let rank = severity.unwrap_or(Severity::Informational);
+        let ignore = ignores.get(id).copied();
+        let active = ignore == Some(Ignore::Active);
+        let by_object = rank >= policy.scan.fail_on_severity && !active;
+        let by_floor = floor.scan.fail_on_severity.is_some_and(|t| rank >= t)
+            && !(active && floor.scan.allow_ignores);
+        if !(by_object || by_floor) {
+            continue;
+        }
+        object_fails |= by_object;
+        floor_fails |= by_floor;
+        let note = match ignore {
+            Some(Ignore::Expired(date)) => Some(format!("its ignore entry expired on {date}")),
+            Some(Ignore::Active) => Some(
+                "ignored by spec.verify, but the operator's floor does not accept ignores".into(),
+            ),
+            None => None,
+        };
+        blocking.push(Blocking {
+            id,
+            severity,
+            package,
+            note,
+        });
+    }
+    let required_by = RequiredBy::of(object_fails, floor_fails)?;
+    let threshold = match required_by {
+        RequiredBy::Object => policy.scan.fail_on_severity,
+        RequiredBy::Floor => floor.scan.fail_on_severity.unwrap_or(Severity::Critical),
+        RequiredBy::Both => policy
+            .scan
+            .fail_on_severity
+            .min(floor.scan.fail_on_severity.unwrap_or(Severity::Critical)),
+    };
+    blocking.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
+    let count = blocking.len();
+    let mut listed: Vec<String> = blocking
+        .iter()
+        .take(MAX_LISTED_FINDINGS)
+        .map(|b| {
+            let severity = b.severity.map_or("UNDEFINED", Severity::as_str);
+            let mut detail = match b.package {
+                Some(package) => format!("{severity}, {package}"),
+                None => severity.to_string(),
+            };
+            if let Some(note) = &b.note {
+                detail = format!("{detail}; {note}");
+            }
+            format!("{} ({detail})", b.id)
+        })
+        .collect();
+    if count > MAX_LISTED_FINDINGS {
+        listed.push(format!("and {} more", count - MAX_LISTED_FINDINGS));
+    }
+    Some(Failure {
+        reason: reasons::VULNERABILITIES_FOUND,
+        required_by,
+        message: format!(
+            "{image} has {count} {} at or above {threshold} that no unexpired ignore entry covers: {}; \
+             fix the image, or add an ignore entry with a reason and an expiry date",
+            if count == 1 {
+                "vulnerability"
+            } else {
+                "vulnerabilities"
+            },
+            listed.join(", ")
+        ),
+    })
+}
+
+fn signatures(
+    policy: &VerificationPolicy,
+    floor: &VerificationFloor,
+    observed: &Observations,
+) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    if let Some(signature) = &policy.signature {
+        if signature.keyless.is_some() {
+            failures.push(Failure {
+                reason: reasons::INVALID_SPEC,
+                required_by: RequiredBy::Object,
+                message: "keyless signature verification is not supported yet; require a \
+                          signature with spec.verify.signature.publicKey instead"
+                    .into(),
+            });
+        } else {
+            failures.extend(signature_failure(
+                observed.signatures.object.as_ref(),
+                RequiredBy::Object,
+                &observed.digest,
+            ));
+        }
+    }
+    if !floor.signature.public_keys.is_empty() {
+        failures.extend(signature_failure(
+            observed.signatures.floor.as_ref(),
+            RequiredBy::Floor,
+            &observed.digest,
+        ));
+    } else if floor.signature.required && policy.signature.is_none() {
+        failures.push(Failure {
+            reason: reasons::INVALID_SPEC,
+            required_by: RequiredBy::Floor,
+            message: "the operator requires every promotion to verify a cosign signature: set \
+                      spec.verify.signature.publicKey to the key the image is signed with"
+                .into(),
+        });
+    }
+    failures
+}
+
+fn signature_failure(
+    outcome: Option<&SignatureOutcome>,
+    required_by: RequiredBy,
+    digest: &str,
+) -> Option<Failure> {
+    let Some(outcome) = outcome else {
+        // Fail closed: a required check that was not made is not a pass.
+        return Some(Failure {
+            reason: reasons::SIGNATURE_MISSING,
+            required_by,
+            message: format!(
+                "the signatures of {digest} were not checked against the key {required_by} names"
+            ),
+        });
+    };
+    let (reason, message) = match outcome {
+        SignatureOutcome::Verified { .. } => return None,
+        SignatureOutcome::Missing => (
+            reasons::SIGNATURE_MISSING,
+            format!(
+                "{digest} has no cosign signature (no sha256-<hex>.sig tag and no OCI 1.1 \
+                 referrer); sign it with cosign sign --key"
+            ),
+        ),
+        SignatureOutcome::Invalid { trusted, problems } => (
+            reasons::SIGNATURE_INVALID,
+            format!(
+                "no signature of {digest} verifies with {} {}: {}",
+                if trusted.len() == 1 {
+                    "key"
+                } else {
+                    "any of the keys"
+                },
+                trusted.join(", "),
+                problems.join("; ")
+            ),
+        ),
+        SignatureOutcome::Unsupported { what } => (reasons::INVALID_SPEC, what.clone()),
+    };
+    Some(Failure {
+        reason,
+        required_by,
+        message,
+    })
+}
+
+fn signature_evidence(checks: &SignatureChecks) -> Option<SignatureEvidence> {
+    [&checks.object, &checks.floor]
+        .into_iter()
+        .flatten()
+        .find_map(|outcome| match outcome {
+            SignatureOutcome::Verified {
+                key_id,
+                signature_digest,
+                ..
+            } => Some(SignatureEvidence {
+                key_id: key_id.clone(),
+                signature_digest: Some(signature_digest.clone()),
+            }),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{KeylessSignature, PublicKeySignature, SecretKeyReference, SignaturePolicy};
+    use crate::aws::{Encryption, Finding};
+    use crate::verify::cosign::SignatureLayout;
+
+    const DIGEST: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn now() -> Timestamp {
+        at("2026-06-15T12:00:00Z")
+    }
+
+    fn finding(id: &str, severity: Option<Severity>) -> Finding {
+        Finding {
+            id: id.into(),
+            severity,
+            package: Some("openssl".into()),
+        }
+    }
+
+    fn verified() -> SignatureOutcome {
+        SignatureOutcome::Verified {
+            key_id: "sha256:aaaa".into(),
+            signature_digest: "sha256:5151".into(),
+            layout: SignatureLayout::SignatureTag,
+        }
+    }
+
+    /// An image that passes every check of the strictest policy below.
+    fn good() -> Observations {
+        Observations {
+            digest: DIGEST.into(),
+            source_tag: Some("1.2.3".into()),
+            repository: RepositorySettings {
+                name: "team/app".into(),
+                tag_mutability: TagMutability::Immutable,
+                exclusion_filters: Vec::new(),
+                encryption: Encryption {
+                    kind: EncryptionType::Kms,
+                    kms_key: Some("arn:aws:kms:us-east-1:123456789012:key/k".into()),
+                },
+            },
+            scan: ScanReport {
+                status: ScanStatus::Complete,
+                description: None,
+                completed_at: Some(at("2026-06-14T08:00:00Z")),
+                findings: vec![finding("CVE-2026-0001", Some(Severity::Low))],
+            },
+            signatures: SignatureChecks {
+                object: Some(verified()),
+                floor: None,
+            },
+        }
+    }
+
+    fn signed_policy() -> VerificationPolicy {
+        VerificationPolicy {
+            encryption: EncryptionRequirement::Kms,
+            signature: Some(SignaturePolicy {
+                public_key: Some(PublicKeySignature {
+                    secret_ref: SecretKeyReference {
+                        name: "cosign".into(),
+                        key: "cosign.pub".into(),
+                    },
+                }),
+                keyless: None,
+            }),
+            ..VerificationPolicy::default()
+        }
+    }
+
+    fn ignore(id: &str, expires: &str) -> IgnoredFinding {
+        IgnoredFinding {
+            id: id.into(),
+            reason: "not reachable".into(),
+            expires: expires.into(),
+        }
+    }
+
+    /// (reason, required_by) of every failure.
+    fn reasons(verdict: &Verdict) -> Vec<(&'static str, RequiredBy)> {
+        verdict
+            .failures
+            .iter()
+            .map(|f| (f.reason, f.required_by))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_image_passes_with_its_evidence() {
+        let verdict = evaluate(
+            &signed_policy(),
+            &VerificationFloor::default(),
+            &good(),
+            now(),
+        );
+        assert!(
+            verdict.passed() && !verdict.refused() && !verdict.waiting(),
+            "{verdict:?}"
+        );
+        let evidence = &verdict.evidence;
+        assert_eq!(evidence.tag_mutability.as_deref(), Some("IMMUTABLE"));
+        assert_eq!(evidence.encryption_type.as_deref(), Some("KMS"));
+        let scan = evidence.scan.as_ref().unwrap();
+        assert_eq!(
+            (scan.status.as_str(), scan.findings.low, scan.ignored),
+            ("COMPLETE", 1, 0)
+        );
+        assert_eq!(evidence.signature.as_ref().unwrap().key_id, "sha256:aaaa");
+        let condition = verdict.condition();
+        assert_eq!(
+            (condition.status, condition.reason.as_str()),
+            (ConditionStatus::True, "PolicySatisfied")
+        );
+    }
+
+    /// One observation changed at a time; each fails with its reason.
+    #[test]
+    fn every_single_failure_has_its_reason() {
+        type Change = fn(&mut Observations, &mut VerificationPolicy);
+        let cases: Vec<(&str, Change, &str, &[&str])> = vec![
+            (
+                "mutable repository",
+                |o, _| o.repository.tag_mutability = TagMutability::Mutable,
+                "TagMutable",
+                &["tag 1.2.3", "team/app", "MUTABLE", "make it IMMUTABLE"],
+            ),
+            (
+                "tag excluded from immutability",
+                |o, _| {
+                    o.repository.tag_mutability = TagMutability::ImmutableWithExclusion;
+                    o.repository.exclusion_filters = vec!["1.2.*".into()];
+                },
+                "TagMutable",
+                &[
+                    "tag 1.2.3",
+                    "exclusion filter \"1.2.*\"",
+                    "IMMUTABLE_WITH_EXCLUSION",
+                ],
+            ),
+            (
+                "tag not covered by a mutable repository's exclusion",
+                |o, _| {
+                    o.repository.tag_mutability = TagMutability::MutableWithExclusion;
+                    o.repository.exclusion_filters = vec!["release-*".into()];
+                },
+                "TagMutable",
+                &["MUTABLE_WITH_EXCLUSION", "no exclusion filter matches"],
+            ),
+            (
+                "AES256 where KMS is required",
+                |o, _| o.repository.encryption.kind = EncryptionType::Aes256,
+                "EncryptionTooWeak",
+                &["encrypted with AES256", "required KMS"],
+            ),
+            (
+                "never scanned",
+                |o, _| o.scan = ScanReport::not_scanned(),
+                "ScanMissing",
+                &[
+                    "team/app@sha256:9f86",
+                    "has not been scanned",
+                    "start-image-scan",
+                ],
+            ),
+            (
+                "scan failed",
+                |o, _| {
+                    o.scan.status = ScanStatus::Failed;
+                    o.scan.description = Some("the scanner broke".into());
+                },
+                "ScanFailed",
+                &["FAILED: the scanner broke"],
+            ),
+            (
+                "unsupported image",
+                |o, _| o.scan.status = ScanStatus::UnsupportedImage,
+                "ScanFailed",
+                &["UNSUPPORTED_IMAGE"],
+            ),
+            (
+                "critical and high findings",
+                |o, _| {
+                    o.scan
+                        .findings
+                        .push(finding("CVE-2026-0002", Some(Severity::High)));
+                    o.scan
+                        .findings
+                        .push(finding("CVE-2026-0003", Some(Severity::Critical)));
+                },
+                "VulnerabilitiesFound",
+                &[
+                    "2 vulnerabilities at or above HIGH",
+                    "CVE-2026-0003 (CRITICAL, openssl), CVE-2026-0002 (HIGH, openssl)",
+                ],
+            ),
+            (
+                "unsigned",
+                |o, _| o.signatures.object = Some(SignatureOutcome::Missing),
+                "SignatureMissing",
+                &["sha256:9f86", "no cosign signature"],
+            ),
+            (
+                "signature not checked",
+                |o, _| o.signatures.object = None,
+                "SignatureMissing",
+                &["were not checked"],
+            ),
+            (
+                "signed by another key",
+                |o, _| {
+                    o.signatures.object = Some(SignatureOutcome::Invalid {
+                        trusted: vec!["sha256:aaaa".into()],
+                        problems: vec!["sha256:5151 (.sig tag): not made by a trusted key".into()],
+                    })
+                },
+                "SignatureInvalid",
+                &["verifies with key sha256:aaaa", "not made by a trusted key"],
+            ),
+            (
+                "keyless policy",
+                |_, p| {
+                    p.signature = Some(SignaturePolicy {
+                        public_key: None,
+                        keyless: Some(KeylessSignature {
+                            issuer: "https://issuer.example".into(),
+                            subject: "ci".into(),
+                        }),
+                    })
+                },
+                "InvalidSpec",
+                &["keyless", "not supported yet"],
+            ),
+            (
+                "ignore entry with a bad date",
+                |_, p| p.scan.ignore = vec![ignore("CVE-2026-0001", "next tuesday")],
+                "InvalidSpec",
+                &["CVE-2026-0001", "not a date"],
+            ),
+        ];
+        for (name, change, reason, phrases) in cases {
+            let mut observed = good();
+            let mut policy = signed_policy();
+            change(&mut observed, &mut policy);
+            let verdict = evaluate(&policy, &VerificationFloor::default(), &observed, now());
+            assert_eq!(reasons(&verdict), [(reason, RequiredBy::Object)], "{name}");
+            assert!(verdict.refused() && verdict.pending.is_empty(), "{name}");
+            let message = &verdict.failures[0].message;
+            for phrase in phrases {
+                assert!(
+                    message.contains(phrase),
+                    "{name}: {message:?} lacks {phrase:?}"
+                );
+            }
+            let condition = verdict.condition();
+            assert_eq!(condition.status, ConditionStatus::False, "{name}");
+            assert_eq!(condition.reason, reason, "{name}");
+            assert!(
+                condition.message.ends_with("(required by spec.verify)"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_running_scan_is_waited_for_not_refused() {
+        for status in [ScanStatus::InProgress, ScanStatus::Pending] {
+            let mut observed = good();
+            observed.scan = ScanReport {
+                status: status.clone(),
+                description: None,
+                completed_at: None,
+                findings: Vec::new(),
+            };
+            let verdict = evaluate(
+                &signed_policy(),
+                &VerificationFloor::default(),
+                &observed,
+                now(),
+            );
+            assert!(verdict.waiting() && !verdict.passed() && !verdict.refused());
+            assert_eq!(verdict.pending[0].reason, "ScanPending");
+            assert!(verdict.pending[0].message.contains(status.as_str()));
+            let condition = verdict.condition();
+            assert_eq!(
+                (condition.status, condition.reason.as_str()),
+                (ConditionStatus::Unknown, "ScanPending")
+            );
+            assert_eq!(verdict.evidence.scan.unwrap().status, status.as_str());
+        }
+        // A failure elsewhere still refuses while the scan runs.
+        let mut observed = good();
+        observed.scan.status = ScanStatus::InProgress;
+        observed.repository.tag_mutability = TagMutability::Mutable;
+        let verdict = evaluate(
+            &signed_policy(),
+            &VerificationFloor::default(),
+            &observed,
+            now(),
+        );
+        assert!(verdict.refused() && !verdict.waiting());
+        assert_eq!(verdict.condition().reason, "TagMutable");
+    }
+
+    #[test]
+    fn without_a_scan_requirement_only_completed_findings_count() {
+        let mut policy = signed_policy();
+        policy.scan.required = false;
+        for status in [
+            ScanStatus::NotScanned,
+            ScanStatus::InProgress,
+            ScanStatus::Failed,
+        ] {
+            let mut observed = good();
+            observed.scan.status = status;
+            observed.scan.findings.clear();
+            assert!(evaluate(&policy, &VerificationFloor::default(), &observed, now()).passed());
+        }
+        let mut observed = good();
+        observed
+            .scan
+            .findings
+            .push(finding("CVE-2026-0009", Some(Severity::Critical)));
+        let verdict = evaluate(&policy, &VerificationFloor::default(), &observed, now());
+        assert_eq!(
+            reasons(&verdict),
+            [("VulnerabilitiesFound", RequiredBy::Object)]
+        );
+    }
+
+    #[test]
+    fn ignore_entries_apply_through_their_expiry_day_only() {
+        let mut policy = signed_policy();
+        policy.scan.ignore = vec![ignore("CVE-2026-0003", "2026-06-30")];
+        let mut observed = good();
+        observed
+            .scan
+            .findings
+            .push(finding("CVE-2026-0003", Some(Severity::Critical)));
+        observed
+            .scan
+            .findings
+            .push(finding("CVE-2026-0003", Some(Severity::High)));
+
+        for time in ["2026-06-15T00:00:00Z", "2026-06-30T23:59:59Z"] {
+            let verdict = evaluate(&policy, &VerificationFloor::default(), &observed, at(time));
+            assert!(verdict.passed(), "{time}: {verdict:?}");
+            assert_eq!(verdict.evidence.scan.unwrap().ignored, 2, "{time}");
+        }
+        let verdict = evaluate(
+            &policy,
+            &VerificationFloor::default(),
+            &observed,
+            at("2026-07-01T00:00:00Z"),
+        );
+        assert_eq!(
+            reasons(&verdict),
+            [("VulnerabilitiesFound", RequiredBy::Object)]
+        );
+        let message = &verdict.failures[0].message;
+        assert!(
+            message.contains("1 vulnerability at or above HIGH"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                "CVE-2026-0003 (CRITICAL, openssl; its ignore entry expired on 2026-06-30)"
+            ),
+            "{message}"
+        );
+        assert_eq!(verdict.evidence.scan.unwrap().ignored, 0);
+    }
+
+    #[test]
+    fn the_floor_tightens_and_says_so() {
+        let lax = VerificationPolicy {
+            require_tag_immutability: false,
+            encryption: EncryptionRequirement::Any,
+            scan: crate::api::ScanPolicy {
+                required: false,
+                fail_on_severity: Severity::Critical,
+                ignore: Vec::new(),
+            },
+            signature: None,
+        };
+        let floor = VerificationFloor {
+            require_tag_immutability: true,
+            encryption: EncryptionRequirement::Kms,
+            scan: crate::verify::ScanFloor {
+                required: true,
+                fail_on_severity: Some(Severity::High),
+                allow_ignores: true,
+            },
+            signature: crate::verify::SignatureFloor {
+                required: true,
+                public_keys: Vec::new(),
+            },
+        };
+        let mut observed = good();
+        observed.repository.tag_mutability = TagMutability::Mutable;
+        observed.repository.encryption.kind = EncryptionType::Aes256;
+        observed
+            .scan
+            .findings
+            .push(finding("CVE-2026-0002", Some(Severity::High)));
+        observed.signatures = SignatureChecks::default();
+        let verdict = evaluate(&lax, &floor, &observed, now());
+        assert_eq!(
+            reasons(&verdict),
+            [
+                ("TagMutable", RequiredBy::Floor),
+                ("EncryptionTooWeak", RequiredBy::Floor),
+                ("VulnerabilitiesFound", RequiredBy::Floor),
+                ("InvalidSpec", RequiredBy::Floor),
+            ]
+        );
+        assert!(verdict.failures[2].message.contains("at or above HIGH"));
+        assert!(
+            verdict
+                .condition()
+                .message
+                .contains("(required by the operator's floor)"),
+            "{}",
+            verdict.condition().message
+        );
+
+        // Without a scan the floor's requirement applies.
+        observed.scan = ScanReport::not_scanned();
+        let verdict = evaluate(&lax, &floor, &observed, now());
+        assert!(reasons(&verdict).contains(&("ScanMissing", RequiredBy::Floor)));
+    }
+
+    #[test]
+    fn which_side_a_finding_fails_depends_on_both_thresholds() {
+        let floor = |threshold| VerificationFloor {
+            scan: crate::verify::ScanFloor {
+                fail_on_severity: threshold,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let cases = [
+            // (object threshold, floor threshold, finding severity, failing side)
+            (
+                Severity::Low,
+                Some(Severity::High),
+                Severity::Medium,
+                Some(RequiredBy::Object),
+            ),
+            (
+                Severity::Critical,
+                Some(Severity::High),
+                Severity::High,
+                Some(RequiredBy::Floor),
+            ),
+            (
+                Severity::High,
+                Some(Severity::High),
+                Severity::Critical,
+                Some(RequiredBy::Both),
+            ),
+            (
+                Severity::High,
+                None,
+                Severity::Critical,
+                Some(RequiredBy::Object),
+            ),
+            (
+                Severity::Critical,
+                Some(Severity::Critical),
+                Severity::High,
+                None,
+            ),
+            (
+                Severity::Informational,
+                None,
+                Severity::Informational,
+                Some(RequiredBy::Object),
+            ),
+        ];
+        for (object, floor_threshold, severity, side) in cases {
+            let mut policy = signed_policy();
+            policy.scan.fail_on_severity = object;
+            let mut observed = good();
+            observed.scan.findings = vec![finding("CVE-2026-0100", Some(severity))];
+            let verdict = evaluate(&policy, &floor(floor_threshold), &observed, now());
+            let expected: Vec<_> = side
+                .map(|s| ("VulnerabilitiesFound", s))
+                .into_iter()
+                .collect();
+            assert_eq!(
+                reasons(&verdict),
+                expected,
+                "{object} {floor_threshold:?} {severity}"
+            );
+        }
+        // UNDEFINED findings count as INFORMATIONAL.
+        let mut policy = signed_policy();
+        policy.scan.fail_on_severity = Severity::Informational;
+        let mut observed = good();
+        observed.scan.findings = vec![finding("CVE-2026-0101", None)];
+        let verdict = evaluate(&policy, &VerificationFloor::default(), &observed, now());
+        assert!(
+            verdict.failures[0]
+                .message
+                .contains("CVE-2026-0101 (UNDEFINED, openssl)")
+        );
+        policy.scan.fail_on_severity = Severity::Low;
+        assert!(evaluate(&policy, &VerificationFloor::default(), &observed, now()).passed());
+    }
+
+    #[test]
+    fn a_floor_may_refuse_the_objects_ignore_entries() {
+        let mut policy = signed_policy();
+        policy.scan.ignore = vec![ignore("CVE-2026-0003", "2026-12-31")];
+        let mut observed = good();
+        observed
+            .scan
+            .findings
+            .push(finding("CVE-2026-0003", Some(Severity::Critical)));
+        let floor = |allow_ignores| VerificationFloor {
+            scan: crate::verify::ScanFloor {
+                required: true,
+                fail_on_severity: Some(Severity::Critical),
+                allow_ignores,
+            },
+            ..Default::default()
+        };
+        assert!(evaluate(&policy, &floor(true), &observed, now()).passed());
+        let verdict = evaluate(&policy, &floor(false), &observed, now());
+        assert_eq!(
+            reasons(&verdict),
+            [("VulnerabilitiesFound", RequiredBy::Floor)]
+        );
+        assert!(
+            verdict.failures[0].message.contains(
+                "ignored by spec.verify, but the operator's floor does not accept ignores"
+            )
+        );
+    }
+
+    #[test]
+    fn floor_keys_are_checked_besides_the_objects() {
+        let floor = VerificationFloor {
+            signature: crate::verify::SignatureFloor {
+                required: true,
+                public_keys: vec!["(a PEM key)".into()],
+            },
+            ..Default::default()
+        };
+        let cases = [
+            (Some(verified()), Some(verified()), vec![]),
+            (
+                Some(verified()),
+                Some(SignatureOutcome::Missing),
+                vec![("SignatureMissing", RequiredBy::Floor)],
+            ),
+            (
+                Some(SignatureOutcome::Missing),
+                Some(verified()),
+                vec![("SignatureMissing", RequiredBy::Object)],
+            ),
+            (
+                Some(verified()),
+                None,
+                vec![("SignatureMissing", RequiredBy::Floor)],
+            ),
+            (
+                Some(verified()),
+                Some(SignatureOutcome::Unsupported { what: "x".into() }),
+                vec![("InvalidSpec", RequiredBy::Floor)],
+            ),
+        ];
+        for (object, floor_outcome, expected) in cases {
+            let mut observed = good();
+            observed.signatures = SignatureChecks {
+                object: object.clone(),
+                floor: floor_outcome.clone(),
+            };
+            let verdict = evaluate(&signed_policy(), &floor, &observed, now());
+            assert_eq!(reasons(&verdict), expected, "{object:?} {floor_outcome:?}");
+        }
+        // A floor with keys satisfies its own requirement without an object policy.
+        let mut observed = good();
+        observed.signatures = SignatureChecks {
+            object: None,
+            floor: Some(verified()),
+        };
+        let mut policy = signed_policy();
+        policy.signature = None;
+        let verdict = evaluate(&policy, &floor, &observed, now());
+        assert!(verdict.passed(), "{verdict:?}");
+        assert_eq!(verdict.evidence.signature.unwrap().key_id, "sha256:aaaa");
+    }
+
+    #[test]
+    fn long_lists_of_findings_are_cut_short() {
+        let mut observed = good();
+        observed.scan.findings = (0..15)
+            .map(|i| finding(&format!("CVE-2026-{i:04}"), Some(Severity::High)))
+            .collect();
+        let verdict = evaluate(
+            &signed_policy(),
+            &VerificationFloor::default(),
+            &observed,
+            now(),
+        );
+        let message = &verdict.failures[0].message;
+        assert!(message.contains("15 vulnerabilities"), "{message}");
+        assert!(
+            message.contains("CVE-2026-0009 (HIGH, openssl), and 5 more"),
+            "{message}"
+        );
+        assert!(!message.contains("CVE-2026-0010"), "{message}");
+    }
+
+    #[test]
+    fn required_by_reads_as_a_side() {
+        assert_eq!(RequiredBy::Object.to_string(), "spec.verify");
+        assert_eq!(RequiredBy::Floor.to_string(), "the operator's floor");
+        assert_eq!(
+            RequiredBy::Both.to_string(),
+            "spec.verify and the operator's floor"
+        );
+        assert_eq!(RequiredBy::of(false, false), None);
+    }
+}
