@@ -79,6 +79,36 @@ pub struct AuthConfig {
     /// The entry for this host in a dockerconfigjson file.
     #[serde(default)]
     pub docker_config: Option<DockerConfigAuth>,
+    /// `ecr:GetAuthorizationToken` with the operator's AWS identity (renewed
+    /// before its 12 hours run out).
+    #[serde(default)]
+    pub ecr: Option<EcrAuth>,
+    /// `ecr-public:GetAuthorizationToken` with the operator's AWS identity.
+    #[serde(default)]
+    pub ecr_public: Option<EcrPublicAuth>,
+}
+
+/// Where to ask ECR for tokens. Registry id and region come from an
+/// `<account>.dkr.ecr.<region>.amazonaws.com` host; other hosts must name them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EcrAuth {
+    #[serde(default)]
+    pub registry_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The ECR API endpoint (a VPC endpoint or a stand-in); default: AWS's.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+}
+
+/// Where to ask ECR Public for tokens (its API lives in us-east-1).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EcrPublicAuth {
+    /// The ECR Public API endpoint; default: AWS's.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
 }
 
 /// Basic credentials; the password never appears in the file itself.
@@ -158,8 +188,25 @@ impl Config {
                     "chunkBytes must be at least 5242880 (5 MiB), as ECR requires",
                 ));
             }
-            if registry.auth.basic.is_some() && registry.auth.docker_config.is_some() {
-                return Err(invalid("auth takes one of basic or dockerConfig, not both"));
+            let auth = &registry.auth;
+            let sources = [
+                auth.basic.is_some(),
+                auth.docker_config.is_some(),
+                auth.ecr.is_some(),
+                auth.ecr_public.is_some(),
+            ];
+            if sources.iter().filter(|set| **set).count() > 1 {
+                return Err(invalid(
+                    "auth takes one of basic, dockerConfig, ecr or ecrPublic, not several",
+                ));
+            }
+            if let Some(ecr) = &auth.ecr {
+                crate::aws::resolve_ecr_registry(
+                    &registry.host,
+                    ecr.region.as_deref(),
+                    ecr.registry_id.as_deref(),
+                )
+                .map_err(|e| invalid(&format!("auth.ecr: {e}")))?;
             }
             if let Some(basic) = &registry.auth.basic
                 && basic.password_file.is_some() == basic.password_env.is_some()
@@ -172,11 +219,25 @@ impl Config {
         Ok(())
     }
 
-    /// Builds one client per declared registry.
-    pub fn registries(&self) -> Result<Registries, ConfigError> {
+    /// Builds one client per declared registry. The AWS configuration (default
+    /// credential chain) is loaded only when a registry authenticates with ECR.
+    pub async fn registries(&self) -> Result<Registries, ConfigError> {
+        let needs_aws = self
+            .registries
+            .iter()
+            .any(|r| r.auth.ecr.is_some() || r.auth.ecr_public.is_some());
+        let sdk = if needs_aws {
+            Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await,
+            )
+        } else {
+            None
+        };
         let mut registries = Registries::new();
         for registry in &self.registries {
-            let client = registry.client()?;
+            let client = registry.client(sdk.as_ref())?;
             registries.insert(&registry.host, client);
         }
         Ok(registries)
@@ -184,7 +245,7 @@ impl Config {
 }
 
 impl RegistryConfig {
-    fn client(&self) -> Result<RegistryClient, ConfigError> {
+    fn client(&self, sdk: Option<&aws_config::SdkConfig>) -> Result<RegistryClient, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             host: self.host.clone(),
             message,
@@ -211,7 +272,23 @@ impl RegistryConfig {
             upload,
             ..ClientSettings::default()
         };
-        let source: SharedSource = Arc::new(StaticCredential(self.credential()?));
+        let source: SharedSource = match (&self.auth.ecr, &self.auth.ecr_public, sdk) {
+            (Some(ecr), _, Some(sdk)) => {
+                let registry = crate::aws::resolve_ecr_registry(
+                    &self.host,
+                    ecr.region.as_deref(),
+                    ecr.registry_id.as_deref(),
+                )
+                .map_err(|e| invalid(format!("auth.ecr: {e}")))?;
+                let inspector =
+                    crate::aws::EcrInspector::new(sdk, registry, ecr.endpoint_url.as_deref());
+                Arc::new(crate::aws::EcrTokenSource(inspector))
+            }
+            (_, Some(public), Some(sdk)) => Arc::new(crate::aws::EcrPublicTokenSource(
+                crate::aws::EcrPublic::new(sdk, public.endpoint_url.as_deref()),
+            )),
+            _ => Arc::new(StaticCredential(self.credential()?)),
+        };
         RegistryClient::new(&self.host, source, settings)
             .map_err(|error| ConfigError::Client(Box::new(error)))
     }
@@ -313,7 +390,12 @@ registries:
             ),
             (
                 "registries: [{host: a.io, auth: {basic: {username: u, passwordEnv: P}, dockerConfig: {path: /x}}}]",
-                "not both",
+                "not several",
+            ),
+            ("registries: [{host: a.io, auth: {ecr: {}}}]", "auth.ecr"),
+            (
+                "registries: [{host: 127.0.0.1:5000, auth: {ecr: {registryId: '1', region: us-east-1}}}]",
+                "auth.ecr",
             ),
         ];
         for (text, message) in cases {

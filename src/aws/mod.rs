@@ -25,6 +25,7 @@ mod ecr;
 mod error;
 mod host;
 mod public;
+mod registry_auth;
 mod repository;
 mod scan;
 mod token;
@@ -37,6 +38,7 @@ pub use public::{
     CatalogChange, EcrPublic, EcrPublicError, PublicRepository, RepositoryCreation,
     RepositoryEnsured,
 };
+pub use registry_auth::{EcrPublicTokenSource, EcrTokenSource};
 pub use repository::{Encryption, EncryptionType, RepositorySettings, TagMutability};
 pub use scan::{Finding, ScanReport, ScanStatus};
 pub use token::{RegistryToken, TokenError};

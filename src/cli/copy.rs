@@ -122,14 +122,14 @@ pub fn run(args: CopyArgs) -> ExitCode {
         },
         None => Config::default(),
     };
-    let registries = match config.registries() {
-        Ok(registries) => registries,
-        Err(error) => return usage_error(error),
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("starting the async runtime");
+    let registries = match runtime.block_on(config.registries()) {
+        Ok(registries) => registries,
+        Err(error) => return usage_error(error),
+    };
     let engine = Engine::new(registries);
     let result = runtime.block_on(engine.copy(&request.source, &request.targets, &request.options));
     match result {

@@ -44,6 +44,7 @@ impl Case {
     async fn copy(&self) -> CopyReport {
         let config = world::config_file(&self.env, &[(&self.proxy, Upstream::Quay, Kind::Generic)]);
         world::engine(&config)
+            .await
             .copy(
                 &world::source(&self.proxy.host(), &self.seeded),
                 &self.targets,
@@ -233,6 +234,7 @@ async fn bursts_of_503_on_both_sides_are_retried() {
     );
     let target = world::target(&target_proxy.host(), "burst");
     let report = world::engine(&config)
+        .await
         .copy(
             &world::source(&source.host(), &seeded),
             std::slice::from_ref(&target),

@@ -22,6 +22,7 @@ async fn copy_through(
 ) -> CopyReport {
     let config = world::config_file(env, &[(proxy, Upstream::Ecr, kind)]);
     world::engine(&config)
+        .await
         .copy(
             &world::source(Upstream::Quay.host(env), seeded),
             std::slice::from_ref(target),
@@ -179,6 +180,7 @@ async fn a_failed_upload_is_reported_and_the_next_run_moves_only_what_is_missing
     );
     let options = CopyOptions::default();
     let first = world::engine(&config)
+        .await
         .copy(
             &world::source(Upstream::Quay.host(&env), &seeded),
             std::slice::from_ref(&target),
@@ -206,6 +208,7 @@ async fn a_failed_upload_is_reported_and_the_next_run_moves_only_what_is_missing
     };
 
     let second = world::engine(&config)
+        .await
         .copy(
             &world::source(Upstream::Quay.host(&env), &seeded),
             std::slice::from_ref(&target),

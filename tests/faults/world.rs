@@ -113,9 +113,9 @@ pub fn config_file(env: &TestEnv, proxies: &[(&Proxy, Upstream, Kind)]) -> PathB
 }
 
 /// The engine for a configuration file.
-pub fn engine(config: &std::path::Path) -> Engine {
+pub async fn engine(config: &std::path::Path) -> Engine {
     let config = Config::load(config).expect("the case's promoter.yaml is valid");
-    Engine::new(config.registries().expect("registry clients"))
+    Engine::new(config.registries().await.expect("registry clients"))
 }
 
 /// A single-platform image in the Quay registry with layers of these sizes.

@@ -66,7 +66,7 @@ async fn cosign_signatures_are_copied_and_verify_at_the_target() {
     let without = unique_name("signed/without");
     let source =
         ImageReference::parse_image(&format!("{quay_host}/{}:v1", seeded.repository)).unwrap();
-    let engine = engine(&env);
+    let engine = engine(&env).await;
     let options = CopyOptions {
         signatures: true,
         ..CopyOptions::default()
@@ -189,6 +189,7 @@ async fn referrers_are_copied_by_digest_and_listed_in_the_targets_fallback_index
         ..CopyOptions::default()
     };
     let report = engine(&env)
+        .await
         .copy(&source, &[target(ecr_host, &name, "v1")], &options)
         .await
         .unwrap();

@@ -40,6 +40,7 @@ async fn single_image_arrives_byte_for_byte_with_its_tag() {
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
     let name = unique_name("promoted/single");
     let report = engine(&env)
+        .await
         .copy(
             &source(&env, &seeded, "v1"),
             &[target(ecr_host, &name, &["v1", "latest"], &["latest"])],
@@ -80,6 +81,7 @@ async fn multi_arch_index_copies_every_platform_children_first() {
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
     let name = unique_name("promoted/multi");
     let report = engine(&env)
+        .await
         .copy(
             &source(&env, &seeded, "1.0.0"),
             &[target(ecr_host, &name, &["1.0.0"], &[])],
@@ -125,6 +127,7 @@ async fn a_platform_subset_writes_a_new_index_with_only_that_platform() {
         ..CopyOptions::default()
     };
     let report = engine(&env)
+        .await
         .copy(
             &source(&env, &seeded, "v1"),
             &[target(quay_host, &name, &["v1"], &[])],
@@ -157,6 +160,7 @@ async fn a_platform_subset_writes_a_new_index_with_only_that_platform() {
         ..CopyOptions::default()
     };
     let err = engine(&env)
+        .await
         .copy(
             &source(&env, &seeded, "v1"),
             &[target(quay_host, &name, &["v2"], &[])],
@@ -177,7 +181,7 @@ async fn a_recopy_costs_one_manifest_head_per_tag_and_uploads_nothing() {
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
     let name = unique_name("promoted/recopy");
     let targets = [target(ecr_host, &name, &["v1", "stable"], &[])];
-    let engine = engine(&env);
+    let engine = engine(&env).await;
     assert_ok(
         &engine
             .copy(
@@ -216,7 +220,7 @@ async fn a_second_repository_of_the_same_registry_mounts_instead_of_uploading() 
     let env = TestEnv::load();
     let seeded = fixtures::single(&env, "mount", "v1", &[400_000, 400_000]).await;
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
-    let engine = engine(&env);
+    let engine = engine(&env).await;
     let first = unique_name("promoted/mount-a");
     let second = unique_name("promoted/mount-b");
     let one = engine
@@ -264,7 +268,7 @@ async fn a_write_once_tag_on_another_digest_is_a_conflict_and_nothing_is_written
     let rebuilt = fixtures::single(&env, "rebuilt", "v1", &[20_000]).await;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
     let name = unique_name("promoted/conflict");
-    let engine = engine(&env);
+    let engine = engine(&env).await;
     let first = engine
         .copy(
             &source(&env, &published, "v1"),
@@ -326,7 +330,7 @@ async fn a_floating_tag_moves_to_the_new_digest() {
     let new = fixtures::single(&env, "float-new", "v2", &[10_000]).await;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
     let name = unique_name("promoted/floating");
-    let engine = engine(&env);
+    let engine = engine(&env).await;
     let first = engine
         .copy(
             &source(&env, &old, "v1"),
@@ -369,6 +373,7 @@ async fn three_targets_read_each_source_blob_once() {
         target(quay_host, &unique_name("fan/c"), &["v1"], &[]),
     ];
     let report = engine(&env)
+        .await
         .copy(
             &source(&env, &seeded, "v1"),
             &targets,
@@ -402,4 +407,73 @@ async fn three_targets_read_each_source_blob_once() {
             Ok(seeded.digest.as_str())
         );
     }
+}
+
+fn ecr_public_client(env: &TestEnv) -> aws_sdk_ecrpublic::Client {
+    let config = aws_sdk_ecrpublic::Config::builder()
+        .behavior_version(aws_sdk_ecrpublic::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecrpublic::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ecrpublic::config::Credentials::new(
+            env.get("AWS_ACCESS_KEY_ID"),
+            env.get("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "testenv",
+        ))
+        .endpoint_url(env.get("AWS_ENDPOINT_URL_ECR_PUBLIC"))
+        .build();
+    aws_sdk_ecrpublic::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn ecr_public_targets_use_their_token_through_the_bearer_flow() {
+    let env = TestEnv::load();
+    let seeded = fixtures::multi(&env, "public", "2.0.0", &[30_000]).await;
+    let public_host = env.get("PROMOTER_TEST_PUBLIC_REGISTRY");
+    let alias = env.get("PROMOTER_TEST_PUBLIC_ALIAS");
+    let name = unique_name("public-app");
+    ecr_public_client(&env)
+        .create_repository()
+        .repository_name(&name)
+        .send()
+        .await
+        .expect("CreateRepository");
+    let report = engine(&env)
+        .await
+        .copy(
+            &source(&env, &seeded, "2.0.0"),
+            &[target(
+                public_host,
+                &format!("{alias}/{name}"),
+                &["2.0.0"],
+                &[],
+            )],
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_ok(&report);
+    assert_eq!(
+        report.targets[0].digest.as_ref().map(ToString::to_string),
+        Some(seeded.digest.clone())
+    );
+
+    // ECR Public refuses pushes to a repository nobody created: a clear, permanent error.
+    let missing = format!("{alias}/{}", unique_name("never-created"));
+    let refused = engine(&env)
+        .await
+        .copy(
+            &source(&env, &seeded, "2.0.0"),
+            &[target(public_host, &missing, &["2.0.0"], &[])],
+            &CopyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let failure = refused.targets[0].error.as_ref().expect("push refused");
+    assert_eq!(
+        failure.reason, "RegistryUnauthorized",
+        "{}",
+        failure.message
+    );
+    assert!(!failure.transient);
 }

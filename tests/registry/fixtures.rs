@@ -80,10 +80,10 @@ pub async fn ecr(env: &TestEnv) -> Registry {
 }
 
 /// The engine configured for the test world.
-pub fn engine(env: &TestEnv) -> Engine {
+pub async fn engine(env: &TestEnv) -> Engine {
     let config = Config::load(env.get("PROMOTER_TEST_CONFIG").as_ref())
         .expect("the test world's promoter.yaml");
-    Engine::new(config.registries().expect("registry clients"))
+    Engine::new(config.registries().await.expect("registry clients"))
 }
 
 pub fn repository(host: &str, name: &str) -> Repository {

@@ -26,8 +26,30 @@ impl TestEnv {
                 path.display()
             )
         });
-        Self {
+        let env = Self {
             vars: parse_env_file(&text),
+        };
+        env.check_process_environment();
+        env
+    }
+
+    /// The AWS SDK reads credentials and endpoints from the process environment;
+    /// without the file's values it would fall back to instance metadata. So the
+    /// tests refuse to run unless the env file was sourced into their environment.
+    fn check_process_environment(&self) {
+        for key in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_EC2_METADATA_DISABLED",
+        ] {
+            let expected = self.get(key);
+            let actual = std::env::var(key).unwrap_or_default();
+            assert!(
+                actual == expected,
+                "{key} in the test process differs from {}: run the tests with the test world's \
+                 environment (`make test` does; by hand: set -a; . target/testenv/env; set +a; cargo test)",
+                env_file().display()
+            );
         }
     }
 

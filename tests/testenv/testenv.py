@@ -502,7 +502,7 @@ def up() -> None:
     (docker / "config.json").chmod(0o600)
 
     config = STATE / "promoter.yaml"
-    config.write_text(promoter_config(ecr, quay, public, docker / "config.json"))
+    config.write_text(promoter_config(ecr, quay, public, docker / "config.json", moto_url, public_api))
 
     env = {
         "KUBECONFIG": kubeconfig,
@@ -533,21 +533,35 @@ def up() -> None:
     log(f"ready in {time.monotonic() - started:.1f}s; source {STATE / 'env'}")
 
 
-def promoter_config(ecr: str, quay: str, public: str, docker_config: Path) -> str:
-    """image-promoter's configuration file for the test world (docs/config.md)."""
+def promoter_config(ecr: str, quay: str, public: str, docker_config: Path, moto_url: str, public_api: str) -> str:
+    """image-promoter's configuration file for the test world (docs/config.md).
+
+    Internal ECR and ECR Public authenticate the way production does, with
+    GetAuthorizationToken from the stand-ins; Quay with its robot account."""
     ca = CERTS / "ca.pem"
-    entries = [(ecr, "ecr"), (quay, "generic"), (public, "ecrPublic")]
-    lines = ["# image-promoter configuration for the local test world; written by `make env-up`.", "registries:"]
-    for host, kind in entries:
-        lines += [
-            f"  - host: \"{host}\"",
-            f"    kind: {kind}",
-            f"    caFile: {ca}",
-            "    auth:",
-            "      dockerConfig:",
-            f"        path: {docker_config}",
-        ]
-    return "\n".join(lines) + "\n"
+    return f"""# image-promoter configuration for the local test world; written by `make env-up`.
+registries:
+  - host: "{ecr}"
+    kind: ecr
+    caFile: {ca}
+    auth:
+      ecr:
+        registryId: "{ACCOUNT}"
+        region: {REGION}
+        endpointUrl: {moto_url}
+  - host: "{quay}"
+    kind: generic
+    caFile: {ca}
+    auth:
+      dockerConfig:
+        path: {docker_config}
+  - host: "{public}"
+    kind: ecrPublic
+    caFile: {ca}
+    auth:
+      ecrPublic:
+        endpointUrl: {public_api}
+"""
 
 
 def down() -> None:

@@ -1,0 +1,99 @@
+//! ECR and ECR Public authorization tokens as registry credentials.
+//!
+//! The registry client asks a [`CredentialSource`] for credentials when it has
+//! none, when the lease nears its expiry and after a refusal; these sources answer
+//! with `GetAuthorizationToken`, so a long-running operator never holds a stale
+//! 12-hour token. An expiry that is missing or already past (stand-ins send such
+//! values) leases the token for a short while instead, relying on the refresh
+//! after a 401.
+
+use super::{EcrInspector, EcrPublic, RegistryToken};
+use crate::registry::auth::{Credential, CredentialError, CredentialSource, Lease, Secret};
+use futures::future::BoxFuture;
+use std::time::{Duration, SystemTime};
+
+/// How long a token without a believable expiry is used before asking again.
+const FALLBACK_LEASE: Duration = Duration::from_secs(60 * 60);
+
+/// The lease for a token, given the time now.
+fn lease(token: &RegistryToken, now: SystemTime) -> Lease {
+    let believable = token
+        .expires_at()
+        .filter(|expires| *expires > now + crate::registry::auth::credentials::RENEW_BEFORE);
+    Lease {
+        credential: Credential::Basic {
+            username: token.username().to_string(),
+            password: Secret::new(token.password()),
+        },
+        expires: Some(believable.unwrap_or(now + FALLBACK_LEASE)),
+    }
+}
+
+/// Credentials for a private ECR registry from `ecr:GetAuthorizationToken`.
+#[derive(Debug)]
+pub struct EcrTokenSource(pub EcrInspector);
+
+impl CredentialSource for EcrTokenSource {
+    fn fetch(&self) -> BoxFuture<'_, Result<Lease, CredentialError>> {
+        Box::pin(async move {
+            let token = self
+                .0
+                .authorization_token()
+                .await
+                .map_err(|error| CredentialError {
+                    message: format!("ECR GetAuthorizationToken: {error}"),
+                    transient: error.is_transient(),
+                })?;
+            Ok(lease(&token, SystemTime::now()))
+        })
+    }
+}
+
+/// Credentials for the ECR Public token realm from `ecr-public:GetAuthorizationToken`.
+#[derive(Debug)]
+pub struct EcrPublicTokenSource(pub EcrPublic);
+
+impl CredentialSource for EcrPublicTokenSource {
+    fn fetch(&self) -> BoxFuture<'_, Result<Lease, CredentialError>> {
+        Box::pin(async move {
+            let token = self
+                .0
+                .authorization_token()
+                .await
+                .map_err(|error| CredentialError {
+                    message: format!("ECR Public GetAuthorizationToken: {error}"),
+                    transient: error.is_transient(),
+                })?;
+            Ok(lease(&token, SystemTime::now()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn token(expires: Option<SystemTime>) -> RegistryToken {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("AWS:secret");
+        RegistryToken::decode(&encoded, expires).unwrap()
+    }
+
+    #[test]
+    fn leases_until_the_real_expiry_or_a_short_while() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let twelve_hours = now + Duration::from_secs(12 * 3600);
+        assert_eq!(
+            lease(&token(Some(twelve_hours)), now).expires,
+            Some(twelve_hours)
+        );
+        let past = now - Duration::from_secs(10 * 365 * 24 * 3600);
+        assert_eq!(
+            lease(&token(Some(past)), now).expires,
+            Some(now + FALLBACK_LEASE)
+        );
+        assert_eq!(lease(&token(None), now).expires, Some(now + FALLBACK_LEASE));
+        let printed = format!("{:?}", lease(&token(None), now));
+        assert!(!printed.contains("secret"), "{printed}");
+    }
+}
