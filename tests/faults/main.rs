@@ -16,6 +16,7 @@ mod oci;
 #[path = "../registry/fixtures.rs"]
 mod fixtures;
 
+mod auth;
 mod killed;
 mod proxy;
 mod source;

@@ -529,12 +529,18 @@ async fn exchange(shared: &Shared, connection: &mut Connection, head: RequestHea
             )),
             None => {}
         }
-        let code = if *status == 429 {
-            "TOOMANYREQUESTS"
-        } else {
-            "UNAVAILABLE"
+        let code = match *status {
+            429 => "TOOMANYREQUESTS",
+            401 => "UNAUTHORIZED",
+            _ => "UNAVAILABLE",
         };
-        let body = oci_error(code, "injected by the fault proxy");
+        // A response to HEAD has no body: bytes after its head would be read as
+        // the next response on the connection.
+        let body = if head.method == "HEAD" {
+            Vec::new()
+        } else {
+            oci_error(code, "injected by the fault proxy")
+        };
         let ok = answer(connection, *status, headers, &body).await;
         log.status = *status;
         shared.record(log);
