@@ -59,14 +59,20 @@ pub enum ReferenceError {
     NotARepository { reference: String },
 }
 
+/// The host that serves the API of `registry` (`docker.io` is served by
+/// `registry-1.docker.io`).
+pub fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_API
+    } else {
+        registry
+    }
+}
+
 impl Repository {
-    /// The host to send API requests to (`docker.io` is served by `registry-1.docker.io`).
+    /// The host to send API requests to.
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_API
-        } else {
-            &self.registry
-        }
+        api_host(&self.registry)
     }
 
     /// An image in this repository with a tag.

@@ -26,10 +26,6 @@ impl Registries {
 
     /// The client for `host`: the configured one, else an anonymous one.
     pub fn client(&self, host: &str) -> Result<RegistryClient, RegistryError> {
-        let host = match host {
-            "docker.io" => "registry-1.docker.io",
-            other => other,
-        };
         if let Some(client) = self.configured.get(host) {
             return Ok(client.clone());
         }

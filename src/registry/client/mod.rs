@@ -114,7 +114,7 @@ impl RegistryClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 host: host.to_string(),
-                base: format!("{scheme}://{host}"),
+                base: format!("{scheme}://{}", super::reference::api_host(host)),
                 http,
                 auth: AuthSession::new(host, source),
                 permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
