@@ -29,6 +29,21 @@ fn lease(token: &RegistryToken, now: SystemTime) -> Lease {
     }
 }
 
+/// The lease for a token just fetched, or the error in the registry's terms.
+fn leased<E: std::fmt::Display>(
+    what: &str,
+    fetched: Result<RegistryToken, E>,
+    transient: impl Fn(&E) -> bool,
+) -> Result<Lease, CredentialError> {
+    match fetched {
+        Ok(token) => Ok(lease(&token, SystemTime::now())),
+        Err(error) => Err(CredentialError {
+            message: format!("{what} GetAuthorizationToken: {error}"),
+            transient: transient(&error),
+        }),
+    }
+}
+
 /// Credentials for a private ECR registry from `ecr:GetAuthorizationToken`.
 #[derive(Debug)]
 pub struct EcrTokenSource(pub EcrInspector);
@@ -36,15 +51,9 @@ pub struct EcrTokenSource(pub EcrInspector);
 impl CredentialSource for EcrTokenSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Lease, CredentialError>> {
         Box::pin(async move {
-            let token = self
-                .0
-                .authorization_token()
-                .await
-                .map_err(|error| CredentialError {
-                    message: format!("ECR GetAuthorizationToken: {error}"),
-                    transient: error.is_transient(),
-                })?;
-            Ok(lease(&token, SystemTime::now()))
+            leased("ECR", self.0.authorization_token().await, |e| {
+                e.is_transient()
+            })
         })
     }
 }
@@ -56,15 +65,9 @@ pub struct EcrPublicTokenSource(pub EcrPublic);
 impl CredentialSource for EcrPublicTokenSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Lease, CredentialError>> {
         Box::pin(async move {
-            let token = self
-                .0
-                .authorization_token()
-                .await
-                .map_err(|error| CredentialError {
-                    message: format!("ECR Public GetAuthorizationToken: {error}"),
-                    transient: error.is_transient(),
-                })?;
-            Ok(lease(&token, SystemTime::now()))
+            leased("ECR Public", self.0.authorization_token().await, |e| {
+                e.is_transient()
+            })
         })
     }
 }

@@ -32,13 +32,13 @@ struct IndexDocument {
     manifests: Vec<Descriptor>,
 }
 
-/// The referrers of `digest` in `repo`: from the API, else the fallback tag.
-pub async fn referrers(
+/// The referrers index from the registry's API; None when it has no API.
+async fn referrers_api(
     client: &RegistryClient,
     repo: &str,
     digest: &Digest,
-) -> Result<Vec<Descriptor>, RegistryError> {
-    let api = client
+) -> Result<Option<Bytes>, RegistryError> {
+    client
         .get_json(
             "GET referrers",
             repo,
@@ -46,8 +46,16 @@ pub async fn referrers(
             OCI_INDEX,
             MAX_MANIFEST_BYTES,
         )
-        .await?;
-    let body = match api {
+        .await
+}
+
+/// The referrers of `digest` in `repo`: from the API, else the fallback tag.
+pub async fn referrers(
+    client: &RegistryClient,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Vec<Descriptor>, RegistryError> {
+    let body = match referrers_api(client, repo, digest).await? {
         Some(body) => Some(body),
         None => match client.head_manifest(repo, &fallback_tag(digest)).await? {
             Some(_) => Some(
@@ -71,24 +79,6 @@ pub async fn referrers(
             },
         })?;
     Ok(index.manifests)
-}
-
-/// True when the registry serves the referrers API for `repo`.
-async fn has_referrers_api(
-    client: &RegistryClient,
-    repo: &str,
-    digest: &Digest,
-) -> Result<bool, RegistryError> {
-    let answer = client
-        .get_json(
-            "GET referrers",
-            repo,
-            &format!("/v2/{repo}/referrers/{digest}"),
-            OCI_INDEX,
-            MAX_MANIFEST_BYTES,
-        )
-        .await?;
-    Ok(answer.is_some())
 }
 
 /// Adds `entries` to the fallback index of `digest` at a target without the API.
@@ -242,9 +232,9 @@ impl Engine {
                 }
             };
             let repo = &target.repository.name;
-            let result = match has_referrers_api(&client, repo, digest).await {
-                Ok(true) => Ok(()),
-                Ok(false) => merge_fallback_index(&client, repo, digest, &found).await,
+            let result = match referrers_api(&client, repo, digest).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => merge_fallback_index(&client, repo, digest, &found).await,
                 Err(error) => Err(error),
             };
             if let Err(error) = result {
