@@ -24,6 +24,10 @@ pub struct Config {
     /// Registries that need anything but anonymous HTTPS with public CAs.
     #[serde(default)]
     pub registries: Vec<RegistryConfig>,
+    /// The operator-wide verification floor every promotion must meet; the
+    /// default adds nothing to what each object asks.
+    #[serde(default)]
+    pub verify: crate::verify::VerificationFloor,
 }
 
 /// How to reach one registry.
@@ -144,6 +148,8 @@ pub enum ConfigError {
     Invalid { host: String, message: String },
     #[error("registry {0}")]
     Client(#[source] Box<RegistryError>),
+    #[error("verify.signature.publicKeys: {0}")]
+    FloorKey(#[source] crate::verify::cosign::KeyError),
 }
 
 impl Config {
@@ -162,6 +168,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.verify
+            .signature
+            .verifier()
+            .map_err(ConfigError::FloorKey)?;
         let mut seen = std::collections::HashSet::new();
         for registry in &self.registries {
             let invalid = |message: &str| ConfigError::Invalid {
@@ -364,6 +374,20 @@ registries:
     }
 
     #[test]
+    fn carries_the_verification_floor() {
+        let config = parse("verify: {requireTagImmutability: true, encryption: KMS}").unwrap();
+        assert!(config.verify.require_tag_immutability);
+        assert_eq!(
+            config.verify.encryption,
+            crate::api::EncryptionRequirement::Kms
+        );
+        assert_eq!(
+            parse("{}").unwrap().verify,
+            crate::verify::VerificationFloor::default()
+        );
+    }
+
+    #[test]
     fn refuses_what_cannot_work_with_a_clear_message() {
         let cases = [
             (
@@ -393,6 +417,14 @@ registries:
                 "not several",
             ),
             ("registries: [{host: a.io, auth: {ecr: {}}}]", "auth.ecr"),
+            (
+                "verify: {signature: {publicKeys: [not-a-key]}}",
+                "verify.signature.publicKeys",
+            ),
+            (
+                "verify: {encryption: KMS, scan: {requierd: true}}",
+                "unknown field",
+            ),
             (
                 "registries: [{host: 127.0.0.1:5000, auth: {ecr: {registryId: '1', region: us-east-1}}}]",
                 "auth.ecr",

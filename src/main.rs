@@ -24,6 +24,9 @@ enum Command {
     Crds,
     /// Copy one image, by digest with every platform, to one or more repositories.
     Copy(image_promoter::cli::copy::CopyArgs),
+    /// Run one ImagePromotion without a cluster: verify its source, copy it to
+    /// every target, and print the status the object would get.
+    Promote(image_promoter::cli::promote::PromoteArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crds => print(&image_promoter::api::crds_yaml()),
         Command::Copy(args) => image_promoter::cli::copy::run(args),
+        Command::Promote(args) => image_promoter::cli::promote::run(args),
     }
 }
 

@@ -1,0 +1,546 @@
+//! What one `promote` run will do, decided before any request: pure, from the
+//! validated ImagePromotion, the configuration file and the public key given.
+//!
+//! The plan pins nothing yet (the tag is resolved later); it settles what
+//! the object leaves to the cluster: which ECR registry and API endpoint the
+//! source is inspected through, which credentials each registry gets in CLI
+//! mode (the configuration file's entry, or the AWS identity for ECR and ECR
+//! Public hosts it does not list; Secrets cannot be read), which ECR Public
+//! repositories may be created, and the copy the engine is asked for.
+
+use std::fmt;
+
+use crate::api::{EcrPublicRepository, ImagePromotion, RegistryCredentials, VerificationPolicy};
+use crate::aws::{EcrRegistry, parse_ecr_host, resolve_ecr_registry};
+use crate::config::{Config, RegistryConfig};
+use crate::registry::{CopyOptions, ImageReference, Platforms, Repository, Target};
+use crate::verify::cosign::{PublicKey, Verifier};
+
+/// ECR Public's registry host.
+pub const ECR_PUBLIC_HOST: &str = "public.ecr.aws";
+
+/// Why the object cannot be run from the command line as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanError(pub String);
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// The source image and where its ECR facts come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePlan {
+    /// The image as the object names it (tag, digest or both).
+    pub image: ImageReference,
+    /// The digest the object requires, from `@digest` or `spec.source.digest`.
+    pub digest: Option<String>,
+    /// The ECR registry (account and region) of the source repository.
+    pub ecr: EcrRegistry,
+    /// The ECR API endpoint, from the configuration file (default: AWS's).
+    pub ecr_endpoint: Option<String>,
+}
+
+/// An ECR Public repository to create when it is missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicRepositoryPlan {
+    /// The repository name in the ECR Public API (the path after the alias).
+    pub name: String,
+    /// Its gallery catalog data.
+    pub catalog: EcrPublicRepository,
+    /// The ECR Public API endpoint, from the configuration file (default: AWS's).
+    pub endpoint: Option<String>,
+}
+
+/// One target of the promotion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetPlan {
+    /// `spec.targets[].name`.
+    pub name: String,
+    /// What the engine copies to.
+    pub target: Target,
+    /// The repository to create first, for `createRepository`.
+    pub create: Option<PublicRepositoryPlan>,
+}
+
+/// Credentials for a registry the configuration file does not list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InferredCredentials {
+    /// `ecr:GetAuthorizationToken` for this registry.
+    Ecr {
+        /// `host[:port]`.
+        host: String,
+        /// The account and region.
+        registry: EcrRegistry,
+    },
+    /// `ecr-public:GetAuthorizationToken`.
+    EcrPublic {
+        /// `host[:port]`.
+        host: String,
+    },
+}
+
+/// The signature checks to make.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verifiers {
+    /// For `spec.verify.signature`.
+    pub object: Option<Verifier>,
+    /// For the floor's `signature.publicKeys`.
+    pub floor: Option<Verifier>,
+}
+
+impl Verifiers {
+    /// Whether any signature must be read.
+    pub fn any(&self) -> bool {
+        self.object.is_some() || self.floor.is_some()
+    }
+}
+
+/// Everything one run does, decided up front.
+#[derive(Clone, Debug)]
+pub struct PromotionPlan {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.generation`, 0 for an object that was never stored.
+    pub generation: i64,
+    /// The source.
+    pub source: SourcePlan,
+    /// `spec.verify`.
+    pub policy: VerificationPolicy,
+    /// The signature checks.
+    pub verifiers: Verifiers,
+    /// The targets, in spec order.
+    pub targets: Vec<TargetPlan>,
+    /// `spec.copy` for the engine.
+    pub options: CopyOptions,
+    /// Token credentials for hosts the configuration file does not list.
+    pub inferred: Vec<InferredCredentials>,
+}
+
+/// Plans the run of a validated `promotion` with `config`; `public_key` is
+/// what `--public-key` gave for `spec.verify.signature.publicKey`.
+pub fn plan(
+    promotion: &ImagePromotion,
+    config: &Config,
+    public_key: Option<PublicKey>,
+) -> Result<PromotionPlan, PlanError> {
+    let spec = &promotion.spec;
+    let image = ImageReference::parse_image(&spec.source.image)
+        .map_err(|e| PlanError(format!("spec.source.image: {e}")))?;
+    let source = source(promotion, config, image)?;
+    let source_tags: Vec<String> = source.image.tag.iter().cloned().collect();
+    let targets = spec
+        .targets
+        .iter()
+        .map(|t| {
+            let repository: Repository = t
+                .repository
+                .parse()
+                .map_err(|e| PlanError(format!("spec.targets[{}].repository: {e}", t.name)))?;
+            let create = match &t.create_repository {
+                Some(catalog) => Some(public_repository(&t.name, &repository, catalog, config)?),
+                None => None,
+            };
+            Ok(TargetPlan {
+                name: t.name.clone(),
+                target: Target {
+                    repository,
+                    tags: t.tags.clone().unwrap_or_else(|| source_tags.clone()),
+                    floating: t.floating_tags.clone(),
+                },
+                create,
+            })
+        })
+        .collect::<Result<Vec<_>, PlanError>>()?;
+    let mut inferred = Vec::new();
+    let source_credentials = spec.source.credentials.as_ref();
+    let source_host = &source.image.repository.registry;
+    if entry(config, source_host).is_none() {
+        let credentials = match source_credentials.map(kind_of) {
+            Some(Kind::SecretRef(secret)) => {
+                return Err(no_secrets("spec.source", &secret, source_host));
+            }
+            Some(Kind::EcrPublic) => Kind::EcrPublic,
+            _ => Kind::Ecr(source.ecr.clone()),
+        };
+        inferred.extend(infer(source_host, credentials));
+    }
+    for (spec_target, planned) in spec.targets.iter().zip(&targets) {
+        let host = &planned.target.repository.registry;
+        if entry(config, host).is_some() || inferred.iter().any(|i| i.host() == host) {
+            continue;
+        }
+        let credentials =
+            target_credentials(spec_target.credentials.as_ref(), host, &planned.name)?;
+        inferred.extend(infer(host, credentials));
+    }
+    Ok(PromotionPlan {
+        name: promotion.metadata.name.clone().unwrap_or_default(),
+        generation: promotion.metadata.generation.unwrap_or(0),
+        verifiers: verifiers(&spec.verify, config, public_key)?,
+        policy: spec.verify.clone(),
+        source,
+        targets,
+        options: copy_options(&spec.copy),
+        inferred,
+    })
+}
+
+impl InferredCredentials {
+    /// The registry host these credentials are for.
+    pub fn host(&self) -> &str {
+        match self {
+            Self::Ecr { host, .. } | Self::EcrPublic { host } => host,
+        }
+    }
+}
+
+/// The configuration file's entry for `host`.
+fn entry<'a>(config: &'a Config, host: &str) -> Option<&'a RegistryConfig> {
+    config.registries.iter().find(|r| r.host == host)
+}
+
+fn source(
+    promotion: &ImagePromotion,
+    config: &Config,
+    image: ImageReference,
+) -> Result<SourcePlan, PlanError> {
+    let spec = &promotion.spec.source;
+    let host = image.repository.registry.clone();
+    let explicit = spec.credentials.as_ref().and_then(|c| c.ecr.as_ref());
+    let configured = entry(config, &host).and_then(|r| r.auth.ecr.as_ref());
+    let region = explicit
+        .and_then(|e| e.region.as_deref())
+        .or(configured.and_then(|e| e.region.as_deref()));
+    let registry_id = explicit
+        .and_then(|e| e.registry_id.as_deref())
+        .or(configured.and_then(|e| e.registry_id.as_deref()));
+    let ecr = resolve_ecr_registry(&host, region, registry_id).map_err(|e| {
+        PlanError(format!(
+            "spec.source.image: {e} (verification reads the source's ECR repository: set \
+             spec.source.credentials.ecr.region and registryId, or declare {host} with \
+             auth.ecr in the configuration file)"
+        ))
+    })?;
+    let digest = image
+        .digest
+        .as_ref()
+        .map(ToString::to_string)
+        .or_else(|| spec.digest.clone());
+    Ok(SourcePlan {
+        image,
+        digest,
+        ecr,
+        ecr_endpoint: configured.and_then(|e| e.endpoint_url.clone()),
+    })
+}
+
+fn public_repository(
+    target: &str,
+    repository: &Repository,
+    catalog: &EcrPublicRepository,
+    config: &Config,
+) -> Result<PublicRepositoryPlan, PlanError> {
+    let (_alias, name) = repository.name.split_once('/').ok_or_else(|| {
+        PlanError(format!(
+            "spec.targets[{target}].repository: {repository} has no registry alias; ECR Public \
+             repositories are <registry>/<alias>/<name>, e.g. public.ecr.aws/acme/app"
+        ))
+    })?;
+    let endpoint = entry(config, &repository.registry)
+        .and_then(|r| r.auth.ecr_public.as_ref())
+        .and_then(|p| p.endpoint_url.clone());
+    Ok(PublicRepositoryPlan {
+        name: name.to_string(),
+        catalog: catalog.clone(),
+        endpoint,
+    })
+}
+
+/// Which credentials member is set.
+enum Kind {
+    Ecr(EcrRegistry),
+    EcrPublic,
+    SecretRef(String),
+    Anonymous,
+}
+
+fn kind_of(credentials: &RegistryCredentials) -> Kind {
+    match (
+        &credentials.ecr,
+        &credentials.ecr_public,
+        &credentials.secret_ref,
+    ) {
+        (_, _, Some(secret)) => Kind::SecretRef(secret.name.clone()),
+        (_, Some(_), _) => Kind::EcrPublic,
+        _ => Kind::Anonymous,
+    }
+}
+
+fn target_credentials(
+    credentials: Option<&RegistryCredentials>,
+    host: &str,
+    target: &str,
+) -> Result<Kind, PlanError> {
+    let field = format!("spec.targets[{target}]");
+    if let Some(ecr) = credentials.and_then(|c| c.ecr.as_ref()) {
+        return resolve_ecr_registry(host, ecr.region.as_deref(), ecr.registry_id.as_deref())
+            .map(Kind::Ecr)
+            .map_err(|e| PlanError(format!("{field}.credentials.ecr: {e}")));
+    }
+    match credentials.map(kind_of) {
+        Some(Kind::SecretRef(secret)) => Err(no_secrets(&field, &secret, host)),
+        Some(kind) => Ok(kind),
+        None if host == ECR_PUBLIC_HOST => Ok(Kind::EcrPublic),
+        None => Ok(parse_ecr_host(host).map_or(Kind::Anonymous, Kind::Ecr)),
+    }
+}
+
+fn infer(host: &str, kind: Kind) -> Option<InferredCredentials> {
+    let host = host.to_string();
+    match kind {
+        Kind::Ecr(registry) => Some(InferredCredentials::Ecr { host, registry }),
+        Kind::EcrPublic => Some(InferredCredentials::EcrPublic { host }),
+        Kind::SecretRef(_) | Kind::Anonymous => None,
+    }
+}
+
+fn no_secrets(field: &str, secret: &str, host: &str) -> PlanError {
+    PlanError(format!(
+        "{field}.credentials.secretRef names Secret {secret:?}, which the command line cannot \
+         read: declare registry {host} with its credentials (auth.dockerConfig or auth.basic) \
+         in the configuration file given with --config"
+    ))
+}
+
+fn verifiers(
+    policy: &VerificationPolicy,
+    config: &Config,
+    public_key: Option<PublicKey>,
+) -> Result<Verifiers, PlanError> {
+    let signature = policy.signature.as_ref();
+    let keyless = signature.and_then(|s| s.keyless.clone());
+    let object = match (signature, public_key) {
+        (Some(_), _) if keyless.is_some() => keyless.map(Verifier::Keyless),
+        (Some(_), Some(key)) => Some(Verifier::PublicKeys(vec![key])),
+        (Some(s), None) => {
+            let secret = s.public_key.as_ref().map(|k| &k.secret_ref);
+            return Err(PlanError(format!(
+                "spec.verify.signature.publicKey names Secret {:?} (key {:?}), which the command \
+                 line cannot read: give the PEM public key with --public-key FILE",
+                secret.map(|s| s.name.as_str()).unwrap_or_default(),
+                secret.map(|s| s.key.as_str()).unwrap_or_default(),
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(PlanError(
+                "--public-key is given but spec.verify.signature is not set, so no signature \
+                 would be checked: add spec.verify.signature.publicKey, or leave out --public-key"
+                    .into(),
+            ));
+        }
+        (None, None) => None,
+    };
+    let floor = config.verify.signature.verifier().map_err(|e| {
+        PlanError(format!(
+            "verify.signature.publicKeys in the configuration file: {e}"
+        ))
+    })?;
+    Ok(Verifiers { object, floor })
+}
+
+fn copy_options(copy: &crate::api::CopyOptions) -> CopyOptions {
+    CopyOptions {
+        platforms: if copy.platforms.is_empty() {
+            Platforms::All
+        } else {
+            Platforms::Only(copy.platforms.clone())
+        },
+        signatures: copy.signatures,
+        referrers: copy.referrers,
+        ..CopyOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = include_str!("../../../tests/fixtures/cosign/key-a.pub");
+
+    fn promotion(yaml: &str) -> ImagePromotion {
+        super::super::input::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn gold() -> ImagePromotion {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/imagepromotion-gold.yaml"
+        );
+        promotion(&std::fs::read_to_string(path).unwrap())
+    }
+
+    fn config(yaml: &str) -> Config {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn key() -> Option<PublicKey> {
+        Some(PublicKey::from_pem(KEY.as_bytes()).unwrap())
+    }
+
+    const QUAY: &str = "registries: [{host: quay.io, auth: {dockerConfig: {path: /quay.json}}}]";
+
+    #[test]
+    fn the_gold_example_plans_both_targets_with_inferred_aws_credentials() {
+        let plan = plan(&gold(), &config(QUAY), key()).unwrap();
+        assert_eq!(plan.name, "postgres-17.2.1");
+        assert_eq!(plan.generation, 0);
+        assert_eq!(plan.source.image.tag.as_deref(), Some("17.2.1"));
+        assert_eq!(plan.source.digest, None);
+        assert_eq!(
+            (
+                plan.source.ecr.registry_id.as_str(),
+                plan.source.ecr.region.as_str()
+            ),
+            ("123456789012", "us-east-1")
+        );
+        assert_eq!(plan.source.ecr_endpoint, None);
+        let [public, quay] = &plan.targets[..] else {
+            panic!("two targets")
+        };
+        assert_eq!(
+            public.target.repository.to_string(),
+            "public.ecr.aws/acme/postgres"
+        );
+        assert_eq!(public.target.tags, ["17.2.1", "17.2", "17", "latest"]);
+        assert_eq!(public.target.floating, ["17.2", "17", "latest"]);
+        let create = public.create.as_ref().unwrap();
+        assert_eq!(create.name, "postgres");
+        assert_eq!(create.endpoint, None);
+        assert!(quay.create.is_none());
+        assert_eq!(
+            plan.inferred,
+            [
+                InferredCredentials::Ecr {
+                    host: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+                    registry: plan.source.ecr.clone()
+                },
+                InferredCredentials::EcrPublic {
+                    host: "public.ecr.aws".into()
+                },
+            ],
+            "quay.io comes from the file; the AWS hosts from the AWS identity"
+        );
+        assert!(matches!(
+            plan.verifiers.object,
+            Some(Verifier::PublicKeys(_))
+        ));
+        assert_eq!(plan.verifiers.floor, None);
+        assert!(plan.options.signatures && plan.options.referrers);
+        assert_eq!(plan.options.platforms, Platforms::All);
+    }
+
+    #[test]
+    fn the_configuration_file_supplies_what_a_stand_in_needs() {
+        let yaml = r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: ImagePromotion
+metadata: {name: app, generation: 4}
+spec:
+  source:
+    image: 127.0.0.1:5000/team/app:1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+  copy: {signatures: false, platforms: [linux/amd64]}
+  targets:
+    - name: public
+      repository: 127.0.0.1:6000/alias/team/app
+      tags: ["1.0"]
+      credentials: {ecrPublic: {}}
+      createRepository: {description: The app}
+"#;
+        let config = config(
+            r#"
+registries:
+  - host: 127.0.0.1:5000
+    auth: {ecr: {registryId: "123456789012", region: eu-west-1, endpointUrl: "http://moto"}}
+  - host: 127.0.0.1:6000
+    auth: {ecrPublic: {endpointUrl: "http://standin"}}
+"#,
+        );
+        let plan = plan(&promotion(yaml), &config, None).unwrap();
+        assert_eq!(plan.generation, 4);
+        assert_eq!(plan.source.ecr.region, "eu-west-1");
+        assert_eq!(plan.source.ecr_endpoint.as_deref(), Some("http://moto"));
+        assert!(
+            plan.source
+                .digest
+                .as_deref()
+                .unwrap()
+                .starts_with("sha256:0123")
+        );
+        let create = plan.targets[0].create.as_ref().unwrap();
+        assert_eq!(create.name, "team/app");
+        assert_eq!(create.endpoint.as_deref(), Some("http://standin"));
+        assert!(plan.inferred.is_empty());
+        assert!(!plan.options.signatures);
+        assert_eq!(
+            plan.options.platforms,
+            Platforms::Only(vec!["linux/amd64".into()])
+        );
+        assert!(!plan.verifiers.any());
+    }
+
+    #[test]
+    fn what_the_command_line_cannot_do_is_refused_with_what_to_do() {
+        let no_signature = gold_without_signature();
+        let cases = [
+            (plan(&gold(), &config("{}"), key()), "Secret \"quay-robot\""),
+            (
+                plan(&gold(), &config(QUAY), None),
+                "give the PEM public key with --public-key",
+            ),
+            (
+                plan(&no_signature, &config(QUAY), key()),
+                "leave out --public-key",
+            ),
+            (
+                plan(
+                    &promotion(&GOLD_ON_LOOPBACK.replace("SOURCE", "127.0.0.1:5000/acme/app:1")),
+                    &config(QUAY),
+                    None,
+                ),
+                "declare 127.0.0.1:5000 with auth.ecr",
+            ),
+        ];
+        for (result, expected) in cases {
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains(expected), "{expected:?} not in {message}");
+        }
+    }
+
+    const GOLD_ON_LOOPBACK: &str = r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: ImagePromotion
+metadata: {name: app}
+spec:
+  source: {image: SOURCE}
+  targets: [{name: quay, repository: quay.io/acme/app}]
+"#;
+
+    fn gold_without_signature() -> ImagePromotion {
+        let mut promotion = gold();
+        promotion.spec.verify.signature = None;
+        promotion
+    }
+
+    #[test]
+    fn a_bad_floor_key_is_refused() {
+        let config = config(&format!(
+            "{QUAY}\nverify: {{signature: {{publicKeys: [garbage]}}}}"
+        ));
+        let err = plan(&gold_without_signature(), &config, None).unwrap_err();
+        assert!(err.0.contains("verify.signature.publicKeys"), "{err}");
+    }
+}
