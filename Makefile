@@ -65,6 +65,6 @@ demo: ## Run the operator end to end on the local control plane with example obj
 	@exit 1
 
 .PHONY: bench
-bench: ## Benchmark the copy engine against skopeo, crane and regctl (not yet)
-	@echo "make bench: not yet — it arrives with the copy engine" >&2
-	@exit 1
+bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl; writes docs/benchmarks.md (BENCH_QUICK=1 for a quick try)
+	@$(CARGO) build --release --locked --bin image-promoter
+	@python3 bench/bench.py
