@@ -5,7 +5,8 @@
 //! The crate is a library with a thin binary (`src/main.rs`). Modules follow the
 //! domain: `api` (custom resources), `registry` (OCI distribution client and the
 //! copy engine), `aws` (ECR and ECR Public), `verify` (policy and signatures),
-//! `controller` (reconcilers). Each arrives with the issue that builds it.
+//! `config` (the configuration file), `cli` (the one-shot commands), and later
+//! `controller` (reconcilers).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 pub mod api;
