@@ -3,7 +3,7 @@
 use crate::fixtures::{self, OCI_INDEX, engine, quay, repository};
 use crate::support::{TestEnv, unique_name};
 use image_promoter::registry::copy::report::CopyReport;
-use image_promoter::registry::{CopyOptions, ImageReference, Platforms, Target};
+use image_promoter::registry::{CopyOptions, Engine, ImageReference, Platforms, Target};
 
 fn target(host: &str, name: &str, tags: &[&str], floating: &[&str]) -> Target {
     Target {
@@ -20,6 +20,14 @@ fn source(env: &TestEnv, seeded: &fixtures::Seeded, tag: &str) -> ImageReference
         seeded.repository
     ))
     .unwrap()
+}
+
+/// Copies with the default options; the source must be readable.
+async fn copy(engine: &Engine, source: &ImageReference, targets: &[Target]) -> CopyReport {
+    engine
+        .copy(source, targets, &CopyOptions::default())
+        .await
+        .expect("the source is readable")
 }
 
 fn assert_ok(report: &CopyReport) {
@@ -39,15 +47,12 @@ async fn single_image_arrives_byte_for_byte_with_its_tag() {
     let seeded = fixtures::single(&env, "single", "v1", &[300_000, 1 << 20]).await;
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
     let name = unique_name("promoted/single");
-    let report = engine(&env)
-        .await
-        .copy(
-            &source(&env, &seeded, "v1"),
-            &[target(ecr_host, &name, &["v1", "latest"], &["latest"])],
-            &CopyOptions::default(),
-        )
-        .await
-        .expect("copy");
+    let report = copy(
+        &engine(&env).await,
+        &source(&env, &seeded, "v1"),
+        &[target(ecr_host, &name, &["v1", "latest"], &["latest"])],
+    )
+    .await;
     assert_ok(&report);
     assert_eq!(report.digest.to_string(), seeded.digest);
     let t = &report.targets[0];
@@ -80,15 +85,12 @@ async fn multi_arch_index_copies_every_platform_children_first() {
     let seeded = fixtures::multi(&env, "multi", "1.0.0", &[200_000, 100_000]).await;
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
     let name = unique_name("promoted/multi");
-    let report = engine(&env)
-        .await
-        .copy(
-            &source(&env, &seeded, "1.0.0"),
-            &[target(ecr_host, &name, &["1.0.0"], &[])],
-            &CopyOptions::default(),
-        )
-        .await
-        .expect("copy");
+    let report = copy(
+        &engine(&env).await,
+        &source(&env, &seeded, "1.0.0"),
+        &[target(ecr_host, &name, &["1.0.0"], &[])],
+    )
+    .await;
     assert_ok(&report);
     assert_eq!(
         report.digest.to_string(),
@@ -182,25 +184,9 @@ async fn a_recopy_costs_one_manifest_head_per_tag_and_uploads_nothing() {
     let name = unique_name("promoted/recopy");
     let targets = [target(ecr_host, &name, &["v1", "stable"], &[])];
     let engine = engine(&env).await;
-    assert_ok(
-        &engine
-            .copy(
-                &source(&env, &seeded, "v1"),
-                &targets,
-                &CopyOptions::default(),
-            )
-            .await
-            .unwrap(),
-    );
+    assert_ok(&copy(&engine, &source(&env, &seeded, "v1"), &targets).await);
 
-    let again = engine
-        .copy(
-            &source(&env, &seeded, "v1"),
-            &targets,
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let again = copy(&engine, &source(&env, &seeded, "v1"), &targets).await;
     assert_ok(&again);
     let t = &again.targets[0];
     assert_eq!(t.requests, 2, "one manifest HEAD per tag, nothing else");
@@ -223,24 +209,20 @@ async fn a_second_repository_of_the_same_registry_mounts_instead_of_uploading() 
     let engine = engine(&env).await;
     let first = unique_name("promoted/mount-a");
     let second = unique_name("promoted/mount-b");
-    let one = engine
-        .copy(
-            &source(&env, &seeded, "v1"),
-            &[target(ecr_host, &first, &["v1"], &[])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let one = copy(
+        &engine,
+        &source(&env, &seeded, "v1"),
+        &[target(ecr_host, &first, &["v1"], &[])],
+    )
+    .await;
     assert_ok(&one);
     assert_eq!(one.targets[0].blobs_uploaded, 3);
-    let two = engine
-        .copy(
-            &source(&env, &seeded, "v1"),
-            &[target(ecr_host, &second, &["v1"], &[])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let two = copy(
+        &engine,
+        &source(&env, &seeded, "v1"),
+        &[target(ecr_host, &second, &["v1"], &[])],
+    )
+    .await;
     assert_ok(&two);
     assert_eq!(
         (two.targets[0].blobs_mounted, two.targets[0].blobs_uploaded),
@@ -269,24 +251,20 @@ async fn a_write_once_tag_on_another_digest_is_a_conflict_and_nothing_is_written
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
     let name = unique_name("promoted/conflict");
     let engine = engine(&env).await;
-    let first = engine
-        .copy(
-            &source(&env, &published, "v1"),
-            &[target(quay_host, &name, &["v1"], &[])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let first = copy(
+        &engine,
+        &source(&env, &published, "v1"),
+        &[target(quay_host, &name, &["v1"], &[])],
+    )
+    .await;
     assert_ok(&first);
 
-    let second = engine
-        .copy(
-            &source(&env, &rebuilt, "v1"),
-            &[target(quay_host, &name, &["v1", "latest"], &["latest"])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let second = copy(
+        &engine,
+        &source(&env, &rebuilt, "v1"),
+        &[target(quay_host, &name, &["v1", "latest"], &["latest"])],
+    )
+    .await;
     assert!(!second.succeeded());
     let failure = second.targets[0].error.as_ref().expect("a conflict");
     assert_eq!(failure.reason, "TagConflict");
@@ -331,23 +309,19 @@ async fn a_floating_tag_moves_to_the_new_digest() {
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
     let name = unique_name("promoted/floating");
     let engine = engine(&env).await;
-    let first = engine
-        .copy(
-            &source(&env, &old, "v1"),
-            &[target(quay_host, &name, &["v1", "latest"], &["latest"])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let first = copy(
+        &engine,
+        &source(&env, &old, "v1"),
+        &[target(quay_host, &name, &["v1", "latest"], &["latest"])],
+    )
+    .await;
     assert_ok(&first);
-    let second = engine
-        .copy(
-            &source(&env, &new, "v2"),
-            &[target(quay_host, &name, &["v2", "latest"], &["latest"])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let second = copy(
+        &engine,
+        &source(&env, &new, "v2"),
+        &[target(quay_host, &name, &["v2", "latest"], &["latest"])],
+    )
+    .await;
     assert_ok(&second);
     assert_eq!(second.targets[0].tags_written, ["v2", "latest"]);
     let registry = quay(&env);
@@ -372,15 +346,7 @@ async fn three_targets_read_each_source_blob_once() {
         target(ecr_host, &unique_name("fan/b"), &["v1"], &[]),
         target(quay_host, &unique_name("fan/c"), &["v1"], &[]),
     ];
-    let report = engine(&env)
-        .await
-        .copy(
-            &source(&env, &seeded, "v1"),
-            &targets,
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let report = copy(&engine(&env).await, &source(&env, &seeded, "v1"), &targets).await;
     assert_ok(&report);
     assert_eq!(
         report.source_bytes_read,
@@ -460,15 +426,12 @@ async fn ecr_public_targets_use_their_token_through_the_bearer_flow() {
 
     // ECR Public refuses pushes to a repository nobody created: a clear, permanent error.
     let missing = format!("{alias}/{}", unique_name("never-created"));
-    let refused = engine(&env)
-        .await
-        .copy(
-            &source(&env, &seeded, "2.0.0"),
-            &[target(public_host, &missing, &["2.0.0"], &[])],
-            &CopyOptions::default(),
-        )
-        .await
-        .unwrap();
+    let refused = copy(
+        &engine(&env).await,
+        &source(&env, &seeded, "2.0.0"),
+        &[target(public_host, &missing, &["2.0.0"], &[])],
+    )
+    .await;
     let failure = refused.targets[0].error.as_ref().expect("push refused");
     assert_eq!(
         failure.reason, "RegistryUnauthorized",
