@@ -288,19 +288,21 @@ impl Registry {
         Ok(sha256(bytes))
     }
 
-    /// GET a manifest's bytes and content type.
-    pub async fn get_manifest(
+    /// Sends a manifest request (GET or HEAD) with pull access; the response
+    /// when it succeeded, else its status.
+    async fn manifest_response(
         &self,
+        method: Method,
         repo: &str,
         reference: &str,
-    ) -> Result<(Vec<u8>, String), StatusCode> {
+    ) -> Result<reqwest::Response, StatusCode> {
         let auth = self
             .authorization(repo, "pull")
             .await
             .map_err(|_| StatusCode::UNAUTHORIZED)?;
         let mut request = self
             .http
-            .get(format!("https://{}/v2/{repo}/manifests/{reference}", self.host))
+            .request(method, format!("https://{}/v2/{repo}/manifests/{reference}", self.host))
             .header(
                 header::ACCEPT,
                 "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
@@ -308,10 +310,20 @@ impl Registry {
         if let Some(value) = &auth {
             request = request.header(header::AUTHORIZATION, value);
         }
-        let response = request.send().await.expect("GET manifest");
+        let response = request.send().await.expect("manifest request");
         if !response.status().is_success() {
             return Err(response.status());
         }
+        Ok(response)
+    }
+
+    /// GET a manifest's bytes and content type.
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String), StatusCode> {
+        let response = self.manifest_response(Method::GET, repo, reference).await?;
         let content_type = response.headers()[header::CONTENT_TYPE]
             .to_str()
             .unwrap()
@@ -324,24 +336,9 @@ impl Registry {
 
     /// HEAD a manifest; its digest, or the HTTP status.
     pub async fn manifest_digest(&self, repo: &str, reference: &str) -> Result<String, StatusCode> {
-        let auth = self
-            .authorization(repo, "pull")
-            .await
-            .map_err(|_| StatusCode::UNAUTHORIZED)?;
-        let mut request = self
-            .http
-            .head(format!("https://{}/v2/{repo}/manifests/{reference}", self.host))
-            .header(
-                header::ACCEPT,
-                "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
-            );
-        if let Some(value) = &auth {
-            request = request.header(header::AUTHORIZATION, value);
-        }
-        let response = request.send().await.expect("HEAD manifest");
-        if !response.status().is_success() {
-            return Err(response.status());
-        }
+        let response = self
+            .manifest_response(Method::HEAD, repo, reference)
+            .await?;
         Ok(response.headers()["docker-content-digest"]
             .to_str()
             .unwrap()
