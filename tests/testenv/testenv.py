@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -57,9 +58,22 @@ def log(message: str) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range.
+
+    Ports are chosen now and bound later by another process; a port from the
+    ephemeral range could be taken meanwhile by any outgoing connection."""
+    low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    floor = 10000
+    candidates = list(range(floor, max(floor + 1000, low)))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"testenv: no free port between {floor} and {low}")
 
 
 def wait_until(what: str, check: Callable[[], bool], logfile: Path | None = None, timeout: float = START_TIMEOUT) -> None:
