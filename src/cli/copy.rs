@@ -1,22 +1,50 @@
 //! `image-promoter copy SRC DST…`: copy one image to one or more repositories
-//! with the same engine the operator uses, and print what it did.
+//! with the same engine the operator uses, and print what it did; or, with
+//! `--batch FILE`, many images in one run ([`batch`]).
+
+mod batch;
 
 use super::{FAILED, usage_error};
 use crate::config::Config;
+use crate::registry::copy::batch::{BatchReport, CopyJob};
 use crate::registry::copy::report::CopyReport;
 use crate::registry::{CopyOptions, Engine, ImageReference, Platforms, Repository, Target};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+const AFTER_HELP: &str = "\
+Batch file (--batch, YAML or JSON, `-` for standard input):
+  images:
+    - source: quay.io/team/app:v1.2.0
+      targets: [public.ecr.aws/team/app]
+      tags: [v1.2.0, latest]     # optional; default: the source's tag
+      floatingTags: [latest]     # optional
+--platform, --signatures and --referrers apply to every image.
+
+Exit status: 0 every image copied to every target; 1 a copy failed or a
+write-once tag would move; 2 bad usage or input (nothing was copied).";
+
+/// Images of a batch copied at the same time unless `--parallel` says otherwise.
+const DEFAULT_PARALLEL: u16 = 4;
+
 /// Arguments of `copy`.
 #[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct CopyArgs {
     /// The source image: `registry/repository:tag` or `…@sha256:…`.
-    pub source: String,
+    #[arg(required_unless_present = "batch")]
+    pub source: Option<String>,
     /// Target repositories (`registry/repository`, no tag).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "batch")]
     pub targets: Vec<String>,
+    /// Copy the images a file lists (see below) instead of SOURCE TARGETS.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "targets", "tags", "floating"])]
+    pub batch: Option<PathBuf>,
+    /// With --batch: images copied at the same time [default: 4].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: Option<u16>,
     /// Tag to publish in every target (repeatable). Default: the source's tag.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -50,35 +78,41 @@ pub enum Output {
     Json,
 }
 
-/// The validated request.
+/// The validated request: one image, or a batch.
 struct Request {
-    source: ImageReference,
-    targets: Vec<Target>,
+    jobs: Vec<CopyJob>,
+    batch: bool,
     options: CopyOptions,
 }
 
-fn request(args: &CopyArgs) -> Result<Request, String> {
-    let source = ImageReference::parse_image(&args.source).map_err(|e| format!("source: {e}"))?;
-    let tags = if args.tags.is_empty() {
+/// One image's copy, checked: a valid source, valid tags, targets that are
+/// repositories other than the source.
+fn job(
+    source: &str,
+    targets: &[String],
+    tags: &[String],
+    floating: &[String],
+) -> Result<CopyJob, String> {
+    let source = ImageReference::parse_image(source).map_err(|e| format!("source: {e}"))?;
+    let tags: Vec<String> = if tags.is_empty() {
         source.tag.iter().cloned().collect()
     } else {
-        args.tags.clone()
+        tags.to_vec()
     };
-    for tag in tags.iter().chain(&args.floating) {
+    for tag in tags.iter().chain(floating) {
         if !crate::registry::reference::is_valid_tag(tag) {
             return Err(format!(
                 "tag {tag:?} is invalid (letters, digits, '_', '.', '-'; at most 128)"
             ));
         }
     }
-    if let Some(stray) = args.floating.iter().find(|f| !tags.contains(f)) {
+    if let Some(stray) = floating.iter().find(|f| !tags.contains(f)) {
         return Err(format!(
-            "--floating-tag {stray} is not among the tags to publish ({})",
+            "floating tag {stray} is not among the tags to publish ({})",
             tags.join(", ")
         ));
     }
-    let targets = args
-        .targets
+    let targets = targets
         .iter()
         .map(|text| {
             let repository: Repository = text.parse().map_err(|e| format!("target: {e}"))?;
@@ -88,18 +122,35 @@ fn request(args: &CopyArgs) -> Result<Request, String> {
             Ok(Target {
                 repository,
                 tags: tags.clone(),
-                floating: args.floating.clone(),
+                floating: floating.to_vec(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
+    Ok(CopyJob { source, targets })
+}
+
+fn request(args: &CopyArgs) -> Result<Request, String> {
+    if args.parallel.is_some() && args.batch.is_none() {
+        return Err("--parallel applies to --batch only".into());
+    }
+    let (jobs, batch) = match &args.batch {
+        Some(path) => (read_batch(path)?, true),
+        None => {
+            let source = args.source.as_deref().unwrap_or_default();
+            (
+                vec![job(source, &args.targets, &args.tags, &args.floating)?],
+                false,
+            )
+        }
+    };
     let platforms = if args.platforms.is_empty() {
         Platforms::All
     } else {
         Platforms::Only(args.platforms.clone())
     };
     Ok(Request {
-        source,
-        targets,
+        jobs,
+        batch,
         options: CopyOptions {
             platforms,
             signatures: args.signatures,
@@ -107,6 +158,19 @@ fn request(args: &CopyArgs) -> Result<Request, String> {
             ..CopyOptions::default()
         },
     })
+}
+
+fn read_batch(path: &std::path::Path) -> Result<Vec<CopyJob>, String> {
+    let shown = path.display();
+    let text = if path.as_os_str() == "-" {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("batch file (standard input): {e}"))?;
+        text
+    } else {
+        std::fs::read(path).map_err(|e| format!("batch file {shown}: {e}"))?
+    };
+    batch::parse(&text).map_err(|e| format!("batch file {shown}: {e}"))
 }
 
 /// Runs `copy`.
@@ -131,7 +195,27 @@ pub fn run(args: CopyArgs) -> ExitCode {
         Err(error) => return usage_error(error),
     };
     let engine = Engine::new(registries);
-    let result = runtime.block_on(engine.copy(&request.source, &request.targets, &request.options));
+    if request.batch {
+        let report = runtime.block_on(engine.copy_batch(
+            &request.jobs,
+            &request.options,
+            usize::from(args.parallel.unwrap_or(DEFAULT_PARALLEL)),
+        ));
+        match args.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serialises")
+            ),
+            Output::Human => print!("{}", human_batch(&report)),
+        }
+        return if report.succeeded() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(FAILED)
+        };
+    }
+    let job = &request.jobs[0];
+    let result = runtime.block_on(engine.copy(&job.source, &job.targets, &request.options));
     match result {
         Ok(report) => {
             match args.output {
@@ -198,6 +282,30 @@ pub fn human(report: &CopyReport) -> String {
     out
 }
 
+/// A batch's reports for a person, image by image, then the totals.
+pub fn human_batch(report: &BatchReport) -> String {
+    let mut out = String::new();
+    for image in &report.images {
+        match (&image.report, &image.error) {
+            (Some(copy), _) => out.push_str(&human(copy)),
+            (None, Some(failure)) => out.push_str(&format!(
+                "source  {}: FAILED {}: {}\n",
+                image.source, failure.reason, failure.message
+            )),
+            (None, None) => unreachable!("an image has a report or an error"),
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "batch   {} images: {} copied, {} failed; {} ms\n",
+        report.images.len(),
+        report.succeeded,
+        report.failed,
+        report.duration_ms
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,9 +323,13 @@ mod tests {
         request(&harness.args)
     }
 
+    fn single(argv: &[&str]) -> Result<CopyJob, String> {
+        parse(argv).map(|r| r.jobs.into_iter().next().expect("one job"))
+    }
+
     #[test]
     fn builds_requests_and_refuses_bad_input() {
-        let ok = parse(&[
+        let ok = single(&[
             "quay.io/a/b:v1",
             "public.ecr.aws/x/b",
             "--tag",
@@ -230,7 +342,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok.targets[0].tags, ["v1", "latest"]);
         assert_eq!(ok.targets[0].floating, ["latest"]);
-        let default_tag = parse(&["quay.io/a/b:v2", "r.io/x/b"]).unwrap();
+        let default_tag = single(&["quay.io/a/b:v2", "r.io/x/b"]).unwrap();
         assert_eq!(default_tag.targets[0].tags, ["v2"]);
 
         let cases = [
@@ -245,6 +357,37 @@ mod tests {
                 "not among the tags",
             ),
             (vec!["quay.io/a/b:v1", "r.io/x/b", "--tag=-bad"], "invalid"),
+        ];
+        for (argv, message) in cases {
+            let err = parse(&argv).err().unwrap_or_default();
+            assert!(err.contains(message), "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn batch_excludes_the_single_image_arguments() {
+        let cases = [
+            (
+                vec!["--batch", "b.yaml", "quay.io/a/b:v1"],
+                "cannot be used with",
+            ),
+            (
+                vec!["--batch", "b.yaml", "--tag", "v1"],
+                "cannot be used with",
+            ),
+            (
+                vec!["quay.io/a/b:v1", "r.io/x/b", "--parallel", "2"],
+                "--batch",
+            ),
+            (
+                vec!["--batch", "b.yaml", "--parallel", "0"],
+                "not in 1..=64",
+            ),
+            (
+                vec!["--batch", "/nonexistent/b.yaml"],
+                "batch file /nonexistent/b.yaml:",
+            ),
+            (vec![], "required"),
         ];
         for (argv, message) in cases {
             let err = parse(&argv).err().unwrap_or_default();

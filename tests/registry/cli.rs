@@ -69,3 +69,78 @@ async fn copy_exits_0_on_success_1_on_conflict_2_on_bad_usage() {
     let text = String::from_utf8_lossy(&missing.stderr);
     assert!(text.contains("404") && text.contains("NotFound"), "{text}");
 }
+
+#[tokio::test]
+async fn a_batch_file_copies_what_it_can_and_reports_each_failure() {
+    let env = TestEnv::load();
+    let good = fixtures::single(&env, "cli-batch", "v1", &[10_000]).await;
+    let rebuilt = fixtures::single(&env, "cli-batch-rebuilt", "v1", &[10_000]).await;
+    let quay = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let ecr = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let released = format!("{ecr}/{}", unique_name("cli/batch-released"));
+    let fresh = format!("{ecr}/{}", unique_name("cli/batch-fresh"));
+    // `released` already holds v1 as another image: the batch must not move it.
+    let first = copy(
+        &env,
+        &[&format!("{quay}/{}:v1", rebuilt.repository), &released],
+    );
+    assert_eq!(first.status.code(), Some(0));
+
+    let dir = std::env::temp_dir().join(unique_name("batch"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("batch.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "images:\n\
+             - {{source: '{quay}/{good}:v1', targets: ['{fresh}']}}\n\
+             - {{source: '{quay}/{good}:missing', targets: ['{fresh}'], tags: [v2]}}\n\
+             - {{source: '{quay}/{good}:v1', targets: ['{released}']}}\n",
+            good = good.repository
+        ),
+    )
+    .unwrap();
+    let run = copy(
+        &env,
+        &[
+            "--batch",
+            file.to_str().unwrap(),
+            "--parallel",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    assert_eq!(
+        (report["succeeded"].as_u64(), report["failed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(images[0]["report"]["targets"][0]["tagsWritten"][0], "v1");
+    assert_eq!(images[1]["error"]["reason"], "NotFound");
+    assert_eq!(
+        images[2]["report"]["targets"][0]["error"]["reason"],
+        "TagConflict"
+    );
+    let target = fixtures::ecr(&env).await;
+    let released_name = released.split_once('/').unwrap().1;
+    assert_eq!(
+        target.manifest_digest(released_name, "v1").await.as_deref(),
+        Ok(rebuilt.digest.as_str()),
+        "the published tag did not move"
+    );
+
+    std::fs::write(&file, "images:\n- {source: nope, targets: []}\n").unwrap();
+    let bad = copy(&env, &["--batch", file.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(text.contains("images[0] (nope): no targets"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -186,3 +186,60 @@ pub async fn multi(env: &TestEnv, prefix: &str, tag: &str, layer_sizes: &[usize]
         blobs: all_blobs,
     }
 }
+
+/// Images of one Quay repository, one per tag, sharing a base layer and each
+/// with a layer of its own (a release train's tags, as a mirror sees them).
+pub struct Family {
+    pub repository: String,
+    /// (tag, manifest digest), in the order given.
+    pub images: Vec<(String, String)>,
+    pub base: String,
+    /// Distinct blobs of the family: the base, and each image's layer and config.
+    pub distinct_blobs: u64,
+}
+
+pub async fn family(env: &TestEnv, prefix: &str, tags: &[&str], base_size: usize) -> Family {
+    let registry = quay(env);
+    let repository = unique_name(&format!("copy/{prefix}"));
+    let base_bytes = random_bytes(&format!("{repository}-base"), base_size);
+    let base = registry
+        .push_blob(&repository, &base_bytes)
+        .await
+        .expect("push base layer");
+    let mut images = Vec::new();
+    for tag in tags {
+        let own = random_bytes(&format!("{repository}-{tag}"), 50_000);
+        let own_digest = registry
+            .push_blob(&repository, &own)
+            .await
+            .expect("push layer");
+        let layer = |digest: &str, size: usize| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size});
+        let config = serde_json::to_vec(&json!({
+            "architecture": "amd64", "os": "linux", "config": {"Labels": {"tag": tag}},
+            "rootfs": {"type": "layers", "diff_ids": [base, own_digest]},
+        }))
+        .unwrap();
+        let config_digest = registry
+            .push_blob(&repository, &config)
+            .await
+            .expect("push config");
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [layer(&base, base_bytes.len()), layer(&own_digest, own.len())],
+        }))
+        .unwrap();
+        let digest = registry
+            .put_manifest(&repository, tag, OCI_MANIFEST, &manifest)
+            .await
+            .expect("push manifest");
+        images.push((tag.to_string(), digest));
+    }
+    Family {
+        repository,
+        distinct_blobs: 1 + 2 * tags.len() as u64,
+        images,
+        base,
+    }
+}

@@ -1,6 +1,6 @@
 //! The copy engine against the test world's real registries: single images,
 //! multi-arch indexes, platform subsets, re-copies, mounts, write-once tags,
-//! fan-out to several targets, and the `copy` command line.
+//! fan-out to several targets, batches, and the `copy` command line.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,6 +9,7 @@ mod support;
 mod oci;
 
 mod attached;
+mod batch;
 mod cli;
 mod copy;
 mod fixtures;

@@ -10,7 +10,9 @@
 //! missing blob.
 
 pub mod attached;
+pub mod batch;
 pub mod fanout;
+pub mod gates;
 pub mod locations;
 pub mod plan;
 pub mod report;
@@ -23,6 +25,7 @@ use super::reference::{ImageReference, Repository};
 use super::registries::Registries;
 use bytes::Bytes;
 use futures::StreamExt;
+use gates::BlobGates;
 use locations::BlobLocations;
 use plan::{ObservedTags, TargetPlan};
 use report::{CopyReport, TargetFailure, TargetReport};
@@ -179,10 +182,13 @@ impl TargetRun {
     }
 }
 
-/// The copy engine, holding what it learns across copies (blob locations).
+/// The copy engine, holding what it learns across copies (blob locations) and
+/// what copies running side by side must share (one upload of a blob at a time
+/// per registry).
 pub struct Engine {
     registries: Registries,
     locations: BlobLocations,
+    gates: BlobGates,
 }
 
 impl Engine {
@@ -190,6 +196,7 @@ impl Engine {
         Self {
             registries,
             locations: BlobLocations::default(),
+            gates: BlobGates::default(),
         }
     }
 
@@ -432,14 +439,21 @@ impl Engine {
         blob: &Descriptor,
         runs: &[TargetRun],
     ) -> BlobOutcome {
+        let active = || {
+            runs.iter()
+                .enumerate()
+                .filter(|(_, r)| r.stage == Stage::Full)
+        };
+        // Held until the blob is placed everywhere: another copy needing it in
+        // the same registry then finds it instead of uploading it again.
+        let _held = self
+            .gates
+            .enter(active().map(|(_, r)| r.client().host()), &blob.digest)
+            .await;
         let mut results = Vec::new();
         let mut sinks = Vec::new();
         let mut sink_targets = Vec::new();
-        for (index, run) in runs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.stage == Stage::Full)
-        {
+        for (index, run) in active() {
             let client = run.client();
             let target_repo = run.target.repository.name.as_str();
             match self.place_blob(client, target_repo, blob).await {
