@@ -11,6 +11,7 @@
 mod blobs;
 mod manifests;
 mod settings;
+mod tls;
 
 pub(crate) use blobs::receiver_stream;
 pub use blobs::{Mount, UploadSession};

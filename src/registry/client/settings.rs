@@ -58,7 +58,7 @@ pub(super) fn http_client(
             attempt.follow()
         }
     });
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .redirect(redirects)
         .user_agent(concat!("image-promoter/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
@@ -67,17 +67,8 @@ pub(super) fn http_client(
         .pool_max_idle_per_host(settings.max_concurrent_requests)
         // HTTP/2 multiplexes every blob over one connection under small flow-control
         // windows; a 256 MiB copy took twice as long as over HTTP/1.1 connections.
-        .http1_only();
-    if let Some(pem) = &settings.ca_pem {
-        let certs =
-            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Transport {
-                operation: "loading CA bundle",
-                host: host.to_string(),
-                message: e.without_url().to_string(),
-                transient: false,
-            })?;
-        builder = builder.tls_certs_merge(certs);
-    }
+        .http1_only()
+        .tls_backend_preconfigured(super::tls::client_config(settings.ca_pem.as_deref(), host)?);
     builder
         .build()
         .map_err(|e| RegistryError::transport("building HTTP client", host, e))
