@@ -375,22 +375,6 @@ async fn three_targets_read_each_source_blob_once() {
     }
 }
 
-fn ecr_public_client(env: &TestEnv) -> aws_sdk_ecrpublic::Client {
-    let config = aws_sdk_ecrpublic::Config::builder()
-        .behavior_version(aws_sdk_ecrpublic::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecrpublic::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ecrpublic::config::Credentials::new(
-            env.get("AWS_ACCESS_KEY_ID"),
-            env.get("AWS_SECRET_ACCESS_KEY"),
-            None,
-            None,
-            "testenv",
-        ))
-        .endpoint_url(env.get("AWS_ENDPOINT_URL_ECR_PUBLIC"))
-        .build();
-    aws_sdk_ecrpublic::Client::from_conf(config)
-}
-
 #[tokio::test]
 async fn ecr_public_targets_use_their_token_through_the_bearer_flow() {
     let env = TestEnv::load();
@@ -398,7 +382,7 @@ async fn ecr_public_targets_use_their_token_through_the_bearer_flow() {
     let public_host = env.get("PROMOTER_TEST_PUBLIC_REGISTRY");
     let alias = env.get("PROMOTER_TEST_PUBLIC_ALIAS");
     let name = unique_name("public-app");
-    ecr_public_client(&env)
+    fixtures::ecr_public_client(&env)
         .create_repository()
         .repository_name(&name)
         .send()

@@ -243,3 +243,20 @@ pub async fn family(env: &TestEnv, prefix: &str, tags: &[&str], base_size: usize
         base,
     }
 }
+
+/// A plain SDK client for the ECR Public stand-in (to create repositories).
+pub fn ecr_public_client(env: &TestEnv) -> aws_sdk_ecrpublic::Client {
+    let config = aws_sdk_ecrpublic::Config::builder()
+        .behavior_version(aws_sdk_ecrpublic::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecrpublic::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ecrpublic::config::Credentials::new(
+            env.get("AWS_ACCESS_KEY_ID"),
+            env.get("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "testenv",
+        ))
+        .endpoint_url(env.get("AWS_ENDPOINT_URL_ECR_PUBLIC"))
+        .build();
+    aws_sdk_ecrpublic::Client::from_conf(config)
+}

@@ -9,6 +9,7 @@ mod support;
 mod oci;
 
 mod attached;
+mod auth;
 mod batch;
 mod cli;
 mod copy;

@@ -10,4 +10,4 @@ pub mod session;
 pub use credentials::{
     Credential, CredentialError, CredentialSource, Lease, Secret, SharedSource, StaticCredential,
 };
-pub use session::{AuthSession, Scope};
+pub use session::{AuthSession, Clock, Scope, SystemClock};

@@ -4,13 +4,15 @@
 //! Tokens are cached until shortly before they expire and dropped when the
 //! registry answers 401, so the next request fetches a fresh one; credential
 //! leases (ECR tokens) are renewed before expiry and after a refusal. The session
-//! is shared by every request to the registry.
+//! is shared by every request to the registry. Expiry is judged by a [`Clock`],
+//! the system's unless a test moves time on.
 
 use super::challenge::{self, Challenge};
 use super::credentials::{Credential, Lease, Secret, SharedSource};
 use crate::registry::error::RegistryError;
 use base64::Engine as _;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Mutex;
 
@@ -56,6 +58,27 @@ impl Scope {
     }
 }
 
+/// Where a session reads the time: monotonic for its tokens' lifetimes, wall
+/// clock for credential leases (ECR tokens carry a date).
+pub trait Clock: Send + Sync {
+    fn instant(&self) -> Instant;
+    fn system(&self) -> SystemTime;
+}
+
+/// The system's clocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn instant(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn system(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
 #[derive(Clone)]
 struct Token {
     value: Secret,
@@ -69,6 +92,7 @@ pub struct AuthSession {
     lease: Mutex<Option<Lease>>,
     challenge: Mutex<Option<Option<Challenge>>>,
     tokens: Mutex<HashMap<String, Token>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AuthSession {
@@ -97,12 +121,18 @@ fn basic_header(username: &str, password: &Secret) -> String {
 
 impl AuthSession {
     pub fn new(host: &str, source: SharedSource) -> Self {
+        Self::with_clock(host, source, Arc::new(SystemClock))
+    }
+
+    /// A session judging expiry by `clock`.
+    pub fn with_clock(host: &str, source: SharedSource, clock: Arc<dyn Clock>) -> Self {
         Self {
             host: host.to_string(),
             source,
             lease: Mutex::new(None),
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 
@@ -125,7 +155,7 @@ impl AuthSession {
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = scope.key();
                 if let Some(token) = self.tokens.lock().await.get(&key)
-                    && token.expires > Instant::now()
+                    && token.expires > self.clock.instant()
                 {
                     return Ok(Some(format!("Bearer {}", token.value.expose())));
                 }
@@ -158,7 +188,7 @@ impl AuthSession {
     async fn credential(&self) -> Result<Credential, RegistryError> {
         let mut lease = self.lease.lock().await;
         if let Some(current) = lease.as_ref()
-            && !current.needs_renewal(SystemTime::now())
+            && !current.needs_renewal(self.clock.system())
         {
             return Ok(current.credential.clone());
         }
@@ -301,7 +331,7 @@ impl AuthSession {
             .max(TOKEN_MARGIN * 2);
         Ok(Token {
             value: Secret::new(value),
-            expires: Instant::now() + lifetime - TOKEN_MARGIN,
+            expires: self.clock.instant() + lifetime - TOKEN_MARGIN,
         })
     }
 }
