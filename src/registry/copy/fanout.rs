@@ -14,8 +14,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-/// Chunks buffered per target (reqwest chunks are ≤ 64 KiB or so).
+/// Pieces buffered per target: with [`PIECE_BYTES`], at most 1 MiB per target
+/// and blob, whatever sizes the source connection reads in (HTTP/1.1 reads
+/// grow to 400 KiB).
 const CHANNEL_CHUNKS: usize = 16;
+/// The largest piece sent down a channel; larger source chunks are split
+/// (without copying: the pieces share the chunk's memory).
+const PIECE_BYTES: usize = 64 << 10;
 
 /// One upload destination of a blob.
 pub struct Sink {
@@ -94,17 +99,21 @@ pub async fn stream_blob(
     }
 }
 
-/// Sends one chunk to every live sender, dropping those whose upload ended.
+/// Sends one chunk, in pieces, to every live sender, dropping those whose
+/// upload ended.
 async fn forward(
     senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
-    chunk: Bytes,
+    mut chunk: Bytes,
 ) {
-    for slot in senders.iter_mut() {
-        if let Some(sender) = slot
-            && sender.send(Ok(chunk.clone())).await.is_err()
-        {
-            // That target's upload failed; the others go on.
-            *slot = None;
+    while !chunk.is_empty() {
+        let piece = chunk.split_to(chunk.len().min(PIECE_BYTES));
+        for slot in senders.iter_mut() {
+            if let Some(sender) = slot
+                && sender.send(Ok(piece.clone())).await.is_err()
+            {
+                // That target's upload failed; the others go on.
+                *slot = None;
+            }
         }
     }
 }
@@ -185,4 +194,29 @@ async fn read_source(
         forward(senders, last).await;
     }
     (read, Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunks_go_out_in_bounded_pieces_to_every_live_target() {
+        let (a, mut a_rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let (b, b_rx) = mpsc::channel(CHANNEL_CHUNKS);
+        drop(b_rx); // that target's upload ended
+        let mut senders = vec![Some(a), Some(b)];
+        let chunk = Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        forward(&mut senders, chunk.clone()).await;
+        assert!(senders[1].is_none(), "the ended target is dropped");
+
+        drop(senders);
+        let mut pieces = Vec::new();
+        while let Some(piece) = a_rx.recv().await {
+            pieces.push(piece.unwrap());
+        }
+        assert_eq!(pieces.len(), 4);
+        assert!(pieces.iter().all(|p| p.len() <= PIECE_BYTES));
+        assert_eq!(pieces.concat(), chunk.to_vec());
+    }
 }
