@@ -26,7 +26,7 @@ Exit status: 0 every image copied to every target; 1 a copy failed or a
 write-once tag would move; 2 bad usage or input (nothing was copied).";
 
 /// Images of a batch copied at the same time unless `--parallel` says otherwise.
-const DEFAULT_PARALLEL: u16 = 4;
+const DEFAULT_PARALLEL: u16 = 8;
 
 /// Arguments of `copy`.
 #[derive(Debug, Args)]
@@ -41,7 +41,7 @@ pub struct CopyArgs {
     /// Copy the images a file lists (see below) instead of SOURCE TARGETS.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "targets", "tags", "floating"])]
     pub batch: Option<PathBuf>,
-    /// With --batch: images copied at the same time [default: 4].
+    /// With --batch: images copied at the same time [default: 8].
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: Option<u16>,

@@ -62,34 +62,43 @@ impl Engine {
         parallel: usize,
     ) -> BatchReport {
         let started = Instant::now();
-        let images: Vec<ImageOutcome> = futures::stream::iter(jobs.iter().map(|job| async move {
-            let source = job.source.to_string();
-            match self.copy(&job.source, &job.targets, options).await {
-                Ok(report) => ImageOutcome {
-                    source,
-                    report: Some(report),
-                    error: None,
-                },
-                Err(error) => ImageOutcome {
-                    source,
-                    report: None,
-                    error: Some(TargetFailure {
-                        reason: error.reason().into(),
-                        message: error.to_string(),
-                        transient: error.is_transient(),
-                    }),
-                },
-            }
-        }))
-        .buffered(parallel.max(1))
-        .collect()
-        .await;
+        // Unordered, so a slow image does not hold a slot after the others finish;
+        // the report puts them back in the order given.
+        let mut done: Vec<(usize, ImageOutcome)> =
+            futures::stream::iter(jobs.iter().enumerate().map(|(index, job)| async move {
+                (index, self.copy_image(job, options).await)
+            }))
+            .buffer_unordered(parallel.max(1))
+            .collect()
+            .await;
+        done.sort_unstable_by_key(|(index, _)| *index);
+        let images: Vec<ImageOutcome> = done.into_iter().map(|(_, image)| image).collect();
         let succeeded = images.iter().filter(|i| i.succeeded()).count();
         BatchReport {
             failed: images.len() - succeeded,
             succeeded,
             images,
             duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    async fn copy_image(&self, job: &CopyJob, options: &CopyOptions) -> ImageOutcome {
+        let source = job.source.to_string();
+        match self.copy(&job.source, &job.targets, options).await {
+            Ok(report) => ImageOutcome {
+                source,
+                report: Some(report),
+                error: None,
+            },
+            Err(error) => ImageOutcome {
+                source,
+                report: None,
+                error: Some(TargetFailure {
+                    reason: error.reason().into(),
+                    message: error.to_string(),
+                    transient: error.is_transient(),
+                }),
+            },
         }
     }
 }
