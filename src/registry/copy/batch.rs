@@ -64,13 +64,14 @@ impl Engine {
         let started = Instant::now();
         // Unordered, so a slow image does not hold a slot after the others finish;
         // the report puts them back in the order given.
-        let mut done: Vec<(usize, ImageOutcome)> =
-            futures::stream::iter(jobs.iter().enumerate().map(|(index, job)| async move {
-                (index, self.copy_image(job, options).await)
-            }))
-            .buffer_unordered(parallel.max(1))
-            .collect()
-            .await;
+        let mut done: Vec<(usize, ImageOutcome)> = futures::stream::iter(
+            jobs.iter()
+                .enumerate()
+                .map(|(index, job)| async move { (index, self.copy_image(job, options).await) }),
+        )
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
         done.sort_unstable_by_key(|(index, _)| *index);
         let images: Vec<ImageOutcome> = done.into_iter().map(|(_, image)| image).collect();
         let succeeded = images.iter().filter(|i| i.succeeded()).count();
