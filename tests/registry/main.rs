@@ -1,6 +1,7 @@
 //! The copy engine against the test world's real registries: single images,
 //! multi-arch indexes, platform subsets, re-copies, mounts, write-once tags,
-//! fan-out to several targets, batches, and the `copy` command line.
+//! fan-out to several targets, batches, each way of authenticating, and the
+//! `copy` command line.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -14,3 +15,4 @@ mod batch;
 mod cli;
 mod copy;
 mod fixtures;
+mod modes;
