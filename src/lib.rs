@@ -5,6 +5,7 @@
 //! The crate is a library with a thin binary (`src/main.rs`). Modules follow the
 //! domain: `api` (custom resources), `registry` (OCI distribution client and the
 //! copy engine), `aws` (ECR and ECR Public), `verify` (policy and signatures),
+//! `promotion` (one ImagePromotion run, shared by the CLI and the controller),
 //! `config` (the configuration file), `cli` (the one-shot commands), and later
 //! `controller` (reconcilers).
 #![forbid(unsafe_code)]
@@ -13,5 +14,6 @@ pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod promotion;
 pub mod registry;
 pub mod verify;

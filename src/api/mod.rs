@@ -15,6 +15,7 @@ pub mod mirror;
 pub mod promotion;
 pub mod reasons;
 pub mod rules;
+pub mod validation;
 pub mod verify;
 
 pub use catalog::{Architecture, EcrPublicRepository, OperatingSystem};

@@ -1,6 +1,6 @@
 //! `image-promoter copy SRC DST…`: copy one image to one or more repositories
 //! with the same engine the operator uses, and print what it did; or, with
-//! `--batch FILE`, many images in one run ([`batch`]).
+//! `--batch FILE`, many images in one run (`batch`).
 
 mod batch;
 

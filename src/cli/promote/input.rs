@@ -1,6 +1,6 @@
 //! Reading an ImagePromotion as `kubectl apply -f` would: exactly one YAML
 //! document of kind ImagePromotion, checked against the CRD's schema and
-//! CEL rules ([`super::schema`]) before it is typed.
+//! CEL rules ([`crate::api::validation`]) before it is typed.
 //!
 //! What the apiserver would refuse is refused here with the same field paths
 //! and messages. `status` in the file is ignored, as the apiserver ignores it
@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::schema::{Violation, validate};
+use crate::api::validation::{Violation, validate};
 use crate::api::{GROUP, ImagePromotion, VERSION};
 
 /// Why the file is not a usable ImagePromotion.

@@ -16,7 +16,7 @@
 //!   cosign v3's default).
 //!
 //! The functions here parse manifests handed to them; fetching is
-//! [`super::fetch`]'s job.
+//! `fetch`'s job.
 
 use std::fmt;
 

@@ -23,6 +23,7 @@ mod envelope;
 mod fetch;
 mod key;
 pub mod layout;
+pub mod registry;
 
 pub use fetch::{
     FetchError, MAX_SIGNATURE_BLOB, SignatureCandidate, SignatureContent, SignatureStore,

@@ -369,10 +369,10 @@ fn copy_options(copy: &crate::api::CopyOptions) -> CopyOptions {
 mod tests {
     use super::*;
 
-    const KEY: &str = include_str!("../../../tests/fixtures/cosign/key-a.pub");
+    const KEY: &str = include_str!("../../tests/fixtures/cosign/key-a.pub");
 
     fn promotion(yaml: &str) -> ImagePromotion {
-        super::super::input::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+        crate::cli::promote::input::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn gold() -> ImagePromotion {

@@ -8,11 +8,11 @@
 //! whether trying again later may help.
 
 use super::plan::PromotionPlan;
-use super::signatures::{RepositorySignatures, SignatureReadError};
 use crate::api::reasons;
 use crate::aws::{EcrError, EcrInspector};
 use crate::registry::Registries;
 use crate::registry::error::RegistryError;
+use crate::verify::cosign::registry::{RepositorySignatures, SignatureReadError};
 use crate::verify::cosign::{FetchError, fetch_signatures, verify};
 use crate::verify::{Observations, SignatureChecks};
 
