@@ -13,7 +13,7 @@ produced it.
 How a run goes:
   1. Inputs are OCI layouts built by ../shared/tools/mkimage.py (random,
      incompressible layers, fixed seeds) under target/bench/layouts/ and reused
-     by later runs; layouts of the other mode (quick/full) are deleted.
+     by later runs (those of both modes, quick and full, are kept; others are deleted).
   2. They are pushed once per run with skopeo into the Quay registry of the test
      world (`bench-src/...`). The ECR registry is the target; every copy goes
      into a fresh repository (`bench-<run>/<case>/<tool>-r<rep>`), so every copy
@@ -475,9 +475,11 @@ def build_inputs(inputs: dict[str, Input]) -> None:
              f"(../shared/tools/mkimage.py)")
     layouts = WORK / "layouts"
     layouts.mkdir(parents=True, exist_ok=True)
-    wanted = {i.dirname for i in inputs.values()}
+    # Layouts of either mode are kept (a quick try must not cost the next full run
+    # 3.5 GiB of rebuilding); anything else is a leftover of older parameters.
+    known = {i.dirname for quick in (False, True) for i in inputs_for(quick).values()}
     for d in layouts.iterdir():
-        if d.name not in wanted:
+        if d.name not in known:
             log(f"removing unused layout {d.name}")
             shutil.rmtree(d)
     for inp in inputs.values():
