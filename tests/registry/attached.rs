@@ -218,3 +218,93 @@ async fn referrers_are_copied_by_digest_and_listed_in_the_targets_fallback_index
     );
     assert_eq!(listed.len(), 2);
 }
+
+#[tokio::test]
+async fn signatures_added_at_the_target_survive_a_later_copy() {
+    let env = TestEnv::load();
+    let dir = std::env::temp_dir().join(unique_name("promoter-resign"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let output = cosign(&env, &dir, args);
+        assert!(
+            output.status.success(),
+            "cosign {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    for key in ["a", "b", "c"] {
+        run(&["generate-key-pair", "--output-key-prefix", key]);
+    }
+    let sign = |key: &str, image: &str| {
+        run(&[
+            "sign",
+            "--key",
+            &format!("{key}.key"),
+            "--tlog-upload=false",
+            "--yes",
+            image,
+        ])
+    };
+    let verifies = |key: &str, image: &str| {
+        cosign(
+            &env,
+            &dir,
+            &[
+                "verify",
+                "--key",
+                &format!("{key}.pub"),
+                "--insecure-ignore-tlog=true",
+                image,
+            ],
+        )
+        .status
+        .success()
+    };
+
+    let seeded = fixtures::single(&env, "resigned", "v1", &[20_000]).await;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let at_source = format!("{quay_host}/{}@{}", seeded.repository, seeded.digest);
+    let name = unique_name("signed/resigned");
+    let at_target = format!("{ecr_host}/{name}@{}", seeded.digest);
+    let source =
+        ImageReference::parse_image(&format!("{quay_host}/{}:v1", seeded.repository)).unwrap();
+    let engine = engine(&env).await;
+    let options = CopyOptions {
+        signatures: true,
+        ..CopyOptions::default()
+    };
+    let copy = || async {
+        let report = engine
+            .copy(&source, &[target(ecr_host, &name, "v1")], &options)
+            .await
+            .unwrap();
+        assert!(report.succeeded(), "{:?}", report.targets[0].error);
+        assert_eq!(report.targets[0].signatures_copied, 1);
+        report.targets[0].manifests_written
+    };
+
+    sign("a", &at_source);
+    copy().await;
+    assert!(verifies("a", &at_target));
+
+    // A release process signs the published image at the target with key B.
+    sign("b", &at_target);
+    assert!(verifies("b", &at_target));
+    // The next copy from the source (which has only A) keeps B: one merged manifest.
+    assert_eq!(copy().await, 1);
+    assert!(verifies("a", &at_target), "the source's signature");
+    assert!(verifies("b", &at_target), "the target's own signature");
+    // And writes nothing once the merge is in place.
+    assert_eq!(copy().await, 0);
+
+    // A new signature at the source joins them: the source's new signature
+    // manifest arrives by digest, and the tag moves to a new merge.
+    sign("c", &at_source);
+    assert_eq!(copy().await, 2);
+    for key in ["a", "b", "c"] {
+        assert!(verifies(key, &at_target), "key {key}");
+    }
+    assert_eq!(copy().await, 0);
+    std::fs::remove_dir_all(&dir).ok();
+}

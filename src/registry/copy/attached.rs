@@ -2,15 +2,17 @@
 //!
 //! - cosign's tag scheme: `sha256-<hex>.sig` (signatures), `.att` (attestations) and
 //!   `.sbom` (SBOMs) next to the image, each an ordinary image manifest. These tags are
-//!   appended to by cosign, so at the target they float.
+//!   appended to by cosign, so at the target they float; a signature tag holding
+//!   signatures the source lacks keeps them ([`signature_tag`]).
 //! - OCI 1.1 referrers (SBOMs, attestations, newer cosign signatures): found with the
 //!   referrers API, or with the tag-schema fallback (`sha256-<hex>` naming an index of
 //!   referrers) where a registry has no API. Each referrer is copied by digest; a target
 //!   without the referrers API gets its fallback index merged (existing entries kept).
 
 use super::report::{CopyReport, TargetFailure};
+use super::signature_tag::{self, SignatureTag};
 use super::{CopyOptions, Engine, Target};
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{FetchedManifest, RegistryClient};
 use crate::registry::digest::Digest;
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
@@ -166,6 +168,11 @@ impl Engine {
                     Ok(None) => continue,
                     Err(error) => return fail_all(report, targets, &error),
                 }
+                if *suffix == SIGNATURE_SUFFIX {
+                    self.copy_signature_tag(source_client, source, &tag, targets, &inner, report)
+                        .await;
+                    continue;
+                }
                 let live = live_targets(report, targets);
                 let attached: Vec<Target> = live
                     .iter()
@@ -176,17 +183,116 @@ impl Engine {
                     })
                     .collect();
                 let copied = Box::pin(self.copy(&source.tagged(&tag), &attached, &inner)).await;
-                if *suffix == SIGNATURE_SUFFIX {
-                    merge(report, &live, copied, |t| t.signatures_copied += 1);
-                } else {
-                    merge(report, &live, copied, |t| t.referrers_copied += 1);
-                }
+                merge(report, &live, copied, |t| t.referrers_copied += 1);
             }
             if options.referrers {
                 self.copy_referrers(source_client, source, digest, targets, &inner, report)
                     .await;
             }
         }
+    }
+
+    /// Copies the signature manifest under `tag` without losing signatures a
+    /// target has and the source lacks ([`signature_tag`]): where the target's
+    /// tag holds only what the source has (or nothing), the tag simply follows
+    /// the source; otherwise the source's manifest is copied by digest and the
+    /// tag is pointed at the merge of both.
+    async fn copy_signature_tag(
+        &self,
+        source_client: &RegistryClient,
+        source: &Repository,
+        tag: &str,
+        targets: &[Target],
+        inner: &CopyOptions,
+        report: &mut CopyReport,
+    ) {
+        let signed = match source_client.get_manifest(&source.name, tag).await {
+            Ok(manifest) => manifest,
+            Err(error) => return fail_all(report, targets, &error),
+        };
+        let mut planned = Vec::new();
+        for (index, target) in live_targets(report, targets) {
+            match self.signature_tag(target, tag, &signed).await {
+                Ok(Some(decision)) => planned.push((index, target, decision)),
+                Ok(None) => report.targets[index].signatures_copied += 1,
+                Err(error) => report.targets[index].error = Some(TargetFailure::from_error(&error)),
+            }
+        }
+        let copies: Vec<Target> = planned
+            .iter()
+            .map(|(_, target, decision)| {
+                let tags = match decision {
+                    SignatureTag::Source => vec![tag.to_string()],
+                    SignatureTag::Merged(_) => Vec::new(),
+                };
+                Target {
+                    repository: target.repository.clone(),
+                    floating: tags.clone(),
+                    tags,
+                }
+            })
+            .collect();
+        let pinned = ImageReference {
+            repository: source.clone(),
+            tag: None,
+            digest: Some(signed.digest.clone()),
+        };
+        let live: Vec<(usize, &Target)> = planned.iter().map(|(i, t, _)| (*i, *t)).collect();
+        let copied = Box::pin(self.copy(&pinned, &copies, inner)).await;
+        merge(report, &live, copied, |t| t.signatures_copied += 1);
+        for (index, target, decision) in planned {
+            let SignatureTag::Merged(bytes) = decision else {
+                continue;
+            };
+            if report.targets[index].error.is_some() {
+                continue;
+            }
+            let written = match self.registries.client(&target.repository.registry) {
+                Ok(client) => {
+                    client
+                        .put_manifest(&target.repository.name, tag, &signed.media_type, &bytes)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            let entry = &mut report.targets[index];
+            match written {
+                Ok(()) => {
+                    entry.manifests_written += 1;
+                    entry.bytes_written += bytes.len() as u64;
+                }
+                Err(error) => entry.error = Some(TargetFailure::from_error(&error)),
+            }
+        }
+    }
+
+    /// Where `tag` should point at one target, given the source's signature
+    /// manifest; None when it already holds every signature of both.
+    async fn signature_tag(
+        &self,
+        target: &Target,
+        tag: &str,
+        signed: &FetchedManifest,
+    ) -> Result<Option<SignatureTag>, RegistryError> {
+        let client = self.registries.client(&target.repository.registry)?;
+        let repo = &target.repository.name;
+        let head = match client.head_manifest(repo, tag).await? {
+            None => return Ok(Some(SignatureTag::Source)),
+            Some(head) if head.digest == signed.digest => return Ok(None),
+            Some(head) => head,
+        };
+        let existing = client.get_manifest(repo, tag).await?;
+        let decision = signature_tag::merge(&signed.bytes, &existing.bytes).map_err(|source| {
+            RegistryError::Manifest {
+                at: target.repository.to_string(),
+                source,
+            }
+        })?;
+        Ok(match decision {
+            // An earlier run wrote this very merge.
+            SignatureTag::Merged(bytes) if Digest::sha256_of(&bytes) == head.digest => None,
+            decision => Some(decision),
+        })
     }
 
     async fn copy_referrers(

@@ -16,6 +16,7 @@ pub mod gates;
 pub mod locations;
 pub mod plan;
 pub mod report;
+pub mod signature_tag;
 
 use super::client::{FetchedManifest, Mount, RegistryClient};
 use super::digest::Digest;
@@ -598,9 +599,22 @@ fn subset_index(root: &FetchedManifest, selected: &[Descriptor]) -> FetchedManif
     }
 }
 
-/// HEADs the target's tags and the image, and decides what the target needs.
+/// HEADs the target's tags (or, copying by digest only, the image), and
+/// decides what the target needs.
 async fn observe(run: &mut TargetRun, digest: &Digest) {
     let repo = run.target.repository.name.clone();
+    if run.target.tags.is_empty() {
+        // By digest only: a manifest the target has is complete, blobs and all.
+        match run.client().head_manifest(&repo, &digest.to_string()).await {
+            Ok(Some(_)) => {
+                run.report.digest = Some(digest.clone());
+                run.stage = Stage::Done;
+                return;
+            }
+            Ok(None) => {}
+            Err(error) => return run.fail(TargetFailure::from_error(&error)),
+        }
+    }
     let mut observed = ObservedTags::new();
     for tag in &run.target.tags {
         match run.client().head_manifest(&repo, tag).await {
