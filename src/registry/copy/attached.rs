@@ -218,6 +218,9 @@ impl Engine {
                 Err(error) => report.targets[index].error = Some(TargetFailure::from_error(&error)),
             }
         }
+        if planned.is_empty() {
+            return;
+        }
         let copies: Vec<Target> = planned
             .iter()
             .map(|(_, target, decision)| {
