@@ -382,12 +382,7 @@ async fn ecr_public_targets_use_their_token_through_the_bearer_flow() {
     let public_host = env.get("PROMOTER_TEST_PUBLIC_REGISTRY");
     let alias = env.get("PROMOTER_TEST_PUBLIC_ALIAS");
     let name = unique_name("public-app");
-    fixtures::ecr_public_client(&env)
-        .create_repository()
-        .repository_name(&name)
-        .send()
-        .await
-        .expect("CreateRepository");
+    fixtures::create_public_repository(&env, &name).await;
     let report = engine(&env)
         .await
         .copy(

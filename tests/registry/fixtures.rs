@@ -260,3 +260,13 @@ pub fn ecr_public_client(env: &TestEnv) -> aws_sdk_ecrpublic::Client {
         .build();
     aws_sdk_ecrpublic::Client::from_conf(config)
 }
+
+/// Creates a repository in the ECR Public stand-in (it refuses pushes to others).
+pub async fn create_public_repository(env: &TestEnv, name: &str) {
+    ecr_public_client(env)
+        .create_repository()
+        .repository_name(name)
+        .send()
+        .await
+        .expect("CreateRepository");
+}

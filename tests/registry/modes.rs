@@ -12,6 +12,14 @@ use crate::support::{TestEnv, unique_name};
 use image_promoter::config::Config;
 use image_promoter::registry::{CopyOptions, Engine, ImageReference, Target};
 
+fn target(host: &str, name: &str, tag: &str) -> Target {
+    Target {
+        repository: repository(host, name),
+        tags: vec![tag.into()],
+        floating: vec![],
+    }
+}
+
 /// A config naming the ECR Public registry with no `auth` and the Quay
 /// registry with `basic` credentials read from a file.
 fn anonymous_and_basic_config(env: &TestEnv, dir: &std::path::Path) -> Config {
@@ -47,23 +55,14 @@ async fn an_anonymous_source_is_copied_to_a_target_with_basic_credentials() {
     // Publish an index on ECR Public with the test world's configuration.
     let seeded = fixtures::multi(&env, "anonymous", "1.0.0", &[40_000]).await;
     let name = unique_name("anonymous-app");
-    fixtures::ecr_public_client(&env)
-        .create_repository()
-        .repository_name(&name)
-        .send()
-        .await
-        .expect("CreateRepository");
+    fixtures::create_public_repository(&env, &name).await;
     let public_repo = format!("{}/{name}", env.get("PROMOTER_TEST_PUBLIC_ALIAS"));
     let published = fixtures::engine(&env)
         .await
         .copy(
             &ImageReference::parse_image(&format!("{quay_host}/{}:1.0.0", seeded.repository))
                 .unwrap(),
-            &[Target {
-                repository: repository(public_host, &public_repo),
-                tags: vec!["1.0.0".into()],
-                floating: vec![],
-            }],
+            &[target(public_host, &public_repo, "1.0.0")],
             &CopyOptions::default(),
         )
         .await
@@ -78,20 +77,16 @@ async fn an_anonymous_source_is_copied_to_a_target_with_basic_credentials() {
     let report = engine
         .copy(
             &ImageReference::parse_image(&format!("{public_host}/{public_repo}:1.0.0")).unwrap(),
-            &[Target {
-                repository: repository(quay_host, &target_repo),
-                tags: vec!["1.0.0".into()],
-                floating: vec![],
-            }],
+            &[target(quay_host, &target_repo, "1.0.0")],
             &CopyOptions::default(),
         )
         .await
         .expect("anonymous reads are allowed");
     std::fs::remove_dir_all(&dir).ok();
-    let target = &report.targets[0];
-    assert!(target.error.is_none(), "{:?}", target.error);
+    let copied = &report.targets[0];
+    assert!(copied.error.is_none(), "{:?}", copied.error);
     assert_eq!(report.digest.to_string(), seeded.digest);
-    assert_eq!(target.blobs_uploaded as usize, seeded.blobs.len());
+    assert_eq!(copied.blobs_uploaded as usize, seeded.blobs.len());
     let (bytes, media_type) = quay(&env)
         .get_manifest(&target_repo, "1.0.0")
         .await
@@ -103,11 +98,7 @@ async fn an_anonymous_source_is_copied_to_a_target_with_basic_credentials() {
     let refused = engine
         .copy(
             &ImageReference::parse_image(&format!("{quay_host}/{target_repo}:1.0.0")).unwrap(),
-            &[Target {
-                repository: repository(public_host, &public_repo),
-                tags: vec!["1.0.1".into()],
-                floating: vec![],
-            }],
+            &[target(public_host, &public_repo, "1.0.1")],
             &CopyOptions::default(),
         )
         .await
