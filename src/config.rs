@@ -28,6 +28,11 @@ pub struct Config {
     /// default adds nothing to what each object asks.
     #[serde(default)]
     pub verify: crate::verify::VerificationFloor,
+    /// Which namespaces may promote from and write to which repositories
+    /// with the operator's credentials; absent: single-tenant (every
+    /// namespace may do everything).
+    #[serde(default)]
+    pub tenancy: Option<Vec<crate::tenancy::TenancyRule>>,
 }
 
 /// How to reach one registry.
@@ -150,6 +155,8 @@ pub enum ConfigError {
     Client(#[source] Box<RegistryError>),
     #[error("verify.signature.publicKeys: {0}")]
     FloorKey(#[source] crate::verify::cosign::KeyError),
+    #[error("{0}")]
+    Tenancy(#[from] crate::tenancy::RuleError),
 }
 
 impl Config {
@@ -172,6 +179,9 @@ impl Config {
             .signature
             .verifier()
             .map_err(ConfigError::FloorKey)?;
+        if let Some(rules) = &self.tenancy {
+            crate::tenancy::validate(rules)?;
+        }
         let mut seen = std::collections::HashSet::new();
         for registry in &self.registries {
             let invalid = |message: &str| ConfigError::Invalid {
@@ -209,6 +219,9 @@ impl Config {
                 return Err(invalid(
                     "auth takes one of basic, dockerConfig, ecr or ecrPublic, not several",
                 ));
+            }
+            if let Some(message) = registry.identity_not_allowed() {
+                return Err(invalid(&message));
             }
             if let Some(ecr) = &auth.ecr {
                 crate::aws::resolve_ecr_registry(
@@ -254,7 +267,49 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The tenancy rules (single-tenant without a `tenancy` section).
+    pub fn tenancy(&self) -> crate::tenancy::Tenancy<'_> {
+        crate::tenancy::Tenancy::new(self.tenancy.as_deref())
+    }
+
+    /// The entry for `host`, if the file declares it.
+    pub fn registry(&self, host: &str) -> Option<&RegistryConfig> {
+        self.registries.iter().find(|r| r.host == host)
+    }
+}
+
 impl RegistryConfig {
+    /// Why this entry may not present the operator's AWS identity, if it
+    /// may not: an ECR token goes only to ECR hosts or hosts declared
+    /// `kind: ecr`, an ECR Public token only to `public.ecr.aws` or hosts
+    /// declared `kind: ecrPublic`.
+    fn identity_not_allowed(&self) -> Option<String> {
+        if self.auth.ecr.is_some()
+            && self.kind != RegistryKind::Ecr
+            && crate::aws::parse_ecr_host(&self.host).is_none()
+        {
+            return Some(format!(
+                "auth.ecr presents the operator's AWS identity, which goes only to Amazon ECR \
+                 hosts (<account>.dkr.ecr.<region>.amazonaws.com); declare kind: ecr on this \
+                 entry if {} is an ECR registry under another name",
+                self.host
+            ));
+        }
+        if self.auth.ecr_public.is_some()
+            && self.kind != RegistryKind::EcrPublic
+            && self.host != crate::aws::ECR_PUBLIC_HOST
+        {
+            return Some(format!(
+                "auth.ecrPublic presents the operator's AWS identity, which goes only to \
+                 {}; declare kind: ecrPublic on this entry if {} is ECR Public under another name",
+                crate::aws::ECR_PUBLIC_HOST,
+                self.host
+            ));
+        }
+        None
+    }
+
     fn client(&self, sdk: Option<&aws_config::SdkConfig>) -> Result<RegistryClient, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             host: self.host.clone(),
@@ -371,6 +426,19 @@ registries:
         assert_eq!(config.registries.len(), 2);
         assert_eq!(config.registries[0].kind, RegistryKind::Ecr);
         assert_eq!(config.registries[1].max_concurrent_requests, 16);
+        assert!(config.tenancy().single_tenant());
+    }
+
+    #[test]
+    fn declared_kinds_and_aws_hosts_may_carry_the_aws_identity() {
+        for text in [
+            "registries: [{host: 127.0.0.1:5000, kind: ecr, auth: {ecr: {registryId: '123456789012', region: us-east-1}}}]",
+            "registries: [{host: 123456789012.dkr.ecr.eu-west-1.amazonaws.com, auth: {ecr: {}}}]",
+            "registries: [{host: public.ecr.aws, auth: {ecrPublic: {}}}]",
+            "registries: [{host: 127.0.0.1:6000, kind: ecrPublic, auth: {ecrPublic: {}}}]",
+        ] {
+            parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
     }
 
     #[test]
@@ -418,6 +486,22 @@ registries:
             ),
             ("registries: [{host: a.io, auth: {ecr: {}}}]", "auth.ecr"),
             (
+                "registries: [{host: a.io, auth: {ecr: {registryId: '123456789012', region: us-east-1}}}]",
+                "declare kind: ecr on this entry",
+            ),
+            (
+                "registries: [{host: a.io, auth: {ecrPublic: {}}}]",
+                "declare kind: ecrPublic on this entry",
+            ),
+            (
+                "registries: [{host: a.io, kind: ecrPublic, auth: {ecr: {registryId: '123456789012', region: us-east-1}}}]",
+                "declare kind: ecr on this entry",
+            ),
+            (
+                "tenancy: [{namespaces: [a], targets: [quay.io]}]",
+                "tenancy[0].targets",
+            ),
+            (
                 "verify: {signature: {publicKeys: [not-a-key]}}",
                 "verify.signature.publicKeys",
             ),
@@ -426,7 +510,7 @@ registries:
                 "unknown field",
             ),
             (
-                "registries: [{host: 127.0.0.1:5000, auth: {ecr: {registryId: '1', region: us-east-1}}}]",
+                "registries: [{host: 127.0.0.1:5000, kind: ecr, auth: {ecr: {registryId: '1', region: us-east-1}}}]",
                 "auth.ecr",
             ),
         ];

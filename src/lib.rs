@@ -6,8 +6,9 @@
 //! domain: `api` (custom resources), `registry` (OCI distribution client and the
 //! copy engine), `aws` (ECR and ECR Public), `verify` (policy and signatures),
 //! `promotion` (one ImagePromotion run, shared by the CLI and the controller),
-//! `config` (the configuration file), `cli` (the one-shot commands), and later
-//! `controller` (reconcilers).
+//! `config` (the configuration file), `tenancy` (which namespace may use which
+//! repositories), `cli` (the one-shot commands), and later `controller`
+//! (reconcilers).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 pub mod api;
@@ -16,4 +17,5 @@ pub mod cli;
 pub mod config;
 pub mod promotion;
 pub mod registry;
+pub mod tenancy;
 pub mod verify;

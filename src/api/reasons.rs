@@ -53,6 +53,13 @@ pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
 pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
 /// Ready=False, Stalled=True: the credentials are valid but not allowed to do this (403).
 pub const ACCESS_DENIED: &str = "AccessDenied";
+/// Ready=False, Stalled=True: the object asks the operator to present its own AWS identity
+/// (credentials.ecr / ecrPublic) to a host that is not ECR / ECR Public and that the
+/// operator's configuration does not declare as such; nothing was sent.
+pub const CREDENTIALS_NOT_ALLOWED: &str = "CredentialsNotAllowed";
+/// Ready=False, Stalled=True: the operator's tenancy rules do not let the object's
+/// namespace promote from its source, or write its target with the operator's credentials.
+pub const REPOSITORY_NOT_ALLOWED: &str = crate::tenancy::REPOSITORY_NOT_ALLOWED;
 /// Ready=False, Stalled=True: the target repository does not exist and createRepository is not set.
 pub const REPOSITORY_NOT_FOUND: &str = "RepositoryNotFound";
 /// Ready=False, Reconciling=True: a registry or AWS is unreachable or overloaded
@@ -83,6 +90,8 @@ pub const ALL: &[&str] = &[
     CREDENTIALS_NOT_FOUND,
     AUTHENTICATION_FAILED,
     ACCESS_DENIED,
+    CREDENTIALS_NOT_ALLOWED,
+    REPOSITORY_NOT_ALLOWED,
     REPOSITORY_NOT_FOUND,
     REGISTRY_UNAVAILABLE,
 ];

@@ -58,6 +58,9 @@ impl EcrRegistryError {
     }
 }
 
+/// ECR Public's registry host.
+pub const ECR_PUBLIC_HOST: &str = "public.ecr.aws";
+
 /// The ECR service labels of a host and the DNS suffixes they appear with.
 const SPELLINGS: &[(&str, bool, &[&str])] = &[
     ("dkr.ecr", false, &["amazonaws.com", "amazonaws.com.cn"]),

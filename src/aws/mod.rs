@@ -33,7 +33,9 @@ mod token;
 pub use catalog::{CatalogData, catalog_update};
 pub use ecr::{EcrError, EcrInspector};
 pub use error::{AwsErrorKind, AwsFailure, classify};
-pub use host::{EcrRegistry, EcrRegistryError, parse_ecr_host, resolve_ecr_registry};
+pub use host::{
+    ECR_PUBLIC_HOST, EcrRegistry, EcrRegistryError, parse_ecr_host, resolve_ecr_registry,
+};
 pub use public::{
     CatalogChange, EcrPublic, EcrPublicError, PublicRepository, RepositoryCreation,
     RepositoryEnsured,

@@ -27,8 +27,14 @@ for its host (auth.dockerConfig or auth.basic). ECR and ECR Public hosts the
 file does not list use the environment's AWS identity (GetAuthorizationToken).
 The PEM key of spec.verify.signature.publicKey is given with --public-key.
 
+Tenancy: when the object names metadata.namespace, the configuration's tenancy
+rules apply as in the cluster (RepositoryNotAllowed); the operator's AWS
+identity goes only to ECR / ECR Public hosts or hosts the file declares with
+kind: ecr / ecrPublic (CredentialsNotAllowed). Both are checked before any request.
+
 Exit status: 0 every target promoted (with --dry-run: the source verified);
-1 verification refused the source or waits for its scan, or a target failed;
+1 verification refused the source or waits for its scan, a target failed, or
+the configuration refuses the object (CredentialsNotAllowed, RepositoryNotAllowed);
 2 bad usage or an invalid object.";
 
 /// Arguments of `promote`.
@@ -64,7 +70,11 @@ pub enum Output {
 pub fn run(args: PromoteArgs) -> ExitCode {
     let (plan, config) = match prepare(&args) {
         Ok(prepared) => prepared,
-        Err(message) => return usage_error(message),
+        Err(Unusable::Usage(message)) => return usage_error(message),
+        Err(Unusable::Refused(message)) => {
+            eprintln!("image-promoter: {message}");
+            return ExitCode::from(FAILED);
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -87,8 +97,21 @@ pub fn run(args: PromoteArgs) -> ExitCode {
     }
 }
 
-/// Everything that can fail as bad usage: the object, the files, the plan.
-fn prepare(args: &PromoteArgs) -> Result<(PromotionPlan, Config), String> {
+/// Why nothing was run: bad usage or input (exit 2), or an object the
+/// operator's configuration refuses (its credentials or tenancy rules; exit 1).
+enum Unusable {
+    Usage(String),
+    Refused(String),
+}
+
+impl From<String> for Unusable {
+    fn from(message: String) -> Self {
+        Self::Usage(message)
+    }
+}
+
+/// Everything that can fail before a request: the object, the files, the plan.
+fn prepare(args: &PromoteArgs) -> Result<(PromotionPlan, Config), Unusable> {
     let object = input::read(&args.file).map_err(|e| e.to_string())?;
     let config = match &args.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
@@ -99,8 +122,14 @@ fn prepare(args: &PromoteArgs) -> Result<(PromotionPlan, Config), String> {
         .as_deref()
         .map(read_public_key)
         .transpose()?;
-    let plan = promotion::plan(&object, &config, public_key)
-        .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let plan = promotion::plan(&object, &config, public_key).map_err(|e| {
+        let message = format!("{}: {}: {e}", args.file.display(), e.reason);
+        if e.is_refusal() {
+            Unusable::Refused(message)
+        } else {
+            Unusable::Usage(message)
+        }
+    })?;
     Ok((plan, config))
 }
 

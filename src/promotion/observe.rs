@@ -10,10 +10,11 @@
 use super::plan::PromotionPlan;
 use crate::api::reasons;
 use crate::aws::{EcrError, EcrInspector};
-use crate::registry::Registries;
 use crate::registry::error::RegistryError;
+use crate::registry::manifest::Manifest;
+use crate::registry::{Platforms, Registries, RegistryClient};
 use crate::verify::cosign::registry::{RepositorySignatures, SignatureReadError};
-use crate::verify::cosign::{FetchError, fetch_signatures, verify};
+use crate::verify::cosign::{FetchError, SignatureOutcome, fetch_signatures, verify};
 use crate::verify::{Observations, SignatureChecks};
 
 /// A read that kept verification from deciding.
@@ -142,7 +143,9 @@ async fn pin(plan: &PromotionPlan, inspector: &EcrInspector) -> Result<String, O
     }
 }
 
-/// The outcome of each signature check the plan asks for.
+/// The outcome of each signature check the plan asks for. A platform subset
+/// publishes a new index that no signature of the source's index covers, so
+/// then every selected platform manifest must carry a verified signature.
 async fn signatures(
     plan: &PromotionPlan,
     registries: &Registries,
@@ -156,21 +159,176 @@ async fn signatures(
     let client = registries
         .client(repository.api_host())
         .map_err(ObserveError::Client)?;
-    let store = RepositorySignatures::new(client, &repository.name);
-    let candidates =
-        fetch_signatures(&store, digest)
-            .await
-            .map_err(|source| ObserveError::Signatures {
-                image: format!("{repository}@{digest}"),
-                source,
-            })?;
-    let check = |verifier: &Option<_>| {
-        verifier
-            .as_ref()
-            .map(|verifier| verify(verifier, digest, &candidates))
+    let signed = match &plan.options.platforms {
+        Platforms::All => vec![(None, digest.to_string())],
+        Platforms::Only(_) => subset_platforms(plan, &client, digest).await?,
     };
+    let store = RepositorySignatures::new(client, &repository.name);
+    let mut object = Vec::new();
+    let mut floor = Vec::new();
+    for (platform, digest) in &signed {
+        let candidates =
+            fetch_signatures(&store, digest)
+                .await
+                .map_err(|source| ObserveError::Signatures {
+                    image: format!("{repository}@{digest}"),
+                    source,
+                })?;
+        let check = |verifier: &Option<_>| {
+            verifier
+                .as_ref()
+                .map(|verifier| (platform.clone(), verify(verifier, digest, &candidates)))
+        };
+        object.extend(check(&verifiers.object));
+        floor.extend(check(&verifiers.floor));
+    }
     Ok(SignatureChecks {
-        object: check(&verifiers.object),
-        floor: check(&verifiers.floor),
+        object: every_platform(object, trusted(&verifiers.object)),
+        floor: every_platform(floor, trusted(&verifiers.floor)),
     })
+}
+
+fn trusted(verifier: &Option<crate::verify::cosign::Verifier>) -> Vec<String> {
+    verifier.as_ref().map(|v| v.trusted()).unwrap_or_default()
+}
+
+/// The platform manifests a subset copies, as (platform, digest); the image
+/// itself when it is not an index.
+async fn subset_platforms(
+    plan: &PromotionPlan,
+    client: &RegistryClient,
+    digest: &str,
+) -> Result<Vec<(Option<String>, String)>, ObserveError> {
+    let repository = &plan.source.image.repository;
+    let root = client
+        .get_manifest(&repository.name, digest)
+        .await
+        .map_err(ObserveError::Client)?;
+    let parsed = Manifest::parse(&root.media_type, &root.bytes).map_err(|source| {
+        ObserveError::Client(RegistryError::Manifest {
+            at: repository.to_string(),
+            source,
+        })
+    })?;
+    Ok(match parsed {
+        Manifest::Image { .. } => vec![(None, digest.to_string())],
+        Manifest::Index { manifests, .. } => plan
+            .options
+            .platforms
+            .select(&manifests)
+            .into_iter()
+            .map(|d| (d.platform.map(|p| p.to_string()), d.digest.to_string()))
+            .collect(),
+    })
+}
+
+/// One outcome for several signed manifests: verified when every one is
+/// (the first one's evidence), else the first that is not, saying which
+/// platform lacks what.
+fn every_platform(
+    outcomes: Vec<(Option<String>, SignatureOutcome)>,
+    trusted: Vec<String>,
+) -> Option<SignatureOutcome> {
+    let verified = outcomes
+        .iter()
+        .all(|(_, o)| matches!(o, SignatureOutcome::Verified { .. }));
+    if verified {
+        return outcomes.into_iter().next().map(|(_, o)| o);
+    }
+    let (platform, outcome) = outcomes
+        .into_iter()
+        .find(|(_, o)| !matches!(o, SignatureOutcome::Verified { .. }))?;
+    let Some(platform) = platform else {
+        return Some(outcome);
+    };
+    let why = "a platform subset is published as a new index that the source index's \
+               signature does not cover, so each copied platform manifest must be signed \
+               (cosign sign --recursive), or promote every platform";
+    Some(match outcome {
+        SignatureOutcome::Missing => SignatureOutcome::Invalid {
+            trusted,
+            problems: vec![format!("platform {platform} has no signature: {why}")],
+        },
+        SignatureOutcome::Invalid {
+            trusted: theirs,
+            problems,
+        } => SignatureOutcome::Invalid {
+            trusted: theirs,
+            problems: problems
+                .into_iter()
+                .map(|p| format!("platform {platform}: {p}"))
+                .chain(std::iter::once(why.to_string()))
+                .collect(),
+        },
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::cosign::SignatureLayout;
+
+    fn verified(key: &str) -> SignatureOutcome {
+        SignatureOutcome::Verified {
+            key_id: key.into(),
+            signature_digest: "sha256:5151".into(),
+            layout: SignatureLayout::SignatureTag,
+        }
+    }
+
+    fn keys() -> Vec<String> {
+        vec!["k1".into()]
+    }
+
+    #[test]
+    fn a_subset_is_verified_only_when_every_platform_is() {
+        let amd = Some("linux/amd64".to_string());
+        let arm = Some("linux/arm64".to_string());
+        assert_eq!(every_platform(Vec::new(), keys()), None);
+        assert_eq!(
+            every_platform(
+                vec![(amd.clone(), verified("k1")), (arm.clone(), verified("k2"))],
+                keys()
+            ),
+            Some(verified("k1"))
+        );
+        let Some(SignatureOutcome::Invalid { problems, trusted }) = every_platform(
+            vec![
+                (amd.clone(), verified("k1")),
+                (arm.clone(), SignatureOutcome::Missing),
+            ],
+            keys(),
+        ) else {
+            panic!("one unsigned platform refuses the subset")
+        };
+        assert!(
+            problems[0].starts_with("platform linux/arm64 has no signature"),
+            "{problems:?}"
+        );
+        assert_eq!(trusted, keys());
+        let Some(SignatureOutcome::Invalid { problems, trusted }) = every_platform(
+            vec![(
+                arm,
+                SignatureOutcome::Invalid {
+                    trusted: vec!["k1".into()],
+                    problems: vec!["signed by an untrusted key".into()],
+                },
+            )],
+            keys(),
+        ) else {
+            panic!("invalid stays invalid")
+        };
+        assert_eq!(trusted, ["k1"]);
+        assert_eq!(
+            problems[0],
+            "platform linux/arm64: signed by an untrusted key"
+        );
+        assert!(problems[1].contains("cosign sign --recursive"));
+        // Not an index: the image's own outcome, unchanged.
+        assert_eq!(
+            every_platform(vec![(None, SignatureOutcome::Missing)], keys()),
+            Some(SignatureOutcome::Missing)
+        );
+    }
 }

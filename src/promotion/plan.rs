@@ -10,22 +10,54 @@
 
 use std::fmt;
 
-use crate::api::{EcrPublicRepository, ImagePromotion, RegistryCredentials, VerificationPolicy};
+use crate::api::{
+    EcrPublicRepository, ImagePromotion, RegistryCredentials, VerificationPolicy, reasons,
+};
 use crate::aws::{EcrRegistry, parse_ecr_host, resolve_ecr_registry};
 use crate::config::{Config, RegistryConfig};
+use crate::registry::copy::MountSources;
 use crate::registry::{CopyOptions, ImageReference, Platforms, Repository, Target};
+use crate::tenancy::Use;
 use crate::verify::cosign::{PublicKey, Verifier};
 
-/// ECR Public's registry host.
-pub const ECR_PUBLIC_HOST: &str = "public.ecr.aws";
+pub use crate::aws::ECR_PUBLIC_HOST;
 
-/// Why the object cannot be run from the command line as it is.
+/// Why the object cannot be run as it is: its reason (`InvalidSpec`, or
+/// `CredentialsNotAllowed` / `RepositoryNotAllowed` for what the operator's
+/// configuration does not allow) and a message that says what to change.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanError(pub String);
+pub struct PlanError {
+    /// PascalCase, from [`crate::api::reasons`].
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl PlanError {
+    fn invalid(message: String) -> Self {
+        Self {
+            reason: reasons::INVALID_SPEC,
+            message,
+        }
+    }
+
+    fn credentials_not_allowed(message: String) -> Self {
+        Self {
+            reason: reasons::CREDENTIALS_NOT_ALLOWED,
+            message,
+        }
+    }
+
+    /// True for refusals by the operator's configuration (the object itself
+    /// is valid).
+    pub fn is_refusal(&self) -> bool {
+        self.reason != reasons::INVALID_SPEC
+    }
+}
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -129,17 +161,16 @@ pub fn plan(
 ) -> Result<PromotionPlan, PlanError> {
     let spec = &promotion.spec;
     let image = ImageReference::parse_image(&spec.source.image)
-        .map_err(|e| PlanError(format!("spec.source.image: {e}")))?;
+        .map_err(|e| PlanError::invalid(format!("spec.source.image: {e}")))?;
     let source = source(promotion, config, image)?;
     let source_tags: Vec<String> = source.image.tag.iter().cloned().collect();
     let targets = spec
         .targets
         .iter()
         .map(|t| {
-            let repository: Repository = t
-                .repository
-                .parse()
-                .map_err(|e| PlanError(format!("spec.targets[{}].repository: {e}", t.name)))?;
+            let repository: Repository = t.repository.parse().map_err(|e| {
+                PlanError::invalid(format!("spec.targets[{}].repository: {e}", t.name))
+            })?;
             let create = match &t.create_repository {
                 Some(catalog) => Some(public_repository(&t.name, &repository, catalog, config)?),
                 None => None,
@@ -155,28 +186,40 @@ pub fn plan(
             })
         })
         .collect::<Result<Vec<_>, PlanError>>()?;
-    let mut inferred = Vec::new();
-    let source_credentials = spec.source.credentials.as_ref();
+    let mut inferred: Vec<InferredCredentials> = Vec::new();
     let source_host = &source.image.repository.registry;
     if entry(config, source_host).is_none() {
-        let credentials = match source_credentials.map(kind_of) {
+        let credentials = match spec.source.credentials.as_ref().map(kind_of) {
             Some(Kind::SecretRef(secret)) => {
                 return Err(no_secrets("spec.source", &secret, source_host));
             }
             Some(Kind::EcrPublic) => Kind::EcrPublic,
             _ => Kind::Ecr(source.ecr.clone()),
         };
-        inferred.extend(infer(source_host, credentials));
+        inferred.extend(infer("spec.source.image", source_host, credentials)?);
     }
     for (spec_target, planned) in spec.targets.iter().zip(&targets) {
         let host = &planned.target.repository.registry;
-        if entry(config, host).is_some() || inferred.iter().any(|i| i.host() == host) {
+        if entry(config, host).is_some() {
             continue;
         }
-        let credentials =
-            target_credentials(spec_target.credentials.as_ref(), host, &planned.name)?;
-        inferred.extend(infer(host, credentials));
+        let field = format!("spec.targets[{}]", planned.name);
+        let credentials = target_credentials(spec_target.credentials.as_ref(), host, &field)?;
+        let Some(wanted) = infer(&field, host, credentials)? else {
+            continue;
+        };
+        match inferred.iter().find(|i| i.host() == host) {
+            None => inferred.push(wanted),
+            Some(existing) if *existing == wanted => {}
+            Some(_) => {
+                return Err(PlanError::invalid(format!(
+                    "{field}.credentials: {host} is reached with other credentials elsewhere in \
+                     this object; one object uses one set of credentials per registry host"
+                )));
+            }
+        }
     }
+    tenancy(promotion, config, &source, &targets)?;
     Ok(PromotionPlan {
         name: promotion.metadata.name.clone().unwrap_or_default(),
         generation: promotion.metadata.generation.unwrap_or(0),
@@ -184,7 +227,15 @@ pub fn plan(
         policy: spec.verify.clone(),
         source,
         targets,
-        options: copy_options(&spec.copy),
+        options: CopyOptions {
+            mount_from: promotion
+                .metadata
+                .namespace
+                .as_deref()
+                .and_then(|namespace| config.tenancy().writable(namespace))
+                .map_or(MountSources::Any, MountSources::Matching),
+            ..copy_options(&spec.copy)
+        },
         inferred,
     })
 }
@@ -219,7 +270,7 @@ fn source(
         .and_then(|e| e.registry_id.as_deref())
         .or(configured.and_then(|e| e.registry_id.as_deref()));
     let ecr = resolve_ecr_registry(&host, region, registry_id).map_err(|e| {
-        PlanError(format!(
+        PlanError::invalid(format!(
             "spec.source.image: {e} (verification reads the source's ECR repository: set \
              spec.source.credentials.ecr.region and registryId, or declare {host} with \
              auth.ecr in the configuration file)"
@@ -245,7 +296,7 @@ fn public_repository(
     config: &Config,
 ) -> Result<PublicRepositoryPlan, PlanError> {
     let (_alias, name) = repository.name.split_once('/').ok_or_else(|| {
-        PlanError(format!(
+        PlanError::invalid(format!(
             "spec.targets[{target}].repository: {repository} has no registry alias; ECR Public \
              repositories are <registry>/<alias>/<name>, e.g. public.ecr.aws/acme/app"
         ))
@@ -283,33 +334,93 @@ fn kind_of(credentials: &RegistryCredentials) -> Kind {
 fn target_credentials(
     credentials: Option<&RegistryCredentials>,
     host: &str,
-    target: &str,
+    field: &str,
 ) -> Result<Kind, PlanError> {
-    let field = format!("spec.targets[{target}]");
     if let Some(ecr) = credentials.and_then(|c| c.ecr.as_ref()) {
         return resolve_ecr_registry(host, ecr.region.as_deref(), ecr.registry_id.as_deref())
             .map(Kind::Ecr)
-            .map_err(|e| PlanError(format!("{field}.credentials.ecr: {e}")));
+            .map_err(|e| PlanError::invalid(format!("{field}.credentials.ecr: {e}")));
     }
     match credentials.map(kind_of) {
-        Some(Kind::SecretRef(secret)) => Err(no_secrets(&field, &secret, host)),
+        Some(Kind::SecretRef(secret)) => Err(no_secrets(field, &secret, host)),
         Some(kind) => Ok(kind),
         None if host == ECR_PUBLIC_HOST => Ok(Kind::EcrPublic),
         None => Ok(parse_ecr_host(host).map_or(Kind::Anonymous, Kind::Ecr)),
     }
 }
 
-fn infer(host: &str, kind: Kind) -> Option<InferredCredentials> {
-    let host = host.to_string();
+/// The operator's AWS identity for `host`, where it may go: an ECR token
+/// only to an ECR host, an ECR Public token only to ECR Public. Hosts the
+/// configuration file declares never reach here (their entry decides).
+fn infer(field: &str, host: &str, kind: Kind) -> Result<Option<InferredCredentials>, PlanError> {
+    let owned = host.to_string();
     match kind {
-        Kind::Ecr(registry) => Some(InferredCredentials::Ecr { host, registry }),
-        Kind::EcrPublic => Some(InferredCredentials::EcrPublic { host }),
-        Kind::SecretRef(_) | Kind::Anonymous => None,
+        Kind::Ecr(registry) if parse_ecr_host(host).is_some() => {
+            Ok(Some(InferredCredentials::Ecr {
+                host: owned,
+                registry,
+            }))
+        }
+        Kind::Ecr(registry) => Err(PlanError::credentials_not_allowed(format!(
+            "{field}: {host} is not an Amazon ECR host (<account>.dkr.ecr.<region>.amazonaws.com) \
+             and the operator's configuration does not declare it, so the operator's AWS \
+             identity is not sent there; if {host} is an ECR registry under another name, an \
+             administrator declares it in the configuration file: registries: [{{host: \
+             \"{host}\", kind: ecr, auth: {{ecr: {{registryId: \"{}\", region: {}}}}}}}]",
+            registry.registry_id, registry.region
+        ))),
+        Kind::EcrPublic if host == ECR_PUBLIC_HOST => {
+            Ok(Some(InferredCredentials::EcrPublic { host: owned }))
+        }
+        Kind::EcrPublic => Err(PlanError::credentials_not_allowed(format!(
+            "{field}: {host} is not ECR Public ({ECR_PUBLIC_HOST}) and the operator's \
+             configuration does not declare it, so the operator's ECR Public identity is not \
+             sent there; if {host} is ECR Public under another name, an administrator declares \
+             it in the configuration file: registries: [{{host: \"{host}\", kind: ecrPublic, \
+             auth: {{ecrPublic: {{}}}}}}]"
+        ))),
+        Kind::SecretRef(_) | Kind::Anonymous => Ok(None),
     }
 }
 
+/// The operator's tenancy rules, for an object that names its namespace.
+fn tenancy(
+    promotion: &ImagePromotion,
+    config: &Config,
+    source: &SourcePlan,
+    targets: &[TargetPlan],
+) -> Result<(), PlanError> {
+    let Some(namespace) = promotion.metadata.namespace.as_deref() else {
+        return Ok(());
+    };
+    let rules = config.tenancy();
+    let refused = |e: crate::tenancy::NotAllowed| PlanError {
+        reason: reasons::REPOSITORY_NOT_ALLOWED,
+        message: e.message,
+    };
+    rules
+        .check(
+            namespace,
+            Use::Source,
+            &source.image.repository,
+            "spec.source.image",
+        )
+        .map_err(refused)?;
+    for target in targets {
+        rules
+            .check(
+                namespace,
+                Use::Target,
+                &target.target.repository,
+                &format!("spec.targets[{}].repository", target.name),
+            )
+            .map_err(refused)?;
+    }
+    Ok(())
+}
+
 fn no_secrets(field: &str, secret: &str, host: &str) -> PlanError {
-    PlanError(format!(
+    PlanError::invalid(format!(
         "{field}.credentials.secretRef names Secret {secret:?}, which the command line cannot \
          read: declare registry {host} with its credentials (auth.dockerConfig or auth.basic) \
          in the configuration file given with --config"
@@ -328,7 +439,7 @@ fn verifiers(
         (Some(_), Some(key)) => Some(Verifier::PublicKeys(vec![key])),
         (Some(s), None) => {
             let secret = s.public_key.as_ref().map(|k| &k.secret_ref);
-            return Err(PlanError(format!(
+            return Err(PlanError::invalid(format!(
                 "spec.verify.signature.publicKey names Secret {:?} (key {:?}), which the command \
                  line cannot read: give the PEM public key with --public-key FILE",
                 secret.map(|s| s.name.as_str()).unwrap_or_default(),
@@ -336,7 +447,7 @@ fn verifiers(
             )));
         }
         (None, Some(_)) => {
-            return Err(PlanError(
+            return Err(PlanError::invalid(
                 "--public-key is given but spec.verify.signature is not set, so no signature \
                  would be checked: add spec.verify.signature.publicKey, or leave out --public-key"
                     .into(),
@@ -345,7 +456,7 @@ fn verifiers(
         (None, None) => None,
     };
     let floor = config.verify.signature.verifier().map_err(|e| {
-        PlanError(format!(
+        PlanError::invalid(format!(
             "verify.signature.publicKeys in the configuration file: {e}"
         ))
     })?;
@@ -535,12 +646,124 @@ spec:
         promotion
     }
 
+    const ON_EVIL: &str = r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: ImagePromotion
+metadata: {name: app}
+spec:
+  source: {image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1"}
+  targets: [{name: t, repository: evil.io/acme/app, CREDENTIALS}]
+"#;
+
+    #[test]
+    fn the_operators_aws_identity_goes_only_to_aws_hosts_or_declared_ones() {
+        let on_evil = |credentials: &str| promotion(&ON_EVIL.replace("CREDENTIALS", credentials));
+        let cases = [
+            (
+                on_evil("credentials: {ecr: {registryId: '123456789012', region: us-east-1}}"),
+                "{host: \"evil.io\", kind: ecr, auth: {ecr: {registryId: \"123456789012\", region: us-east-1}}}",
+            ),
+            (
+                on_evil("credentials: {ecrPublic: {}}"),
+                "{host: \"evil.io\", kind: ecrPublic, auth: {ecrPublic: {}}}",
+            ),
+            (
+                promotion(&GOLD_ON_LOOPBACK.replace(
+                    "{image: SOURCE}",
+                    "{image: 'evil.io/acme/app:1', credentials: {ecr: {registryId: '123456789012', region: us-east-1}}}",
+                )),
+                "spec.source.image: evil.io is not an Amazon ECR host",
+            ),
+        ];
+        for (object, expected) in cases {
+            let err = plan(&object, &config("{}"), None).unwrap_err();
+            assert_eq!(err.reason, "CredentialsNotAllowed", "{err}");
+            assert!(err.is_refusal());
+            assert!(err.message.contains(expected), "{expected:?} not in {err}");
+        }
+        // Declared by the operator's configuration: its entry decides.
+        let declared =
+            config("registries: [{host: evil.io, kind: ecrPublic, auth: {ecrPublic: {}}}]");
+        let planned = plan(&on_evil("credentials: {ecrPublic: {}}"), &declared, None).unwrap();
+        assert_eq!(
+            planned.inferred,
+            [InferredCredentials::Ecr {
+                host: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+                registry: planned.source.ecr.clone()
+            }]
+        );
+        // No credentials asked for at an unknown host: anonymous, nothing inferred.
+        let anonymous = plan(&on_evil("tags: ['1']"), &config("{}"), None).unwrap();
+        assert_eq!(anonymous.inferred.len(), 1, "only the source's ECR host");
+    }
+
+    #[test]
+    fn one_host_gets_one_set_of_credentials() {
+        let yaml = ON_EVIL.replace(
+            "targets: [{name: t, repository: evil.io/acme/app, CREDENTIALS}]",
+            "targets:\n    - {name: a, repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/a}\n    - {name: b, repository: 123456789012.dkr.ecr.us-east-1.amazonaws.com/b, credentials: {ecr: {registryId: '210987654321'}}}",
+        );
+        let err = plan(&promotion(&yaml), &config("{}"), None).unwrap_err();
+        assert_eq!(err.reason, "InvalidSpec");
+        assert!(err.message.contains("spec.targets[b].credentials"), "{err}");
+    }
+
+    #[test]
+    fn tenancy_rules_apply_to_objects_that_name_their_namespace() {
+        let rules = config(
+            r#"
+tenancy:
+  - namespaces: [team-a]
+    sources: [123456789012.dkr.ecr.us-east-1.amazonaws.com/team]
+    targets: [evil.io/acme/*]
+"#,
+        );
+        let object = |namespace: &str, target: &str| {
+            let mut object = promotion(
+                &ON_EVIL
+                    .replace("CREDENTIALS", "tags: ['1']")
+                    .replace("evil.io/acme/app", target),
+            );
+            if !namespace.is_empty() {
+                object.metadata.namespace = Some(namespace.into());
+            }
+            object
+        };
+        let planned = plan(&object("team-a", "evil.io/acme/app"), &rules, None).unwrap();
+        assert_eq!(
+            planned.options.mount_from,
+            MountSources::Matching(vec!["evil.io/acme/*".into()]),
+            "mounts only from what the namespace may write"
+        );
+        let unnamed = plan(&object("", "evil.io/other/app"), &rules, None).unwrap();
+        assert_eq!(
+            unnamed.options.mount_from,
+            MountSources::Any,
+            "no namespace, no tenancy"
+        );
+        let cases = [
+            (
+                object("team-a", "evil.io/other/app"),
+                "spec.targets[t].repository: namespace team-a may not write",
+            ),
+            (
+                object("team-b", "evil.io/acme/app"),
+                "spec.source.image: namespace team-b may not promote from",
+            ),
+        ];
+        for (object, expected) in cases {
+            let err = plan(&object, &rules, None).unwrap_err();
+            assert_eq!(err.reason, "RepositoryNotAllowed");
+            assert!(err.message.contains(expected), "{expected:?} not in {err}");
+        }
+    }
+
     #[test]
     fn a_bad_floor_key_is_refused() {
         let config = config(&format!(
             "{QUAY}\nverify: {{signature: {{publicKeys: [garbage]}}}}"
         ));
         let err = plan(&gold_without_signature(), &config, None).unwrap_err();
-        assert!(err.0.contains("verify.signature.publicKeys"), "{err}");
+        assert!(err.message.contains("verify.signature.publicKeys"), "{err}");
     }
 }

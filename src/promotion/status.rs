@@ -331,7 +331,15 @@ fn target_result(name: &str, outcome: &TargetOutcome, now: &Time) -> TargetResul
             "{}; not retried: it needs the object, the target or its credentials to change",
             p.message
         )),
-        None => outcome.note.clone(),
+        None => {
+            let notes: Vec<&str> = outcome
+                .note
+                .iter()
+                .chain(outcome.report.iter().flat_map(|r| &r.warnings))
+                .map(String::as_str)
+                .collect();
+            (!notes.is_empty()).then(|| notes.join("; "))
+        }
     };
     let mut tags = report.tags_written.clone();
     tags.extend(report.tags_present.iter().cloned());

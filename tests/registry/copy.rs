@@ -2,6 +2,7 @@
 
 use crate::fixtures::{self, OCI_INDEX, engine, quay, repository};
 use crate::support::{TestEnv, unique_name};
+use image_promoter::registry::copy::MountSources;
 use image_promoter::registry::copy::report::CopyReport;
 use image_promoter::registry::{CopyOptions, Engine, ImageReference, Platforms, Target};
 
@@ -240,6 +241,103 @@ async fn a_second_repository_of_the_same_registry_mounts_instead_of_uploading() 
             .await
             .as_deref(),
         Ok(seeded.digest.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_mount_borrows_only_from_repositories_the_copy_may_write() {
+    let env = TestEnv::load();
+    let seeded = fixtures::single(&env, "lend", "v1", &[200_000]).await;
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let engine = engine(&env).await;
+    let tenant = unique_name("tenant-a");
+    let other = unique_name("tenant-b/app");
+    assert_ok(
+        &copy(
+            &engine,
+            &source(&env, &seeded, "v1"),
+            &[target(ecr_host, &other, &["v1"], &[])],
+        )
+        .await,
+    );
+    let options = CopyOptions {
+        mount_from: MountSources::Matching(vec![format!("{ecr_host}/{tenant}/**")]),
+        ..CopyOptions::default()
+    };
+    let copy_to = |name: String| {
+        let targets = [target(ecr_host, &name, &["v1"], &[])];
+        let engine = &engine;
+        let source = source(&env, &seeded, "v1");
+        let options = options.clone();
+        async move { engine.copy(&source, &targets, &options).await.unwrap() }
+    };
+
+    // The blobs are known only in the other tenant's repository: uploaded.
+    let first = copy_to(format!("{tenant}/one")).await;
+    assert_ok(&first);
+    assert_eq!(
+        (
+            first.targets[0].blobs_mounted,
+            first.targets[0].blobs_uploaded
+        ),
+        (0, 2),
+        "nothing borrowed from {other}"
+    );
+    // Now known in a repository of its own: mounted from there.
+    let second = copy_to(format!("{tenant}/two")).await;
+    assert_ok(&second);
+    assert_eq!(
+        (
+            second.targets[0].blobs_mounted,
+            second.targets[0].blobs_uploaded
+        ),
+        (2, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_blob_the_source_does_not_have_is_never_mounted_from_elsewhere() {
+    let env = TestEnv::load();
+    let seeded = fixtures::single(&env, "hollow", "v1", &[200_000]).await;
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let engine = engine(&env).await;
+    let lender = unique_name("hollow/lender");
+    let borrower = unique_name("hollow/borrower");
+    assert_ok(
+        &copy(
+            &engine,
+            &source(&env, &seeded, "v1"),
+            &[target(ecr_host, &lender, &["v1"], &[])],
+        )
+        .await,
+    );
+    // The source's manifest now names a layer the source no longer holds.
+    let (layer, _) = seeded.blobs.last().unwrap();
+    quay(&env)
+        .delete_blob(&seeded.repository, layer)
+        .await
+        .unwrap();
+
+    let report = copy(
+        &engine,
+        &source(&env, &seeded, "v1"),
+        &[target(ecr_host, &borrower, &["v1"], &[])],
+    )
+    .await;
+
+    let result = &report.targets[0];
+    assert!(
+        result.blobs_mounted <= 1,
+        "only the config may be mounted, never the layer the source lacks: {result:?}"
+    );
+    assert!(
+        result.error.is_some(),
+        "the layer cannot be read from the source: {result:?}"
+    );
+    assert_eq!(
+        fixtures::ecr(&env).await.pull_blob(&borrower, layer).await,
+        Err(reqwest::StatusCode::NOT_FOUND),
+        "the layer of {lender} did not reach {borrower}"
     );
 }
 

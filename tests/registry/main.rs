@@ -16,3 +16,4 @@ mod cli;
 mod copy;
 mod fixtures;
 mod modes;
+mod races;

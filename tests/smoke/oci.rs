@@ -231,6 +231,28 @@ impl Registry {
         Ok(response.bytes().await.expect("blob body").to_vec())
     }
 
+    /// DELETE a blob from a repository (the test world's registries allow it).
+    pub async fn delete_blob(&self, repo: &str, digest: &str) -> Result<(), StatusCode> {
+        let auth = self
+            .authorization(repo, "pull,push,delete")
+            .await
+            .map_err(|_| StatusCode::UNAUTHORIZED)?;
+        let response = self
+            .send(
+                Method::DELETE,
+                format!("https://{}/v2/{repo}/blobs/{digest}", self.host),
+                &auth,
+                None,
+                None,
+            )
+            .await
+            .expect("DELETE blob");
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(response.status());
+        }
+        Ok(())
+    }
+
     /// Pushes the image's blobs and its manifest under `reference` (a tag).
     pub async fn push_image(
         &self,

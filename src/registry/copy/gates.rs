@@ -1,46 +1,62 @@
-//! One blob at a time per target registry: copies running side by side (a
-//! batch, or the operator's promotions) that need the same blob in the same
-//! registry take turns, so the second finds it there (or mounts it) instead of
-//! uploading it again.
+//! Turns for copies running side by side (a batch, or the operator's
+//! promotions), keyed by what they touch:
 //!
-//! A gate is keyed by registry host and blob digest. A copy takes the gates of
-//! one blob for all its target hosts in sorted order and holds them only while
-//! that blob is placed; it never waits for a gate while holding another blob's,
-//! so two copies cannot wait on each other.
+//! - [`BlobGates`]: one blob at a time per target registry. Copies that need
+//!   the same blob in the same registry take turns, so the second finds it
+//!   there (or mounts it) instead of uploading it again. A copy takes the gates
+//!   of one blob for all its target hosts and holds them only while that blob
+//!   is placed.
+//! - [`TagLocks`]: one writer at a time per (registry, repository, tag). A
+//!   copy holds the locks of a target's tags from its last check of where
+//!   they point to its last tag PUT, so two copies cannot both find a
+//!   write-once tag free and both write it.
+//!
+//! Keys are taken in sorted order and a copy never waits for a gate while
+//! holding gates of another kind, so two copies cannot wait on each other.
 
 use crate::registry::digest::Digest;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-type Key = (String, Digest);
+type Table<K> = Arc<Mutex<HashMap<K, Arc<AsyncMutex<()>>>>>;
 
-/// The gates in use; an entry lives only while a copy holds or awaits it.
-#[derive(Debug, Default)]
-pub struct BlobGates {
-    gates: Arc<Mutex<HashMap<Key, Arc<AsyncMutex<()>>>>>,
+/// Gates by key; an entry lives only while a copy holds or awaits it.
+#[derive(Debug)]
+pub struct Gates<K> {
+    gates: Table<K>,
 }
 
-/// Held gates of one blob; dropping it lets the next copy in.
-pub struct Held {
-    guards: Vec<(Key, OwnedMutexGuard<()>)>,
-    gates: Arc<Mutex<HashMap<Key, Arc<AsyncMutex<()>>>>>,
+impl<K> Default for Gates<K> {
+    fn default() -> Self {
+        Self {
+            gates: Arc::default(),
+        }
+    }
 }
 
-impl BlobGates {
-    /// Waits for the gates of `digest` at every host in `hosts` (any order,
-    /// duplicates allowed) and holds them.
-    pub async fn enter<'a>(
-        &self,
-        hosts: impl IntoIterator<Item = &'a str>,
-        digest: &Digest,
-    ) -> Held {
-        let mut hosts: Vec<&str> = hosts.into_iter().collect();
-        hosts.sort_unstable();
-        hosts.dedup();
-        let mut guards = Vec::with_capacity(hosts.len());
-        for host in hosts {
-            let key = (host.to_string(), digest.clone());
+/// Gates of one blob, by registry host.
+pub type BlobGates = Gates<(String, Digest)>;
+
+/// Locks of tags, by (registry host, repository, tag).
+pub type TagLocks = Gates<(String, String, String)>;
+
+/// Held gates; dropping them lets the next copy in.
+pub struct Held<K: Eq + Hash> {
+    guards: Vec<(K, OwnedMutexGuard<()>)>,
+    gates: Table<K>,
+}
+
+impl<K: Clone + Ord + Hash> Gates<K> {
+    /// Waits for the gates of every key (any order, duplicates allowed) and
+    /// holds them.
+    pub async fn enter_all(&self, keys: impl IntoIterator<Item = K>) -> Held<K> {
+        let mut keys: Vec<K> = keys.into_iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut guards = Vec::with_capacity(keys.len());
+        for key in keys {
             let gate = self
                 .gates
                 .lock()
@@ -62,7 +78,35 @@ impl BlobGates {
     }
 }
 
-impl Drop for Held {
+impl BlobGates {
+    /// Waits for the gates of `digest` at every host in `hosts`.
+    pub async fn enter<'a>(
+        &self,
+        hosts: impl IntoIterator<Item = &'a str>,
+        digest: &Digest,
+    ) -> Held<(String, Digest)> {
+        self.enter_all(hosts.into_iter().map(|h| (h.to_string(), digest.clone())))
+            .await
+    }
+}
+
+impl TagLocks {
+    /// Waits for the locks of `tags` in `repository` on `host`.
+    pub async fn lock_tags(
+        &self,
+        host: &str,
+        repository: &str,
+        tags: &[String],
+    ) -> Held<(String, String, String)> {
+        self.enter_all(
+            tags.iter()
+                .map(|t| (host.to_string(), repository.to_string(), t.clone())),
+        )
+        .await
+    }
+}
+
+impl<K: Eq + Hash> Drop for Held<K> {
     fn drop(&mut self) {
         let mut gates = self.gates.lock().expect("lock never poisoned");
         for (key, guard) in self.guards.drain(..) {
@@ -111,5 +155,23 @@ mod tests {
         let digest = Digest::sha256_of(b"layer");
         let held = gates.enter(["r1", "r1"], &digest).await;
         assert_eq!(held.guards.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_tag_has_one_writer_at_a_time() {
+        let locks = TagLocks::default();
+        let tags = |list: &[&str]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let first = locks
+            .lock_tags("r", "team/app", &tags(&["1.0", "latest"]))
+            .await;
+        let latest = tags(&["latest"]);
+        let mut second = Box::pin(locks.lock_tags("r", "team/app", &latest));
+        assert!(futures::poll!(&mut second).is_pending());
+        // Same tag in another repository or registry: no wait.
+        drop(locks.lock_tags("r", "team/other", &latest).await);
+        drop(locks.lock_tags("r2", "team/app", &latest).await);
+        drop(first);
+        drop(second.await);
+        assert_eq!(locks.in_use(), 0);
     }
 }

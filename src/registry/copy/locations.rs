@@ -23,14 +23,21 @@ impl BlobLocations {
             .insert(repository.to_string());
     }
 
-    /// A repository on `host`, other than `repository`, that holds `digest`.
-    pub fn mount_source(&self, host: &str, repository: &str, digest: &Digest) -> Option<String> {
+    /// A repository on `host`, other than `repository` and one `allowed`
+    /// accepts, that holds `digest`.
+    pub fn mount_source(
+        &self,
+        host: &str,
+        repository: &str,
+        digest: &Digest,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Option<String> {
         self.known
             .lock()
             .expect("lock never poisoned")
             .get(&(host.to_string(), digest.clone()))?
             .iter()
-            .find(|r| r.as_str() != repository)
+            .find(|r| r.as_str() != repository && allowed(r))
             .cloned()
     }
 
@@ -55,14 +62,20 @@ mod tests {
     fn finds_other_repositories_on_the_same_host() {
         let locations = BlobLocations::default();
         let digest = Digest::sha256_of(b"layer");
+        let any = |_: &str| true;
         locations.record("r1", "team/a", &digest);
-        assert_eq!(locations.mount_source("r1", "team/a", &digest), None);
+        assert_eq!(locations.mount_source("r1", "team/a", &digest, any), None);
         assert_eq!(
-            locations.mount_source("r1", "team/b", &digest),
+            locations.mount_source("r1", "team/b", &digest, any),
             Some("team/a".into())
         );
-        assert_eq!(locations.mount_source("r2", "team/b", &digest), None);
+        assert_eq!(
+            locations.mount_source("r1", "team/b", &digest, |r| r.starts_with("other/")),
+            None,
+            "a repository the caller may not use is not offered"
+        );
+        assert_eq!(locations.mount_source("r2", "team/b", &digest, any), None);
         locations.forget("r1", "team/a", &digest);
-        assert_eq!(locations.mount_source("r1", "team/b", &digest), None);
+        assert_eq!(locations.mount_source("r1", "team/b", &digest, any), None);
     }
 }

@@ -26,7 +26,7 @@ use super::reference::{ImageReference, Repository};
 use super::registries::Registries;
 use bytes::Bytes;
 use futures::StreamExt;
-use gates::BlobGates;
+use gates::{BlobGates, TagLocks};
 use locations::BlobLocations;
 use plan::{ObservedTags, TargetPlan};
 use report::{CopyReport, TargetFailure, TargetReport};
@@ -41,6 +41,24 @@ pub enum Platforms {
     /// Only these (`os/arch[/variant]`): a new index holding just them is
     /// written, so its digest differs from the source's.
     Only(Vec<String>),
+}
+
+impl Platforms {
+    /// The entries of an index to copy.
+    pub fn select(&self, manifests: &[Descriptor]) -> Vec<Descriptor> {
+        match self {
+            Platforms::All => manifests.to_vec(),
+            Platforms::Only(wanted) => manifests
+                .iter()
+                .filter(|d| {
+                    d.platform
+                        .as_ref()
+                        .is_some_and(|p| wanted.iter().any(|w| p.matches(w)))
+                })
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// One destination of a copy.
@@ -63,6 +81,38 @@ pub struct CopyOptions {
     pub signatures: bool,
     /// Copy OCI 1.1 referrers and cosign attestations / SBOMs.
     pub referrers: bool,
+    /// Which repositories a missing blob may be mounted from.
+    pub mount_from: MountSources,
+}
+
+/// Which repositories of a target registry a missing blob may be mounted
+/// from. A mount makes the registry copy a blob between repositories with
+/// the engine's credentials, so a copy must not borrow from a repository its
+/// requester could not write itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MountSources {
+    /// Any repository where the engine has seen the blob (a single-tenant
+    /// operator, the command line).
+    #[default]
+    Any,
+    /// Only repositories matching these `host/path` patterns (the tenancy
+    /// rules' targets of the requesting namespace).
+    Matching(Vec<String>),
+}
+
+impl MountSources {
+    /// Whether `repository` on `host` may lend a blob.
+    pub fn allows(&self, host: &str, repository: &str) -> bool {
+        match self {
+            MountSources::Any => true,
+            MountSources::Matching(patterns) => {
+                let name = format!("{host}/{repository}");
+                patterns
+                    .iter()
+                    .any(|p| crate::tenancy::repository_matches(p, &name))
+            }
+        }
+    }
 }
 
 impl Default for CopyOptions {
@@ -72,6 +122,7 @@ impl Default for CopyOptions {
             blob_concurrency: 4,
             signatures: false,
             referrers: false,
+            mount_from: MountSources::Any,
         }
     }
 }
@@ -124,6 +175,8 @@ struct SourceGraph {
     children: Vec<Node>,
     /// Blobs of the root itself (an image manifest); empty for an index.
     root_blobs: Vec<Descriptor>,
+    /// The source's own index, when a platform subset replaced it by a new one.
+    replaced_index: Option<Digest>,
 }
 
 impl SourceGraph {
@@ -190,6 +243,7 @@ pub struct Engine {
     registries: Registries,
     locations: BlobLocations,
     gates: BlobGates,
+    tag_locks: TagLocks,
 }
 
 impl Engine {
@@ -198,6 +252,7 @@ impl Engine {
             registries,
             locations: BlobLocations::default(),
             gates: BlobGates::default(),
+            tag_locks: TagLocks::default(),
         }
     }
 
@@ -279,6 +334,7 @@ impl Engine {
                     &blobs,
                     &mut runs,
                     options.blob_concurrency,
+                    &options.mount_from,
                 )
                 .await;
         }
@@ -287,7 +343,7 @@ impl Engine {
         futures::future::join_all(
             runs.iter_mut()
                 .filter(|r| matches!(r.stage, Stage::Full | Stage::TagsOnly))
-                .map(|run| write_manifests(run, &graph)),
+                .map(|run| write_manifests(run, &graph, &self.tag_locks)),
         )
         .await;
 
@@ -322,6 +378,18 @@ impl Engine {
                 &mut report,
             )
             .await;
+            if let Some(original) = &graph.replaced_index {
+                let left = self
+                    .left_behind(&source_client, repo, original, options)
+                    .await;
+                if let Some(warning) =
+                    left.map(|what| index_warning(&what, original, &graph.root.digest))
+                {
+                    for target in report.targets.iter_mut().filter(|t| t.error.is_none()) {
+                        target.warnings.push(warning.clone());
+                    }
+                }
+            }
             report.source_requests = source_client.requests();
         }
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -353,22 +421,12 @@ impl Engine {
                     root,
                     child_descriptors: Vec::new(),
                     children: Vec::new(),
+                    replaced_index: None,
                 });
             }
             Manifest::Index { manifests, .. } => manifests,
         };
-        let selected: Vec<Descriptor> = match &options.platforms {
-            Platforms::All => manifests.clone(),
-            Platforms::Only(wanted) => manifests
-                .iter()
-                .filter(|d| {
-                    d.platform
-                        .as_ref()
-                        .is_some_and(|p| wanted.iter().any(|w| p.matches(w)))
-                })
-                .cloned()
-                .collect(),
-        };
+        let selected = options.platforms.select(&manifests);
         if selected.is_empty() {
             return Err(CopyError::NoPlatform {
                 source_ref: source_ref.clone(),
@@ -383,15 +441,19 @@ impl Engine {
                     .join(", "),
             });
         }
-        let root = match &options.platforms {
-            Platforms::All => root,
-            Platforms::Only(_) => subset_index(&root, &selected),
+        let (root, replaced_index) = match &options.platforms {
+            Platforms::All => (root, None),
+            Platforms::Only(_) => {
+                let original = root.digest.clone();
+                (subset_index(&root, &selected), Some(original))
+            }
         };
         Ok(SourceGraph {
             root,
             child_descriptors: selected,
             children: Vec::new(),
             root_blobs: Vec::new(),
+            replaced_index,
         })
     }
 
@@ -403,12 +465,13 @@ impl Engine {
         blobs: &[Descriptor],
         runs: &mut [TargetRun],
         concurrency: usize,
+        mount_from: &MountSources,
     ) -> u64 {
         let runs_ref: &[TargetRun] = runs;
         let outcomes: Vec<BlobOutcome> = futures::stream::iter(
             blobs
                 .iter()
-                .map(|blob| self.copy_blob(source, repo, blob, runs_ref)),
+                .map(|blob| self.copy_blob(source, repo, blob, runs_ref, mount_from)),
         )
         .buffer_unordered(concurrency.max(1))
         .collect()
@@ -439,6 +502,7 @@ impl Engine {
         repo: &str,
         blob: &Descriptor,
         runs: &[TargetRun],
+        mount_from: &MountSources,
     ) -> BlobOutcome {
         let active = || {
             runs.iter()
@@ -457,7 +521,10 @@ impl Engine {
         for (index, run) in active() {
             let client = run.client();
             let target_repo = run.target.repository.name.as_str();
-            match self.place_blob(client, target_repo, blob).await {
+            let placed = self
+                .place_blob(source, repo, client, target_repo, blob, mount_from)
+                .await;
+            match placed {
                 Ok(Placement::Done(action)) => results.push((index, Ok(action))),
                 Ok(Placement::Upload(session)) => {
                     sinks.push(fanout::Sink {
@@ -491,30 +558,83 @@ impl Engine {
         }
     }
 
-    /// Skips, mounts, or opens an upload for one blob at one target.
+    /// Skips, mounts, or opens an upload for one blob at one target. A blob
+    /// is mounted only from a repository `mount_from` allows, and only after
+    /// the source showed it has that very blob: a source manifest naming a
+    /// blob it does not hold must not pull another repository's blob into
+    /// the target.
     async fn place_blob(
         &self,
+        source: &RegistryClient,
+        source_repo: &str,
         client: &RegistryClient,
         repo: &str,
         blob: &Descriptor,
+        mount_from: &MountSources,
     ) -> Result<Placement, RegistryError> {
         if client.blob_size(repo, &blob.digest).await?.is_some() {
             self.locations.record(client.host(), repo, &blob.digest);
             return Ok(Placement::Done(BlobAction::Skipped));
         }
-        if let Some(from) = self
+        let lender = self
             .locations
-            .mount_source(client.host(), repo, &blob.digest)
-        {
-            match client.mount_blob(repo, &blob.digest, &from).await? {
-                Mount::Mounted => {
-                    self.locations.record(client.host(), repo, &blob.digest);
-                    return Ok(Placement::Done(BlobAction::Mounted));
+            .mount_source(client.host(), repo, &blob.digest, |candidate| {
+                mount_from.allows(client.host(), candidate)
+            });
+        if let Some(from) = lender {
+            let at_source = source.blob_size(source_repo, &blob.digest).await;
+            if matches!(at_source, Ok(Some(size)) if size == blob.size) {
+                match client.mount_blob(repo, &blob.digest, &from).await? {
+                    Mount::Mounted => {
+                        self.locations.record(client.host(), repo, &blob.digest);
+                        return Ok(Placement::Done(BlobAction::Mounted));
+                    }
+                    Mount::Refused(session) => return Ok(Placement::Upload(session)),
                 }
-                Mount::Refused(session) => return Ok(Placement::Upload(session)),
             }
         }
         Ok(Placement::Upload(client.start_upload(repo).await?))
+    }
+}
+
+/// Why a platform subset's new index travels without what the source's
+/// index has attached, and what to do about it.
+fn index_warning(what: &str, original: &Digest, subset: &Digest) -> String {
+    format!(
+        "{what} of the source index {original} did not travel: they cover only that digest, and \
+         the platform subset is a new index {subset}; the platform manifests' own signatures \
+         and referrers were copied. Sign each platform manifest (cosign sign --recursive) or \
+         promote every platform"
+    )
+}
+
+impl Engine {
+    /// What the source has attached to `index` that a copy of a platform
+    /// subset cannot take along ("cosign signatures", "referrers"); None
+    /// when nothing, or when the source cannot say.
+    async fn left_behind(
+        &self,
+        source: &RegistryClient,
+        repo: &str,
+        index: &Digest,
+        options: &CopyOptions,
+    ) -> Option<String> {
+        let mut found = Vec::new();
+        if options.signatures
+            && let Ok(Some(_)) = source
+                .head_manifest(repo, &index.tag_with_suffix("sig"))
+                .await
+        {
+            found.push("cosign signatures");
+        }
+        if options.referrers
+            && attached::referrers(source, repo, index)
+                .await
+                .is_ok_and(|list| !list.is_empty())
+        {
+            found.push("referrers");
+        }
+        (!found.is_empty()).then(|| found.join(" and "))
     }
 }
 
@@ -649,7 +769,7 @@ async fn observe(run: &mut TargetRun, digest: &Digest) {
 }
 
 /// Child manifests by digest, then the root by digest or under each tag.
-async fn write_manifests(run: &mut TargetRun, graph: &SourceGraph) {
+async fn write_manifests(run: &mut TargetRun, graph: &SourceGraph, locks: &TagLocks) {
     let repo = run.target.repository.name.clone();
     let children = if run.stage == Stage::Full {
         graph.children.as_slice()
@@ -674,16 +794,26 @@ async fn write_manifests(run: &mut TargetRun, graph: &SourceGraph) {
         run.report.manifests_written += 1;
         run.report.bytes_written += manifest.bytes.len() as u64;
     }
-    write_root(run, graph).await;
+    write_root(run, graph, locks).await;
 }
 
-async fn write_root(run: &mut TargetRun, graph: &SourceGraph) {
+/// The root by digest, or under each tag. Tags are written holding their
+/// locks and after a last look at where they point: another copy of this
+/// process that wrote one of them since the first look wins, and this one
+/// reports the conflict instead of moving the tag.
+async fn write_root(run: &mut TargetRun, graph: &SourceGraph, locks: &TagLocks) {
     let repo = run.target.repository.name.clone();
     let root = &graph.root;
-    let references: Vec<String> = if run.tags.is_empty() {
+    let _held;
+    let by_tag = !run.tags.is_empty();
+    let references: Vec<String> = if !by_tag {
         vec![root.digest.to_string()]
     } else {
-        run.tags.clone()
+        _held = locks.lock_tags(run.client().host(), &repo, &run.tags).await;
+        match recheck_tags(run, &root.digest).await {
+            Some(tags) => tags,
+            None => return,
+        }
     };
     for reference in &references {
         if let Err(error) = run
@@ -695,10 +825,44 @@ async fn write_root(run: &mut TargetRun, graph: &SourceGraph) {
         }
         run.report.manifests_written += 1;
         run.report.bytes_written += root.bytes.len() as u64;
-        if !run.tags.is_empty() {
+        if by_tag {
             run.report.tags_written.push(reference.clone());
         }
     }
     run.report.digest = Some(root.digest.clone());
     run.stage = Stage::Done;
+}
+
+/// Where the tags about to be written point now: the tags still to write,
+/// or None when the target failed (a write-once tag moved meanwhile).
+async fn recheck_tags(run: &mut TargetRun, digest: &Digest) -> Option<Vec<String>> {
+    let repo = run.target.repository.name.clone();
+    let mut observed = ObservedTags::new();
+    for tag in &run.tags {
+        match run.client().head_manifest(&repo, tag).await {
+            Ok(head) => {
+                observed.insert(tag.clone(), head.map(|h| h.digest));
+            }
+            Err(error) => {
+                run.fail(TargetFailure::from_error(&error));
+                return None;
+            }
+        }
+    }
+    match plan::plan_target(digest, &run.tags, &run.target.floating, &observed) {
+        TargetPlan::Conflict(conflicts) => {
+            run.fail(TargetFailure::conflict(&conflicts));
+            None
+        }
+        TargetPlan::UpToDate => {
+            let present = std::mem::take(&mut run.tags);
+            run.report.tags_present.extend(present);
+            Some(Vec::new())
+        }
+        TargetPlan::Write { tags } => {
+            let present = run.tags.iter().filter(|t| !tags.contains(t)).cloned();
+            run.report.tags_present.extend(present);
+            Some(tags)
+        }
+    }
 }

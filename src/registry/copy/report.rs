@@ -42,6 +42,10 @@ pub struct TargetReport {
     pub referrers_copied: u64,
     pub requests: u64,
     pub duration_ms: u64,
+    /// What the copy could not take along though asked to, and what to do
+    /// about it (e.g. an index signature a platform subset does not carry).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<TargetFailure>,
 }
