@@ -8,7 +8,9 @@
 //! after a 401.
 
 use super::{EcrInspector, EcrPublic, RegistryToken};
-use crate::registry::auth::{Credential, CredentialError, CredentialSource, Lease, Secret};
+use crate::registry::auth::{
+    Credential, CredentialError, CredentialSource, Lease, RealmRule, Secret,
+};
 use futures::future::BoxFuture;
 use std::time::{Duration, SystemTime};
 
@@ -69,6 +71,11 @@ impl CredentialSource for EcrPublicTokenSource {
                 e.is_transient()
             })
         })
+    }
+
+    /// The operator's own AWS identity goes only to the realm on the registry's host.
+    fn realm_rule(&self) -> RealmRule {
+        RealmRule::SameHost
     }
 }
 

@@ -29,6 +29,10 @@ pub enum RegistryError {
         message: String,
         transient: bool,
     },
+    /// Credentials were not sent where the rules forbid it (a token realm on
+    /// another host, plain HTTP); `message` says what would allow it.
+    #[error("credentials for {host} not sent: {message}")]
+    CredentialsNotAllowed { host: String, message: String },
     #[error("authenticating to {host}: {source}")]
     Challenge {
         host: String,
@@ -78,6 +82,7 @@ impl RegistryError {
             RegistryError::Status { status: 429, .. } => "RegistryThrottled",
             RegistryError::Status { .. } => "RegistryError",
             RegistryError::Auth { .. } | RegistryError::Challenge { .. } => "RegistryAuthFailed",
+            RegistryError::CredentialsNotAllowed { .. } => "CredentialsNotAllowed",
             RegistryError::Manifest { .. } => "ManifestRefused",
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
             RegistryError::SizeMismatch { .. } => "SizeMismatch",

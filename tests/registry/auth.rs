@@ -53,8 +53,12 @@ impl CredentialSource for Counting {
 }
 
 /// The lifetime the realm gave a bearer token (`exp - iat` of its JWT claims).
-fn lifetime(header: &str) -> Duration {
-    let jwt = header.strip_prefix("Bearer ").expect("a bearer token");
+fn lifetime(header: &reqwest::header::HeaderValue) -> Duration {
+    let jwt = header
+        .to_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .expect("a bearer token");
     let claims = jwt.split('.').nth(1).expect("a JWT");
     let claims: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -66,7 +70,12 @@ fn lifetime(header: &str) -> Duration {
 }
 
 /// The status the registry answers a manifest read with `authorization`.
-async fn status_with(http: &reqwest::Client, base: &str, repo: &str, authorization: &str) -> u16 {
+async fn status_with(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    authorization: &reqwest::header::HeaderValue,
+) -> u16 {
     http.get(format!("{base}/v2/{repo}/manifests/absent"))
         .header(reqwest::header::AUTHORIZATION, authorization)
         .send()

@@ -73,9 +73,26 @@ pub struct CredentialError {
     pub transient: bool,
 }
 
+/// Which token realms a source's credentials may be sent to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RealmRule {
+    /// Whatever realm the registry's challenge names (a Secret given for it).
+    #[default]
+    Any,
+    /// Only a realm on the registry's own host name (any port), over HTTPS
+    /// unless the registry is declared plain HTTP: the operator's own identity
+    /// (ECR Public) never follows a challenge to another host.
+    SameHost,
+}
+
 /// Produces credentials on demand (e.g. ECR GetAuthorizationToken).
 pub trait CredentialSource: Send + Sync + fmt::Debug {
     fn fetch(&self) -> futures::future::BoxFuture<'_, Result<Lease, CredentialError>>;
+
+    /// Where these credentials may be sent.
+    fn realm_rule(&self) -> RealmRule {
+        RealmRule::Any
+    }
 }
 
 /// A credential that never changes (basic auth from a config file or Secret).

@@ -8,6 +8,7 @@ pub mod dockerconfig;
 pub mod session;
 
 pub use credentials::{
-    Credential, CredentialError, CredentialSource, Lease, Secret, SharedSource, StaticCredential,
+    Credential, CredentialError, CredentialSource, Lease, RealmRule, Secret, SharedSource,
+    StaticCredential,
 };
 pub use session::{AuthSession, Clock, Scope, SystemClock};

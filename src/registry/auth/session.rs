@@ -8,9 +8,10 @@
 //! the system's unless a test moves time on.
 
 use super::challenge::{self, Challenge};
-use super::credentials::{Credential, Lease, Secret, SharedSource};
+use super::credentials::{Credential, Lease, RealmRule, Secret, SharedSource};
 use crate::registry::error::RegistryError;
 use base64::Engine as _;
+use reqwest::header::HeaderValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -51,6 +52,14 @@ impl Scope {
         self
     }
 
+    /// Adds one `type:name:actions` entry (e.g. from a challenge) unless present.
+    pub fn and_entry(mut self, entry: &str) -> Self {
+        if !self.entries.iter().any(|e| e == entry) {
+            self.entries.push(entry.to_string());
+        }
+        self
+    }
+
     fn key(&self) -> String {
         let mut entries = self.entries.clone();
         entries.sort();
@@ -81,7 +90,8 @@ impl Clock for SystemClock {
 
 #[derive(Clone)]
 struct Token {
-    value: Secret,
+    /// `Bearer <token>`, marked sensitive.
+    header: HeaderValue,
     expires: Instant,
 }
 
@@ -109,14 +119,95 @@ struct TokenResponse {
     token: Option<String>,
     #[serde(default)]
     access_token: Option<String>,
+    /// Seconds; any JSON number (a hostile realm may send anything).
     #[serde(default)]
-    expires_in: Option<u64>,
+    expires_in: Option<serde_json::Number>,
 }
 
-fn basic_header(username: &str, password: &Secret) -> String {
+/// The longest a token is believed, whatever the realm says.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a token is used: the realm's `expires_in`, bounded to
+/// [2 × margin, 24 h], never overflowing; the default when absent or negative.
+fn token_lifetime(expires_in: Option<&serde_json::Number>) -> Duration {
+    let seconds = expires_in.and_then(|n| {
+        n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0)
+                .map(|f| f.min(u64::MAX as f64) as u64)
+        })
+    });
+    seconds
+        .map(|s| Duration::from_secs(s.min(MAX_TOKEN_LIFETIME.as_secs())))
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .max(TOKEN_MARGIN * 2)
+}
+
+/// A header value that HTTP libraries and logs treat as sensitive.
+fn sensitive(value: String) -> Option<HeaderValue> {
+    let mut value = HeaderValue::try_from(value).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+fn basic_header(username: &str, password: &Secret) -> Option<HeaderValue> {
     let encoded = base64::engine::general_purpose::STANDARD
         .encode(format!("{username}:{}", password.expose()));
-    format!("Basic {encoded}")
+    sensitive(format!("Basic {encoded}"))
+}
+
+/// Why a token realm may not be asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RealmRefusal {
+    /// The realm is plain HTTP while the registry is HTTPS.
+    PlainHttp,
+    /// The source's credentials may only go to the registry's own host.
+    ForeignHost,
+}
+
+/// Whether a request (with credentials from a source following `rule`) may
+/// go to `realm` for the registry at `registry` (its base URL).
+fn check_realm(
+    registry: &reqwest::Url,
+    realm: &reqwest::Url,
+    rule: RealmRule,
+) -> Result<(), RealmRefusal> {
+    let registry_plain = registry.scheme() == "http";
+    if realm.scheme() != "https" && !registry_plain {
+        return Err(RealmRefusal::PlainHttp);
+    }
+    if rule == RealmRule::SameHost {
+        let same_host = match (registry.host_str(), realm.host_str()) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        if !same_host {
+            return Err(RealmRefusal::ForeignHost);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a response body of at most `limit` bytes, stopping as soon as more
+/// arrive; None when the body is larger.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 impl AuthSession {
@@ -136,33 +227,38 @@ impl AuthSession {
         }
     }
 
-    /// The `Authorization` header for a request with `scope`, if any is needed.
+    /// The `Authorization` header for a request with `scope`, if any is
+    /// needed; marked sensitive.
     pub async fn authorization(
         &self,
         http: &reqwest::Client,
         base: &str,
         scope: &Scope,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<HeaderValue>, RegistryError> {
         let challenge = self.challenge(http, base).await?;
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => match self.credential().await? {
                 Credential::Anonymous => Ok(None),
-                Credential::Basic { username, password } => {
-                    Ok(Some(basic_header(&username, &password)))
-                }
+                Credential::Basic { username, password } => basic_header(&username, &password)
+                    .map(Some)
+                    .ok_or_else(|| RegistryError::Auth {
+                        host: self.host.clone(),
+                        message: "the user name cannot be sent in an HTTP header".into(),
+                        transient: false,
+                    }),
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = scope.key();
                 if let Some(token) = self.tokens.lock().await.get(&key)
                     && token.expires > self.clock.instant()
                 {
-                    return Ok(Some(format!("Bearer {}", token.value.expose())));
+                    return Ok(Some(token.header.clone()));
                 }
                 let token = self
-                    .fetch_token(http, &realm, service.as_deref(), scope)
+                    .fetch_token(http, base, &realm, service.as_deref(), scope)
                     .await?;
-                let header = format!("Bearer {}", token.value.expose());
+                let header = token.header.clone();
                 self.tokens.lock().await.insert(key, token);
                 Ok(Some(header))
             }
@@ -170,13 +266,35 @@ impl AuthSession {
     }
 
     /// Forgets what a 401 proved stale: the scope's token, and the lease when the
-    /// registry takes basic credentials directly.
-    pub async fn refused(&self, scope: &Scope) {
+    /// registry takes basic credentials directly. `challenge` is the 401's own
+    /// `WWW-Authenticate`: when usable it replaces the challenge learned before
+    /// (a registry that let `/v2/` through anonymously may still want
+    /// credentials for a repository), and the scope it names is added to the
+    /// scope returned for the next attempt.
+    pub async fn refused(&self, scope: &Scope, challenge: Option<&str>) -> Scope {
+        let mut next = scope.clone();
+        let learned = challenge.and_then(|header| challenge::parse(header).ok());
+        if let Some(learned) = learned {
+            if let Challenge::Bearer {
+                scope: Some(asked), ..
+            } = &learned
+            {
+                for entry in asked.split_whitespace() {
+                    next = next.and_entry(entry);
+                }
+            }
+            let mut known = self.challenge.lock().await;
+            if known.as_ref() != Some(&Some(learned.clone())) {
+                *known = Some(Some(learned));
+                self.tokens.lock().await.clear();
+            }
+        }
         self.tokens.lock().await.remove(&scope.key());
         let basic = matches!(*self.challenge.lock().await, Some(Some(Challenge::Basic)));
         if basic || self.tokens.lock().await.is_empty() {
             *self.lease.lock().await = None;
         }
+        next
     }
 
     /// Forgets the credential lease (e.g. the token realm refused it).
@@ -252,10 +370,45 @@ impl AuthSession {
     async fn fetch_token(
         &self,
         http: &reqwest::Client,
+        base: &str,
         realm: &str,
         service: Option<&str>,
         scope: &Scope,
     ) -> Result<Token, RegistryError> {
+        let auth_error = |message: String, transient: bool| RegistryError::Auth {
+            host: self.host.clone(),
+            message,
+            transient,
+        };
+        let realm_url = reqwest::Url::parse(realm)
+            .map_err(|_| auth_error("the registry's token realm is not a URL".into(), false))?;
+        let realm_host = realm_url.host_str().unwrap_or_default().to_string();
+        let registry_url = reqwest::Url::parse(base)
+            .map_err(|_| auth_error("the registry address is not a URL".into(), false))?;
+        let registry_name = registry_url.host_str().unwrap_or_default();
+        match check_realm(&registry_url, &realm_url, self.source.realm_rule()) {
+            Ok(()) => {}
+            Err(RealmRefusal::PlainHttp) => {
+                return Err(RegistryError::CredentialsNotAllowed {
+                    host: self.host.clone(),
+                    message: format!(
+                        "the token realm {realm_host} is plain HTTP while the registry is HTTPS; \
+                         nothing is sent to it (only a registry declared plainHttp may use a \
+                         plain-HTTP realm)"
+                    ),
+                });
+            }
+            Err(RealmRefusal::ForeignHost) => {
+                return Err(RegistryError::CredentialsNotAllowed {
+                    host: self.host.clone(),
+                    message: format!(
+                        "the token realm {realm_host} is not on {registry_name}; the operator's \
+                         ECR Public identity is only sent to the registry's own realm (give the \
+                         registry a dockerconfigjson Secret to authenticate elsewhere)"
+                    ),
+                });
+            }
+        }
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(service) = service {
             query.push(("service", service));
@@ -263,17 +416,16 @@ impl AuthSession {
         for entry in &scope.entries {
             query.push(("scope", entry));
         }
-        let mut request = http.get(realm).query(&query);
+        let mut request = http.get(realm_url).query(&query);
         if let Credential::Basic { username, password } = self.credential().await? {
-            request = request.header(
-                reqwest::header::AUTHORIZATION,
-                basic_header(&username, &password),
-            );
+            let header = basic_header(&username, &password).ok_or_else(|| {
+                auth_error(
+                    "the user name cannot be sent in an HTTP header".into(),
+                    false,
+                )
+            })?;
+            request = request.header(reqwest::header::AUTHORIZATION, header);
         }
-        let realm_host = reqwest::Url::parse(realm)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default();
         let response = request
             .send()
             .await
@@ -282,58 +434,48 @@ impl AuthSession {
         if status == 401 || status == 403 {
             // The credential itself was refused: renew it next time.
             *self.lease.lock().await = None;
-            return Err(RegistryError::Auth {
-                host: self.host.clone(),
-                message: format!(
-                    "the token realm {realm_host} refused the credentials (HTTP {status})"
-                ),
-                transient: false,
-            });
+            return Err(auth_error(
+                format!("the token realm {realm_host} refused the credentials (HTTP {status})"),
+                false,
+            ));
         }
         if !(200..300).contains(&status) {
-            return Err(RegistryError::Auth {
-                host: self.host.clone(),
-                message: format!("the token realm {realm_host} answered HTTP {status}"),
-                transient: super::super::retry::is_retryable_status(status),
-            });
+            return Err(auth_error(
+                format!("the token realm {realm_host} answered HTTP {status}"),
+                super::super::retry::is_retryable_status(status),
+            ));
         }
-        let body = response
-            .bytes()
+        let body = read_capped(response, MAX_TOKEN_RESPONSE)
             .await
-            .map_err(|e| RegistryError::transport("GET token", &realm_host, e))?;
-        if body.len() > MAX_TOKEN_RESPONSE {
-            return Err(RegistryError::Auth {
-                host: self.host.clone(),
-                message: format!("the token realm {realm_host} sent an oversized response"),
-                transient: false,
-            });
-        }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|_| RegistryError::Auth {
-                host: self.host.clone(),
-                message: format!(
-                    "the token realm {realm_host} sent a response that is not a token"
-                ),
-                transient: false,
+            .map_err(|e| RegistryError::transport("GET token", &realm_host, e))?
+            .ok_or_else(|| {
+                auth_error(
+                    format!(
+                        "the token realm {realm_host} sent a response larger than {MAX_TOKEN_RESPONSE} bytes"
+                    ),
+                    false,
+                )
             })?;
-        let value = parsed
-            .token
-            .or(parsed.access_token)
-            .ok_or_else(|| RegistryError::Auth {
-                host: self.host.clone(),
-                message: format!("the token realm {realm_host} sent no token"),
-                transient: false,
-            })?;
-        let lifetime = parsed
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME)
-            .max(TOKEN_MARGIN * 2);
-        Ok(Token {
-            value: Secret::new(value),
-            expires: self.clock.instant() + lifetime - TOKEN_MARGIN,
-        })
+        parse_token_response(&body, self.clock.instant())
+            .map_err(|problem| auth_error(format!("the token realm {realm_host} {problem}"), false))
     }
+}
+
+/// A token from a realm's response body, expiring relative to `now`. The
+/// error completes "the token realm … " and never quotes the body.
+fn parse_token_response(body: &[u8], now: Instant) -> Result<Token, &'static str> {
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|_| "sent a response that is not a token")?;
+    let value = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token)
+        .ok_or("sent no token")?;
+    let header =
+        sensitive(format!("Bearer {value}")).ok_or("sent a token that cannot be a header")?;
+    let lifetime = token_lifetime(parsed.expires_in.as_ref()) - TOKEN_MARGIN;
+    let expires = now.checked_add(lifetime).unwrap_or(now);
+    Ok(Token { header, expires })
 }
 
 #[cfg(test)]
@@ -350,5 +492,257 @@ mod tests {
         let same_repo = Scope::push("team/app").and_pull("team/app");
         assert_eq!(same_repo.key(), "repository:team/app:pull,push");
         assert_eq!(Scope::pull("x").key(), "repository:x:pull");
+    }
+
+    use super::super::credentials::{CredentialError, CredentialSource, StaticCredential};
+    use crate::registry::client::test_server::{Body, Reply, TestServer};
+
+    /// Basic credentials `user:password` that may go only where `rule` allows.
+    #[derive(Debug)]
+    struct RuledSource(RealmRule);
+
+    impl CredentialSource for RuledSource {
+        fn fetch(&self) -> futures::future::BoxFuture<'_, Result<Lease, CredentialError>> {
+            Box::pin(async { Ok(Lease::forever(basic())) })
+        }
+
+        fn realm_rule(&self) -> RealmRule {
+            self.0
+        }
+    }
+
+    fn basic() -> Credential {
+        Credential::Basic {
+            username: "user".into(),
+            password: Secret::new("hunter2-secret"),
+        }
+    }
+
+    fn bearer_registry(
+        realm: String,
+    ) -> impl Fn(&crate::registry::client::test_server::Request) -> Reply {
+        move |_| {
+            Reply::new(401).header(
+                "www-authenticate",
+                &format!("Bearer realm=\"{realm}\",service=\"svc\""),
+            )
+        }
+    }
+
+    async fn authorize(
+        registry: &TestServer,
+        source: SharedSource,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        let session = AuthSession::new(&registry.host(), source);
+        let http = reqwest::Client::new();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            session.authorization(
+                &http,
+                &format!("http://{}", registry.host()),
+                &Scope::pull("team/app"),
+            ),
+        )
+        .await
+        .expect("the session answers in time")
+    }
+
+    #[tokio::test]
+    async fn any_expires_in_is_accepted_without_overflow() {
+        for expires_in in ["18446744073709551615", "1e300", "-5", "0", "3600.5"] {
+            let realm = TestServer::start(move |_| {
+                Reply::new(200).body(format!(r#"{{"token":"t","expires_in":{expires_in}}}"#))
+            })
+            .await;
+            let registry =
+                TestServer::start(bearer_registry(format!("http://{}/token", realm.host()))).await;
+            let header = authorize(&registry, Arc::new(StaticCredential(basic())))
+                .await
+                .unwrap_or_else(|e| panic!("{expires_in}: {e}"))
+                .unwrap();
+            assert_eq!(header.to_str().unwrap(), "Bearer t");
+        }
+        let now = Instant::now();
+        let token =
+            parse_token_response(br#"{"token":"t","expires_in":18446744073709551615}"#, now)
+                .unwrap();
+        assert_eq!(token.expires, now + MAX_TOKEN_LIFETIME - TOKEN_MARGIN);
+    }
+
+    #[tokio::test]
+    async fn an_endless_token_response_is_cut_off_while_streaming() {
+        let realm = TestServer::start(|_| {
+            Reply::new(200).streamed(Body::Trickle {
+                chunk: vec![b' '; 16 << 10],
+                every: Duration::from_millis(2),
+                count: None,
+                declared: None,
+            })
+        })
+        .await;
+        let registry =
+            TestServer::start(bearer_registry(format!("http://{}/token", realm.host()))).await;
+        let error = authorize(&registry, Arc::new(StaticCredential(basic())))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+        assert!(!error.is_transient());
+        // A declared length over the cap is refused before reading.
+        let realm =
+            TestServer::start(|_| Reply::new(200).body(vec![b' '; MAX_TOKEN_RESPONSE + 1])).await;
+        let registry =
+            TestServer::start(bearer_registry(format!("http://{}/token", realm.host()))).await;
+        let error = authorize(&registry, Arc::new(StaticCredential(basic())))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("larger than"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_operators_identity_goes_only_to_a_realm_on_the_registry_host() {
+        let realm = TestServer::start(|_| Reply::new(200).body(r#"{"token":"t"}"#)).await;
+        // Same host name, another port: allowed.
+        let registry = TestServer::start(bearer_registry(format!(
+            "http://127.0.0.1:{}/t",
+            realm.port()
+        )))
+        .await;
+        let header = authorize(&registry, Arc::new(RuledSource(RealmRule::SameHost)))
+            .await
+            .unwrap();
+        assert!(header.is_some());
+        assert_eq!(realm.requests().len(), 1);
+        // Another host name: refused before any request reaches the realm.
+        let registry = TestServer::start(bearer_registry(format!(
+            "http://localhost:{}/t",
+            realm.port()
+        )))
+        .await;
+        let error = authorize(&registry, Arc::new(RuledSource(RealmRule::SameHost)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "CredentialsNotAllowed");
+        assert!(!error.is_transient());
+        let message = error.to_string();
+        assert!(
+            message.contains("the token realm localhost is not on 127.0.0.1")
+                && message.contains("only sent to the registry's own realm"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(realm.requests().len(), 1, "nothing more reached the realm");
+        // A Secret given for the registry may follow its challenge elsewhere.
+        let header = authorize(&registry, Arc::new(RuledSource(RealmRule::Any)))
+            .await
+            .unwrap();
+        assert!(header.is_some());
+        let sent = realm.requests()[1]
+            .header("authorization")
+            .unwrap()
+            .to_string();
+        assert!(sent.starts_with("Basic "), "{sent}");
+    }
+
+    #[tokio::test]
+    async fn authorization_headers_are_marked_sensitive() {
+        let registry =
+            TestServer::start(|_| Reply::new(401).header("www-authenticate", "Basic realm=x"))
+                .await;
+        let header = authorize(&registry, Arc::new(StaticCredential(basic())))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(header.is_sensitive());
+        let realm = TestServer::start(|_| Reply::new(200).body(r#"{"access_token":"t"}"#)).await;
+        let registry =
+            TestServer::start(bearer_registry(format!("http://{}/token", realm.host()))).await;
+        let header = authorize(&registry, Arc::new(StaticCredential(basic())))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(header.is_sensitive());
+    }
+
+    #[test]
+    fn realms_must_be_https_for_https_registries_and_on_the_host_when_asked() {
+        use RealmRefusal::*;
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let cases = [
+            (
+                "https://r.io",
+                "https://auth.io/token",
+                RealmRule::Any,
+                Ok(()),
+            ),
+            (
+                "https://r.io",
+                "http://auth.io/token",
+                RealmRule::Any,
+                Err(PlainHttp),
+            ),
+            (
+                "https://r.io",
+                "http://r.io/token",
+                RealmRule::SameHost,
+                Err(PlainHttp),
+            ),
+            (
+                "http://r.io:5000",
+                "http://auth.io/token",
+                RealmRule::Any,
+                Ok(()),
+            ),
+            (
+                "https://r.io",
+                "https://r.io:8443/token",
+                RealmRule::SameHost,
+                Ok(()),
+            ),
+            (
+                "https://R.io",
+                "https://r.IO/token",
+                RealmRule::SameHost,
+                Ok(()),
+            ),
+            (
+                "https://r.io",
+                "https://auth.r.io/token",
+                RealmRule::SameHost,
+                Err(ForeignHost),
+            ),
+            (
+                "https://r.io",
+                "https://r.io.evil/token",
+                RealmRule::SameHost,
+                Err(ForeignHost),
+            ),
+            (
+                "http://r.io",
+                "http://r.io:1/token",
+                RealmRule::SameHost,
+                Ok(()),
+            ),
+        ];
+        for (registry, realm, rule, expected) in cases {
+            assert_eq!(
+                check_realm(&url(registry), &url(realm), rule),
+                expected,
+                "{registry} {realm} {rule:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        let n = |s: &str| serde_json::from_str::<serde_json::Number>(s).unwrap();
+        assert_eq!(token_lifetime(None), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(Some(&n("1"))), TOKEN_MARGIN * 2);
+        assert_eq!(token_lifetime(Some(&n("300"))), Duration::from_secs(300));
+        assert_eq!(token_lifetime(Some(&n("-1"))), DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(token_lifetime(Some(&n("1e300"))), MAX_TOKEN_LIFETIME);
+        assert_eq!(
+            token_lifetime(Some(&n("18446744073709551615"))),
+            MAX_TOKEN_LIFETIME
+        );
     }
 }

@@ -11,6 +11,8 @@
 mod blobs;
 mod manifests;
 mod settings;
+#[cfg(test)]
+pub(crate) mod test_server;
 mod tls;
 
 pub(crate) use blobs::receiver_stream;
@@ -31,11 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, Semaphore};
 
+/// What every client of one registry host shares: connections, settings,
+/// concurrency permits and pace.
 struct Inner {
     host: String,
     base: String,
     http: reqwest::Client,
-    auth: AuthSession,
     permits: Semaphore,
     pace: Option<(Duration, Mutex<Instant>)>,
     settings: ClientSettings,
@@ -50,10 +53,12 @@ struct Answer {
 
 /// A client for one registry host; cheap to clone. Clones made with
 /// [`RegistryClient::counting`] share the connection, tokens and limits but
-/// count their own requests.
+/// count their own requests; clients made with [`RegistryClient::with_source`]
+/// share the connection and limits but authenticate on their own.
 #[derive(Clone)]
 pub struct RegistryClient {
     inner: Arc<Inner>,
+    auth: Arc<AuthSession>,
     requests: Arc<AtomicU64>,
 }
 
@@ -63,6 +68,14 @@ impl std::fmt::Debug for RegistryClient {
             .field("host", &self.inner.host)
             .finish_non_exhaustive()
     }
+}
+
+/// The `WWW-Authenticate` challenge of an answer, if readable.
+fn challenge_of(response: &reqwest::Response) -> Option<&str> {
+    response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// True when an error body says the token expired (ECR Public's 400 answer).
@@ -117,19 +130,32 @@ impl RegistryClient {
                 host: host.to_string(),
                 base: format!("{scheme}://{}", super::reference::api_host(host)),
                 http,
-                auth: AuthSession::new(host, source),
                 permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
                 pace,
                 settings,
             }),
+            auth: Arc::new(AuthSession::new(host, source)),
             requests: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// A client for the same host with credentials from `source`: it shares
+    /// the connection pool, settings, concurrency permits and pace with `self`
+    /// (per-registry limits stay shared), but has its own credential lease and
+    /// token cache, and counts its own requests.
+    pub fn with_source(&self, source: SharedSource) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            auth: Arc::new(AuthSession::new(&self.inner.host, source)),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// A handle that shares everything but counts its own requests.
     pub fn counting(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            auth: self.auth.clone(),
             requests: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -188,10 +214,11 @@ impl RegistryClient {
         let policy = &self.inner.settings.retry;
         let mut attempt = 0;
         let mut reauthenticated = false;
+        let mut scope = scope.clone();
+        let scope = &mut scope;
         loop {
             attempt += 1;
             let authorization = self
-                .inner
                 .auth
                 .authorization(&self.inner.http, &self.inner.base, scope)
                 .await;
@@ -224,7 +251,7 @@ impl RegistryClient {
                 {
                     reauthenticated = true;
                     attempt -= 1;
-                    self.inner.auth.refused(scope).await;
+                    *scope = self.auth.refused(scope, challenge_of(&response)).await;
                 }
                 // ECR Public answers an expired token with 400, not 401.
                 Ok(response)
@@ -236,7 +263,7 @@ impl RegistryClient {
                     }
                     reauthenticated = true;
                     attempt -= 1;
-                    self.inner.auth.refused(scope).await;
+                    *scope = self.auth.refused(scope, None).await;
                 }
                 Ok(response)
                     if retry::is_retryable_status(response.status().as_u16())
@@ -271,7 +298,6 @@ impl RegistryClient {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         let authorization = self
-            .inner
             .auth
             .authorization(&self.inner.http, &self.inner.base, scope)
             .await?;
@@ -292,7 +318,7 @@ impl RegistryClient {
             .await
             .map_err(|e| RegistryError::transport(operation, &self.inner.host, e))?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            self.inner.auth.refused(scope).await;
+            self.auth.refused(scope, challenge_of(&response)).await;
         }
         Ok(response)
     }
@@ -375,5 +401,111 @@ mod tests {
         .unwrap();
         assert_eq!(detail, "DENIED no[31m way");
         assert_eq!(oci_error_detail(b"<html>"), None);
+    }
+
+    use super::test_server::{Reply, TestServer};
+    use crate::registry::auth::{Credential, Secret, StaticCredential};
+    use crate::registry::digest::Digest;
+
+    fn basic(user: &str) -> SharedSource {
+        Arc::new(StaticCredential(Credential::Basic {
+            username: user.into(),
+            password: Secret::new("pw"),
+        }))
+    }
+
+    fn plain(max_concurrent_requests: usize) -> ClientSettings {
+        ClientSettings {
+            plain_http: true,
+            max_concurrent_requests,
+            ..ClientSettings::default()
+        }
+    }
+
+    fn digest() -> Digest {
+        Digest::sha256_of(b"blob")
+    }
+
+    #[tokio::test]
+    async fn a_client_with_another_source_shares_limits_but_not_credentials() {
+        let registry = TestServer::start(|request| match request.header("authorization") {
+            None => Reply::new(401).header("www-authenticate", "Basic realm=r"),
+            Some(_) => Reply::new(200).header("x-size", "4"),
+        })
+        .await;
+        let first = RegistryClient::new(&registry.host(), basic("first"), plain(3)).unwrap();
+        let second = first.with_source(basic("second"));
+        first.blob_size("team/app", &digest()).await.unwrap();
+        second.blob_size("team/app", &digest()).await.unwrap();
+        second.blob_size("team/app", &digest()).await.unwrap();
+        let users: Vec<String> = registry
+            .requests()
+            .iter()
+            .filter(|r| r.method == "HEAD" && r.path().contains("/blobs/"))
+            .map(|r| {
+                let value = r.header("authorization").unwrap();
+                let encoded = value.strip_prefix("Basic ").unwrap();
+                let decoded =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded)
+                        .unwrap();
+                String::from_utf8(decoded).unwrap()
+            })
+            .collect();
+        assert_eq!(users, ["first:pw", "second:pw", "second:pw"]);
+        assert_eq!((first.requests(), second.requests()), (1, 2));
+        assert_eq!(second.host(), first.host());
+        // One pool, one set of permits and one pace for the host.
+        assert!(Arc::ptr_eq(&first.inner, &second.inner));
+        assert!(!Arc::ptr_eq(&first.auth, &second.auth));
+        assert_eq!(first.inner.permits.available_permits(), 3);
+        let held = first.inner.permits.acquire().await.unwrap();
+        assert_eq!(second.inner.permits.available_permits(), 2);
+        drop(held);
+        // A counting handle keeps its session.
+        assert!(Arc::ptr_eq(&second.counting().auth, &second.auth));
+    }
+
+    #[tokio::test]
+    async fn a_401_with_a_challenge_brings_credentials_to_an_anonymous_registry() {
+        let realm = TestServer::start(|request| match request.header("authorization") {
+            Some(_) => Reply::new(200).body(r#"{"token":"repo-token"}"#),
+            None => Reply::new(401),
+        })
+        .await;
+        let realm_url = format!("http://{}/token", realm.host());
+        let registry = TestServer::start(move |request| {
+            if request.path() == "/v2/" {
+                return Reply::new(200);
+            }
+            match request.header("authorization") {
+                Some("Bearer repo-token") => Reply::new(200),
+                _ => Reply::new(401).header(
+                    "www-authenticate",
+                    &format!(
+                        r#"Bearer realm="{realm_url}",service="svc",scope="repository:team/app:pull""#
+                    ),
+                ),
+            }
+        })
+        .await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), plain(4)).unwrap();
+        assert!(
+            client
+                .blob_size("team/app", &digest())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let token_requests = realm.requests();
+        assert_eq!(token_requests.len(), 1);
+        let query = &token_requests[0].target;
+        assert!(
+            query.contains("service=svc") && query.contains("scope=repository%3Ateam%2Fapp%3Apull"),
+            "{query}"
+        );
+        // The learned challenge serves the next request without a 401 first.
+        client.blob_size("team/app", &digest()).await.unwrap();
+        let statuses = registry.requests().len();
+        assert_eq!(statuses, 4, "/v2/, 401, 200, 200");
     }
 }
