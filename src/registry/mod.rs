@@ -17,4 +17,4 @@ pub use copy::{CopyOptions, Engine, Platforms, Target};
 pub use digest::Digest;
 pub use error::RegistryError;
 pub use reference::{ImageReference, Repository};
-pub use registries::Registries;
+pub use registries::{CredentialOrigin, Registries};

@@ -3,7 +3,7 @@
 use crate::fixtures::{self, OCI_INDEX, OCI_MANIFEST, engine, quay, repository};
 use crate::oci::sha256;
 use crate::support::{TestEnv, unique_name};
-use image_promoter::registry::{CopyOptions, ImageReference, Target};
+use image_promoter::registry::{CopyOptions, ImageReference, Platforms, Target};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -306,5 +306,122 @@ async fn signatures_added_at_the_target_survive_a_later_copy() {
         assert!(verifies(key, &at_target), "key {key}");
     }
     assert_eq!(copy().await, 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_platform_subset_carries_its_platforms_signatures_and_says_the_index_signature_stayed() {
+    let env = TestEnv::load();
+    let dir = std::env::temp_dir().join(unique_name("promoter-subset"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let generated = cosign(&env, &dir, &["generate-key-pair"]);
+    assert!(generated.status.success());
+    let seeded = fixtures::multi(&env, "subset-signed", "v1", &[20_000]).await;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let signed_ref = format!("{quay_host}/{}@{}", seeded.repository, seeded.digest);
+    // The index and each platform manifest, as `cosign sign --recursive` does.
+    let signed = cosign(
+        &env,
+        &dir,
+        &[
+            "sign",
+            "--key",
+            "cosign.key",
+            "--recursive",
+            "--tlog-upload=false",
+            "--yes",
+            &signed_ref,
+        ],
+    );
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let index: serde_json::Value = serde_json::from_slice(&seeded.manifest).unwrap();
+    let arm64 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let name = unique_name("subset/signed");
+    let source =
+        ImageReference::parse_image(&format!("{quay_host}/{}:v1", seeded.repository)).unwrap();
+    let options = CopyOptions {
+        signatures: true,
+        platforms: Platforms::Only(vec!["linux/arm64".into()]),
+        ..CopyOptions::default()
+    };
+    let report = engine(&env)
+        .await
+        .copy(&source, &[target(ecr_host, &name, "v1")], &options)
+        .await
+        .unwrap();
+
+    assert!(report.succeeded(), "{:?}", report.targets[0].error);
+    assert_ne!(
+        report.digest.to_string(),
+        seeded.digest,
+        "a subset is a new index"
+    );
+    let result = &report.targets[0];
+    assert_eq!(
+        result.signatures_copied, 1,
+        "the arm64 manifest's own signature"
+    );
+    let [warning] = result.warnings.as_slice() else {
+        panic!("one warning expected: {:?}", result.warnings)
+    };
+    assert!(
+        warning.starts_with(&format!(
+            "cosign signatures of the source index {}",
+            seeded.digest
+        )) && warning.contains("cosign sign --recursive"),
+        "{warning}"
+    );
+    let verify = |digest: &str| {
+        cosign(
+            &env,
+            &dir,
+            &[
+                "verify",
+                "--key",
+                "cosign.pub",
+                "--insecure-ignore-tlog=true",
+                &format!("{ecr_host}/{name}@{digest}"),
+            ],
+        )
+    };
+    let platform = verify(&arm64);
+    assert!(
+        platform.status.success(),
+        "{}",
+        String::from_utf8_lossy(&platform.stderr)
+    );
+    assert!(
+        !verify(&report.digest.to_string()).status.success(),
+        "nothing signed the new index"
+    );
+
+    // Without signatures asked for, nothing is said about them.
+    let quiet = engine(&env)
+        .await
+        .copy(
+            &source,
+            &[target(ecr_host, &unique_name("subset/quiet"), "v1")],
+            &CopyOptions {
+                platforms: Platforms::Only(vec!["linux/arm64".into()]),
+                ..CopyOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(quiet.targets[0].warnings.is_empty());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -16,4 +16,5 @@ mod cli;
 mod copy;
 mod fixtures;
 mod modes;
+mod origins;
 mod races;

@@ -39,7 +39,16 @@ impl RegistryClient {
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => Ok(Some(response.content_length().unwrap_or(0))),
+            // The header, not `content_length()`: a HEAD answer has no body,
+            // so reqwest's body-based length is always 0.
+            status if status.is_success() => Ok(Some(
+                response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
             status => Err(self.status_error("HEAD blob", status, &[])),
         }
     }

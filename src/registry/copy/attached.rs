@@ -250,7 +250,7 @@ impl Engine {
             if report.targets[index].error.is_some() {
                 continue;
             }
-            let written = match self.registries.client(&target.repository.registry) {
+            let written = match self.client(&target.repository.registry) {
                 Ok(client) => {
                     client
                         .put_manifest(&target.repository.name, tag, &signed.media_type, &bytes)
@@ -277,7 +277,7 @@ impl Engine {
         tag: &str,
         signed: &FetchedManifest,
     ) -> Result<Option<SignatureTag>, RegistryError> {
-        let client = self.registries.client(&target.repository.registry)?;
+        let client = self.client(&target.repository.registry)?;
         let repo = &target.repository.name;
         let head = match client.head_manifest(repo, tag).await? {
             None => return Ok(Some(SignatureTag::Source)),
@@ -333,7 +333,7 @@ impl Engine {
             merge(report, &live, copied, |t| t.referrers_copied += 1);
         }
         for (index, target) in live_targets(report, targets) {
-            let client = match self.registries.client(&target.repository.registry) {
+            let client = match self.client(&target.repository.registry) {
                 Ok(client) => client,
                 Err(error) => {
                     report.targets[index].error = Some(TargetFailure::from_error(&error));

@@ -30,6 +30,8 @@ use gates::{BlobGates, TagLocks};
 use locations::BlobLocations;
 use plan::{ObservedTags, TargetPlan};
 use report::{CopyReport, TargetFailure, TargetReport};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Which platforms of a multi-platform index to copy.
@@ -238,26 +240,55 @@ impl TargetRun {
 
 /// The copy engine, holding what it learns across copies (blob locations) and
 /// what copies running side by side must share (one upload of a blob at a time
-/// per registry).
+/// per registry, one writer per tag). Cheap to clone; clones share all of it.
+#[derive(Clone)]
 pub struct Engine {
-    registries: Registries,
-    locations: BlobLocations,
-    gates: BlobGates,
-    tag_locks: TagLocks,
+    registries: Arc<Registries>,
+    locations: Arc<BlobLocations>,
+    gates: Arc<BlobGates>,
+    tag_locks: Arc<TagLocks>,
+    /// Clients this view uses instead of the shared ones, by host (an
+    /// object's own credentials).
+    overrides: Arc<HashMap<String, RegistryClient>>,
 }
 
 impl Engine {
     pub fn new(registries: Registries) -> Self {
         Self {
-            registries,
-            locations: BlobLocations::default(),
-            gates: BlobGates::default(),
-            tag_locks: TagLocks::default(),
+            registries: Arc::new(registries),
+            locations: Arc::default(),
+            gates: Arc::default(),
+            tag_locks: Arc::default(),
+            overrides: Arc::default(),
         }
     }
 
     pub fn registries(&self) -> &Registries {
         &self.registries
+    }
+
+    /// The same engine, reaching the hosts of `clients` with those clients
+    /// (e.g. from [`Registries::client_with`]): what one object with its own
+    /// credentials copies with. Blob locations, gates and tag locks stay
+    /// shared with every other view.
+    pub fn with_clients(
+        &self,
+        clients: impl IntoIterator<Item = (String, RegistryClient)>,
+    ) -> Self {
+        let mut overrides = (*self.overrides).clone();
+        overrides.extend(clients);
+        Self {
+            overrides: Arc::new(overrides),
+            ..self.clone()
+        }
+    }
+
+    /// The client this engine reaches `host` with.
+    pub fn client(&self, host: &str) -> Result<RegistryClient, RegistryError> {
+        match self.overrides.get(host) {
+            Some(client) => Ok(client.clone()),
+            None => self.registries.client(host),
+        }
     }
 
     /// Copies `source` to every target.
@@ -274,7 +305,6 @@ impl Engine {
             error,
         };
         let source_client = self
-            .registries
             .client(&source.repository.registry)
             .map_err(source_error)?
             .counting();
@@ -296,7 +326,7 @@ impl Engine {
                     tags: Vec::new(),
                     stage: Stage::Full,
                 };
-                match self.registries.client(&target.repository.registry) {
+                match self.client(&target.repository.registry) {
                     Ok(client) => run.client = Some(client.counting()),
                     Err(error) => run.fail(TargetFailure::from_error(&error)),
                 }
