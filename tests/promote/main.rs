@@ -18,4 +18,6 @@ mod oci;
 mod invalid;
 mod promoted;
 mod refused;
+mod subset;
+mod tenancy;
 mod world;

@@ -33,6 +33,9 @@ pub struct SourceRepository {
     pub kms: bool,
 }
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
 /// The usual good source: immutable tags, KMS encryption.
 pub const GOOD: SourceRepository = SourceRepository {
     immutable: true,
@@ -213,6 +216,50 @@ impl World {
     /// tagged [`TAG`]: pushed to the ECR registry and registered in moto
     /// with its real digest.
     pub async fn source(&self, prefix: &str, settings: SourceRepository) -> Source {
+        let name = self.source_repository_in_moto(prefix, settings).await;
+        let image = TestImage::new(&name);
+        let digest = self
+            .ecr_registry
+            .push_image(&name, &image, TAG)
+            .await
+            .expect("pushing the source image to the ECR registry");
+        self.register(&name, &image.manifest, OCI_MANIFEST, &digest)
+            .await;
+        Source { name, digest }
+    }
+
+    /// Like [`World::source`], but the image is an index of two platforms,
+    /// linux/amd64 and linux/arm64, each a [`TestImage`] of its own.
+    pub async fn index_source(&self, prefix: &str) -> Source {
+        let name = self.source_repository_in_moto(prefix, GOOD).await;
+        let mut entries = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let image = TestImage::new(&format!("{name}-{arch}"));
+            let digest = self
+                .ecr_registry
+                .push_image(&name, &image, &image.digest())
+                .await
+                .expect("pushing a platform manifest");
+            entries.push(json!({
+                "mediaType": OCI_MANIFEST, "digest": digest, "size": image.manifest.len(),
+                "platform": {"os": "linux", "architecture": arch},
+            }));
+        }
+        let index = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+        )
+        .unwrap();
+        let digest = self
+            .ecr_registry
+            .put_manifest(&name, TAG, OCI_INDEX, &index)
+            .await
+            .expect("pushing the index");
+        self.register(&name, &index, OCI_INDEX, &digest).await;
+        Source { name, digest }
+    }
+
+    /// A new repository in moto set up as `settings`.
+    async fn source_repository_in_moto(&self, prefix: &str, settings: SourceRepository) -> String {
         let name = unique_name(&format!("promote/{prefix}"));
         let encryption = if settings.kms {
             EncryptionConfiguration::builder()
@@ -234,23 +281,21 @@ impl World {
             .send()
             .await
             .expect("CreateRepository in moto");
-        let image = TestImage::new(&name);
-        let digest = self
-            .ecr_registry
-            .push_image(&name, &image, TAG)
-            .await
-            .expect("pushing the source image to the ECR registry");
+        name
+    }
+
+    /// Registers the image tagged [`TAG`] in moto with its real digest.
+    async fn register(&self, name: &str, manifest: &[u8], media_type: &str, digest: &str) {
         self.ecr
             .put_image()
-            .repository_name(&name)
-            .image_manifest(String::from_utf8(image.manifest.clone()).unwrap())
-            .image_manifest_media_type("application/vnd.oci.image.manifest.v1+json")
+            .repository_name(name)
+            .image_manifest(String::from_utf8(manifest.to_vec()).unwrap())
+            .image_manifest_media_type(media_type)
             .image_tag(TAG)
-            .image_digest(&digest)
+            .image_digest(digest)
             .send()
             .await
             .expect("PutImage in moto");
-        Source { name, digest }
     }
 
     /// Starts a scan of the source and sets its result: `status` with `findings`
@@ -309,23 +354,23 @@ impl World {
 
     /// Signs the source image with `key`, the way a release pipeline does.
     pub fn sign(&self, source: &Source, key: Key) {
+        self.sign_with(source, key, &[]);
+    }
+
+    /// Signs with `cosign sign --recursive`: the index and each platform manifest.
+    pub fn sign_recursively(&self, source: &Source, key: Key) {
+        self.sign_with(source, key, &["--recursive"]);
+    }
+
+    fn sign_with(&self, source: &Source, key: Key, extra: &[&str]) {
         let keys = keys(&self.env);
         let reference = format!("{}@{}", self.source_repository(source), source.digest);
         let key_file = keys.join(key.dir()).join("cosign.key");
         let key_file = key_file.to_str().unwrap();
-        cosign(
-            &self.env,
-            keys,
-            keys,
-            &[
-                "sign",
-                "--key",
-                key_file,
-                "--tlog-upload=false",
-                "--yes",
-                &reference,
-            ],
-        );
+        let mut args = vec!["sign", "--key", key_file, "--tlog-upload=false", "--yes"];
+        args.extend(extra);
+        args.push(&reference);
+        cosign(&self.env, keys, keys, &args);
     }
 
     /// `host/name` of the source in the ECR registry.
@@ -420,6 +465,17 @@ impl World {
 
     /// Runs `image-promoter promote` on a file holding `text`.
     pub fn promote_text(&self, text: &str, args: &[&str]) -> Promoted {
+        self.promote_configured(self.env.get("PROMOTER_TEST_CONFIG").as_ref(), text, args)
+    }
+
+    /// Runs `image-promoter promote` on a file holding `text` with the
+    /// configuration file `config`.
+    pub fn promote_configured(
+        &self,
+        config: &std::path::Path,
+        text: &str,
+        args: &[&str],
+    ) -> Promoted {
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("{}.yaml", unique_name("promotion")));
         std::fs::write(&path, text).unwrap();
@@ -427,7 +483,8 @@ impl World {
             .arg("promote")
             .arg("-f")
             .arg(&path)
-            .args(["--config", self.env.get("PROMOTER_TEST_CONFIG")])
+            .arg("--config")
+            .arg(config)
             .args(args)
             .output()
             .expect("running image-promoter");
