@@ -70,6 +70,24 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
+/// The most requests in flight to one registry, whatever the settings say.
+const MAX_CONCURRENCY: usize = 4096;
+/// The longest wait between two requests a pace may impose.
+const MAX_PACE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The interval between request starts for `rps` requests per second; None
+/// (no pace) for a rate that is not a positive number.
+fn pace_interval(rps: f64) -> Option<Duration> {
+    if rps.is_nan() || rps <= 0.0 {
+        return None;
+    }
+    Some(
+        Duration::try_from_secs_f64(1.0 / rps)
+            .unwrap_or(MAX_PACE_INTERVAL)
+            .min(MAX_PACE_INTERVAL),
+    )
+}
+
 /// The `WWW-Authenticate` challenge of an answer, if readable.
 fn challenge_of(response: &reqwest::Response) -> Option<&str> {
     response
@@ -118,19 +136,14 @@ impl RegistryClient {
         let scheme = if settings.plain_http { "http" } else { "https" };
         let pace = settings
             .requests_per_second
-            .filter(|rps| *rps > 0.0)
-            .map(|rps| {
-                (
-                    Duration::from_secs_f64(1.0 / rps),
-                    Mutex::new(Instant::now()),
-                )
-            });
+            .and_then(pace_interval)
+            .map(|interval| (interval, Mutex::new(Instant::now())));
         Ok(Self {
             inner: Arc::new(Inner {
                 host: host.to_string(),
                 base: format!("{scheme}://{}", super::reference::api_host(host)),
                 http,
-                permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
+                permits: Semaphore::new(settings.max_concurrent_requests.clamp(1, MAX_CONCURRENCY)),
                 pace,
                 settings,
             }),
@@ -426,6 +439,22 @@ mod tests {
         Digest::sha256_of(b"blob")
     }
 
+    #[test]
+    fn any_rate_gives_a_bounded_pace() {
+        let cases = [
+            (20.0, Some(Duration::from_millis(50))),
+            (1e-300, Some(MAX_PACE_INTERVAL)),
+            (5e-324, Some(MAX_PACE_INTERVAL)),
+            (f64::INFINITY, Some(Duration::ZERO)),
+            (0.0, None),
+            (-1.0, None),
+            (f64::NAN, None),
+        ];
+        for (rps, expected) in cases {
+            assert_eq!(pace_interval(rps), expected, "{rps}");
+        }
+    }
+
     #[tokio::test]
     async fn a_client_with_another_source_shares_limits_but_not_credentials() {
         let registry = TestServer::start(|request| match request.header("authorization") {
@@ -507,5 +536,41 @@ mod tests {
         client.blob_size("team/app", &digest()).await.unwrap();
         let statuses = registry.requests().len();
         assert_eq!(statuses, 4, "/v2/, 401, 200, 200");
+    }
+
+    mod untrusted {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+            #[test]
+            fn oci_error_bodies_never_panic(
+                body in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    proptest::collection::vec((".{0,40}", ".{0,400}", any::<bool>()), 0..4)
+                        .prop_map(|errors| {
+                            let errors: Vec<serde_json::Value> = errors
+                                .into_iter()
+                                .map(|(code, message, detail)| {
+                                    let mut e = serde_json::json!({"code": code, "message": message});
+                                    if detail {
+                                        e["detail"] = serde_json::json!({"nested": [1, 2]});
+                                    }
+                                    e
+                                })
+                                .collect();
+                            serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap()
+                        }),
+                ],
+            ) {
+                let _ = says_token_expired(&body);
+                if let Some(detail) = oci_error_detail(&body) {
+                    prop_assert!(detail.chars().count() <= 300);
+                    prop_assert!(!detail.chars().any(char::is_control));
+                }
+            }
+        }
     }
 }
