@@ -17,7 +17,7 @@ mod tls;
 
 pub(crate) use blobs::receiver_stream;
 pub use blobs::{Mount, UploadSession};
-pub use manifests::{FetchedManifest, ManifestHead};
+pub use manifests::{FetchedManifest, MANIFEST_READS, ManifestHead};
 pub use settings::{ClientSettings, UploadMode};
 
 use super::auth::{AuthSession, Scope, SharedSource};
@@ -437,6 +437,77 @@ mod tests {
 
     fn digest() -> Digest {
         Digest::sha256_of(b"blob")
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_is_permanent() {
+        // A peer that answers a ClientHello with plain HTTP.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut hello = [0u8; 512];
+                let _ = stream.read(&mut hello).await;
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let client = RegistryClient::new(
+            &format!("127.0.0.1:{port}"),
+            basic("u"),
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let error = client.blob_size("team/app", &digest()).await.unwrap_err();
+        assert_eq!(error.reason(), "TLSError", "{error}");
+        assert!(!error.is_transient(), "{error}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn wrong_manifest_bytes_are_read_three_times_then_refused_for_good() {
+        use std::sync::atomic::AtomicUsize;
+        let right = br#"{"schemaVersion":2}"#.to_vec();
+        let digest = Digest::sha256_of(&right);
+        let flaky_reads = Arc::new(AtomicUsize::new(0));
+        let served = right.clone();
+        let counter = flaky_reads.clone();
+        let registry = TestServer::start(move |request| {
+            // team/bad always sends wrong bytes; team/flaky only the first time.
+            let wrong = request.path().contains("/team/bad/")
+                || (request.path().contains("/team/flaky/")
+                    && counter.fetch_add(1, Ordering::SeqCst) == 0);
+            Reply::new(200)
+                .header("content-type", manifest::OCI_MANIFEST)
+                .body(if wrong {
+                    b"{}".to_vec()
+                } else {
+                    served.clone()
+                })
+        })
+        .await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), plain(4)).unwrap();
+        let reads = |repository: &str| {
+            let prefix = format!("/v2/{repository}/manifests/");
+            registry
+                .requests()
+                .iter()
+                .filter(|r| r.path().starts_with(&prefix))
+                .count()
+        };
+        let error = client
+            .get_manifest("team/bad", &digest.to_string())
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "DigestMismatch");
+        assert!(!error.is_transient());
+        assert_eq!(reads("team/bad"), MANIFEST_READS as usize);
+        let fetched = client
+            .get_manifest("team/flaky", &digest.to_string())
+            .await
+            .unwrap();
+        assert_eq!(fetched.bytes.to_vec(), right);
+        assert_eq!(reads("team/flaky"), 2);
     }
 
     #[test]
