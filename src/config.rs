@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// ECR asks for parts of at least 5 MiB; 8 MiB keeps memory small and requests few.
 pub const DEFAULT_CHUNK_BYTES: u64 = 8 << 20;
 const MIN_CHUNK_BYTES: u64 = 5 << 20;
+const MIN_REQUESTS_PER_SECOND: f64 = 0.01;
+const MAX_REQUESTS_PER_SECOND: f64 = 1e6;
+const MAX_STALL_TIMEOUT_SECONDS: u64 = 3600;
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -61,6 +64,10 @@ pub struct RegistryConfig {
     /// blobs for generic registries, 8 MiB parts for ECR and ECR Public.
     #[serde(default)]
     pub chunk_bytes: Option<u64>,
+    /// A request whose body sends or receives nothing for this many seconds
+    /// fails (transient); there is no limit on a request's total time.
+    #[serde(default)]
+    pub stall_timeout_seconds: Option<u64>,
 }
 
 fn default_concurrency() -> usize {
@@ -199,9 +206,17 @@ impl Config {
             }
             if registry
                 .requests_per_second
-                .is_some_and(|r| r <= 0.0 || r.is_nan())
+                .is_some_and(|r| !(MIN_REQUESTS_PER_SECOND..=MAX_REQUESTS_PER_SECOND).contains(&r))
             {
-                return Err(invalid("requestsPerSecond must be positive"));
+                return Err(invalid(
+                    "requestsPerSecond must be between 0.01 and 1000000",
+                ));
+            }
+            if registry
+                .stall_timeout_seconds
+                .is_some_and(|s| !(1..=MAX_STALL_TIMEOUT_SECONDS).contains(&s))
+            {
+                return Err(invalid("stallTimeoutSeconds must be between 1 and 3600"));
             }
             if registry.chunk_bytes.is_some_and(|c| c < MIN_CHUNK_BYTES) {
                 return Err(invalid(
@@ -337,6 +352,10 @@ impl RegistryConfig {
             upload,
             ..ClientSettings::default()
         };
+        let settings = match self.stall_timeout_seconds {
+            Some(seconds) => settings.with_stall_timeout(seconds),
+            None => settings,
+        };
         let source: SharedSource = match (&self.auth.ecr, &self.auth.ecr_public, sdk) {
             (Some(ecr), _, Some(sdk)) => {
                 let registry = crate::aws::resolve_ecr_registry(
@@ -374,7 +393,11 @@ impl RegistryConfig {
                         "environment variable {name} (passwordEnv) is not set"
                     ))
                 })?,
-                (None, None) => unreachable!("validated"),
+                (None, None) => {
+                    return Err(invalid(
+                        "basic auth needs exactly one of passwordFile or passwordEnv".into(),
+                    ));
+                }
             };
             return Ok(Credential::Basic {
                 username: basic.username.clone(),
@@ -500,6 +523,14 @@ registries:
             (
                 "tenancy: [{namespaces: [a], targets: [quay.io]}]",
                 "tenancy[0].targets",
+            ),
+            (
+                "registries: [{host: a.io, requestsPerSecond: 1e-300}]",
+                "requestsPerSecond must be between",
+            ),
+            (
+                "registries: [{host: a.io, stallTimeoutSeconds: 0}]",
+                "stallTimeoutSeconds must be between 1 and 3600",
             ),
             (
                 "verify: {signature: {publicKeys: [not-a-key]}}",

@@ -31,7 +31,13 @@ pub enum AwsErrorKind {
     Unavailable,
     /// The request was refused as invalid, or a limit was hit (permanent).
     Rejected,
+    /// The operator has no AWS credentials to sign with, or its credential
+    /// provider refused to hand any out (permanent: the deployment must change).
+    CredentialsMissing,
 }
+
+/// The reason for an operator without usable AWS credentials.
+pub const AWS_CREDENTIALS_MISSING: &str = "AWSCredentialsMissing";
 
 impl AwsErrorKind {
     /// Whether retrying later may succeed without anything changing.
@@ -44,6 +50,7 @@ impl AwsErrorKind {
         match self {
             Self::AccessDenied => Some(reasons::ACCESS_DENIED),
             Self::AuthenticationFailed => Some(reasons::AUTHENTICATION_FAILED),
+            Self::CredentialsMissing => Some(AWS_CREDENTIALS_MISSING),
             Self::Throttled | Self::Unavailable => Some(reasons::REGISTRY_UNAVAILABLE),
             Self::NotFound | Self::Rejected => None,
         }
@@ -119,6 +126,23 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> AwsErrorKind {
     }
 }
 
+/// Classifies a request that never got an answer from AWS by what the SDK
+/// said: no credentials (none configured, or the provider chain refused)
+/// is permanent; a timeout or a connection failure is transient.
+pub fn classify_unsent(message: &str) -> AwsErrorKind {
+    let message = message.to_ascii_lowercase();
+    let timed_out = message.contains("timed out") || message.contains("timeout");
+    let about_credentials = message.contains("credential")
+        || message.contains("identity resolver")
+        || message.contains("no auth scheme")
+        || message.contains("failed to select an auth scheme");
+    if about_credentials && !timed_out {
+        AwsErrorKind::CredentialsMissing
+    } else {
+        AwsErrorKind::Unavailable
+    }
+}
+
 /// One failed AWS call: its kind, the AWS error code and a credential-free message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AwsFailure {
@@ -162,12 +186,16 @@ impl AwsFailure {
                 code: None,
                 message: DisplayErrorContext(err).to_string(),
             },
-            // Timeouts, connection failures and unparseable responses.
-            _ => Self {
-                kind: AwsErrorKind::Unavailable,
-                code: None,
-                message: DisplayErrorContext(err).to_string(),
-            },
+            // Timeouts, connection failures and unparseable responses; or no
+            // credentials to sign the request with.
+            _ => {
+                let message = DisplayErrorContext(err).to_string();
+                Self {
+                    kind: classify_unsent(&message),
+                    code: None,
+                    message,
+                }
+            }
         }
     }
 
@@ -255,6 +283,39 @@ mod tests {
     }
 
     #[test]
+    fn requests_never_sent_are_sorted_by_what_the_sdk_said() {
+        let cases = [
+            (
+                "dispatch failure: other: the credential provider was not enabled",
+                CredentialsMissing,
+            ),
+            (
+                "failed to select an auth scheme to sign the request with. \"sigv4\" wasn't a valid option because there was no identity resolver for it.",
+                CredentialsMissing,
+            ),
+            (
+                "dispatch failure: other: an error occurred while loading credentials: AccessDenied",
+                CredentialsMissing,
+            ),
+            (
+                "dispatch failure: other: an error occurred while loading credentials: timed out",
+                Unavailable,
+            ),
+            (
+                "dispatch failure: io error: connection refused",
+                Unavailable,
+            ),
+            ("timeout: HTTP read timeout occurred", Unavailable),
+            ("response error: unexpected EOF", Unavailable),
+        ];
+        for (message, kind) in cases {
+            assert_eq!(classify_unsent(message), kind, "{message}");
+        }
+        assert!(!CredentialsMissing.is_transient());
+        assert_eq!(CredentialsMissing.reason(), Some("AWSCredentialsMissing"));
+    }
+
+    #[test]
     fn only_throttling_and_unavailability_are_transient() {
         let transient: Vec<_> = [
             NotFound,
@@ -263,6 +324,7 @@ mod tests {
             Throttled,
             Unavailable,
             Rejected,
+            CredentialsMissing,
         ]
         .into_iter()
         .filter(|k| k.is_transient())

@@ -106,4 +106,21 @@ mod tests {
         let printed = format!("{:?}", lease(&token(None), now));
         assert!(!printed.contains("secret"), "{printed}");
     }
+
+    #[tokio::test]
+    async fn an_operator_without_aws_credentials_is_told_so_not_asked_to_retry() {
+        let config = aws_sdk_ecrpublic::Config::builder()
+            .behavior_version(aws_sdk_ecrpublic::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecrpublic::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let public = EcrPublic::from_client(aws_sdk_ecrpublic::Client::from_conf(config));
+        let error = public.authorization_token().await.unwrap_err();
+        assert_eq!(error.reason(), "AWSCredentialsMissing", "{error}");
+        assert!(!error.is_transient(), "{error}");
+        let source = EcrPublicTokenSource(public);
+        let refused = source.fetch().await.unwrap_err();
+        assert!(!refused.transient, "{refused}");
+        assert_eq!(source.realm_rule(), RealmRule::SameHost);
+    }
 }

@@ -16,6 +16,14 @@ pub enum RegistryError {
         message: String,
         transient: bool,
     },
+    /// The TLS handshake failed: an untrusted or wrong certificate, or a peer
+    /// that does not speak TLS. Retrying cannot help until something changes.
+    #[error("{operation} on {host}: TLS: {message}")]
+    Tls {
+        operation: &'static str,
+        host: String,
+        message: String,
+    },
     #[error("{operation} on {host} answered HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     Status {
         operation: &'static str,
@@ -76,6 +84,7 @@ impl RegistryError {
     pub fn reason(&self) -> &'static str {
         match self {
             RegistryError::Transport { .. } => "RegistryUnreachable",
+            RegistryError::Tls { .. } => "TLSError",
             RegistryError::Status { status: 401, .. } => "RegistryUnauthorized",
             RegistryError::Status { status: 403, .. } => "RegistryForbidden",
             RegistryError::Status { status: 404, .. } => "NotFound",
@@ -100,8 +109,10 @@ impl RegistryError {
                 *transient
             }
             RegistryError::Status { status, .. } => super::retry::is_retryable_status(*status),
-            // A source that sent wrong bytes may send right ones next time.
-            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => true,
+            // Wrong bytes are read again a bounded number of times where they
+            // are read (manifests: the client; blobs: the engine); what is
+            // still wrong after that waits for the source to change.
+            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => false,
             RegistryError::Cancelled(_) => true,
             _ => false,
         }
@@ -113,6 +124,7 @@ impl RegistryError {
     }
 
     pub(crate) fn transport(operation: &'static str, host: &str, error: reqwest::Error) -> Self {
+        let tls = is_tls_failure(&error);
         // A body that breaks mid-stream surfaces as a decode error in reqwest.
         let transient = error.is_timeout()
             || error.is_connect()
@@ -127,6 +139,13 @@ impl RegistryError {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
+        if tls {
+            return RegistryError::Tls {
+                operation,
+                host: host.to_string(),
+                message,
+            };
+        }
         RegistryError::Transport {
             operation,
             host: host.to_string(),
@@ -134,6 +153,25 @@ impl RegistryError {
             transient,
         }
     }
+}
+
+/// True when a rustls error (a refused certificate, a failed handshake) is
+/// among the causes, bare or inside an I/O error.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        // An I/O error hides what it wraps from `source()`.
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    false
 }
 
 #[cfg(test)]

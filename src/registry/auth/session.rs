@@ -745,4 +745,49 @@ mod tests {
             MAX_TOKEN_LIFETIME
         );
     }
+
+    mod untrusted {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+            #[test]
+            fn token_responses_never_panic(
+                body in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..200),
+                    (
+                        proptest::option::of(".{0,20}"),
+                        proptest::option::of(".{0,20}"),
+                        proptest::option::of(prop_oneof![
+                            any::<u64>().prop_map(|n| n.to_string()),
+                            any::<i64>().prop_map(|n| n.to_string()),
+                            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+                            Just("\"3600\"".to_string()),
+                            Just("null".to_string()),
+                        ]),
+                    )
+                        .prop_map(|(token, access, expires)| {
+                            let mut fields = Vec::new();
+                            if let Some(t) = token {
+                                fields.push(format!("\"token\":{}", serde_json::Value::from(t)));
+                            }
+                            if let Some(a) = access {
+                                fields.push(format!("\"access_token\":{}", serde_json::Value::from(a)));
+                            }
+                            if let Some(e) = expires {
+                                fields.push(format!("\"expires_in\":{e}"));
+                            }
+                            format!("{{{}}}", fields.join(",")).into_bytes()
+                        }),
+                ],
+            ) {
+                let _ = &body;
+                if let Ok(token) = parse_token_response(&body, Instant::now()) {
+                    prop_assert!(token.header.is_sensitive());
+                }
+            }
+        }
+    }
 }

@@ -9,6 +9,9 @@ use crate::registry::manifest::{self, MAX_MANIFEST_BYTES};
 use bytes::Bytes;
 use reqwest::{StatusCode, header};
 
+/// How often a manifest is read before wrong bytes are reported.
+pub const MANIFEST_READS: u32 = 3;
+
 /// What a manifest HEAD or GET told about a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestHead {
@@ -76,8 +79,27 @@ impl RegistryClient {
         }
     }
 
-    /// GET a manifest's exact bytes, size-limited and digest-checked.
+    /// GET a manifest's exact bytes, size-limited and digest-checked. Bytes
+    /// that do not match their digest are read again, [`MANIFEST_READS`] times
+    /// in all; a registry that keeps sending them gets a permanent error.
     pub async fn get_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            match self.get_manifest_once(repository, reference).await {
+                Err(RegistryError::DigestMismatch { .. }) if reads < MANIFEST_READS => {
+                    tracing::debug!(host = %self.inner.host, repository, reads, "manifest bytes do not match their digest; reading again");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn get_manifest_once(
         &self,
         repository: &str,
         reference: &str,

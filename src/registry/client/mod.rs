@@ -17,7 +17,7 @@ mod tls;
 
 pub(crate) use blobs::receiver_stream;
 pub use blobs::{Mount, UploadSession};
-pub use manifests::{FetchedManifest, ManifestHead};
+pub use manifests::{FetchedManifest, MANIFEST_READS, ManifestHead};
 pub use settings::{ClientSettings, UploadMode};
 
 use super::auth::{AuthSession, Scope, SharedSource};
@@ -70,6 +70,24 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
+/// The most requests in flight to one registry, whatever the settings say.
+const MAX_CONCURRENCY: usize = 4096;
+/// The longest wait between two requests a pace may impose.
+const MAX_PACE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The interval between request starts for `rps` requests per second; None
+/// (no pace) for a rate that is not a positive number.
+fn pace_interval(rps: f64) -> Option<Duration> {
+    if rps.is_nan() || rps <= 0.0 {
+        return None;
+    }
+    Some(
+        Duration::try_from_secs_f64(1.0 / rps)
+            .unwrap_or(MAX_PACE_INTERVAL)
+            .min(MAX_PACE_INTERVAL),
+    )
+}
+
 /// The `WWW-Authenticate` challenge of an answer, if readable.
 fn challenge_of(response: &reqwest::Response) -> Option<&str> {
     response
@@ -118,19 +136,14 @@ impl RegistryClient {
         let scheme = if settings.plain_http { "http" } else { "https" };
         let pace = settings
             .requests_per_second
-            .filter(|rps| *rps > 0.0)
-            .map(|rps| {
-                (
-                    Duration::from_secs_f64(1.0 / rps),
-                    Mutex::new(Instant::now()),
-                )
-            });
+            .and_then(pace_interval)
+            .map(|interval| (interval, Mutex::new(Instant::now())));
         Ok(Self {
             inner: Arc::new(Inner {
                 host: host.to_string(),
                 base: format!("{scheme}://{}", super::reference::api_host(host)),
                 http,
-                permits: Semaphore::new(settings.max_concurrent_requests.max(1)),
+                permits: Semaphore::new(settings.max_concurrent_requests.clamp(1, MAX_CONCURRENCY)),
                 pace,
                 settings,
             }),
@@ -427,6 +440,93 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_tls_handshake_is_permanent() {
+        // A peer that answers a ClientHello with plain HTTP.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut hello = [0u8; 512];
+                let _ = stream.read(&mut hello).await;
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let client = RegistryClient::new(
+            &format!("127.0.0.1:{port}"),
+            basic("u"),
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let error = client.blob_size("team/app", &digest()).await.unwrap_err();
+        assert_eq!(error.reason(), "TLSError", "{error}");
+        assert!(!error.is_transient(), "{error}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn wrong_manifest_bytes_are_read_three_times_then_refused_for_good() {
+        use std::sync::atomic::AtomicUsize;
+        let right = br#"{"schemaVersion":2}"#.to_vec();
+        let digest = Digest::sha256_of(&right);
+        let flaky_reads = Arc::new(AtomicUsize::new(0));
+        let served = right.clone();
+        let counter = flaky_reads.clone();
+        let registry = TestServer::start(move |request| {
+            // team/bad always sends wrong bytes; team/flaky only the first time.
+            let wrong = request.path().contains("/team/bad/")
+                || (request.path().contains("/team/flaky/")
+                    && counter.fetch_add(1, Ordering::SeqCst) == 0);
+            Reply::new(200)
+                .header("content-type", manifest::OCI_MANIFEST)
+                .body(if wrong {
+                    b"{}".to_vec()
+                } else {
+                    served.clone()
+                })
+        })
+        .await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), plain(4)).unwrap();
+        let reads = |repository: &str| {
+            let prefix = format!("/v2/{repository}/manifests/");
+            registry
+                .requests()
+                .iter()
+                .filter(|r| r.path().starts_with(&prefix))
+                .count()
+        };
+        let error = client
+            .get_manifest("team/bad", &digest.to_string())
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "DigestMismatch");
+        assert!(!error.is_transient());
+        assert_eq!(reads("team/bad"), MANIFEST_READS as usize);
+        let fetched = client
+            .get_manifest("team/flaky", &digest.to_string())
+            .await
+            .unwrap();
+        assert_eq!(fetched.bytes.to_vec(), right);
+        assert_eq!(reads("team/flaky"), 2);
+    }
+
+    #[test]
+    fn any_rate_gives_a_bounded_pace() {
+        let cases = [
+            (20.0, Some(Duration::from_millis(50))),
+            (1e-300, Some(MAX_PACE_INTERVAL)),
+            (5e-324, Some(MAX_PACE_INTERVAL)),
+            (f64::INFINITY, Some(Duration::ZERO)),
+            (0.0, None),
+            (-1.0, None),
+            (f64::NAN, None),
+        ];
+        for (rps, expected) in cases {
+            assert_eq!(pace_interval(rps), expected, "{rps}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_client_with_another_source_shares_limits_but_not_credentials() {
         let registry = TestServer::start(|request| match request.header("authorization") {
             None => Reply::new(401).header("www-authenticate", "Basic realm=r"),
@@ -507,5 +607,41 @@ mod tests {
         client.blob_size("team/app", &digest()).await.unwrap();
         let statuses = registry.requests().len();
         assert_eq!(statuses, 4, "/v2/, 401, 200, 200");
+    }
+
+    mod untrusted {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+            #[test]
+            fn oci_error_bodies_never_panic(
+                body in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    proptest::collection::vec((".{0,40}", ".{0,400}", any::<bool>()), 0..4)
+                        .prop_map(|errors| {
+                            let errors: Vec<serde_json::Value> = errors
+                                .into_iter()
+                                .map(|(code, message, detail)| {
+                                    let mut e = serde_json::json!({"code": code, "message": message});
+                                    if detail {
+                                        e["detail"] = serde_json::json!({"nested": [1, 2]});
+                                    }
+                                    e
+                                })
+                                .collect();
+                            serde_json::to_vec(&serde_json::json!({ "errors": errors })).unwrap()
+                        }),
+                ],
+            ) {
+                let _ = says_token_expired(&body);
+                if let Some(detail) = oci_error_detail(&body) {
+                    prop_assert!(detail.chars().count() <= 300);
+                    prop_assert!(!detail.chars().any(char::is_control));
+                }
+            }
+        }
     }
 }

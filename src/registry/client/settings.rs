@@ -26,7 +26,22 @@ pub struct ClientSettings {
     pub requests_per_second: Option<f64>,
     pub retry: RetryPolicy,
     pub upload: UploadMode,
-    pub timeout: Duration,
+    /// A request fails (transient) when its body sends or receives nothing for
+    /// this long; a large blob may take as long as it needs while bytes flow.
+    pub stall_timeout: Duration,
+}
+
+/// The default stall timeout.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest stall timeout accepted.
+pub const MAX_STALL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl ClientSettings {
+    /// These settings with a stall timeout of `seconds`, kept within 1 s … 1 h.
+    pub fn with_stall_timeout(mut self, seconds: u64) -> Self {
+        self.stall_timeout = Duration::from_secs(seconds.clamp(1, MAX_STALL_TIMEOUT.as_secs()));
+        self
+    }
 }
 
 impl Default for ClientSettings {
@@ -38,7 +53,7 @@ impl Default for ClientSettings {
             requests_per_second: None,
             retry: RetryPolicy::default(),
             upload: UploadMode::Monolithic,
-            timeout: Duration::from_secs(30 * 60),
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }
@@ -63,7 +78,6 @@ pub(super) fn http_client(
         .user_agent(concat!("image-promoter/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(Duration::from_secs(120))
-        .timeout(settings.timeout)
         .pool_max_idle_per_host(settings.max_concurrent_requests)
         // HTTP/2 multiplexes every blob over one connection under small flow-control
         // windows; a 256 MiB copy took twice as long as over HTTP/1.1 connections.
