@@ -5,19 +5,78 @@ use crate::oci::sha256;
 use crate::support::{TestEnv, unique_name};
 use image_promoter::registry::{CopyOptions, ImageReference, Platforms, Target};
 use serde_json::json;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env.tool("cosign"))
-        .args(args)
-        .current_dir(dir)
-        .env("COSIGN_PASSWORD", "")
-        .env("DOCKER_CONFIG", env.get("PROMOTER_TEST_DOCKER_CONFIG"))
-        .env("SSL_CERT_FILE", env.get("PROMOTER_TEST_CA"))
-        .env("TUF_ROOT", dir.join("tuf"))
-        .output()
-        .expect("running cosign")
+/// cosign key pairs in a folder of their own (`<name>.key`, `<name>.pub`),
+/// and cosign run with them against the test world; the folder goes with it.
+struct Keys<'a> {
+    env: &'a TestEnv,
+    dir: PathBuf,
+}
+
+impl<'a> Keys<'a> {
+    fn new(env: &'a TestEnv, names: &[&str]) -> Self {
+        let keys = Self {
+            env,
+            dir: std::env::temp_dir().join(unique_name("promoter-keys")),
+        };
+        std::fs::create_dir_all(&keys.dir).unwrap();
+        for name in names {
+            keys.run(&["generate-key-pair", "--output-key-prefix", name]);
+        }
+        keys
+    }
+
+    fn cosign(&self, args: &[&str]) -> Output {
+        Command::new(self.env.tool("cosign"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("COSIGN_PASSWORD", "")
+            .env("DOCKER_CONFIG", self.env.get("PROMOTER_TEST_DOCKER_CONFIG"))
+            .env("SSL_CERT_FILE", self.env.get("PROMOTER_TEST_CA"))
+            .env("TUF_ROOT", self.dir.join("tuf"))
+            .output()
+            .expect("running cosign")
+    }
+
+    fn run(&self, args: &[&str]) {
+        let output = self.cosign(args);
+        assert!(
+            output.status.success(),
+            "cosign {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Signs `image` (`host/repo@digest`) with key `name`; `extra` flags too.
+    fn sign(&self, name: &str, image: &str, extra: &[&str]) {
+        let key = format!("{name}.key");
+        let mut args = vec!["sign", "--key", &key, "--tlog-upload=false", "--yes"];
+        args.extend(extra);
+        args.push(image);
+        self.run(&args);
+    }
+
+    /// Whether a signature by key `name` of `image` verifies.
+    fn verifies(&self, name: &str, image: &str) -> bool {
+        let key = format!("{name}.pub");
+        self.cosign(&[
+            "verify",
+            "--key",
+            &key,
+            "--insecure-ignore-tlog=true",
+            image,
+        ])
+        .status
+        .success()
+    }
+}
+
+impl Drop for Keys<'_> {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
 }
 
 fn target(host: &str, name: &str, tag: &str) -> Target {
@@ -31,34 +90,13 @@ fn target(host: &str, name: &str, tag: &str) -> Target {
 #[tokio::test]
 async fn cosign_signatures_are_copied_and_verify_at_the_target() {
     let env = TestEnv::load();
-    let dir = std::env::temp_dir().join(unique_name("promoter-sign"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let generated = cosign(&env, &dir, &["generate-key-pair"]);
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-
+    let keys = Keys::new(&env, &["cosign"]);
     let seeded = fixtures::multi(&env, "signed", "v1", &[20_000]).await;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
-    let signed_ref = format!("{quay_host}/{}@{}", seeded.repository, seeded.digest);
-    let signed = cosign(
-        &env,
-        &dir,
-        &[
-            "sign",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "--yes",
-            &signed_ref,
-        ],
-    );
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
+    keys.sign(
+        "cosign",
+        &format!("{quay_host}/{}@{}", seeded.repository, seeded.digest),
+        &[],
     );
 
     let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
@@ -88,27 +126,11 @@ async fn cosign_signatures_are_copied_and_verify_at_the_target() {
     assert!(plain.succeeded());
     assert_eq!(plain.targets[0].signatures_copied, 0);
 
-    let verify = |repo: &str| {
-        cosign(
-            &env,
-            &dir,
-            &[
-                "verify",
-                "--key",
-                "cosign.pub",
-                "--insecure-ignore-tlog=true",
-                &format!("{ecr_host}/{repo}@{}", seeded.digest),
-            ],
-        )
-    };
-    let verified = verify(&with);
+    let verifies =
+        |repo: &str| keys.verifies("cosign", &format!("{ecr_host}/{repo}@{}", seeded.digest));
+    assert!(verifies(&with));
     assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
-    assert!(
-        !verify(&without).status.success(),
+        !verifies(&without),
         "no signature was asked for, none may verify"
     );
 
@@ -125,7 +147,6 @@ async fn cosign_signatures_are_copied_and_verify_at_the_target() {
         ),
         (0, 0)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
@@ -222,44 +243,9 @@ async fn referrers_are_copied_by_digest_and_listed_in_the_targets_fallback_index
 #[tokio::test]
 async fn signatures_added_at_the_target_survive_a_later_copy() {
     let env = TestEnv::load();
-    let dir = std::env::temp_dir().join(unique_name("promoter-resign"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let run = |args: &[&str]| {
-        let output = cosign(&env, &dir, args);
-        assert!(
-            output.status.success(),
-            "cosign {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    for key in ["a", "b", "c"] {
-        run(&["generate-key-pair", "--output-key-prefix", key]);
-    }
-    let sign = |key: &str, image: &str| {
-        run(&[
-            "sign",
-            "--key",
-            &format!("{key}.key"),
-            "--tlog-upload=false",
-            "--yes",
-            image,
-        ])
-    };
-    let verifies = |key: &str, image: &str| {
-        cosign(
-            &env,
-            &dir,
-            &[
-                "verify",
-                "--key",
-                &format!("{key}.pub"),
-                "--insecure-ignore-tlog=true",
-                image,
-            ],
-        )
-        .status
-        .success()
-    };
+    let keys = Keys::new(&env, &["a", "b", "c"]);
+    let sign = |key: &str, image: &str| keys.sign(key, image, &[]);
+    let verifies = |key: &str, image: &str| keys.verifies(key, image);
 
     let seeded = fixtures::single(&env, "resigned", "v1", &[20_000]).await;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
@@ -306,37 +292,19 @@ async fn signatures_added_at_the_target_survive_a_later_copy() {
         assert!(verifies(key, &at_target), "key {key}");
     }
     assert_eq!(copy().await, 0);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn a_platform_subset_carries_its_platforms_signatures_and_says_the_index_signature_stayed() {
     let env = TestEnv::load();
-    let dir = std::env::temp_dir().join(unique_name("promoter-subset"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let generated = cosign(&env, &dir, &["generate-key-pair"]);
-    assert!(generated.status.success());
+    let keys = Keys::new(&env, &["cosign"]);
     let seeded = fixtures::multi(&env, "subset-signed", "v1", &[20_000]).await;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
-    let signed_ref = format!("{quay_host}/{}@{}", seeded.repository, seeded.digest);
-    // The index and each platform manifest, as `cosign sign --recursive` does.
-    let signed = cosign(
-        &env,
-        &dir,
-        &[
-            "sign",
-            "--key",
-            "cosign.key",
-            "--recursive",
-            "--tlog-upload=false",
-            "--yes",
-            &signed_ref,
-        ],
-    );
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
+    // The index and each platform manifest, as a release pipeline signs them.
+    keys.sign(
+        "cosign",
+        &format!("{quay_host}/{}@{}", seeded.repository, seeded.digest),
+        &["--recursive"],
     );
     let index: serde_json::Value = serde_json::from_slice(&seeded.manifest).unwrap();
     let arm64 = index["manifests"]
@@ -385,27 +353,10 @@ async fn a_platform_subset_carries_its_platforms_signatures_and_says_the_index_s
         )) && warning.contains("cosign sign --recursive"),
         "{warning}"
     );
-    let verify = |digest: &str| {
-        cosign(
-            &env,
-            &dir,
-            &[
-                "verify",
-                "--key",
-                "cosign.pub",
-                "--insecure-ignore-tlog=true",
-                &format!("{ecr_host}/{name}@{digest}"),
-            ],
-        )
-    };
-    let platform = verify(&arm64);
+    let verifies = |digest: &str| keys.verifies("cosign", &format!("{ecr_host}/{name}@{digest}"));
+    assert!(verifies(&arm64), "the platform's own signature travelled");
     assert!(
-        platform.status.success(),
-        "{}",
-        String::from_utf8_lossy(&platform.stderr)
-    );
-    assert!(
-        !verify(&report.digest.to_string()).status.success(),
+        !verifies(&report.digest.to_string()),
         "nothing signed the new index"
     );
 
@@ -423,5 +374,4 @@ async fn a_platform_subset_carries_its_platforms_signatures_and_says_the_index_s
         .await
         .unwrap();
     assert!(quiet.targets[0].warnings.is_empty());
-    std::fs::remove_dir_all(&dir).ok();
 }
