@@ -15,6 +15,7 @@ pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod mirror;
 pub mod promotion;
 pub mod registry;
 pub mod tenancy;

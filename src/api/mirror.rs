@@ -163,8 +163,11 @@ pub struct TagSelector {
     #[schemars(length(max = 32), inner(length(max = 512)))]
     #[x_kube(validation = rules::non_empty_patterns())]
     pub exclude: Vec<String>,
-    /// Only tags that parse as semantic versions (a leading `v` allowed) and
-    /// satisfy this requirement, in Cargo syntax: `>=1.0.0, <3.0.0`, `^2.1`, `~1.4`.
+    /// Only tags that are full semantic versions (`1.2.3`, a leading `v`
+    /// allowed) and satisfy this range, written as Flux and Helm users write
+    /// them: `^2.1`, `~1.4`, `1.2.x`, `>=1.0.0 <3.0.0` (or with a comma),
+    /// `1.2 - 1.4`, `^1 || ^3`. Pre-releases match only a range that names a
+    /// pre-release of the same version; `latest` or a commit hash never match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub semver: Option<String>,

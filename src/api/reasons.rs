@@ -47,6 +47,9 @@ pub const SOURCE_DIGEST_MISMATCH: &str = "SourceDigestMismatch";
 /// Ready=False, Stalled=True: the spec passed the apiserver but is still unusable, e.g. a
 /// regular expression or semver range that does not parse, or an ignore entry's bad date.
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Ready=False, Stalled=True (mirror): a pattern or the semver range of spec.tags does not
+/// compile; nothing is selected until the object changes.
+pub const INVALID_TAG_FILTER: &str = "InvalidTagFilter";
 /// Ready=False, Stalled=True: a referenced Secret or key does not exist or has the wrong type.
 pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
 /// Ready=False, Stalled=True: a registry or AWS rejected the credentials (401).
@@ -87,6 +90,7 @@ pub const ALL: &[&str] = &[
     SOURCE_NOT_FOUND,
     SOURCE_DIGEST_MISMATCH,
     INVALID_SPEC,
+    INVALID_TAG_FILTER,
     CREDENTIALS_NOT_FOUND,
     AUTHENTICATION_FAILED,
     ACCESS_DENIED,
