@@ -75,6 +75,12 @@ pub enum RegistryError {
         operation: &'static str,
         host: String,
     },
+    /// The closing `PUT` of an upload found its session gone (404) and the
+    /// blob is not in the repository either: the upload starts again.
+    #[error(
+        "{at}: the upload session for {digest} was gone when it was closed, and the blob is not there; it is uploaded again"
+    )]
+    UploadSessionLost { at: String, digest: Digest },
     #[error("copy stopped: {0}")]
     Cancelled(String),
 }
@@ -98,6 +104,7 @@ impl RegistryError {
             RegistryError::ForeignLocation { .. } | RegistryError::MissingLocation { .. } => {
                 "RegistryProtocolError"
             }
+            RegistryError::UploadSessionLost { .. } => "UploadSessionLost",
             RegistryError::Cancelled(_) => "Cancelled",
         }
     }
@@ -113,7 +120,7 @@ impl RegistryError {
             // are read (manifests: the client; blobs: the engine); what is
             // still wrong after that waits for the source to change.
             RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => false,
-            RegistryError::Cancelled(_) => true,
+            RegistryError::Cancelled(_) | RegistryError::UploadSessionLost { .. } => true,
             _ => false,
         }
     }

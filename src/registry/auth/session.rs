@@ -21,6 +21,8 @@ use tokio::sync::Mutex;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Tokens are dropped this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+/// The longest a `/v2/` ping or a token request may take.
+const AUTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest token response read.
 const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 
@@ -331,6 +333,7 @@ impl AuthSession {
         }
         let response = http
             .get(format!("{base}/v2/"))
+            .timeout(AUTH_REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| RegistryError::transport("GET /v2/", &self.host, e))?;
@@ -416,7 +419,10 @@ impl AuthSession {
         for entry in &scope.entries {
             query.push(("scope", entry));
         }
-        let mut request = http.get(realm_url).query(&query);
+        let mut request = http
+            .get(realm_url)
+            .query(&query)
+            .timeout(AUTH_REQUEST_TIMEOUT);
         if let Credential::Basic { username, password } = self.credential().await? {
             let header = basic_header(&username, &password).ok_or_else(|| {
                 auth_error(

@@ -47,7 +47,6 @@ pub(crate) enum Body {
         count: Option<usize>,
         declared: Option<u64>,
     },
-    #[allow(dead_code)]
     /// Declares `declared` bytes, sends `first`, then nothing more until the
     /// client goes away.
     Stall {
