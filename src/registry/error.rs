@@ -37,6 +37,15 @@ pub enum RegistryError {
         message: String,
         transient: bool,
     },
+    /// The credential source failed with a reason of its own (e.g. the
+    /// operator has no AWS credentials: `AWSCredentialsMissing`).
+    #[error("authenticating to {host}: {message}")]
+    CredentialSource {
+        host: String,
+        reason: &'static str,
+        message: String,
+        transient: bool,
+    },
     /// Credentials were not sent where the rules forbid it (a token realm on
     /// another host, plain HTTP); `message` says what would allow it.
     #[error("credentials for {host} not sent: {message}")]
@@ -98,6 +107,7 @@ impl RegistryError {
             RegistryError::Status { .. } => "RegistryError",
             RegistryError::Auth { .. } | RegistryError::Challenge { .. } => "RegistryAuthFailed",
             RegistryError::CredentialsNotAllowed { .. } => "CredentialsNotAllowed",
+            RegistryError::CredentialSource { reason, .. } => reason,
             RegistryError::Manifest { .. } => "ManifestRefused",
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
             RegistryError::SizeMismatch { .. } => "SizeMismatch",
@@ -112,9 +122,9 @@ impl RegistryError {
     /// True when the same operation may succeed later without a change of spec.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { transient, .. } | RegistryError::Auth { transient, .. } => {
-                *transient
-            }
+            RegistryError::Transport { transient, .. }
+            | RegistryError::Auth { transient, .. }
+            | RegistryError::CredentialSource { transient, .. } => *transient,
             RegistryError::Status { status, .. } => super::retry::is_retryable_status(*status),
             // Wrong bytes are read again a bounded number of times where they
             // are read (manifests: the client; blobs: the engine); what is

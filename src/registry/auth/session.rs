@@ -312,10 +312,18 @@ impl AuthSession {
         {
             return Ok(current.credential.clone());
         }
-        let fresh = self.source.fetch().await.map_err(|e| RegistryError::Auth {
-            host: self.host.clone(),
-            message: e.message,
-            transient: e.transient,
+        let fresh = self.source.fetch().await.map_err(|e| match e.reason {
+            Some(reason) => RegistryError::CredentialSource {
+                host: self.host.clone(),
+                reason,
+                message: e.message,
+                transient: e.transient,
+            },
+            None => RegistryError::Auth {
+                host: self.host.clone(),
+                message: e.message,
+                transient: e.transient,
+            },
         })?;
         let credential = fresh.credential.clone();
         *lease = Some(fresh);
