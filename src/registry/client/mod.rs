@@ -49,7 +49,8 @@ struct Inner {
 /// read or dropped, so `maxConcurrentRequests` counts streaming bodies too.
 struct Answered {
     response: reqwest::Response,
-    permit: OwnedSemaphorePermit,
+    /// None for an upload that went ahead without one (see `upload_permit`).
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl std::ops::Deref for Answered {
@@ -268,7 +269,7 @@ impl RegistryClient {
     }
 
     /// A permit of the registry's concurrency limit, after the pace allows.
-    async fn permit(&self) -> OwnedSemaphorePermit {
+    async fn permit(&self) -> Option<OwnedSemaphorePermit> {
         self.wait_for_pace().await;
         let permit = self
             .inner
@@ -277,6 +278,25 @@ impl RegistryClient {
             .acquire_owned()
             .await
             .expect("semaphore never closes");
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(permit)
+    }
+
+    /// A permit for an upload, waiting at most the stall timeout. An upload
+    /// is fed by a blob read that holds a permit while it streams; when source
+    /// and target are one registry (a refused mount), reads holding every
+    /// permit would otherwise wait forever for their own uploads. Past the
+    /// wait the upload goes ahead without a permit.
+    async fn upload_permit(&self, operation: &'static str) -> Option<OwnedSemaphorePermit> {
+        self.wait_for_pace().await;
+        let acquire = self.inner.permits.clone().acquire_owned();
+        let permit = match tokio::time::timeout(self.inner.settings.stall_timeout, acquire).await {
+            Ok(permit) => Some(permit.expect("semaphore never closes")),
+            Err(_) => {
+                tracing::debug!(host = %self.inner.host, operation, "no permit free; uploading beyond the limit");
+                None
+            }
+        };
         self.requests.fetch_add(1, Ordering::Relaxed);
         permit
     }
@@ -420,7 +440,10 @@ impl RegistryClient {
             Some(value) => request.header(header::AUTHORIZATION, value),
             None => request,
         };
-        let permit = self.permit().await;
+        let permit = match progress {
+            Some(_) => self.upload_permit(operation).await,
+            None => self.permit().await,
+        };
         let response = self.watched(operation, request, progress).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.auth.refused(scope, challenge_of(&response)).await;
@@ -687,6 +710,24 @@ mod tests {
             started.elapsed() > Duration::from_secs(2),
             "longer than the stall timeout"
         );
+    }
+
+    #[tokio::test]
+    async fn an_upload_never_waits_forever_for_a_permit_held_by_its_own_read() {
+        // One permit, held by a streaming read; the upload it feeds still goes.
+        let registry = upload_registry(vec![201], 404).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 1)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        let held = client.inner.permits.clone().acquire_owned().await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            client.upload_monolithic(session, &digest(), 4, blob()),
+        )
+        .await
+        .expect("the upload went ahead after the stall timeout")
+        .unwrap();
+        drop(held);
+        assert_eq!(client.inner.permits.available_permits(), 1);
     }
 
     #[tokio::test]
