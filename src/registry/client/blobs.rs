@@ -20,8 +20,8 @@ pub enum Mount {
 /// An open upload session (the Location of `POST /blobs/uploads/`).
 #[derive(Debug)]
 pub struct UploadSession {
-    url: reqwest::Url,
-    repository: String,
+    pub(super) url: reqwest::Url,
+    pub(super) repository: String,
 }
 
 impl RegistryClient {
@@ -189,7 +189,9 @@ impl RegistryClient {
             .append_pair("digest", &digest.to_string());
         let progress = Progress::new();
         let touched = progress.clone();
-        let body = body.inspect(move |_| touched.touch());
+        let body = body.inspect(move |chunk| {
+            touched.touch(chunk.as_ref().map_or(0, Bytes::len));
+        });
         let request = self
             .inner
             .http
@@ -213,6 +215,10 @@ impl RegistryClient {
             }
             Err(error) => error,
         };
+        if progress.bytes() < size {
+            // Not all of the blob left: the registry cannot have it.
+            return Err(failure);
+        }
         self.closing_failed(&session.repository, digest, size, failure)
             .await
     }
@@ -262,7 +268,9 @@ impl RegistryClient {
             let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
             let progress = Progress::new();
             let touched = progress.clone();
-            let part = receiver_stream(receiver).inspect(move |_| touched.touch());
+            let part = receiver_stream(receiver).inspect(move |chunk| {
+                touched.touch(chunk.as_ref().map_or(0, Bytes::len));
+            });
             let request = self
                 .inner
                 .http

@@ -66,6 +66,7 @@ impl std::ops::Deref for Answered {
 struct Progress {
     start: Instant,
     millis: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Progress {
@@ -73,10 +74,17 @@ impl Progress {
         Arc::new(Self {
             start: Instant::now(),
             millis: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         })
     }
 
-    fn touch(&self) {
+    /// Bytes yielded so far.
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.millis.store(elapsed, Ordering::Relaxed);
     }
@@ -689,6 +697,52 @@ mod tests {
         assert!(error.is_transient(), "{error}");
         assert!(error.to_string().contains("stall timeout"), "{error}");
         assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn an_upload_the_registry_stops_reading_fails_after_the_stall_timeout() {
+        let registry = super::test_server::silent().await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 4)).unwrap();
+        let session = UploadSession {
+            url: reqwest::Url::parse(&format!(
+                "http://{}/v2/team/app/blobs/uploads/u1",
+                registry.host()
+            ))
+            .unwrap(),
+            repository: "team/app".into(),
+        };
+        // More than socket buffers hold, so the body stops moving.
+        let size = 64u64 << 20;
+        let body = futures::stream::iter((0..64).map(|_| Ok(Bytes::from(vec![0u8; 1 << 20]))));
+        let error = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.upload_monolithic(session, &digest(), size, body),
+        )
+        .await
+        .expect("the stall timeout ends the upload")
+        .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert!(error.to_string().contains("stall timeout"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_upload_outlasts_the_stall_timeout() {
+        let registry = upload_registry(vec![201], 404).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 4)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        let body = futures::stream::unfold(0, |sent| async move {
+            if sent == 6 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Some((Ok(Bytes::from(vec![7u8; 100])), sent + 1))
+        });
+        let started = Instant::now();
+        client
+            .upload_monolithic(session, &digest(), 600, body)
+            .await
+            .unwrap();
+        assert!(started.elapsed() > Duration::from_secs(2));
     }
 
     #[tokio::test]
