@@ -4,8 +4,15 @@
 //! Tokens are cached until shortly before they expire and dropped when the
 //! registry answers 401, so the next request fetches a fresh one; credential
 //! leases (ECR tokens) are renewed before expiry and after a refusal. The session
-//! is shared by every request to the registry. Expiry is judged by a [`Clock`],
-//! the system's unless a test moves time on.
+//! is shared by every request of one client (a client made with
+//! `RegistryClient::with_source` has its own). A 401's own challenge replaces the
+//! one learned at the ping. Expiry is judged by a [`Clock`], the system's unless
+//! a test moves time on.
+//!
+//! Token realms are untrusted: a realm must be HTTPS for an HTTPS registry, a
+//! source's [`RealmRule`] is checked before anything is sent (the operator's ECR
+//! Public identity goes only to a realm on the registry's host), responses are
+//! read with a size cap while streaming, and any `expires_in` is bounded.
 
 use super::challenge::{self, Challenge};
 use super::credentials::{Credential, Lease, RealmRule, Secret, SharedSource};
