@@ -31,18 +31,23 @@ fn lease(token: &RegistryToken, now: SystemTime) -> Lease {
     }
 }
 
-/// The lease for a token just fetched, or the error in the registry's terms.
+/// The lease for a token just fetched, or the error in the registry's terms:
+/// its retry class and its reason (`AWSCredentialsMissing`, `AccessDenied`, …).
 fn leased<E: std::fmt::Display>(
     what: &str,
     fetched: Result<RegistryToken, E>,
-    transient: impl Fn(&E) -> bool,
+    class: impl Fn(&E) -> (bool, &'static str),
 ) -> Result<Lease, CredentialError> {
     match fetched {
         Ok(token) => Ok(lease(&token, SystemTime::now())),
-        Err(error) => Err(CredentialError {
-            message: format!("{what} GetAuthorizationToken: {error}"),
-            transient: transient(&error),
-        }),
+        Err(error) => {
+            let (transient, reason) = class(&error);
+            Err(CredentialError {
+                message: format!("{what} GetAuthorizationToken: {error}"),
+                transient,
+                reason: Some(reason),
+            })
+        }
     }
 }
 
@@ -54,7 +59,7 @@ impl CredentialSource for EcrTokenSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Lease, CredentialError>> {
         Box::pin(async move {
             leased("ECR", self.0.authorization_token().await, |e| {
-                e.is_transient()
+                (e.is_transient(), e.reason())
             })
         })
     }
@@ -68,7 +73,7 @@ impl CredentialSource for EcrPublicTokenSource {
     fn fetch(&self) -> BoxFuture<'_, Result<Lease, CredentialError>> {
         Box::pin(async move {
             leased("ECR Public", self.0.authorization_token().await, |e| {
-                e.is_transient()
+                (e.is_transient(), e.reason())
             })
         })
     }
@@ -121,6 +126,24 @@ mod tests {
         let source = EcrPublicTokenSource(public);
         let refused = source.fetch().await.unwrap_err();
         assert!(!refused.transient, "{refused}");
+        assert_eq!(refused.reason, Some("AWSCredentialsMissing"));
         assert_eq!(source.realm_rule(), RealmRule::SameHost);
+        // The registry client reports it with that reason, for good.
+        use crate::registry::client::test_server::{Reply, TestServer};
+        let registry =
+            TestServer::start(|_| Reply::new(401).header("www-authenticate", "Basic realm=r"))
+                .await;
+        let session =
+            crate::registry::auth::AuthSession::new(&registry.host(), std::sync::Arc::new(source));
+        let error = session
+            .authorization(
+                &reqwest::Client::new(),
+                &format!("http://{}", registry.host()),
+                &crate::registry::auth::Scope::pull("team/app"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "AWSCredentialsMissing", "{error}");
+        assert!(!error.is_transient());
     }
 }

@@ -37,6 +37,15 @@ pub enum RegistryError {
         message: String,
         transient: bool,
     },
+    /// The credential source failed with a reason of its own (e.g. the
+    /// operator has no AWS credentials: `AWSCredentialsMissing`).
+    #[error("authenticating to {host}: {message}")]
+    CredentialSource {
+        host: String,
+        reason: &'static str,
+        message: String,
+        transient: bool,
+    },
     /// Credentials were not sent where the rules forbid it (a token realm on
     /// another host, plain HTTP); `message` says what would allow it.
     #[error("credentials for {host} not sent: {message}")]
@@ -75,6 +84,12 @@ pub enum RegistryError {
         operation: &'static str,
         host: String,
     },
+    /// The closing `PUT` of an upload found its session gone (404) and the
+    /// blob is not in the repository either: the upload starts again.
+    #[error(
+        "{at}: the upload session for {digest} was gone when it was closed, and the blob is not there; it is uploaded again"
+    )]
+    UploadSessionLost { at: String, digest: Digest },
     #[error("copy stopped: {0}")]
     Cancelled(String),
 }
@@ -92,12 +107,14 @@ impl RegistryError {
             RegistryError::Status { .. } => "RegistryError",
             RegistryError::Auth { .. } | RegistryError::Challenge { .. } => "RegistryAuthFailed",
             RegistryError::CredentialsNotAllowed { .. } => "CredentialsNotAllowed",
+            RegistryError::CredentialSource { reason, .. } => reason,
             RegistryError::Manifest { .. } => "ManifestRefused",
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
             RegistryError::SizeMismatch { .. } => "SizeMismatch",
             RegistryError::ForeignLocation { .. } | RegistryError::MissingLocation { .. } => {
                 "RegistryProtocolError"
             }
+            RegistryError::UploadSessionLost { .. } => "UploadSessionLost",
             RegistryError::Cancelled(_) => "Cancelled",
         }
     }
@@ -105,15 +122,15 @@ impl RegistryError {
     /// True when the same operation may succeed later without a change of spec.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { transient, .. } | RegistryError::Auth { transient, .. } => {
-                *transient
-            }
+            RegistryError::Transport { transient, .. }
+            | RegistryError::Auth { transient, .. }
+            | RegistryError::CredentialSource { transient, .. } => *transient,
             RegistryError::Status { status, .. } => super::retry::is_retryable_status(*status),
             // Wrong bytes are read again a bounded number of times where they
             // are read (manifests: the client; blobs: the engine); what is
             // still wrong after that waits for the source to change.
             RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. } => false,
-            RegistryError::Cancelled(_) => true,
+            RegistryError::Cancelled(_) | RegistryError::UploadSessionLost { .. } => true,
             _ => false,
         }
     }

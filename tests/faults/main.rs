@@ -4,7 +4,10 @@
 //! every fault the copy either succeeded with the right digests, or failed with
 //! a clear error and left the target tag untouched — never a tag naming an
 //! image with a missing blob. A copy process killed midway completes on the
-//! next run, moving only what was missing.
+//! next run, moving only what was missing. Hostile transport: a TLS peer that
+//! cannot be trusted is refused for good, a committed upload whose answer is
+//! lost is a success, and a stalled body fails after the stall timeout while a
+//! slow one goes on.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -17,6 +20,7 @@ mod oci;
 mod fixtures;
 
 mod auth;
+mod hostile;
 mod killed;
 mod proxy;
 mod source;

@@ -4,7 +4,8 @@
 //! throttling (429 with `Retry-After`, in seconds or as an HTTP date), bursts of
 //! 503, a connection reset or closed in the middle of a blob, a body shorter than
 //! the descriptor says, a body whose bytes do not match their digest, a blob read
-//! that stalls (so a test can kill the copier at a known point), and ECR's upload
+//! that stalls (so a test can kill the copier at a known point) or trickles, an
+//! answer lost or replaced after the registry acted on the request, and ECR's upload
 //! dialect: `PATCH` answered with 201 and parts below a minimum size refused
 //! unless they are the last of the upload.
 //!
@@ -65,6 +66,15 @@ pub enum Fault {
     /// Sends this many body bytes, then sends nothing more until the client
     /// goes away.
     StallAfter(u64),
+    /// Sends the body in pieces of `piece` bytes, one every `every`: slow but
+    /// steady.
+    Trickle { piece: u64, every: Duration },
+    /// Forwards the request (the registry acts on it), then closes the
+    /// connection without answering: an answer lost on the way back.
+    LoseAnswer,
+    /// Forwards the request (the registry acts on it), then answers this
+    /// status instead of the registry's.
+    ReplaceStatus(u16),
 }
 
 /// Method + path pattern → fault, for every match or only the first `times`.
@@ -632,6 +642,30 @@ async fn forward(
 
     let upstream_status = response.status().as_u16();
     log.upstream_status = Some(upstream_status);
+    match &fault {
+        Some(Fault::LoseAnswer) => {
+            drop(response);
+            let _ = connection.get_mut().shutdown().await;
+            shared.record(log);
+            return false;
+        }
+        Some(Fault::ReplaceStatus(status)) => {
+            drop(response);
+            let body = if head.method == "HEAD" {
+                Vec::new()
+            } else {
+                oci_error(
+                    "UNAVAILABLE",
+                    "injected by the fault proxy after forwarding",
+                )
+            };
+            let ok = answer(connection, *status, Vec::new(), &body).await;
+            log.status = *status;
+            shared.record(log);
+            return ok && head.keep_alive;
+        }
+        _ => {}
+    }
     let mut status = upstream_status;
     if let (Some(_), "PATCH", 202) = (shared.ecr, head.method.as_str(), upstream_status) {
         status = 201;
@@ -735,12 +769,21 @@ async fn forward(
         {
             chunk[(at - sent) as usize] ^= 0x01;
         }
-        if stream.write_all(&chunk).await.is_err() {
-            log.response_bytes = sent;
-            shared.record(log);
-            return false;
+        let (piece, every) = match &fault {
+            Some(Fault::Trickle { piece, every }) => ((*piece).max(1) as usize, Some(*every)),
+            _ => (chunk.len().max(1), None),
+        };
+        for part in chunk.chunks(piece) {
+            if let Some(every) = every {
+                tokio::time::sleep(every).await;
+            }
+            if stream.write_all(part).await.is_err() || stream.flush().await.is_err() {
+                log.response_bytes = sent;
+                shared.record(log);
+                return false;
+            }
+            sent += part.len() as u64;
         }
-        sent += chunk.len() as u64;
     }
     let _ = stream.flush().await;
     log.response_bytes = sent;

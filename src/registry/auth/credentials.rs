@@ -71,6 +71,9 @@ pub struct CredentialError {
     pub message: String,
     /// True when asking again later may succeed (throttling, network).
     pub transient: bool,
+    /// The source's own reason (e.g. `AWSCredentialsMissing`, `AccessDenied`),
+    /// kept as the registry error's reason; None: `RegistryAuthFailed`.
+    pub reason: Option<&'static str>,
 }
 
 /// Which token realms a source's credentials may be sent to.

@@ -4,8 +4,15 @@
 //! Tokens are cached until shortly before they expire and dropped when the
 //! registry answers 401, so the next request fetches a fresh one; credential
 //! leases (ECR tokens) are renewed before expiry and after a refusal. The session
-//! is shared by every request to the registry. Expiry is judged by a [`Clock`],
-//! the system's unless a test moves time on.
+//! is shared by every request of one client (a client made with
+//! `RegistryClient::with_source` has its own). A 401's own challenge replaces the
+//! one learned at the ping. Expiry is judged by a [`Clock`], the system's unless
+//! a test moves time on.
+//!
+//! Token realms are untrusted: a realm must be HTTPS for an HTTPS registry, a
+//! source's [`RealmRule`] is checked before anything is sent (the operator's ECR
+//! Public identity goes only to a realm on the registry's host), responses are
+//! read with a size cap while streaming, and any `expires_in` is bounded.
 
 use super::challenge::{self, Challenge};
 use super::credentials::{Credential, Lease, RealmRule, Secret, SharedSource};
@@ -21,6 +28,8 @@ use tokio::sync::Mutex;
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// Tokens are dropped this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+/// The longest a `/v2/` ping or a token request may take.
+const AUTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest token response read.
 const MAX_TOKEN_RESPONSE: usize = 1 << 20;
 
@@ -310,10 +319,18 @@ impl AuthSession {
         {
             return Ok(current.credential.clone());
         }
-        let fresh = self.source.fetch().await.map_err(|e| RegistryError::Auth {
-            host: self.host.clone(),
-            message: e.message,
-            transient: e.transient,
+        let fresh = self.source.fetch().await.map_err(|e| match e.reason {
+            Some(reason) => RegistryError::CredentialSource {
+                host: self.host.clone(),
+                reason,
+                message: e.message,
+                transient: e.transient,
+            },
+            None => RegistryError::Auth {
+                host: self.host.clone(),
+                message: e.message,
+                transient: e.transient,
+            },
         })?;
         let credential = fresh.credential.clone();
         *lease = Some(fresh);
@@ -331,6 +348,7 @@ impl AuthSession {
         }
         let response = http
             .get(format!("{base}/v2/"))
+            .timeout(AUTH_REQUEST_TIMEOUT)
             .send()
             .await
             .map_err(|e| RegistryError::transport("GET /v2/", &self.host, e))?;
@@ -416,7 +434,10 @@ impl AuthSession {
         for entry in &scope.entries {
             query.push(("scope", entry));
         }
-        let mut request = http.get(realm_url).query(&query);
+        let mut request = http
+            .get(realm_url)
+            .query(&query)
+            .timeout(AUTH_REQUEST_TIMEOUT);
         if let Credential::Basic { username, password } = self.credential().await? {
             let header = basic_header(&username, &password).ok_or_else(|| {
                 auth_error(

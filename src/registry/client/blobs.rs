@@ -1,7 +1,7 @@
 //! Blob operations: HEAD, streamed GET (resumable with Range), mounts, and
 //! uploads — one streamed PUT, or PATCH parts accepting 201 or 202 as ECR answers.
 
-use super::RegistryClient;
+use super::{Answered, Progress, RegistryClient};
 use crate::registry::auth::Scope;
 use crate::registry::digest::Digest;
 use crate::registry::error::RegistryError;
@@ -20,8 +20,8 @@ pub enum Mount {
 /// An open upload session (the Location of `POST /blobs/uploads/`).
 #[derive(Debug)]
 pub struct UploadSession {
-    url: reqwest::Url,
-    repository: String,
+    pub(super) url: reqwest::Url,
+    pub(super) repository: String,
 }
 
 impl RegistryClient {
@@ -89,16 +89,13 @@ impl RegistryClient {
                 self.status_error("GET blob", status, &body)
             });
         }
-        let host = self.inner.host.clone();
-        Ok(response
-            .bytes_stream()
-            .map(move |chunk| chunk.map_err(|e| RegistryError::transport("GET blob", &host, e))))
+        Ok(self.body_stream("GET blob", response))
     }
 
     fn upload_url(
         &self,
         operation: &'static str,
-        response: &reqwest::Response,
+        response: &Answered,
     ) -> Result<reqwest::Url, RegistryError> {
         let location = response
             .headers()
@@ -108,7 +105,7 @@ impl RegistryClient {
                 operation,
                 host: self.inner.host.clone(),
             })?;
-        let base = reqwest::Url::parse(&self.inner.base).expect("base URL is valid");
+        let base = &self.inner.base_url;
         let url = base
             .join(location)
             .map_err(|_| RegistryError::MissingLocation {
@@ -199,6 +196,11 @@ impl RegistryClient {
         let mut url = session.url;
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
+        let progress = Progress::new();
+        let touched = progress.clone();
+        let body = body.inspect(move |chunk| {
+            touched.touch(chunk.as_ref().map_or(0, Bytes::len));
+        });
         let request = self
             .inner
             .http
@@ -206,18 +208,53 @@ impl RegistryClient {
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size)
             .body(reqwest::Body::wrap_stream(body));
-        let response = self
-            .send_once("PUT blob", &Scope::push(&session.repository), request)
-            .await?;
-        let status = response.status();
-        if status == StatusCode::CREATED {
+        let scope = Scope::push(&session.repository);
+        let failure = match self
+            .send_once("PUT blob", &scope, request, Some(&progress))
+            .await
+        {
+            Ok(response) if response.status() == StatusCode::CREATED => return Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let body = self
+                    .read_limited("PUT blob", response, 64 << 10)
+                    .await
+                    .unwrap_or_default();
+                self.status_error("PUT blob", status, &body)
+            }
+            Err(error) => error,
+        };
+        if progress.bytes() < size {
+            // Not all of the blob left: the registry cannot have it.
+            return Err(failure);
+        }
+        self.closing_failed(&session.repository, digest, size, failure)
+            .await
+    }
+
+    /// After a closing `PUT` failed or lost its answer: the registry may have
+    /// committed the blob anyway, so ask (HEAD) before reporting anything. A
+    /// session that is gone (404) without the blob is [`RegistryError::UploadSessionLost`].
+    async fn closing_failed(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        failure: RegistryError,
+    ) -> Result<(), RegistryError> {
+        if let Ok(Some(found)) = self.blob_size(repository, digest).await
+            && (found == size || found == 0)
+        {
+            tracing::debug!(host = %self.inner.host, %digest, %failure, "the closing PUT failed but the blob is there");
             return Ok(());
         }
-        let body = self
-            .read_limited("PUT blob", response, 64 << 10)
-            .await
-            .unwrap_or_default();
-        Err(self.status_error("PUT blob", status, &body))
+        if failure.is_not_found() {
+            return Err(RegistryError::UploadSessionLost {
+                at: format!("{}/{repository}", self.inner.host),
+                digest: digest.clone(),
+            });
+        }
+        Err(failure)
     }
 
     /// Streams a blob as `PATCH` parts of `part_size` bytes (the last may be
@@ -238,7 +275,11 @@ impl RegistryClient {
         while offset < size {
             let length = part_size.min(size - offset);
             let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-            let part = receiver_stream(receiver);
+            let progress = Progress::new();
+            let touched = progress.clone();
+            let part = receiver_stream(receiver).inspect(move |chunk| {
+                touched.touch(chunk.as_ref().map_or(0, Bytes::len));
+            });
             let request = self
                 .inner
                 .http
@@ -283,7 +324,10 @@ impl RegistryClient {
                 drop(sender);
                 true
             };
-            let (response, fed) = tokio::join!(self.send_once("PATCH blob", &scope, request), feed);
+            let (response, fed) = tokio::join!(
+                self.send_once("PATCH blob", &scope, request, Some(&progress)),
+                feed
+            );
             let response = response?;
             let status = response.status();
             if !(status == StatusCode::ACCEPTED || status == StatusCode::CREATED) || !fed {
@@ -314,23 +358,47 @@ impl RegistryClient {
         }
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
-        let response = self
-            .send("PUT blob", &scope, || {
-                self.inner
-                    .http
-                    .put(url.clone())
-                    .header(header::CONTENT_LENGTH, 0)
-            })
-            .await?;
-        let status = response.status();
-        if status == StatusCode::CREATED {
-            return Ok(());
+        // The closing PUT is retried like any request, but a failed attempt
+        // may have been committed: each failure first asks whether the blob
+        // is there.
+        let policy = &self.inner.settings.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = self
+                .inner
+                .http
+                .put(url.clone())
+                .header(header::CONTENT_LENGTH, 0);
+            let failure = match self.send_once("PUT blob", &scope, request, None).await {
+                Ok(response) if response.status() == StatusCode::CREATED => return Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    let body = self
+                        .read_limited("PUT blob", response, 64 << 10)
+                        .await
+                        .unwrap_or_default();
+                    self.status_error("PUT blob", status, &body)
+                }
+                Err(error) => error,
+            };
+            let refused_once =
+                attempt == 1 && matches!(failure, RegistryError::Status { status: 401, .. });
+            let again = (failure.is_transient() || refused_once) && policy.allows_another(attempt);
+            match self
+                .closing_failed(&session.repository, digest, size, failure)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(error)
+                    if again && !matches!(error, RegistryError::UploadSessionLost { .. }) =>
+                {
+                    tracing::debug!(host = %self.inner.host, %digest, attempt, %error, "closing the upload again");
+                    tokio::time::sleep(policy.delay(attempt, None, fastrand::f64())).await;
+                }
+                Err(error) => return Err(error),
+            }
         }
-        let body = self
-            .read_limited("PUT blob", response, 64 << 10)
-            .await
-            .unwrap_or_default();
-        Err(self.status_error("PUT blob", status, &body))
     }
 }
 

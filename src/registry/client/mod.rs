@@ -31,17 +31,67 @@ use settings::http_client;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// What every client of one registry host shares: connections, settings,
 /// concurrency permits and pace.
 struct Inner {
     host: String,
     base: String,
+    base_url: reqwest::Url,
     http: reqwest::Client,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     pace: Option<(Duration, Mutex<Instant>)>,
     settings: ClientSettings,
+}
+
+/// A response with the concurrency permit it holds until its body has been
+/// read or dropped, so `maxConcurrentRequests` counts streaming bodies too.
+struct Answered {
+    response: reqwest::Response,
+    /// None for an upload that went ahead without one (see `upload_permit`).
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl std::ops::Deref for Answered {
+    type Target = reqwest::Response;
+
+    fn deref(&self) -> &reqwest::Response {
+        &self.response
+    }
+}
+
+/// When an upload body last yielded bytes: a request whose body moves is not
+/// stalled, however long it takes.
+struct Progress {
+    start: Instant,
+    millis: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            start: Instant::now(),
+            millis: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes yielded so far.
+    fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn touch(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.millis.store(elapsed, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
 }
 
 /// A response read whole.
@@ -134,6 +184,13 @@ impl RegistryClient {
     ) -> Result<Self, RegistryError> {
         let http = http_client(&settings, host)?;
         let scheme = if settings.plain_http { "http" } else { "https" };
+        let base = format!("{scheme}://{}", super::reference::api_host(host));
+        let base_url = reqwest::Url::parse(&base).map_err(|_| RegistryError::Transport {
+            operation: "reading the registry address",
+            host: host.to_string(),
+            message: "not a host[:port]".into(),
+            transient: false,
+        })?;
         let pace = settings
             .requests_per_second
             .and_then(pace_interval)
@@ -141,9 +198,12 @@ impl RegistryClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 host: host.to_string(),
-                base: format!("{scheme}://{}", super::reference::api_host(host)),
+                base,
+                base_url,
                 http,
-                permits: Semaphore::new(settings.max_concurrent_requests.clamp(1, MAX_CONCURRENCY)),
+                permits: Arc::new(Semaphore::new(
+                    settings.max_concurrent_requests.clamp(1, MAX_CONCURRENCY),
+                )),
                 pace,
                 settings,
             }),
@@ -216,24 +276,98 @@ impl RegistryClient {
         }
     }
 
+    /// A permit of the registry's concurrency limit, after the pace allows.
+    async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.wait_for_pace().await;
+        let permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(permit)
+    }
+
+    /// A permit for an upload, waiting at most the stall timeout. An upload
+    /// is fed by a blob read that holds a permit while it streams; when source
+    /// and target are one registry (a refused mount), reads holding every
+    /// permit would otherwise wait forever for their own uploads. Past the
+    /// wait the upload goes ahead without a permit.
+    async fn upload_permit(&self, operation: &'static str) -> Option<OwnedSemaphorePermit> {
+        self.wait_for_pace().await;
+        let acquire = self.inner.permits.clone().acquire_owned();
+        let permit = match tokio::time::timeout(self.inner.settings.stall_timeout, acquire).await {
+            Ok(permit) => Some(permit.expect("semaphore never closes")),
+            Err(_) => {
+                tracing::debug!(host = %self.inner.host, operation, "no permit free; uploading beyond the limit");
+                None
+            }
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        permit
+    }
+
+    fn stalled(&self, operation: &'static str) -> RegistryError {
+        RegistryError::Transport {
+            operation,
+            host: self.inner.host.clone(),
+            message: format!(
+                "nothing moved for {} s (the registry's stall timeout)",
+                self.inner.settings.stall_timeout.as_secs()
+            ),
+            transient: true,
+        }
+    }
+
+    /// Sends a request and waits for the answer's head, failing when nothing
+    /// moves for the stall timeout: measured from the start, or from the last
+    /// bytes an upload body yielded (`progress`).
+    async fn watched(
+        &self,
+        operation: &'static str,
+        request: reqwest::RequestBuilder,
+        progress: Option<&Progress>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let stall = self.inner.settings.stall_timeout;
+        let start = Instant::now();
+        let send = request.send();
+        tokio::pin!(send);
+        loop {
+            let last = progress.map_or(start, |p| p.last().max(start));
+            tokio::select! {
+                result = &mut send => {
+                    return result.map_err(|e| RegistryError::transport(operation, &self.inner.host, e));
+                }
+                () = tokio::time::sleep_until((last + stall).into()) => {
+                    let moved = progress.map_or(start, |p| p.last().max(start));
+                    if moved + stall <= Instant::now() {
+                        return Err(self.stalled(operation));
+                    }
+                }
+            }
+        }
+    }
+
     /// Sends a replayable request: authenticates, retries transient failures
-    /// (honouring Retry-After), refreshes credentials once on 401.
+    /// (honouring Retry-After), refreshes credentials once on 401 (learning
+    /// the 401's own challenge).
     async fn send(
         &self,
         operation: &'static str,
         scope: &Scope,
         make: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, RegistryError> {
+    ) -> Result<Answered, RegistryError> {
         let policy = &self.inner.settings.retry;
         let mut attempt = 0;
         let mut reauthenticated = false;
         let mut scope = scope.clone();
-        let scope = &mut scope;
         loop {
             attempt += 1;
             let authorization = self
                 .auth
-                .authorization(&self.inner.http, &self.inner.base, scope)
+                .authorization(&self.inner.http, &self.inner.base, &scope)
                 .await;
             let authorization = match authorization {
                 Ok(value) => value,
@@ -247,36 +381,29 @@ impl RegistryClient {
             if let Some(value) = authorization {
                 request = request.header(header::AUTHORIZATION, value);
             }
-            self.wait_for_pace().await;
-            let result = {
-                let _permit = self
-                    .inner
-                    .permits
-                    .acquire()
-                    .await
-                    .expect("semaphore never closes");
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                request.send().await
-            };
+            let permit = self.permit().await;
+            let result = self.watched(operation, request, None).await;
             match result {
                 Ok(response)
                     if response.status() == StatusCode::UNAUTHORIZED && !reauthenticated =>
                 {
                     reauthenticated = true;
                     attempt -= 1;
-                    *scope = self.auth.refused(scope, challenge_of(&response)).await;
+                    scope = self.auth.refused(&scope, challenge_of(&response)).await;
                 }
                 // ECR Public answers an expired token with 400, not 401.
                 Ok(response)
                     if response.status() == StatusCode::BAD_REQUEST && !reauthenticated =>
                 {
-                    let body = self.read_limited(operation, response, 64 << 10).await?;
+                    let body = self
+                        .read_limited(operation, Answered { response, permit }, 64 << 10)
+                        .await?;
                     if !says_token_expired(&body) {
                         return Err(self.status_error(operation, StatusCode::BAD_REQUEST, &body));
                     }
                     reauthenticated = true;
                     attempt -= 1;
-                    *scope = self.auth.refused(scope, None).await;
+                    scope = self.auth.refused(&scope, None).await;
                 }
                 Ok(response)
                     if retry::is_retryable_status(response.status().as_u16())
@@ -288,11 +415,12 @@ impl RegistryClient {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
                     tracing::debug!(host = %self.inner.host, operation, status = response.status().as_u16(), attempt, "retrying");
+                    drop((response, permit));
                     tokio::time::sleep(policy.delay(attempt, after, fastrand::f64())).await;
                 }
-                Ok(response) => return Ok(response),
+                Ok(response) => return Ok(Answered { response, permit }),
                 Err(error) => {
-                    let error = RegistryError::transport(operation, &self.inner.host, error);
+                    drop(permit);
                     if !(error.is_transient() && policy.allows_another(attempt)) {
                         return Err(error);
                     }
@@ -303,13 +431,15 @@ impl RegistryClient {
         }
     }
 
-    /// Sends a request whose body cannot be replayed: authenticates, sends once.
+    /// Sends a request whose body cannot be replayed: authenticates, sends
+    /// once. `progress` tracks the body, for the stall timeout.
     async fn send_once(
         &self,
         operation: &'static str,
         scope: &Scope,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, RegistryError> {
+        progress: Option<&Progress>,
+    ) -> Result<Answered, RegistryError> {
         let authorization = self
             .auth
             .authorization(&self.inner.http, &self.inner.base, scope)
@@ -318,22 +448,15 @@ impl RegistryClient {
             Some(value) => request.header(header::AUTHORIZATION, value),
             None => request,
         };
-        self.wait_for_pace().await;
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore never closes");
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| RegistryError::transport(operation, &self.inner.host, e))?;
+        let permit = match progress {
+            Some(_) => self.upload_permit(operation).await,
+            None => self.permit().await,
+        };
+        let response = self.watched(operation, request, progress).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.auth.refused(scope, challenge_of(&response)).await;
         }
-        Ok(response)
+        Ok(Answered { response, permit })
     }
 
     /// Sends a replayable request and reads its whole body (at most `limit`
@@ -369,10 +492,40 @@ impl RegistryClient {
         }
     }
 
+    /// The body of an answer as a stream that fails (transient) when no bytes
+    /// arrive for the stall timeout, and releases the answer's permit when it
+    /// ends or is dropped.
+    fn body_stream(
+        &self,
+        operation: &'static str,
+        answered: Answered,
+    ) -> impl futures::Stream<Item = Result<Bytes, RegistryError>> + Send + 'static + use<> {
+        let Answered { response, permit } = answered;
+        let stall = self.inner.settings.stall_timeout;
+        let host = self.inner.host.clone();
+        let stalled = self.stalled(operation);
+        let body = Box::pin(response.bytes_stream());
+        futures::stream::unfold(Some((body, permit)), move |state| {
+            let host = host.clone();
+            let stalled = stalled.clone();
+            async move {
+                let (mut body, permit) = state?;
+                match tokio::time::timeout(stall, body.next()).await {
+                    Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some((body, permit)))),
+                    Ok(Some(Err(error))) => {
+                        Some((Err(RegistryError::transport(operation, &host, error)), None))
+                    }
+                    Ok(None) => None,
+                    Err(_) => Some((Err(stalled), None)),
+                }
+            }
+        })
+    }
+
     async fn read_limited(
         &self,
         operation: &'static str,
-        response: reqwest::Response,
+        response: Answered,
         limit: usize,
     ) -> Result<Bytes, RegistryError> {
         let too_large = |size: usize| RegistryError::Manifest {
@@ -382,15 +535,15 @@ impl RegistryClient {
         if let Some(length) = response.content_length()
             && length > limit as u64
         {
-            return Err(too_large(length as usize));
+            return Err(too_large(usize::try_from(length).unwrap_or(usize::MAX)));
         }
         let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
+        let stream = self.body_stream(operation, response);
+        tokio::pin!(stream);
         while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| RegistryError::transport(operation, &self.inner.host, e))?;
-            if body.len() + chunk.len() > limit {
-                return Err(too_large(body.len() + chunk.len()));
+            let chunk = chunk?;
+            if chunk.len() > limit.saturating_sub(body.len()) {
+                return Err(too_large(body.len().saturating_add(chunk.len())));
             }
             body.extend_from_slice(&chunk);
         }
@@ -416,7 +569,7 @@ mod tests {
         assert_eq!(oci_error_detail(b"<html>"), None);
     }
 
-    use super::test_server::{Reply, TestServer};
+    use super::test_server::{Body, Reply, TestServer};
     use crate::registry::auth::{Credential, Secret, StaticCredential};
     use crate::registry::digest::Digest;
 
@@ -508,6 +661,219 @@ mod tests {
             .unwrap();
         assert_eq!(fetched.bytes.to_vec(), right);
         assert_eq!(reads("team/flaky"), 2);
+    }
+
+    fn stalling(seconds: u64, max_concurrent_requests: usize) -> ClientSettings {
+        plain(max_concurrent_requests).with_stall_timeout(seconds)
+    }
+
+    async fn read_all(
+        stream: impl futures::Stream<Item = Result<Bytes, RegistryError>>,
+    ) -> Result<usize, RegistryError> {
+        tokio::pin!(stream);
+        let mut total = 0;
+        while let Some(chunk) = stream.next().await {
+            total += chunk?.len();
+        }
+        Ok(total)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_fails_after_the_stall_timeout_and_may_be_retried() {
+        let registry = TestServer::start(|_| {
+            Reply::new(200).streamed(Body::Stall {
+                first: vec![7; 100],
+                declared: 1000,
+            })
+        })
+        .await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 4)).unwrap();
+        let started = Instant::now();
+        let stream = client.get_blob("team/app", &digest(), 0).await.unwrap();
+        let error = tokio::time::timeout(Duration::from_secs(20), read_all(stream))
+            .await
+            .expect("the stall timeout ends the read")
+            .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert!(error.to_string().contains("stall timeout"), "{error}");
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn an_upload_the_registry_stops_reading_fails_after_the_stall_timeout() {
+        let registry = super::test_server::silent().await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 4)).unwrap();
+        let session = UploadSession {
+            url: reqwest::Url::parse(&format!(
+                "http://{}/v2/team/app/blobs/uploads/u1",
+                registry.host()
+            ))
+            .unwrap(),
+            repository: "team/app".into(),
+        };
+        // More than socket buffers hold, so the body stops moving.
+        let size = 64u64 << 20;
+        let body = futures::stream::iter((0..64).map(|_| Ok(Bytes::from(vec![0u8; 1 << 20]))));
+        let error = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.upload_monolithic(session, &digest(), size, body),
+        )
+        .await
+        .expect("the stall timeout ends the upload")
+        .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert!(error.to_string().contains("stall timeout"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_upload_outlasts_the_stall_timeout() {
+        let registry = upload_registry(vec![201], 404).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 4)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        let body = futures::stream::unfold(0, |sent| async move {
+            if sent == 6 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            Some((Ok(Bytes::from(vec![7u8; 100])), sent + 1))
+        });
+        let started = Instant::now();
+        client
+            .upload_monolithic(session, &digest(), 600, body)
+            .await
+            .unwrap();
+        assert!(started.elapsed() > Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_body_outlasts_the_stall_timeout() {
+        let registry = TestServer::start(|_| {
+            Reply::new(200).streamed(Body::Trickle {
+                chunk: vec![7; 100],
+                every: Duration::from_millis(400),
+                count: Some(6),
+                declared: Some(600),
+            })
+        })
+        .await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 4)).unwrap();
+        let started = Instant::now();
+        let stream = client.get_blob("team/app", &digest(), 0).await.unwrap();
+        assert_eq!(read_all(stream).await.unwrap(), 600);
+        assert!(
+            started.elapsed() > Duration::from_secs(2),
+            "longer than the stall timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_upload_never_waits_forever_for_a_permit_held_by_its_own_read() {
+        // One permit, held by a streaming read; the upload it feeds still goes.
+        let registry = upload_registry(vec![201], 404).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(1, 1)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        let held = client.inner.permits.clone().acquire_owned().await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            client.upload_monolithic(session, &digest(), 4, blob()),
+        )
+        .await
+        .expect("the upload went ahead after the stall timeout")
+        .unwrap();
+        drop(held);
+        assert_eq!(client.inner.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_streaming_body_holds_its_permit_until_read_or_dropped() {
+        let registry = TestServer::start(|_| {
+            Reply::new(200).streamed(Body::Stall {
+                first: vec![7; 100],
+                declared: 1000,
+            })
+        })
+        .await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), stalling(60, 2)).unwrap();
+        let permits = || client.inner.permits.available_permits();
+        let first = client.get_blob("team/app", &digest(), 0).await.unwrap();
+        assert_eq!(permits(), 1, "the first body still streams");
+        let second = client.get_blob("team/app", &digest(), 0).await.unwrap();
+        assert_eq!(permits(), 0);
+        drop(first);
+        assert_eq!(permits(), 1);
+        drop(second);
+        assert_eq!(permits(), 2);
+    }
+
+    /// A registry whose closing PUT answers `put` (in turn; the last one
+    /// repeats) and whose blob HEAD answers `head`.
+    async fn upload_registry(put: Vec<u16>, head: u16) -> TestServer {
+        let puts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        TestServer::start(move |request| {
+            let location = "/v2/team/app/blobs/uploads/u1";
+            match (request.method.as_str(), request.path()) {
+                ("GET", "/v2/") => Reply::new(200),
+                ("POST", _) | ("PATCH", _) => Reply::new(202).header("location", location),
+                ("PUT", _) => {
+                    let n = puts.fetch_add(1, Ordering::SeqCst);
+                    Reply::new(put[n.min(put.len() - 1)])
+                }
+                ("HEAD", _) => Reply::new(head),
+                _ => Reply::new(404),
+            }
+        })
+        .await
+    }
+
+    fn count(registry: &TestServer, method: &str) -> usize {
+        registry
+            .requests()
+            .iter()
+            .filter(|r| r.method == method && r.path() != "/v2/")
+            .count()
+    }
+
+    fn blob()
+    -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + Unpin + 'static
+    {
+        futures::stream::iter(vec![Ok(Bytes::from_static(b"blob"))])
+    }
+
+    #[tokio::test]
+    async fn a_committed_upload_whose_answer_failed_is_a_success() {
+        // Chunked: the closing PUT answers 500 after committing; then 404 (session gone).
+        let registry = upload_registry(vec![500, 404], 200).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), plain(4)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        client
+            .upload_chunked(session, &digest(), 4, 8 << 20, blob())
+            .await
+            .unwrap();
+        assert_eq!((count(&registry, "PUT"), count(&registry, "HEAD")), (1, 1));
+        // Monolithic: the same.
+        let registry = upload_registry(vec![500], 200).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), plain(4)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        client
+            .upload_monolithic(session, &digest(), 4, blob())
+            .await
+            .unwrap();
+        assert_eq!((count(&registry, "PUT"), count(&registry, "HEAD")), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_lost_upload_session_is_never_not_found() {
+        let registry = upload_registry(vec![503, 404], 404).await;
+        let client = RegistryClient::new(&registry.host(), basic("u"), plain(4)).unwrap();
+        let session = client.start_upload("team/app").await.unwrap();
+        let error = client
+            .upload_chunked(session, &digest(), 4, 8 << 20, blob())
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "UploadSessionLost", "{error}");
+        assert!(!error.is_not_found());
+        assert!(error.is_transient());
+        assert_eq!((count(&registry, "PUT"), count(&registry, "HEAD")), (2, 2));
     }
 
     #[test]

@@ -77,7 +77,9 @@ pub(super) fn http_client(
         .redirect(redirects)
         .user_agent(concat!("image-promoter/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(15))
-        .read_timeout(Duration::from_secs(120))
+        // No total or read timeout here: reqwest's read timeout also bounds the
+        // wait for an answer from the start of the request, upload included.
+        // The client applies the stall timeout itself (client/mod.rs).
         .pool_max_idle_per_host(settings.max_concurrent_requests)
         // HTTP/2 multiplexes every blob over one connection under small flow-control
         // windows; a 256 MiB copy took twice as long as over HTTP/1.1 connections.

@@ -47,7 +47,6 @@ pub(crate) enum Body {
         count: Option<usize>,
         declared: Option<u64>,
     },
-    #[allow(dead_code)]
     /// Declares `declared` bytes, sends `first`, then nothing more until the
     /// client goes away.
     Stall {
@@ -90,6 +89,40 @@ impl Reply {
 }
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A server that answers `GET /v2/` with 200 and holds every other request:
+/// it reads nothing of its body and never answers.
+pub(crate) async fn silent() -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.is_err() {
+                    return;
+                }
+                if line.starts_with("GET /v2/ ") {
+                    let _ = reader
+                        .into_inner()
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+                // Hold the connection, reading nothing more.
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    TestServer {
+        port,
+        requests: Arc::new(Mutex::new(Vec::new())),
+        task,
+    }
+}
 
 /// A running server; stops when dropped.
 pub(crate) struct TestServer {
