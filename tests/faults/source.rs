@@ -349,4 +349,25 @@ async fn a_body_with_the_wrong_digest_is_never_committed() {
     let report = case.copy().await;
     let blob = case.seeded.blobs[1].0.clone();
     case.assert_refused(&report, "DigestMismatch", &blob).await;
+    for target in &report.targets {
+        assert!(!target.error.as_ref().unwrap().transient, "{target:?}");
+    }
+    let reads = case
+        .proxy
+        .exchanges()
+        .iter()
+        .filter(|e| e.method == "GET" && e.path.ends_with(&blob))
+        .count();
+    assert_eq!(reads, 3, "read a bounded number of times, then final");
+}
+
+#[tokio::test]
+async fn a_blob_read_with_the_wrong_digest_once_is_read_again() {
+    let case = Case::new("corrupt-once", &[2 * MIB], |blobs| {
+        vec![Rule::new("GET", &blob_path(&blobs[1]), Fault::Corrupt).times(1)]
+    })
+    .await;
+    let report = case.copy().await;
+    case.assert_copied(&report).await;
+    assert_eq!(case.proxy.faulted().len(), 1);
 }

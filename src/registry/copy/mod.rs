@@ -567,19 +567,48 @@ impl Engine {
             }
         }
         let mut source_bytes = 0;
-        if !sinks.is_empty() {
-            let fan = fanout::stream_blob(source, repo, &blob.digest, blob.size, sinks).await;
-            source_bytes = fan.source_bytes;
-            for (index, result) in sink_targets.into_iter().zip(fan.results) {
-                if result.is_ok() {
-                    let run = &runs[index];
-                    self.locations.record(
-                        run.client().host(),
-                        &run.target.repository.name,
-                        &blob.digest,
-                    );
+        let mut reads = 0;
+        while !sinks.is_empty() {
+            reads += 1;
+            let streamed = std::mem::take(&mut sinks);
+            let fan = fanout::stream_blob(source, repo, &blob.digest, blob.size, streamed).await;
+            source_bytes += fan.source_bytes;
+            // A source that sent wrong bytes may send right ones when asked
+            // again (a flaky cache or proxy), a few times; nothing was committed.
+            let mut again = Vec::new();
+            for (index, result) in sink_targets.drain(..).zip(fan.results) {
+                let run = &runs[index];
+                match result {
+                    Err(error) if is_bad_content(&error) && reads < SOURCE_READS => {
+                        again.push((index, error));
+                    }
+                    Ok(()) => {
+                        self.locations.record(
+                            run.client().host(),
+                            &run.target.repository.name,
+                            &blob.digest,
+                        );
+                        results.push((index, Ok(BlobAction::Uploaded(blob.size))));
+                    }
+                    Err(error) => results.push((index, Err(error))),
                 }
-                results.push((index, result.map(|()| BlobAction::Uploaded(blob.size))));
+            }
+            for (index, error) in again {
+                let client = runs[index].client();
+                tracing::debug!(blob = %blob.digest, reads, %error, "reading the blob again");
+                match client
+                    .start_upload(&runs[index].target.repository.name)
+                    .await
+                {
+                    Ok(session) => {
+                        sinks.push(fanout::Sink {
+                            client: client.clone(),
+                            session,
+                        });
+                        sink_targets.push(index);
+                    }
+                    Err(error) => results.push((index, Err(error))),
+                }
             }
         }
         BlobOutcome {
@@ -666,6 +695,18 @@ impl Engine {
         }
         (!found.is_empty()).then(|| found.join(" and "))
     }
+}
+
+/// How many times a blob is read from the source when its bytes do not
+/// match its descriptor, before the mismatch is final.
+const SOURCE_READS: u32 = 3;
+
+/// A source that sent bytes that are not the blob (wrong digest or size).
+fn is_bad_content(error: &RegistryError) -> bool {
+    matches!(
+        error,
+        RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. }
+    )
 }
 
 enum Placement {
