@@ -5,6 +5,10 @@
 //!
 //! One request per connection (`Connection: close`), enough for a client that
 //! reconnects as it needs.
+//!
+//! A hand-written fake, on purpose: no real registry or token server can be
+//! told to misbehave in these ways (the integration tests put the fault proxy
+//! of `tests/faults/` in front of real registries for what a proxy can fake).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
