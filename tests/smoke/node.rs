@@ -41,6 +41,16 @@ async fn restricted_namespace(client: &kube::Client) -> String {
     name
 }
 
+/// Deletes a test's namespace once it passed, so that pods do not pile up on the
+/// node of a test world reused run after run (a failed test keeps its namespace
+/// for inspection).
+async fn delete_namespace(client: &kube::Client, ns: &str) {
+    Api::<Namespace>::all(client.clone())
+        .delete(ns, &DeleteParams::default())
+        .await
+        .expect("deleting the test's namespace");
+}
+
 /// The busybox image `make env-up` built and pushed to the "Quay" registry, copied
 /// with the project's own `copy` into a new repository of the "internal ECR".
 fn image_in_internal_ecr(env: &TestEnv) -> String {
@@ -318,6 +328,7 @@ async fn deployment_from_internal_ecr_runs_restricted_replicas_and_leaves_no_con
         || async { containers_of(&env, &ns).is_empty().then_some(()) },
     )
     .await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -349,8 +360,8 @@ async fn restricted_namespace_refuses_a_root_pod_and_host_network_without_the_ex
 
     // The operator's pod reaches the apiserver on 127.0.0.1 through the host's network.
     let port = env.get("PROMOTER_TEST_APISERVER_PORT");
-    let script = "/bin/busybox wget -q -O - \"https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/livez\" \
-        && echo \" from $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT\"; exec /bin/busybox sleep inf";
+    let script = "/bin/busybox nc -w 5 \"$KUBERNETES_SERVICE_HOST\" \"$KUBERNETES_SERVICE_PORT\" </dev/null \
+        && echo \"reached $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT\"; exec /bin/busybox sleep inf";
     let secret = ecr_pull_secret(&env, &client, &ns).await;
     let mut spec = restricted_pod_spec(&image_in_internal_ecr(&env), script, Some(secret));
     spec["hostNetwork"] = json!(true);
@@ -372,8 +383,8 @@ async fn restricted_namespace_refuses_a_root_pod_and_host_network_without_the_ex
     pods.create(&PostParams::default(), &pod("host", spec))
         .await
         .expect("a hostNetwork pod of the exempt RuntimeClass is admitted");
-    // /livez answers "ok" to anyone.
-    logs_show(&env, &ns, "host", &format!("ok from 127.0.0.1:{port}")).await;
+    logs_show(&env, &ns, "host", &format!("reached 127.0.0.1:{port}")).await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -425,6 +436,7 @@ async fn image_from_internal_ecr_pulls_only_with_the_pull_secret() {
     .expect("creating the pod with a pull secret");
     wait_for_pod(&pods, "with", "Running", |pod| phase_is(pod, "Running")).await;
     logs_show(&env, &ns, "with", "pulled with the secret").await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -479,7 +491,8 @@ async fn port_forward_reaches_a_pod_on_the_bridge_network() {
                 .await
                 .ok()?;
             let mut line = String::new();
-            let read = BufReader::new(stream).read_line(&mut line);
+            let mut reader = BufReader::new(stream);
+            let read = reader.read_line(&mut line);
             tokio::time::timeout(Duration::from_secs(5), read)
                 .await
                 .ok()?
@@ -490,4 +503,5 @@ async fn port_forward_reaches_a_pod_on_the_bridge_network() {
     .await;
     assert_eq!(greeting.trim(), "hello from server");
     forward.kill().await.expect("stopping kubectl port-forward");
+    delete_namespace(&client, &ns).await;
 }

@@ -74,6 +74,29 @@ SANDBOX_IMAGE = "testenv.local/pause:busybox"
 BRIDGE = "promoter0"
 POD_SUBNET = "10.244.0.0/24"
 SERVICE_SUBNET = "10.96.0.0/24"
+# Kernel settings the kubelet sets once, at start (it has no option to leave
+# them): the machine is shared, so their values before are recorded and put back
+# as soon as the node is Ready, and again when it stops.
+KUBELET_SYSCTLS = [
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+]
+# Host paths the kubelet and containerd use whatever their configuration says
+# (the device-plugin socket, container log links, the CNI result cache, shim
+# sockets): emptied of what the node left and removed when empty.
+HOST_FOLDERS = [
+    Path("/var/lib/kubelet/device-plugins"),
+    Path("/var/lib/kubelet"),
+    Path("/var/log/containers"),
+    Path("/var/lib/cni/results"),
+    Path("/var/lib/cni"),
+    Path("/run/containerd/s"),
+    Path("/run/containerd"),
+]
 # Identities of the control plane's clients: static tokens (user, groups).
 COMPONENT_USERS = {
     "kube-controller-manager": ("system:kube-controller-manager", ""),
@@ -764,8 +787,11 @@ disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshot
 
 def write_registry_hosts(registries: list[str]) -> None:
     """containerd's hosts files: each registry of the world, over TLS with the test CA."""
+    certs_d = NODE / "containerd" / "certs.d"
+    if certs_d.exists():
+        subprocess.run(["rm", "-rf", str(certs_d)], check=True)
     for host in registries:
-        folder = NODE / "containerd" / "certs.d" / host
+        folder = certs_d / host
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "hosts.toml").write_text(
             f'server = "https://{host}"\n\n[host."https://{host}"]\n  capabilities = ["pull", "resolve"]\n  ca = "{CERTS / "ca.pem"}"\n'
@@ -796,6 +822,7 @@ def start_containerd(world: World, registries: list[str], sandbox: bytes) -> Non
     if not world.running("containerd"):
         # A node whose runtime is gone: its kubelet is useless, its leftovers stale.
         world.stop("kubelet")
+        restore_sysctls(world)
         clean_node()
     folder = NODE / "containerd"
     folder.mkdir(parents=True, exist_ok=True)
@@ -843,6 +870,7 @@ def start_controller_manager(world: World, url: str) -> None:
             f"--root-ca-file={CERTS / 'ca.pem'}",
             f"--service-account-private-key-file={CERTS / 'service-account.key'}",
             f"--service-cluster-ip-range={SERVICE_SUBNET}",
+            f"--flex-volume-plugin-dir={NODE / 'volume-plugins'}",
             "--v=0",
         ],
         lambda: http_status(f"https://127.0.0.1:{port}/healthz", context=tls_context()) == 200,
@@ -898,6 +926,7 @@ def kubelet_config(world: World) -> dict:
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "podLogsDir": str(NODE / "pod-logs"),
+        "volumePluginDir": str(NODE / "volume-plugins"),
         "resolvConf": "/etc/resolv.conf",
         "serializeImagePulls": False,
     }
@@ -916,6 +945,9 @@ def start_kubelet(world: World, url: str) -> None:
     config = json.dumps(kubelet_config(world), indent=2) + "\n"
     (NODE / "kubelet.json").write_text(config)
     healthz = world.port("kubelet-healthz")
+    if not world.running("kubelet") and "sysctls" not in world.data:
+        world.data["sysctls"] = {name: Path("/proc/sys", name).read_text().strip() for name in KUBELET_SYSCTLS}
+        world.save()
     world.start(
         "kubelet",
         [
@@ -975,6 +1007,7 @@ def apply_cluster_objects(kubeconfig: str) -> None:
 
 def remove_containers() -> None:
     """Kills and removes every pod container (sandboxes included) through containerd."""
+    forget_cni_results(ctr("containers", "ls", "-q").split())
     for task in ctr("tasks", "ls", "-q").split():
         ctr("tasks", "rm", "--force", task, check=False)
     containers = ctr("containers", "ls", "-q").split()
@@ -983,6 +1016,49 @@ def remove_containers() -> None:
     left = ctr("tasks", "ls", "-q").split()
     if left:
         raise SystemExit(f"testenv: containerd still runs tasks: {', '.join(left)}")
+
+
+def forget_cni_results(sandboxes: list[str]) -> None:
+    """Drops the CNI library's cached results (in /var/lib/cni, whatever the
+    configuration says) of sandboxes that go without a CNI DEL."""
+    results = Path("/var/lib/cni/results")
+    if results.is_dir():
+        for cached in results.iterdir():
+            if any(f"-{sandbox}-" in cached.name for sandbox in sandboxes):
+                cached.unlink(missing_ok=True)
+
+
+def restore_sysctls(world: World, forget: bool = True) -> None:
+    """Puts back the kernel settings recorded before the kubelet first started."""
+    recorded = world.data.pop("sysctls", {}) if forget else world.data.get("sysctls", {})
+    for name, value in recorded.items():
+        if Path("/proc/sys", name).read_text().strip() != value:
+            Path("/proc/sys", name).write_text(value + "\n")
+    world.save()
+
+
+def kubelet_iptables_rules(command: str) -> list[tuple[str, list[str]]]:
+    """The kubelet's iptables chains (KUBE-FIREWALL, its canaries) and the rules
+    that jump to them, as (table, arguments that delete them), rules first."""
+    rules, chains = [], []
+    for table in ["filter", "nat", "mangle"]:
+        listed = subprocess.run([command, "-w", "-t", table, "-S"], capture_output=True, text=True)
+        for line in listed.stdout.splitlines():
+            words = line.split()
+            if words[:1] == ["-N"] and words[1].startswith("KUBE-"):
+                chains.append((table, ["-X", words[1]]))
+            elif words[:1] == ["-A"] and not words[1].startswith("KUBE-") and "-j" in words and words[words.index("-j") + 1].startswith("KUBE-"):
+                rules.append((table, ["-D", *words[1:]]))
+    flushes = [(table, ["-F", args[1]]) for table, args in chains]
+    return rules + flushes + chains
+
+
+def remove_kubelet_iptables() -> None:
+    for command in ["iptables", "ip6tables"]:
+        if subprocess.run(["sh", "-c", f"command -v {command}"], capture_output=True).returncode != 0:
+            continue
+        for table, args in kubelet_iptables_rules(command):
+            subprocess.run([command, "-w", "-t", table, *args], capture_output=True)
 
 
 def node_mounts() -> list[str]:
@@ -1017,6 +1093,9 @@ def clean_node() -> None:
     left = node_mounts()
     if left:
         raise SystemExit(f"testenv: mounts left behind: {', '.join(left)}")
+    tasks = NODE / "containerd" / "state" / "io.containerd.runtime.v2.task" / "k8s.io"
+    if tasks.is_dir():
+        forget_cni_results([task.name for task in tasks.iterdir()])
     for folder in [NODE / "kubelet", NODE / "pod-logs", NODE / "cni" / "ipam", NODE / "containerd" / "state", NODE / "containerd" / "runc"]:
         if folder.exists():
             subprocess.run(["rm", "-rf", str(folder)], check=True)
@@ -1034,6 +1113,13 @@ def clean_node() -> None:
         for link in logs.iterdir():
             if link.is_symlink() and os.readlink(link).startswith(str(NODE)):
                 link.unlink()
+    Path("/var/lib/kubelet/device-plugins/kubelet.sock").unlink(missing_ok=True)
+    for folder in HOST_FOLDERS:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    remove_kubelet_iptables()
 
 
 def node_leftovers() -> list[str]:
@@ -1053,6 +1139,9 @@ def node_leftovers() -> list[str]:
     if Path(f"/sys/class/net/{BRIDGE}").exists():
         left.append(f"bridge {BRIDGE}")
     left += [f"cgroup {cgroup}" for cgroup in node_cgroups()]
+    for command in ["iptables", "ip6tables"]:
+        if subprocess.run(["sh", "-c", f"command -v {command}"], capture_output=True).returncode == 0:
+            left += [f"{command} -t {table} {' '.join(args)}" for table, args in kubelet_iptables_rules(command) if args[0] == "-X"]
     return left
 
 
@@ -1061,6 +1150,7 @@ def stop_node(world: World) -> None:
     every container through containerd, containerd, and what pods leave behind."""
     for name in ["kube-controller-manager", "kube-scheduler", "kubelet"]:
         world.stop(name)
+    restore_sysctls(world)
     if world.running("containerd"):
         remove_containers()
     world.stop("containerd")
@@ -1120,7 +1210,7 @@ def up() -> None:
     start_scheduler(world, api_url)
     start_kubelet(world, api_url)
     wait_node_ready(api_url, world.secret("admin-token"))
-    world.save()
+    restore_sysctls(world, forget=False)
 
     docker = STATE / "docker"
     docker.mkdir(exist_ok=True)
