@@ -306,13 +306,9 @@ async fn deployment_from_internal_ecr_runs_restricted_replicas_and_leaves_no_con
             String::from_utf8_lossy(&write.stderr)
         );
     }
-    // Two pods: each a sandbox and a container.
-    assert_eq!(
-        containers_of(&env, &ns).len(),
-        4,
-        "{:?}",
-        containers_of(&env, &ns)
-    );
+    // Two pods: each at least a sandbox and a container (more if one restarted).
+    let before = containers_of(&env, &ns);
+    assert!(before.len() >= 4, "{before:?}");
 
     let foreground = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Foreground),
