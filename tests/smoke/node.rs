@@ -436,7 +436,7 @@ async fn image_from_internal_ecr_pulls_only_with_the_pull_secret() {
 }
 
 #[tokio::test]
-async fn port_forward_reaches_a_pod_on_the_bridge_network() {
+async fn pod_on_the_bridge_is_apart_from_the_host_and_reached_by_port_forward() {
     let env = TestEnv::load();
     let client = env.kube_admin().await;
     let ns = restricted_namespace(&client).await;
@@ -454,6 +454,27 @@ async fn port_forward_reaches_a_pod_on_the_bridge_network() {
     assert!(
         pod_ip.starts_with(&format!("{prefix}.")),
         "{pod_ip} is not in {subnet}"
+    );
+    // Its loopback is its own: the world's services on the host's 127.0.0.1 are out of reach.
+    let dial = format!(
+        "/bin/busybox nc -w 2 127.0.0.1 {} </dev/null",
+        env.get("PROMOTER_TEST_APISERVER_PORT")
+    );
+    let reach = env.kubectl(&[
+        "exec",
+        "-n",
+        &ns,
+        "server",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &dial,
+    ]);
+    let stderr = String::from_utf8_lossy(&reach.stderr);
+    assert!(
+        !reach.status.success() && stderr.contains("Connection refused"),
+        "a pod on the bridge dialled the host's 127.0.0.1: {stderr}"
     );
 
     let local = std::net::TcpListener::bind("127.0.0.1:0")
