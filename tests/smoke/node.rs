@@ -10,7 +10,7 @@ use crate::aws;
 use crate::support::{TestEnv, eventually, unique_name};
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use serde_json::{Value, json};
 use std::process::Command;
@@ -23,7 +23,8 @@ const POD_START: Duration = Duration::from_secs(120);
 const CLEANUP: Duration = Duration::from_secs(180);
 const UID: i64 = 65532;
 
-/// A new namespace that enforces the `restricted` Pod Security standard.
+/// A new namespace that enforces the `restricted` Pod Security standard, once
+/// the controller manager gave it the `default` ServiceAccount pods run as.
 async fn restricted_namespace(client: &kube::Client) -> String {
     let name = unique_name("node");
     let ns: Namespace = serde_json::from_value(json!({"metadata": {
@@ -38,6 +39,13 @@ async fn restricted_namespace(client: &kube::Client) -> String {
         .create(&PostParams::default(), &ns)
         .await
         .expect("creating a namespace as admin");
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &name);
+    eventually(
+        "the namespace's default ServiceAccount",
+        POD_START,
+        || async { accounts.get_opt("default").await.ok().flatten() },
+    )
+    .await;
     name
 }
 

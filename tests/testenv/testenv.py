@@ -1082,11 +1082,56 @@ def node_cgroups() -> list[Path]:
     return found
 
 
+def pod_processes() -> list[int]:
+    """Processes in the kubelet's pod cgroups: containers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if "/kubepods" in (proc / "cgroup").read_text():
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def node_shims() -> list[int]:
+    """containerd's shims for this node: each outlives containerd by design."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"containerd-shim-runc-v2") and str(containerd_socket()).encode() in argv:
+                found.append(int(proc.name))
+    return found
+
+
+def kill_orphans() -> None:
+    """Kills what outlived a containerd that died: pod processes and shims."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        orphans = pod_processes() + node_shims()
+        if not orphans:
+            return
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise SystemExit(f"testenv: pod processes or shims survive SIGKILL: {pod_processes() + node_shims()}")
+
+
 def clean_node() -> None:
-    """Removes what pods leave once the node's processes are gone: mounts (pod
-    volumes, root filesystems, network namespaces), the bridge, pod cgroups, IP
-    leases, the CNI result cache, log links, and the kubelet's and containerd's
-    runtime state (images stay)."""
+    """Removes what pods leave once the node's processes are gone: pod processes
+    and shims that outlived containerd, mounts (pod volumes, root filesystems,
+    network namespaces), the bridge, pod cgroups, IP leases, the CNI result
+    cache, log links, and the kubelet's and containerd's runtime state (images
+    stay)."""
+    kill_orphans()
     for point in node_mounts():
         if subprocess.run(["umount", point], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", point], capture_output=True)
@@ -1124,14 +1169,8 @@ def clean_node() -> None:
 
 def node_leftovers() -> list[str]:
     """What a stopped node must not leave: pod processes, mounts, netns, bridge, cgroups."""
-    left = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if "/kubepods" in (proc / "cgroup").read_text():
-                    left.append(f"pod process {proc.name}")
-            except OSError:
-                pass
+    left = [f"pod process {pid}" for pid in pod_processes()]
+    left += [f"containerd shim {pid}" for pid in node_shims()]
     left += [f"mount {point}" for point in node_mounts()]
     netns = NODE / "containerd" / "state" / "netns"
     if netns.exists():
