@@ -1109,12 +1109,35 @@ def node_shims() -> list[int]:
     return found
 
 
+def shim_ids() -> list[str]:
+    """The container ids of the running shims (their `-id` argument)."""
+    ids = []
+    for pid in node_shims():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if "-id" in argv:
+            ids.append(argv[argv.index("-id") + 1])
+    return ids
+
+
+def forget_shim_sockets(ids: list[str]) -> None:
+    """Removes the sockets of shims that were killed: containerd 1.6 keeps them in
+    /run/containerd/s/, named by the digest of its address, namespace and id."""
+    for task in ids:
+        name = hashlib.sha256(os.path.join(str(containerd_socket()), "k8s.io", task).encode()).hexdigest()
+        Path("/run/containerd/s", name).unlink(missing_ok=True)
+
+
 def kill_orphans() -> None:
     """Kills what outlived a containerd that died: pod processes and shims."""
+    forget = shim_ids()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         orphans = pod_processes() + node_shims()
         if not orphans:
+            forget_shim_sockets(forget)
             return
         for pid in orphans:
             try:
@@ -1141,6 +1164,7 @@ def clean_node() -> None:
     tasks = NODE / "containerd" / "state" / "io.containerd.runtime.v2.task" / "k8s.io"
     if tasks.is_dir():
         forget_cni_results([task.name for task in tasks.iterdir()])
+        forget_shim_sockets([task.name for task in tasks.iterdir()])
     for folder in [NODE / "kubelet", NODE / "pod-logs", NODE / "cni" / "ipam", NODE / "containerd" / "state", NODE / "containerd" / "runc"]:
         if folder.exists():
             subprocess.run(["rm", "-rf", str(folder)], check=True)
