@@ -818,7 +818,27 @@ def write_cni_config() -> None:
     (folder / "10-promoter-testenv.conflist").write_text(json.dumps(config, indent=2) + "\n")
 
 
+def other_node() -> str | None:
+    """Another test world's node on this machine, if one runs. Two cannot: the
+    pod cgroups, the bridge and the kubelet's host paths are machine-wide."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        for name in [b"containerd", b"kubelet"]:
+            if b"PROMOTER_TESTENV_COMPONENT=" + name in environ and not cwd.startswith(str(STATE)):
+                return f"{name.decode()} pid {proc.name} of the test world in {cwd}"
+    return None
+
+
 def start_containerd(world: World, registries: list[str], sandbox: bytes) -> None:
+    other = other_node()
+    if other:
+        raise SystemExit(f"testenv: a node already runs on this machine ({other}); one machine runs one node: `make env-down` there first")
     if not world.running("containerd"):
         # A node whose runtime is gone: its kubelet is useless, its leftovers stale.
         world.stop("kubelet")
@@ -1213,6 +1233,9 @@ def stop_node(world: World) -> None:
     every container through containerd, containerd, and what pods leave behind."""
     for name in ["kube-controller-manager", "kube-scheduler", "kubelet"]:
         world.stop(name)
+    if other_node():
+        # The machine's node is another world's: nothing machine-wide is ours.
+        return
     restore_sysctls(world)
     if world.running("containerd"):
         remove_containers()
@@ -1366,7 +1389,8 @@ def down() -> None:
         world.stop(name)
     world.save()
     left = [f"process {p.name}" for p in Path("/proc").iterdir() if p.name.isdigit() and _is_ours(p)]
-    left += node_leftovers()
+    if not other_node():
+        left += node_leftovers()
     if left:
         raise SystemExit(f"testenv: left behind: {', '.join(left)}")
     (STATE / "env").unlink(missing_ok=True)
