@@ -18,7 +18,7 @@ help: ## List the entry points
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Install the pinned tools (kube-apiserver, etcd, registry, moto, cosign, helm, kubeconform, skopeo, crane, regctl)
+tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl; containerd, runc, CNI plugins, skopeo from Debian)
 	@tests/testenv/install-tools.sh
 
 .PHONY: env-up
@@ -26,7 +26,7 @@ env-up: tools ## Start (or reuse) the local test world; writes target/testenv/en
 	@$(TESTENV_PY) up
 
 .PHONY: env-down
-env-down: ## Stop every process of the test world
+env-down: ## Stop every process of the test world and remove what its pods left (mounts, network namespaces, containers)
 	@if [ -x $(TESTENV)/bin/python ]; then $(TESTENV_PY) down; else echo "testenv: not installed, nothing to stop"; fi
 
 .PHONY: env-status

@@ -8,5 +8,6 @@ mod support;
 mod aws;
 mod cosign;
 mod kubernetes;
+mod node;
 mod oci;
 mod registries;

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// The variables of a running test world, read from its env file.
 #[derive(Debug, Clone)]
@@ -72,6 +74,17 @@ impl TestEnv {
             path.display()
         );
         path
+    }
+
+    /// Runs the test world's kubectl with its kubeconfig and `args`; the caller
+    /// judges the exit status and output.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(self.tool("kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.get("KUBECONFIG"))
+            .args(args)
+            .output()
+            .expect("running kubectl")
     }
 
     /// The PEM CA bundle that signs every TLS certificate of the test world.
@@ -139,4 +152,27 @@ pub fn unique_name(prefix: &str) -> String {
         .subsec_nanos();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}-{:x}{n}", nanos ^ std::process::id())
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`. The pause
+/// between checks grows from 50 ms to 1 s: quick for what is quick, cheap for
+/// what takes a while (a pod starting, a kubelet cleaning up).
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(Duration::from_secs(1));
+    }
 }

@@ -5,7 +5,9 @@
 # Go tools are built from source through the Go module proxy (nothing else is
 # reachable) and cached per version under $PROMOTER_TOOLS_CACHE, so a fresh
 # checkout on a machine that built them once only relinks. The Go build and
-# module caches stay in their default places. skopeo comes from Debian.
+# module caches stay in their default places. skopeo and the node's runtime
+# (containerd, runc, the CNI plugins) and the busybox the node's images are made
+# of come from Debian.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +25,6 @@ go_tools=(
   "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1"
   "regctl|github.com/regclient/regclient/cmd/regctl@v0.11.7"
 )
-skopeo_series=1.9
 
 say() { printf 'tools: %s\n' "$*"; }
 
@@ -80,22 +81,68 @@ install_python() {
   chmod +x "$bin/python"
 }
 
-install_skopeo() {
-  if ! command -v skopeo >/dev/null 2>&1; then
-    say "installing skopeo from Debian"
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
-    else
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo >/dev/null
+# Debian packages (name|version series): the node's runtime and skopeo.
+apt_packages=(
+  "containerd|1.6"
+  "runc|1.1"
+  "containernetworking-plugins|1.1"
+  "busybox-static|1:1.35"
+  "skopeo|1.9"
+)
+
+apt_install() {
+  local missing=() entry name
+  for entry in "${apt_packages[@]}"; do
+    name=${entry%%|*}
+    dpkg-query -W -f='${Status}' "$name" 2>/dev/null | grep -q 'install ok installed' || missing+=("$name")
+  done
+  [ "${#missing[@]}" = 0 ] && return
+  say "installing ${missing[*]} from Debian"
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+check_apt_versions() {
+  local entry name series version
+  for entry in "${apt_packages[@]}"; do
+    name=${entry%%|*} series=${entry#*|}
+    version=$(dpkg-query -W -f='${Version}' "$name")
+    case "$version" in
+      "$series".*) ;;
+      *) say "$name $version installed, expected $series.x (Debian bookworm)"; exit 1 ;;
+    esac
+  done
+}
+
+# The first `name` on PATH that is not one of our own links: after
+# `source target/testenv/env` our bin folder comes first on PATH, and linking a
+# tool to what `command -v` finds there would link it to itself.
+system_command() {
+  local dir
+  local IFS=:
+  for dir in $PATH; do
+    [ "$(readlink -f "$dir")" = "$(readlink -f "$bin")" ] && continue
+    if [ -x "$dir/$1" ] && [ ! -d "$dir/$1" ]; then
+      readlink -f "$dir/$1"
+      return
     fi
-  fi
-  local version
-  version=$(skopeo --version | awk '{print $3}')
-  case "$version" in
-    "$skopeo_series".*) ;;
-    *) say "skopeo $version found, expected $skopeo_series.x (Debian bookworm)"; exit 1 ;;
-  esac
-  link "$(command -v skopeo)" skopeo
+  done
+  for dir in /usr/sbin /usr/bin /sbin /bin; do
+    [ -x "$dir/$1" ] && { readlink -f "$dir/$1"; return; }
+  done
+  say "$1 not found after installing its package"
+  exit 1
+}
+
+install_debian_tools() {
+  apt_install
+  check_apt_versions
+  local name
+  for name in skopeo containerd ctr runc busybox; do
+    link "$(system_command "$name")" "$name"
+  done
 }
 
 install_python
@@ -106,7 +153,10 @@ kube_version=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$h
 kube_minor=$(echo "$kube_version" | cut -d. -f2)
 kube_ldflags="-X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$kube_minor -X k8s.io/component-base/version.gitTreeState=clean"
 kube_ldflags="$kube_ldflags -X k8s.io/client-go/pkg/version.gitVersion=$kube_version -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$kube_minor"
-install_wrapped kube "$kube_ldflags" kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl
+install_wrapped kube "$kube_ldflags" \
+  kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl \
+  kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+  kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
-install_skopeo
+install_debian_tools
 say "ready in $bin"

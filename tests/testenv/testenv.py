@@ -3,7 +3,11 @@
 Every component is a plain process on 127.0.0.1, started from the state folder
 `target/testenv/` and stopped by the PID recorded there:
 
-* etcd + kube-apiserver (RBAC, a static admin token, service-account signing keys);
+* etcd + kube-apiserver (Node and RBAC authorization, Pod Security admission,
+  static tokens, service-account signing keys);
+* a node: containerd + runc (Debian's), the kubelet, kube-controller-manager and
+  kube-scheduler; a bridge CNI network for ordinary pods, hostNetwork for pods
+  that must reach the world's 127.0.0.1 services (see "the node" below);
 * moto (the ECR API) and the ECR Public stand-in with its registry token issuer;
 * three CNCF distribution registries over TLS (a test CA and a leaf certificate):
   "internal ECR" (basic auth: user AWS, password = the token moto issues),
@@ -12,7 +16,8 @@ Every component is a plain process on 127.0.0.1, started from the state folder
 `up` is idempotent: what already runs and answers is reused. It writes
 `target/testenv/env` (`export KEY=VALUE` lines for tests and shells) and a docker
 `config.json` with every registry's credentials. `down` stops everything and
-checks that nothing is left behind.
+checks that nothing is left behind: no process, mount, network namespace,
+container or pod cgroup.
 
 The binaries come from `tests/testenv/install-tools.sh` (`make tools`).
 """
@@ -21,16 +26,21 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import io
 import json
 import os
 import random
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -51,6 +61,48 @@ PUBLIC_ISSUER = "ecr-public-standin"
 QUAY_USER = "promoter+robot"
 ADMIN_USER = "promoter-admin"
 START_TIMEOUT = 90.0
+
+# The node: one kubelet on containerd, named "localhost" (see start_kubelet).
+NODE = STATE / "node"
+NODE_NAME = "localhost"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+# Pods of this RuntimeClass are exempt from Pod Security admission: the only way a
+# hostNetwork pod (one that reaches the world's 127.0.0.1 services) runs in a
+# namespace that enforces `restricted`.
+HOST_NETWORK_RUNTIME_CLASS = "testenv-host-network"
+SANDBOX_IMAGE = "testenv.local/pause:busybox"
+BRIDGE = "promoter0"
+POD_SUBNET = "10.244.0.0/24"
+SERVICE_SUBNET = "10.96.0.0/24"
+# Kernel settings the kubelet sets once, at start (it has no option to leave
+# them): the machine is shared, so their values before are recorded and put back
+# as soon as the node is Ready, and again when it stops.
+KUBELET_SYSCTLS = [
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+]
+# Host paths the kubelet and containerd use whatever their configuration says
+# (the device-plugin socket, container log links, the CNI result cache, shim
+# sockets): emptied of what the node left and removed when empty.
+HOST_FOLDERS = [
+    Path("/var/lib/kubelet/device-plugins"),
+    Path("/var/lib/kubelet"),
+    Path("/var/log/containers"),
+    Path("/var/lib/cni/results"),
+    Path("/var/lib/cni"),
+    Path("/run/containerd/s"),
+    Path("/run/containerd"),
+]
+# Identities of the control plane's clients: static tokens (user, groups).
+COMPONENT_USERS = {
+    "kube-controller-manager": ("system:kube-controller-manager", ""),
+    "kube-scheduler": ("system:kube-scheduler", ""),
+    "kubelet": (f"system:node:{NODE_NAME}", "system:nodes"),
+}
 
 
 def log(message: str) -> None:
@@ -109,38 +161,82 @@ def http_status(url: str, token: str | None = None, context: ssl.SSLContext | No
 
 
 def make_certificates() -> None:
-    """A CA, a serving leaf for 127.0.0.1/localhost, a token-signing leaf, SA keys."""
+    """A CA and the leaves the world needs; each is made once, when missing.
+
+    Serving leaf for 127.0.0.1/localhost (registries, token realm, apiserver,
+    kubelet, controller manager, scheduler), a token-signing leaf, the
+    apiserver's client certificate for the kubelet, service-account keys."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    import ipaddress
+
+    CERTS.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = certificate_authority()
+    if not (CERTS / "server.pem").exists():
+        issue_leaf(
+            "server",
+            ca,
+            ca_key,
+            "127.0.0.1",
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
+    if not (CERTS / "token-signer.pem").exists():
+        issue_leaf("token-signer", ca, ca_key, "ecr-public token issuer", ExtendedKeyUsageOID.CODE_SIGNING, None)
+    if not (CERTS / "kubelet-client.pem").exists():
+        # The kubelet authenticates the apiserver by this certificate and asks the
+        # apiserver (RBAC) what the user may do: logs, exec, port-forward.
+        issue_leaf("kubelet-client", ca, ca_key, KUBELET_CLIENT_USER, ExtendedKeyUsageOID.CLIENT_AUTH, None)
+    if not (CERTS / "service-account.pub").exists():
+        from cryptography.hazmat.primitives import serialization
+
+        sa_key = ec.generate_private_key(ec.SECP256R1())
+        write_key("service-account.key", sa_key)
+        (CERTS / "service-account.pub").write_bytes(
+            sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+
+
+def write_key(name: str, key) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    path = CERTS / name
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def certificate_name(cn: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "image-promoter test world"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def validity() -> tuple[dt.datetime, dt.datetime]:
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    return now, now + dt.timedelta(days=3650)
+
+
+def certificate_authority():
+    """The test CA, made on first use and loaded afterwards."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-    import ipaddress
 
-    if (CERTS / "done").exists():
-        return
-    CERTS.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
-    later = now + dt.timedelta(days=3650)
-
-    def write_key(name: str, key: ec.EllipticCurvePrivateKey) -> None:
-        path = CERTS / name
-        path.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-        path.chmod(0o600)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "image-promoter test world"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
+    if (CERTS / "ca.pem").exists() and (CERTS / "ca.key").exists():
+        ca = x509.load_pem_x509_certificate((CERTS / "ca.pem").read_bytes())
+        return ca, serialization.load_pem_private_key((CERTS / "ca.key").read_bytes(), None)
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    not_before, not_after = validity()
     ca = (
         x509.CertificateBuilder()
-        .subject_name(name("image-promoter test CA"))
-        .issuer_name(name("image-promoter test CA"))
+        .subject_name(certificate_name("image-promoter test CA"))
+        .issuer_name(certificate_name("image-promoter test CA"))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
@@ -148,44 +244,34 @@ def make_certificates() -> None:
     )
     write_key("ca.key", ca_key)
     (CERTS / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return ca, ca_key
 
-    def leaf(cn: str, usage: x509.ExtendedKeyUsage, sans: list[x509.GeneralName] | None) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(later)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(usage, critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return key, builder.sign(ca_key, hashes.SHA256())
 
-    key, cert = leaf(
-        "127.0.0.1",
-        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+def issue_leaf(file: str, ca, ca_key, cn: str, usage, sans) -> None:
+    """Writes `<file>.pem` and `<file>.key`: a leaf the test CA signs."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_before, not_after = validity()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(certificate_name(cn))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
-    write_key("server.key", key)
-    (CERTS / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    key, cert = leaf("ecr-public token issuer", x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), None)
-    write_key("token-signer.key", key)
-    (CERTS / "token-signer.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-    sa_key = ec.generate_private_key(ec.SECP256R1())
-    write_key("service-account.key", sa_key)
-    (CERTS / "service-account.pub").write_bytes(
-        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    (CERTS / "done").write_text("ok\n")
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    write_key(f"{file}.key", key)
+    (CERTS / f"{file}.pem").write_bytes(builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
 def tls_context() -> ssl.SSLContext:
@@ -239,9 +325,22 @@ class World:
             os.killpg(pid, signal.SIGKILL)
         log(f"{name}: stopped pid {pid}")
 
-    def start(self, name: str, argv: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None) -> None:
-        # The resolved binary is part of the command: a rebuilt tool restarts its process.
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        env: dict[str, str] | None = None,
+        config: str | None = None,
+    ) -> None:
+        """Starts `argv` as component `name` unless it runs with the same command.
+
+        The resolved binary is part of the command, and so is `config` (the text of
+        a configuration file the flags name): a rebuilt tool or a changed
+        configuration restarts the process."""
         command = [os.path.realpath(argv[0])] + argv[1:]
+        if config is not None:
+            command.append("#config " + hashlib.sha256(config.encode()).hexdigest())
         if self.running(name) and self.data["commands"].get(name) != command:
             log(f"{name}: binary or flags changed, restarting")
             self.stop(name)
@@ -326,8 +425,13 @@ def start_apiserver(world: World, etcd_url: str) -> str:
     kube = STATE / "kube"
     kube.mkdir(parents=True, exist_ok=True)
     tokens = kube / "tokens.csv"
-    tokens.write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+    lines = [f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"']
+    for component, (user, groups) in COMPONENT_USERS.items():
+        lines.append(f'{world.secret(component + "-token")},{user},{user},"{groups}"')
+    tokens.write_text("\n".join(lines) + "\n")
     tokens.chmod(0o600)
+    admission = kube / "admission.json"
+    admission.write_text(json.dumps(admission_configuration(), indent=2) + "\n")
     url = f"https://127.0.0.1:{port}"
     world.start(
         "kube-apiserver",
@@ -341,29 +445,72 @@ def start_apiserver(world: World, etcd_url: str) -> str:
             f"--tls-cert-file={CERTS / 'server.pem'}",
             f"--tls-private-key-file={CERTS / 'server.key'}",
             f"--token-auth-file={tokens}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--admission-control-config-file={admission}",
             f"--service-account-key-file={CERTS / 'service-account.pub'}",
             f"--service-account-signing-key-file={CERTS / 'service-account.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/24",
+            f"--service-cluster-ip-range={SERVICE_SUBNET}",
+            # logs, exec and port-forward: the apiserver dials the kubelet by the node's
+            # Hostname address ("localhost"), verifies its serving certificate with the
+            # test CA and presents a client certificate the kubelet authorizes.
+            f"--kubelet-client-certificate={CERTS / 'kubelet-client.pem'}",
+            f"--kubelet-client-key={CERTS / 'kubelet-client.key'}",
+            f"--kubelet-certificate-authority={CERTS / 'ca.pem'}",
+            "--kubelet-preferred-address-types=Hostname",
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--v=0",
         ],
         lambda: http_status(f"{url}/readyz", token, tls_context()) == 200,
     )
+    path = kube / "kubeconfig"
+    write_kubeconfig(path, url, ADMIN_USER, token, namespace="default")
+    return str(path)
+
+
+def write_kubeconfig(path: Path, url: str, user: str, token: str, namespace: str | None = None) -> None:
+    context = {"cluster": "testenv", "user": user}
+    if namespace:
+        context["namespace"] = namespace
     kubeconfig = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "testenv", "cluster": {"server": url, "certificate-authority": str(CERTS / "ca.pem")}}],
-        "users": [{"name": ADMIN_USER, "user": {"token": token}}],
-        "contexts": [{"name": "testenv", "context": {"cluster": "testenv", "user": ADMIN_USER, "namespace": "default"}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "testenv", "context": context}],
         "current-context": "testenv",
     }
-    path = kube / "kubeconfig"
     path.write_text(json.dumps(kubeconfig, indent=2) + "\n")
     path.chmod(0o600)
-    return str(path)
+
+
+def admission_configuration() -> dict:
+    """Pod Security admission as on a cluster (namespaces opt in with labels), but
+    pods of the host-network RuntimeClass are exempt (see HOST_NETWORK_RUNTIME_CLASS)."""
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AdmissionConfiguration",
+        "plugins": [
+            {
+                "name": "PodSecurity",
+                "configuration": {
+                    "apiVersion": "pod-security.admission.config.k8s.io/v1",
+                    "kind": "PodSecurityConfiguration",
+                    "defaults": {
+                        "enforce": "privileged",
+                        "enforce-version": "latest",
+                        "audit": "privileged",
+                        "audit-version": "latest",
+                        "warn": "privileged",
+                        "warn-version": "latest",
+                    },
+                    "exemptions": {"usernames": [], "namespaces": [], "runtimeClasses": [HOST_NETWORK_RUNTIME_CLASS]},
+                },
+            }
+        ],
+    }
 
 
 def start_moto(world: World) -> str:
@@ -459,6 +606,644 @@ def ecr_public_token(api_url: str) -> str:
     return base64.b64decode(data["authorizationToken"]).decode().partition(":")[2]
 
 
+# --- images -----------------------------------------------------------------------
+
+
+def busybox_image() -> tuple[str, dict[str, bytes], bytes]:
+    """An OCI image of Debian's static busybox, built here without Docker.
+
+    One uncompressed layer (`/bin/busybox`, `/bin/sh`), reproducible byte for
+    byte; by default it sleeps, so it also serves as the node's sandbox ("pause")
+    image. Returns (busybox version, blobs by digest, manifest)."""
+    binary = Path(os.path.realpath(tool("busybox"))).read_bytes()
+    version = re.search(rb"BusyBox v(\d+\.\d+\.\d+)", binary).group(1).decode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry, kind, data in [("bin", tarfile.DIRTYPE, None), ("bin/busybox", tarfile.REGTYPE, binary), ("bin/sh", tarfile.SYMTYPE, None)]:
+            info = tarfile.TarInfo(entry)
+            info.type, info.mtime, info.mode = kind, 0, 0o755
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "busybox"
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    layer = buffer.getvalue()
+    machine = os.uname().machine
+    config = json.dumps(
+        {
+            "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
+            "os": "linux",
+            "config": {"Cmd": ["/bin/busybox", "sleep", "inf"], "WorkingDir": "/"},
+            "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]},
+        },
+        sort_keys=True,
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256_digest(layer), "size": len(layer)}],
+        },
+        sort_keys=True,
+    ).encode()
+    return version, {sha256_digest(config): config, sha256_digest(layer): layer}, manifest
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def push_image(host: str, repository: str, tag: str, blobs: dict[str, bytes], manifest: bytes, user: str, password: str) -> str:
+    """Pushes an image over the distribution API with basic auth; blobs the
+    registry has are skipped. Returns the reference `host/repository:tag`."""
+    authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    base = f"https://{host}/v2/{repository}"
+
+    def call(method: str, url: str, data: bytes | None = None, content_type: str | None = None):
+        request = urllib.request.Request(url, data=data, method=method, headers={"Authorization": authorization})
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        return urllib.request.urlopen(request, context=tls_context(), timeout=30)
+
+    for digest, blob in blobs.items():
+        try:
+            call("HEAD", f"{base}/blobs/{digest}").close()
+            continue
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise
+        with call("POST", f"{base}/blobs/uploads/") as response:
+            location = urllib.parse.urljoin(base, response.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        call("PUT", f"{location}{separator}digest={digest}", blob, "application/octet-stream").close()
+    call("PUT", f"{base}/manifests/{tag}", manifest, json.loads(manifest)["mediaType"]).close()
+    return f"{host}/{repository}:{tag}"
+
+
+def oci_archive(name: str, blobs: dict[str, bytes], manifest: bytes) -> bytes:
+    """An OCI image layout as a tar (what `ctr images import` reads), naming the image `name`."""
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": json.loads(manifest)["mediaType"],
+                "digest": sha256_digest(manifest),
+                "size": len(manifest),
+                "annotations": {"io.containerd.image.name": name},
+            }
+        ],
+    }
+    files = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(), "index.json": json.dumps(index).encode()}
+    for digest, data in [*blobs.items(), (sha256_digest(manifest), manifest)]:
+        files[f"blobs/sha256/{digest.split(':')[1]}"] = data
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+# --- the node -----------------------------------------------------------------------
+#
+# containerd (Debian's, with its CRI plugin) and runc run the pods; the kubelet,
+# kube-controller-manager and kube-scheduler come from the same wrapper module as
+# the apiserver. Everything they write lives under target/testenv/node/.
+#
+# Networking: the kubelet, its streaming server and containerd's listen on
+# 127.0.0.1. Ordinary pods get an address on a bridge that has none on the host
+# (no gateway, no masquerade, no iptables rules): every pod address lives in a
+# network namespace the node made. Pods that must reach the world's services on
+# 127.0.0.1 (the operator: apiserver, registries, AWS stand-ins) use hostNetwork.
+# Images are pulled by containerd on the host, so ordinary pods pull from the
+# registries too.
+
+
+def containerd_socket() -> Path:
+    return NODE / "containerd" / "containerd.sock"
+
+
+def ctr(*args: str, check: bool = True) -> str:
+    result = subprocess.run(
+        [tool("ctr"), f"--address={containerd_socket()}", "--namespace=k8s.io", *args], capture_output=True, text=True
+    )
+    if check and result.returncode != 0:
+        raise SystemExit(f"testenv: ctr {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def containerd_config() -> str:
+    """containerd's configuration: every path under the node's folder.
+
+    `restrict_oom_score_adj`: this VM lets no process lower its oom_score_adj, and
+    runc fails every sandbox ("can't get final child's PID from pipe") unless
+    containers keep containerd's. Registries: hosts files under certs.d trust
+    the test CA; credentials come from each pod's imagePullSecrets."""
+    root = NODE / "containerd"
+    return f"""version = 2
+root = "{root / 'root'}"
+state = "{root / 'state'}"
+disabled_plugins = ["io.containerd.internal.v1.tracing", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+
+[grpc]
+  address = "{containerd_socket()}"
+
+[ttrpc]
+  address = "{containerd_socket()}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{root / 'opt'}"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{SANDBOX_IMAGE}"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{NODE / 'cni' / 'net.d'}"
+
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "{os.path.realpath(tool('runc'))}"
+        Root = "{root / 'runc'}"
+        SystemdCgroup = false
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{root / 'certs.d'}"
+"""
+
+
+def write_registry_hosts(registries: list[str]) -> None:
+    """containerd's hosts files: each registry of the world, over TLS with the test CA."""
+    certs_d = NODE / "containerd" / "certs.d"
+    if certs_d.exists():
+        subprocess.run(["rm", "-rf", str(certs_d)], check=True)
+    for host in registries:
+        folder = certs_d / host
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hosts.toml").write_text(
+            f'server = "https://{host}"\n\n[host."https://{host}"]\n  capabilities = ["pull", "resolve"]\n  ca = "{CERTS / "ca.pem"}"\n'
+        )
+
+
+def write_cni_config() -> None:
+    """A bridge network whose addresses exist only inside the pods' namespaces."""
+    folder = NODE / "cni" / "net.d"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "cniVersion": "0.4.0",
+        "name": "promoter-testenv",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": False,
+                "ipMasq": False,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]], "dataDir": str(NODE / "cni" / "ipam")},
+            }
+        ],
+    }
+    (folder / "10-promoter-testenv.conflist").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def other_node() -> str | None:
+    """Another test world's node on this machine, if one runs. Two cannot: the
+    pod cgroups, the bridge and the kubelet's host paths are machine-wide."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        for name in [b"containerd", b"kubelet"]:
+            if b"PROMOTER_TESTENV_COMPONENT=" + name in environ and not cwd.startswith(str(STATE)):
+                return f"{name.decode()} pid {proc.name} of the test world in {cwd}"
+    return None
+
+
+def start_containerd(world: World, registries: list[str], sandbox: bytes) -> None:
+    other = other_node()
+    if other:
+        raise SystemExit(f"testenv: a node already runs on this machine ({other}); one machine runs one node: `make env-down` there first")
+    if not world.running("containerd"):
+        # A node whose runtime is gone: its kubelet is useless, its leftovers stale.
+        world.stop("kubelet")
+        restore_sysctls(world)
+        clean_node()
+    folder = NODE / "containerd"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_registry_hosts(registries)
+    write_cni_config()
+    config = containerd_config()
+    (folder / "config.toml").write_text(config)
+
+    def listening() -> bool:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(containerd_socket()))
+        return True
+
+    world.start("containerd", [tool("containerd"), f"--config={folder / 'config.toml'}", "--log-level=warn"], listening, config=config)
+    archive = folder / "sandbox-image.tar"
+    archive.write_bytes(sandbox)
+    if SANDBOX_IMAGE not in ctr("images", "ls", "-q").split():
+        ctr("images", "import", str(archive))
+        log(f"containerd: imported the sandbox image {SANDBOX_IMAGE}")
+
+
+def component_kubeconfig(world: World, component: str, url: str) -> Path:
+    path = STATE / "kube" / f"{component}.kubeconfig"
+    write_kubeconfig(path, url, COMPONENT_USERS[component][0], world.secret(component + "-token"))
+    return path
+
+
+def start_controller_manager(world: World, url: str) -> None:
+    kubeconfig = component_kubeconfig(world, "kube-controller-manager", url)
+    port = world.port("kube-controller-manager")
+    world.start(
+        "kube-controller-manager",
+        [
+            tool("kube-controller-manager"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={CERTS / 'server.pem'}",
+            f"--tls-private-key-file={CERTS / 'server.key'}",
+            "--leader-elect=false",
+            # Each controller acts as its own service account, as on a kubeadm cluster.
+            "--use-service-account-credentials=true",
+            f"--root-ca-file={CERTS / 'ca.pem'}",
+            f"--service-account-private-key-file={CERTS / 'service-account.key'}",
+            f"--service-cluster-ip-range={SERVICE_SUBNET}",
+            f"--flex-volume-plugin-dir={NODE / 'volume-plugins'}",
+            "--v=0",
+        ],
+        lambda: http_status(f"https://127.0.0.1:{port}/healthz", context=tls_context()) == 200,
+    )
+
+
+def start_scheduler(world: World, url: str) -> None:
+    kubeconfig = component_kubeconfig(world, "kube-scheduler", url)
+    port = world.port("kube-scheduler")
+    world.start(
+        "kube-scheduler",
+        [
+            tool("kube-scheduler"),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={CERTS / 'server.pem'}",
+            f"--tls-private-key-file={CERTS / 'server.key'}",
+            "--leader-elect=false",
+            "--v=0",
+        ],
+        lambda: http_status(f"https://127.0.0.1:{port}/healthz", context=tls_context()) == 200,
+    )
+
+
+def kubelet_config(world: World) -> dict:
+    """The kubelet's configuration for this kind of machine.
+
+    cgroup v1 with the cgroupfs driver; no swap. Hard eviction is off: cadvisor
+    cannot read the root device's filesystem stats here. Image garbage collection
+    is off for the same reason (and so the sandbox image stays). The kubelet's API
+    listens on 127.0.0.1 with the world's serving certificate, authenticates the
+    apiserver by its client certificate and authorizes through the apiserver."""
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": "127.0.0.1",
+        "port": world.port("kubelet"),
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": world.port("kubelet-healthz"),
+        "tlsCertFile": str(CERTS / "server.pem"),
+        "tlsPrivateKeyFile": str(CERTS / "server.key"),
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}, "x509": {"clientCAFile": str(CERTS / "ca.pem")}},
+        "authorization": {"mode": "Webhook"},
+        "containerRuntimeEndpoint": f"unix://{containerd_socket()}",
+        "cgroupDriver": "cgroupfs",
+        "failCgroupV1": False,
+        "failSwapOn": False,
+        "evictionHard": {},
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "podLogsDir": str(NODE / "pod-logs"),
+        "volumePluginDir": str(NODE / "volume-plugins"),
+        "resolvConf": "/etc/resolv.conf",
+        "serializeImagePulls": False,
+    }
+
+
+def start_kubelet(world: World, url: str) -> None:
+    """The kubelet, registered as node "localhost".
+
+    It refuses a loopback node IP; named "localhost", the node's Hostname address
+    is "localhost", which the apiserver dials first (--kubelet-preferred-address-types),
+    so logs, exec and port-forward reach the kubelet on 127.0.0.1. The InternalIP
+    it also reports (the machine's own interface) is never dialled."""
+    kubeconfig = component_kubeconfig(world, "kubelet", url)
+    folder = NODE / "kubelet"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = json.dumps(kubelet_config(world), indent=2) + "\n"
+    (NODE / "kubelet.json").write_text(config)
+    healthz = world.port("kubelet-healthz")
+    if not world.running("kubelet") and "sysctls" not in world.data:
+        world.data["sysctls"] = {name: Path("/proc/sys", name).read_text().strip() for name in KUBELET_SYSCTLS}
+        world.save()
+    world.start(
+        "kubelet",
+        [
+            tool("kubelet"),
+            f"--config={NODE / 'kubelet.json'}",
+            f"--kubeconfig={kubeconfig}",
+            f"--hostname-override={NODE_NAME}",
+            f"--root-dir={folder}",
+            "--v=0",
+        ],
+        lambda: http_status(f"http://127.0.0.1:{healthz}/healthz") == 200,
+        config=config,
+    )
+
+
+def wait_node_ready(url: str, token: str) -> None:
+    def ready() -> bool:
+        request = urllib.request.Request(f"{url}/api/v1/nodes/{NODE_NAME}", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, context=tls_context(), timeout=5) as response:
+            node = json.load(response)
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
+
+    wait_until(f"node {NODE_NAME} Ready", ready, LOGS / "kubelet.log", timeout=120)
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run([tool("kubectl"), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"testenv: kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def apply_cluster_objects(kubeconfig: str) -> None:
+    """What a cluster's installer creates: the apiserver's right to the kubelet's API
+    (logs, exec, port-forward) and the host-network RuntimeClass."""
+    objects = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "testenv:kube-apiserver-kubelet-client"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_CLIENT_USER}],
+        },
+        {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": HOST_NETWORK_RUNTIME_CLASS}, "handler": "runc"},
+    ]
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=testenv",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+    )
+
+
+def remove_containers() -> None:
+    """Kills and removes every pod container (sandboxes included) through containerd."""
+    forget_cni_results(ctr("containers", "ls", "-q").split())
+    for task in ctr("tasks", "ls", "-q").split():
+        ctr("tasks", "rm", "--force", task, check=False)
+    containers = ctr("containers", "ls", "-q").split()
+    if containers:
+        ctr("containers", "rm", *containers, check=False)
+    left = ctr("tasks", "ls", "-q").split()
+    if left:
+        raise SystemExit(f"testenv: containerd still runs tasks: {', '.join(left)}")
+
+
+def forget_cni_results(sandboxes: list[str]) -> None:
+    """Drops the CNI library's cached results (in /var/lib/cni, whatever the
+    configuration says) of sandboxes that go without a CNI DEL."""
+    results = Path("/var/lib/cni/results")
+    if results.is_dir():
+        for cached in results.iterdir():
+            if any(f"-{sandbox}-" in cached.name for sandbox in sandboxes):
+                cached.unlink(missing_ok=True)
+
+
+def restore_sysctls(world: World, forget: bool = True) -> None:
+    """Puts back the kernel settings recorded before the kubelet first started."""
+    recorded = world.data.pop("sysctls", {}) if forget else world.data.get("sysctls", {})
+    for name, value in recorded.items():
+        if Path("/proc/sys", name).read_text().strip() != value:
+            Path("/proc/sys", name).write_text(value + "\n")
+    world.save()
+
+
+def kubelet_iptables_rules(command: str) -> list[tuple[str, list[str]]]:
+    """The kubelet's iptables chains (KUBE-FIREWALL, its canaries) and the rules
+    that jump to them, as (table, arguments that delete them), rules first."""
+    rules, chains = [], []
+    for table in ["filter", "nat", "mangle"]:
+        listed = subprocess.run([command, "-w", "-t", table, "-S"], capture_output=True, text=True)
+        for line in listed.stdout.splitlines():
+            words = line.split()
+            if words[:1] == ["-N"] and words[1].startswith("KUBE-"):
+                chains.append((table, ["-X", words[1]]))
+            elif words[:1] == ["-A"] and not words[1].startswith("KUBE-") and "-j" in words and words[words.index("-j") + 1].startswith("KUBE-"):
+                rules.append((table, ["-D", *words[1:]]))
+    flushes = [(table, ["-F", args[1]]) for table, args in chains]
+    return rules + flushes + chains
+
+
+def remove_kubelet_iptables() -> None:
+    for command in ["iptables", "ip6tables"]:
+        if subprocess.run(["sh", "-c", f"command -v {command}"], capture_output=True).returncode != 0:
+            continue
+        for table, args in kubelet_iptables_rules(command):
+            subprocess.run([command, "-w", "-t", table, *args], capture_output=True)
+
+
+def node_mounts() -> list[str]:
+    """Mount points under the node's folder, most recent first."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+        if point == str(NODE) or point.startswith(str(NODE) + "/"):
+            points.append(point)
+    return list(reversed(points))
+
+
+def node_cgroups() -> list[Path]:
+    """The kubelet's pod cgroups, deepest first."""
+    found: list[Path] = []
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        top = hierarchy / "kubepods"
+        if top.is_dir():
+            found += sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            found.append(top)
+    return found
+
+
+def pod_processes() -> list[int]:
+    """Processes in the kubelet's pod cgroups: containers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if "/kubepods" in (proc / "cgroup").read_text():
+                    found.append(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+def node_shims() -> list[int]:
+    """containerd's shims for this node: each outlives containerd by design."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"containerd-shim-runc-v2") and str(containerd_socket()).encode() in argv:
+                found.append(int(proc.name))
+    return found
+
+
+def shim_ids() -> list[str]:
+    """The container ids of the running shims (their `-id` argument)."""
+    ids = []
+    for pid in node_shims():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if "-id" in argv:
+            ids.append(argv[argv.index("-id") + 1])
+    return ids
+
+
+def forget_shim_sockets(ids: list[str]) -> None:
+    """Removes the sockets of shims that were killed: containerd 1.6 keeps them in
+    /run/containerd/s/, named by the digest of its address, namespace and id."""
+    for task in ids:
+        name = hashlib.sha256(os.path.join(str(containerd_socket()), "k8s.io", task).encode()).hexdigest()
+        Path("/run/containerd/s", name).unlink(missing_ok=True)
+
+
+def kill_orphans() -> None:
+    """Kills what outlived a containerd that died: pod processes and shims."""
+    forget = shim_ids()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        orphans = pod_processes() + node_shims()
+        if not orphans:
+            forget_shim_sockets(forget)
+            return
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise SystemExit(f"testenv: pod processes or shims survive SIGKILL: {pod_processes() + node_shims()}")
+
+
+def clean_node() -> None:
+    """Removes what pods leave once the node's processes are gone: pod processes
+    and shims that outlived containerd, mounts (pod volumes, root filesystems,
+    network namespaces), the bridge, pod cgroups, IP leases, the CNI result
+    cache, log links, and the kubelet's and containerd's runtime state (images
+    stay)."""
+    kill_orphans()
+    for point in node_mounts():
+        if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True)
+    left = node_mounts()
+    if left:
+        raise SystemExit(f"testenv: mounts left behind: {', '.join(left)}")
+    tasks = NODE / "containerd" / "state" / "io.containerd.runtime.v2.task" / "k8s.io"
+    if tasks.is_dir():
+        forget_cni_results([task.name for task in tasks.iterdir()])
+        forget_shim_sockets([task.name for task in tasks.iterdir()])
+    for folder in [NODE / "kubelet", NODE / "pod-logs", NODE / "cni" / "ipam", NODE / "containerd" / "state", NODE / "containerd" / "runc"]:
+        if folder.exists():
+            subprocess.run(["rm", "-rf", str(folder)], check=True)
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        subprocess.run(["ip", "link", "delete", BRIDGE], check=True)
+    for cgroup in node_cgroups():
+        try:
+            cgroup.rmdir()
+        except OSError:
+            pass
+    for cached in Path("/var/lib/cni/results").glob("promoter-testenv-*"):
+        cached.unlink(missing_ok=True)
+    logs = Path("/var/log/containers")
+    if logs.is_dir():
+        for link in logs.iterdir():
+            if link.is_symlink() and os.readlink(link).startswith(str(NODE)):
+                link.unlink()
+    Path("/var/lib/kubelet/device-plugins/kubelet.sock").unlink(missing_ok=True)
+    for folder in HOST_FOLDERS:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    remove_kubelet_iptables()
+
+
+def node_leftovers() -> list[str]:
+    """What a stopped node must not leave: pod processes, mounts, netns, bridge, cgroups."""
+    left = [f"pod process {pid}" for pid in pod_processes()]
+    left += [f"containerd shim {pid}" for pid in node_shims()]
+    left += [f"mount {point}" for point in node_mounts()]
+    netns = NODE / "containerd" / "state" / "netns"
+    if netns.exists():
+        left += [f"network namespace {ns}" for ns in netns.iterdir()]
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        left.append(f"bridge {BRIDGE}")
+    left += [f"cgroup {cgroup}" for cgroup in node_cgroups()]
+    for command in ["iptables", "ip6tables"]:
+        if subprocess.run(["sh", "-c", f"command -v {command}"], capture_output=True).returncode == 0:
+            left += [f"{command} -t {table} {' '.join(args)}" for table, args in kubelet_iptables_rules(command) if args[0] == "-X"]
+    return left
+
+
+def stop_node(world: World) -> None:
+    """Stops the node: controllers first (nothing recreates pods), then the kubelet,
+    every container through containerd, containerd, and what pods leave behind."""
+    for name in ["kube-controller-manager", "kube-scheduler", "kubelet"]:
+        world.stop(name)
+    if other_node():
+        # The machine's node is another world's: nothing machine-wide is ours.
+        return
+    restore_sysctls(world)
+    if world.running("containerd"):
+        remove_containers()
+    world.stop("containerd")
+    if NODE.exists():
+        clean_node()
+
+
 # --- up / down --------------------------------------------------------------------
 
 
@@ -502,6 +1287,17 @@ def up() -> None:
     public_api, realm = start_ecr_public(world, public)
     world.save()
 
+    api_url = f"https://127.0.0.1:{world.port('kube-apiserver')}"
+    apply_cluster_objects(kubeconfig)
+    busybox_version, blobs, manifest = busybox_image()
+    busybox = push_image(quay, "testenv/busybox", busybox_version, blobs, manifest, QUAY_USER, quay_password)
+    start_containerd(world, [ecr, quay, public], oci_archive(SANDBOX_IMAGE, blobs, manifest))
+    start_controller_manager(world, api_url)
+    start_scheduler(world, api_url)
+    start_kubelet(world, api_url)
+    wait_node_ready(api_url, world.secret("admin-token"))
+    restore_sysctls(world, forget=False)
+
     docker = STATE / "docker"
     docker.mkdir(exist_ok=True)
     public_token = ecr_public_token(public_api)
@@ -539,6 +1335,13 @@ def up() -> None:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": REGION,
         "AWS_EC2_METADATA_DISABLED": "true",
+        "PROMOTER_TEST_APISERVER_HOST": "127.0.0.1",
+        "PROMOTER_TEST_APISERVER_PORT": str(world.port("kube-apiserver")),
+        "PROMOTER_TEST_NODE_NAME": NODE_NAME,
+        "PROMOTER_TEST_CONTAINERD_ADDRESS": str(containerd_socket()),
+        "PROMOTER_TEST_HOST_NETWORK_RUNTIME_CLASS": HOST_NETWORK_RUNTIME_CLASS,
+        "PROMOTER_TEST_BUSYBOX_IMAGE": busybox,
+        "PROMOTER_TEST_POD_SUBNET": POD_SUBNET,
     }
     lines = ["# The image-promoter test world; written by `make env-up`. Source it: . target/testenv/env"]
     lines += [f"export {key}={value}" for key, value in env.items()]
@@ -580,13 +1383,16 @@ registries:
 
 def down() -> None:
     world = World()
+    stop_node(world)
     # Reverse start order: clients of etcd before etcd.
     for name in reversed(list(world.data["pids"])):
         world.stop(name)
     world.save()
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_ours(p)]
+    left = [f"process {p.name}" for p in Path("/proc").iterdir() if p.name.isdigit() and _is_ours(p)]
+    if not other_node():
+        left += node_leftovers()
     if left:
-        raise SystemExit(f"testenv: processes left behind: {', '.join(p.name for p in left)}")
+        raise SystemExit(f"testenv: left behind: {', '.join(left)}")
     (STATE / "env").unlink(missing_ok=True)
 
 
