@@ -27,7 +27,7 @@ use super::events;
 use super::metrics::ReconcileResult;
 use super::secrets;
 use super::status::{Drift, after_drift_check, carry, changed};
-use crate::api::conditions::{self, ConditionUpdate, SystemClock, set_condition};
+use crate::api::conditions::{self, ConditionUpdate, SystemClock, find_condition, set_condition};
 use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
 use crate::promotion::status::{Audience, Problem, Progress, Run, promotion_status_for};
 use crate::promotion::{PromotionPlan, SecretAccess, execute_with, plan_with};
@@ -156,6 +156,11 @@ async fn reconcile_object(
     };
     write_status(ctx, object, &status).boxed().await?;
     let notices = events::transitions(&previous, &status);
+    if notices.iter().any(|n| n.reason == "VerificationFailed")
+        && let Some(verified) = find_condition(&status.conditions, conditions::VERIFIED)
+    {
+        ctx.metrics.verification_failed(&verified.reason);
+    }
     audit(&status, &notices);
     events::publish(&ctx.recorder, object, notices)
         .boxed()
@@ -304,7 +309,7 @@ async fn check_drift(
     drifts
 }
 
-/// Counts what the run copied and refused.
+/// Counts what the run copied.
 fn account(ctx: &Context, plan: &PromotionPlan, run: &Run) {
     if let Progress::Copied(outcomes) = &run.progress {
         for (target, outcome) in plan.targets.iter().zip(outcomes) {
@@ -312,11 +317,6 @@ fn account(ctx: &Context, plan: &PromotionPlan, run: &Run) {
                 ctx.metrics
                     .copied(&target.target.repository.registry, report);
             }
-        }
-    }
-    if let (Progress::Refused, Some(verdict)) = (&run.progress, &run.verdict) {
-        for failure in &verdict.failures {
-            ctx.metrics.verification_failed(failure.reason);
         }
     }
 }

@@ -67,6 +67,8 @@ impl Operator {
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("IMAGE_PROMOTER_LOG", "info")
+            // Hosts the configuration does not declare (an object's Secret) trust the world's CA.
+            .env("SSL_CERT_FILE", cluster.env.get("PROMOTER_TEST_CA"))
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -92,15 +94,6 @@ impl Operator {
             response.status().is_success().then_some(())
         })
         .await;
-    }
-
-    /// /readyz's status code and body, `None` when nothing listens.
-    pub async fn readyz(&self) -> Option<(u16, String)> {
-        let response = reqwest::get(format!("{}/readyz", self.health_url))
-            .await
-            .ok()?;
-        let code = response.status().as_u16();
-        Some((code, response.text().await.unwrap_or_default()))
     }
 
     /// The Prometheus text of /metrics.
@@ -178,20 +171,6 @@ impl Operator {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// Sends SIGTERM and waits for the exit, at most `within`.
-    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                return Some(exit);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        None
     }
 }
 

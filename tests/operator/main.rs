@@ -22,6 +22,8 @@ mod world;
 #[allow(dead_code)]
 mod cluster;
 
-#[allow(dead_code)]
 mod harness;
 mod promoted;
+mod refused;
+mod restart;
+mod secrets;
