@@ -129,6 +129,7 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
         shutdown_grace: args.shutdown_grace,
         leader_elect: args.leader_elect,
         leader_election_id: args.leader_election_id,
+        leader_election_namespace: args.leader_election_namespace,
     })
 }
 

@@ -87,10 +87,13 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// Leader election was asked for but is not available in this build.
+    /// Leader election could not start.
+    #[error(transparent)]
+    Leader(#[from] super::leader::LeaderError),
+    /// This replica lost the Lease: it stopped reconciling at once.
     #[error(
-        "--leader-elect is not available in this build yet: run one replica without it \
-         (see docs/architecture.md, Controller)"
+        "lost the leader Lease: stopped reconciling and cancelled in-flight copies; exiting so \
+         that the Deployment restarts this replica as a standby"
     )]
-    LeaderElectionUnavailable,
+    LeaseLost,
 }

@@ -16,6 +16,7 @@ pub mod decision;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod promotion;
 pub mod secrets;
@@ -44,6 +45,7 @@ use crate::config::Config;
 use crate::promotion::Shared;
 use backoff::Backoffs;
 use http::Health;
+use leader::{Election, Leadership};
 use metrics::Metrics;
 
 /// How the operator runs (the flags of `image-promoter run`).
@@ -67,6 +69,8 @@ pub struct Settings {
     pub leader_elect: bool,
     /// `--leader-election-id`.
     pub leader_election_id: String,
+    /// `--leader-election-namespace` (default: the pod's).
+    pub leader_election_namespace: Option<String>,
 }
 
 /// What every reconcile shares.
@@ -89,16 +93,13 @@ pub struct Context {
 
 /// Runs the operator until SIGTERM / SIGINT.
 pub async fn run(settings: Settings) -> Result<(), RunError> {
-    if settings.leader_elect {
-        return Err(RunError::LeaderElectionUnavailable);
-    }
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
     check_crds(&client, &settings.watch_namespaces).await?;
     let shared = Shared::load(&settings.config).await?;
-    let metrics = Metrics::new(settings.concurrency, &settings.leader_election_id);
-    metrics.set_leader(&settings.leader_election_id, true);
+    let lease = settings.leader_election_id.clone();
+    let metrics = Metrics::new(settings.concurrency, &lease);
     let health = Arc::new(Health::default());
     let instance = std::env::var("POD_NAME").ok();
     let recorder = Recorder::new(
@@ -139,6 +140,31 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             }),
         ));
     }
+
+    let mut leadership = None;
+    if settings.leader_elect {
+        let election = Election {
+            namespace: leader::namespace(settings.leader_election_namespace.clone()).await?,
+            name: lease.clone(),
+            identity: leader::identity(),
+        };
+        info!(lease = %format!("{}/{}", election.namespace, election.name), identity = %election.identity, "standby: campaigning for the leader Lease");
+        // A standby is healthy and ready; it only does not reconcile.
+        health.set_synced();
+        let mut campaign = Leadership::campaign(client.clone(), &election).await?;
+        tokio::select! {
+            acquired = campaign.acquired() => if !acquired {
+                return Err(RunError::LeaseLost);
+            },
+            () = signal() => {
+                campaign.release().await;
+                return Ok(());
+            }
+        }
+        info!("holding the leader Lease: reconciling");
+        leadership = Some(campaign);
+    }
+    ctx.metrics.set_leader(&lease, true);
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let namespaces: Vec<Option<String>> = if settings.watch_namespaces.is_empty() {
@@ -198,11 +224,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     });
     info!(concurrency = settings.concurrency, resync = ?settings.resync, "the operator is running");
 
-    let all = futures::future::join_all(controllers);
-    tokio::pin!(all);
+    let mut all = Box::pin(futures::future::join_all(controllers));
     tokio::select! {
         _ = &mut all => return Ok(()),
         () = signal() => {}
+        () = lost(&mut leadership) => {
+            ctx.metrics.set_leader(&lease, false);
+            error!("lost the leader Lease: stopping at once");
+            return Err(RunError::LeaseLost);
+        }
     }
     info!(grace = ?settings.shutdown_grace, "stopping: no new work; in-flight reconciles may finish");
     let _ = stop.send(true);
@@ -212,7 +242,20 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             warn!("the shutdown grace is over: cancelling the reconciles still running");
         }
     }
+    // Whatever still runs is cancelled before the Lease is released.
+    drop(all);
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
     Ok(())
+}
+
+/// Resolves when this replica loses the Lease; never without leader election.
+async fn lost(leadership: &mut Option<Leadership>) {
+    match leadership {
+        Some(leadership) => leadership.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The ImagePromotions in `secret`'s namespace that reference it.

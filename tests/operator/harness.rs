@@ -174,6 +174,35 @@ impl Operator {
     }
 }
 
+impl Operator {
+    /// Sends SIGTERM and waits for the exit, at most `within`.
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Some(exit);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Waits until metric `series` has `value`.
+    pub async fn wait_metric(&mut self, series: &str, value: f64) {
+        let url = self.metrics_url.clone();
+        self.eventually(&format!("{series} {value}"), || {
+            let url = url.clone();
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                (metric(&text, series) == Some(value)).then_some(())
+            }
+        })
+        .await;
+    }
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();

@@ -25,5 +25,6 @@ mod cluster;
 mod harness;
 mod promoted;
 mod refused;
+mod replicas;
 mod restart;
 mod secrets;
