@@ -4,7 +4,7 @@
 //! the apiserver with a deadline.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,15 +49,27 @@ impl Operator {
         Self::start_with(cluster, &kubeconfig, args)
     }
 
+    /// Starts the operator with another configuration file.
+    pub async fn start_configured(cluster: &Cluster, config: &Path, args: &[&str]) -> Self {
+        let kubeconfig = service_account(cluster, Rbac::Full).await;
+        Self::spawn(cluster, &kubeconfig, config, args)
+    }
+
     /// Starts another operator process with an existing kubeconfig.
     pub fn start_with(cluster: &Cluster, kubeconfig: &PathBuf, args: &[&str]) -> Self {
+        let config = PathBuf::from(cluster.env.get("PROMOTER_TEST_CONFIG"));
+        Self::spawn(cluster, kubeconfig, &config, args)
+    }
+
+    fn spawn(cluster: &Cluster, kubeconfig: &PathBuf, config: &Path, args: &[&str]) -> Self {
         let (metrics, health) = (free_port(), free_port());
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("{}.log", unique_name("operator")));
         let file = std::fs::File::create(&log).expect("creating the operator's log file");
         let child = Command::new(binary())
             .arg("run")
-            .args(["--config", cluster.env.get("PROMOTER_TEST_CONFIG")])
+            .arg("--config")
+            .arg(config)
             .args(["--watch-namespace", &cluster.namespace])
             .args(["--metrics-bind-address", &format!("127.0.0.1:{metrics}")])
             .args([
@@ -187,6 +199,25 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// Waits until the operator's log contains `needle`.
+    pub async fn wait_log(&mut self, needle: &str) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "the operator exited ({exit}) before logging {needle:?}:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no {needle:?} logged within {DEADLINE:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Waits until metric `series` has `value`.
@@ -383,4 +414,16 @@ pub fn condition(status: &ImagePromotionStatus, type_: &str) -> Option<(String, 
 /// Whether condition `type_` is `expected` (status, reason).
 pub fn is(status: &ImagePromotionStatus, type_: &str, expected: (&str, &str)) -> bool {
     condition(status, type_).is_some_and(|(s, r)| s == expected.0 && r == expected.1)
+}
+
+/// The test world's configuration plus `entries` (YAML values); its path.
+pub fn config_with(cluster: &Cluster, entries: Vec<Value>) -> PathBuf {
+    let base = std::fs::read_to_string(cluster.env.get("PROMOTER_TEST_CONFIG")).unwrap();
+    let mut config: Value = serde_yaml_ng::from_str(&base).unwrap();
+    let registries = config["registries"].as_array_mut().expect("registries");
+    registries.extend(entries);
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.yaml", unique_name("operator-config")));
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path
 }

@@ -18,10 +18,15 @@ mod oci;
 #[allow(dead_code)]
 mod world;
 
+#[path = "../faults/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
+
 #[path = "../api/cluster.rs"]
 #[allow(dead_code)]
 mod cluster;
 
+mod faults;
 mod harness;
 mod promoted;
 mod refused;
