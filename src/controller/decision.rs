@@ -254,6 +254,49 @@ spec:
         assert_eq!(options.done[0].1.bytes_written, 10);
     }
 
+    #[test]
+    fn a_secret_is_referenced_by_credentials_or_the_public_key() {
+        let object = |extra: &str| -> ImagePromotion {
+            serde_yaml_ng::from_str(&format!(
+                r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: ImagePromotion
+metadata: {{name: app, namespace: team}}
+spec:
+  source: {{image: "r.io/team/app:1.0"{source}}}
+  targets:
+    - {{name: a, repository: quay.io/acme/app{target}}}
+  {verify}
+"#,
+                source = if extra == "source" {
+                    ", credentials: {secretRef: {name: s}}"
+                } else {
+                    ""
+                },
+                target = if extra == "target" {
+                    ", credentials: {secretRef: {name: s}}"
+                } else {
+                    ""
+                },
+                verify = if extra == "key" {
+                    "verify: {signature: {publicKey: {secretRef: {name: s}}}}"
+                } else {
+                    ""
+                },
+            ))
+            .unwrap()
+        };
+        for (extra, expected) in [
+            ("source", true),
+            ("target", true),
+            ("key", true),
+            ("", false),
+        ] {
+            assert_eq!(references_secret(&object(extra), "s"), expected, "{extra}");
+            assert!(!references_secret(&object(extra), "other"), "{extra}");
+        }
+    }
+
     fn problem(transient: bool) -> Problem {
         Problem {
             reason: "R".into(),

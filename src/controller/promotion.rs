@@ -50,21 +50,12 @@ pub async fn reconcile(
     let started = Instant::now();
     let _worker = ctx.metrics.worker();
     let span = tracing::info_span!("reconcile", object = %key);
-    let caught = AssertUnwindSafe(
-        reconcile_object(&object, &ctx)
-            .instrument(span.clone())
-            .boxed(),
-    )
-    .catch_unwind()
-    .await;
-    let result = match caught {
+    let work = reconcile_object(&object, &ctx)
+        .instrument(span.clone())
+        .boxed();
+    let result = match caught(work).await {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".into());
+        Err(message) => {
             let _entered = span.enter();
             error!(%message, "the reconcile panicked; reported on the object, retried with backoff");
             drop(_entered);
@@ -85,6 +76,21 @@ pub async fn reconcile(
     };
     ctx.metrics.reconciled(label, started.elapsed());
     result
+}
+
+/// Runs `work`; a panic inside becomes its message instead of unwinding
+/// into the controller (which would stop every other object's reconciles).
+pub async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into())
+        })
 }
 
 /// What `error_policy` does with a failed reconcile: retry with the object's backoff,
@@ -409,4 +415,18 @@ async fn report_panic(object: &ImagePromotion, ctx: &Context) {
         note: message.into(),
     };
     events::publish(&ctx.recorder, object, vec![notice]).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_message_and_other_work_goes_on() {
+        let panicking: Result<u8, String> = caught(async { panic!("boom at {}", 42) }).await;
+        assert_eq!(panicking, Err("boom at 42".to_string()));
+        assert_eq!(caught(async { 7 }).await, Ok(7));
+        let literal: Result<(), String> = caught(async { std::panic::panic_any("static") }).await;
+        assert_eq!(literal, Err("static".to_string()));
+    }
 }
