@@ -7,14 +7,16 @@
 //! copy engine), `aws` (ECR and ECR Public), `verify` (policy and signatures),
 //! `promotion` (one ImagePromotion run, shared by the CLI and the controller),
 //! `config` (the configuration file), `tenancy` (which namespace may use which
-//! repositories), `cli` (the one-shot commands), and later `controller`
-//! (reconcilers).
+//! repositories), `mirror` (RegistryMirror's pure decisions), `cli` (the
+//! commands), and `controller` (the operator: reconcilers, events, metrics,
+//! health).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod mirror;
 pub mod promotion;
 pub mod registry;

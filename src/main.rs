@@ -1,6 +1,6 @@
 //! The `image-promoter` binary: a thin command line over the library.
 //!
-//! Subcommands arrive with the issues that build them: `run` (the operator),
+//! Subcommands: `run` (the operator),
 //! `promote` / `mirror` / `copy` (one-shot engine runs for CI pipelines) and
 //! `crds` (print the custom resource definitions).
 
@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use image_promoter::cli::run::LogFormat;
 
 /// Promote container images from internal Amazon ECR to public registries.
 #[derive(Debug, Parser)]
@@ -27,20 +28,43 @@ enum Command {
     /// Run one ImagePromotion without a cluster: verify its source, copy it to
     /// every target, and print the status the object would get.
     Promote(image_promoter::cli::promote::PromoteArgs),
+    /// Run the operator: reconcile ImagePromotions in the cluster of
+    /// KUBECONFIG or the pod's ServiceAccount.
+    Run(image_promoter::cli::run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env(
-            "IMAGE_PROMOTER_LOG",
-        ))
-        .with_writer(std::io::stderr)
-        .init();
+    let json = matches!(&cli.command, Command::Run(args) if args.log_format == LogFormat::Json);
+    logging(json, matches!(cli.command, Command::Run(_)));
     match cli.command {
         Command::Crds => print(&image_promoter::api::crds_yaml()),
         Command::Copy(args) => image_promoter::cli::copy::run(args),
         Command::Promote(args) => image_promoter::cli::promote::run(args),
+        Command::Run(args) => image_promoter::cli::run::run(args),
+    }
+}
+
+/// Logs to standard error, filtered by IMAGE_PROMOTER_LOG (default: info for
+/// the operator, warnings for the one-shot commands); JSON lines carry the
+/// fields of the current span (the object a reconcile is about).
+fn logging(json: bool, operator: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("IMAGE_PROMOTER_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if operator { "info" } else { "warn" })
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
     }
 }
 

@@ -36,6 +36,9 @@ pub const SIGNATURE_INVALID: &str = "SignatureInvalid";
 
 /// Ready=False, Stalled=True: a write-once target tag points at another digest; nothing was overwritten.
 pub const TAG_CONFLICT: &str = "TagConflict";
+/// Ready=False, Stalled=True (promotion): a write-once tag published earlier now points at
+/// another digest at a target; it is reported and never rewritten.
+pub const TAG_DRIFTED: &str = "TagDrifted";
 /// Ready=False (mirror): some selected tags point elsewhere at a target and were left alone.
 pub const TAGS_DRIFTED: &str = "TagsDrifted";
 /// Ready=False (mirror): some selected tags could not be copied; retried at the next interval.
@@ -68,6 +71,9 @@ pub const REPOSITORY_NOT_FOUND: &str = "RepositoryNotFound";
 /// Ready=False, Reconciling=True: a registry or AWS is unreachable or overloaded
 /// (connection error, 408, 429, 5xx); retried with backoff.
 pub const REGISTRY_UNAVAILABLE: &str = "RegistryUnavailable";
+/// Ready=False, Reconciling=True: the operator failed unexpectedly while reconciling the
+/// object (a bug); retried with backoff.
+pub const RECONCILE_PANICKED: &str = "ReconcilePanicked";
 
 /// Every reason above, for documentation checks and metric label sets.
 pub const ALL: &[&str] = &[
@@ -85,6 +91,7 @@ pub const ALL: &[&str] = &[
     SIGNATURE_MISSING,
     SIGNATURE_INVALID,
     TAG_CONFLICT,
+    TAG_DRIFTED,
     TAGS_DRIFTED,
     TAGS_FAILED,
     SOURCE_NOT_FOUND,
@@ -98,6 +105,7 @@ pub const ALL: &[&str] = &[
     REPOSITORY_NOT_ALLOWED,
     REPOSITORY_NOT_FOUND,
     REGISTRY_UNAVAILABLE,
+    RECONCILE_PANICKED,
 ];
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::{FAILED, usage_error};
 use crate::config::Config;
 use crate::registry::copy::batch::{BatchReport, CopyJob};
 use crate::registry::copy::report::CopyReport;
-use crate::registry::{CopyOptions, Engine, ImageReference, Platforms, Repository, Target};
+use crate::registry::{CopyOptions, Engine, Platforms};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,48 +85,14 @@ struct Request {
     options: CopyOptions,
 }
 
-/// One image's copy, checked: a valid source, valid tags, targets that are
-/// repositories other than the source.
+/// One image's copy, checked by the library ([`CopyJob::new`]).
 fn job(
     source: &str,
     targets: &[String],
     tags: &[String],
     floating: &[String],
 ) -> Result<CopyJob, String> {
-    let source = ImageReference::parse_image(source).map_err(|e| format!("source: {e}"))?;
-    let tags: Vec<String> = if tags.is_empty() {
-        source.tag.iter().cloned().collect()
-    } else {
-        tags.to_vec()
-    };
-    for tag in tags.iter().chain(floating) {
-        if !crate::registry::reference::is_valid_tag(tag) {
-            return Err(format!(
-                "tag {tag:?} is invalid (letters, digits, '_', '.', '-'; at most 128)"
-            ));
-        }
-    }
-    if let Some(stray) = floating.iter().find(|f| !tags.contains(f)) {
-        return Err(format!(
-            "floating tag {stray} is not among the tags to publish ({})",
-            tags.join(", ")
-        ));
-    }
-    let targets = targets
-        .iter()
-        .map(|text| {
-            let repository: Repository = text.parse().map_err(|e| format!("target: {e}"))?;
-            if repository == source.repository {
-                return Err(format!("target {repository} is the source repository"));
-            }
-            Ok(Target {
-                repository,
-                tags: tags.clone(),
-                floating: floating.to_vec(),
-            })
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(CopyJob { source, targets })
+    CopyJob::new(source, targets, tags, floating).map_err(|e| e.to_string())
 }
 
 fn request(args: &CopyArgs) -> Result<Request, String> {

@@ -4,6 +4,7 @@
 
 pub mod copy;
 pub mod promote;
+pub mod run;
 
 use std::process::ExitCode;
 

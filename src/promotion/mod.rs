@@ -12,5 +12,5 @@ pub mod registries;
 pub mod run;
 pub mod status;
 
-pub use plan::{PromotionPlan, plan};
-pub use run::execute;
+pub use plan::{PromotionPlan, SecretAccess, SecretCredentials, plan, plan_with};
+pub use run::{RunOptions, Shared, execute, execute_with};

@@ -12,7 +12,7 @@ use crate::api::reasons;
 use crate::aws::{EcrError, EcrInspector};
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::Manifest;
-use crate::registry::{Platforms, Registries, RegistryClient};
+use crate::registry::{Engine, Platforms, RegistryClient};
 use crate::verify::cosign::registry::{RepositorySignatures, SignatureReadError};
 use crate::verify::cosign::{FetchError, SignatureOutcome, fetch_signatures, verify};
 use crate::verify::{Observations, SignatureChecks};
@@ -86,14 +86,20 @@ pub struct Observed {
     pub outcome: Result<Observations, ObserveError>,
 }
 
-/// Reads what verification of the plan's source needs.
+/// Reads what verification of the plan's source needs; `pinned` is the
+/// digest an earlier run resolved the tag to, which is never resolved again.
 pub async fn observe(
     plan: &PromotionPlan,
     inspector: &EcrInspector,
-    registries: &Registries,
+    engine: &Engine,
+    pinned: Option<&str>,
 ) -> Observed {
     let repository = plan.source.image.repository.name.as_str();
-    let digest = match pin(plan, inspector).await {
+    let pinned = match pinned {
+        Some(digest) => Ok(digest.to_string()),
+        None => pin(plan, inspector).await,
+    };
+    let digest = match pinned {
         Ok(digest) => digest,
         Err(error) => {
             return Observed {
@@ -105,7 +111,7 @@ pub async fn observe(
     let outcome = async {
         let settings = inspector.repository_settings(repository).await?;
         let scan = inspector.scan_report(repository, &digest).await?;
-        let signatures = signatures(plan, registries, &digest).await?;
+        let signatures = signatures(plan, engine, &digest).await?;
         Ok(Observations {
             digest: digest.clone(),
             source_tag: plan.source.image.tag.clone(),
@@ -148,7 +154,7 @@ async fn pin(plan: &PromotionPlan, inspector: &EcrInspector) -> Result<String, O
 /// then every selected platform manifest must carry a verified signature.
 async fn signatures(
     plan: &PromotionPlan,
-    registries: &Registries,
+    engine: &Engine,
     digest: &str,
 ) -> Result<SignatureChecks, ObserveError> {
     let verifiers = &plan.verifiers;
@@ -156,7 +162,7 @@ async fn signatures(
         return Ok(SignatureChecks::default());
     }
     let repository = &plan.source.image.repository;
-    let client = registries
+    let client = engine
         .client(repository.api_host())
         .map_err(ObserveError::Client)?;
     let signed = match &plan.options.platforms {

@@ -150,6 +150,27 @@ pub struct PromotionPlan {
     pub options: CopyOptions,
     /// Token credentials for hosts the configuration file does not list.
     pub inferred: Vec<InferredCredentials>,
+    /// dockerconfigjson Secrets to read for hosts the configuration file does
+    /// not list ([`SecretAccess::Api`] only; the command line refuses them).
+    pub secrets: Vec<SecretCredentials>,
+}
+
+/// Whether the run can read the object's Secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretAccess {
+    /// The command line: no Secrets; `secretRef` needs a configuration entry.
+    None,
+    /// The controller: `secretRef` Secrets are read through the API.
+    Api,
+}
+
+/// A registry host reached with a dockerconfigjson Secret of the object's namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretCredentials {
+    /// `host[:port]`.
+    pub host: String,
+    /// The Secret's name.
+    pub secret: String,
 }
 
 /// Plans the run of a validated `promotion` with `config`; `public_key` is
@@ -159,6 +180,18 @@ pub fn plan(
     config: &Config,
     public_key: Option<PublicKey>,
 ) -> Result<PromotionPlan, PlanError> {
+    plan_with(promotion, config, public_key, SecretAccess::None)
+}
+
+/// [`plan`], with `access` saying whether `secretRef` Secrets can be read
+/// (the controller) or need a configuration entry (the command line).
+pub fn plan_with(
+    promotion: &ImagePromotion,
+    config: &Config,
+    public_key: Option<PublicKey>,
+    access: SecretAccess,
+) -> Result<PromotionPlan, PlanError> {
+    let mut secrets: Vec<SecretCredentials> = Vec::new();
     let spec = &promotion.spec;
     let image = ImageReference::parse_image(&spec.source.image)
         .map_err(|e| PlanError::invalid(format!("spec.source.image: {e}")))?;
@@ -191,7 +224,8 @@ pub fn plan(
     if entry(config, source_host).is_none() {
         let credentials = match spec.source.credentials.as_ref().map(kind_of) {
             Some(Kind::SecretRef(secret)) => {
-                return Err(no_secrets("spec.source", &secret, source_host));
+                use_secret(&mut secrets, access, "spec.source", secret, source_host)?;
+                Kind::Anonymous
             }
             Some(Kind::EcrPublic) => Kind::EcrPublic,
             _ => Kind::Ecr(source.ecr.clone()),
@@ -204,7 +238,21 @@ pub fn plan(
             continue;
         }
         let field = format!("spec.targets[{}]", planned.name);
-        let credentials = target_credentials(spec_target.credentials.as_ref(), host, &field)?;
+        let credentials = target_credentials(spec_target.credentials.as_ref(), host)
+            .map_err(|e| PlanError::invalid(format!("{field}.{}", e.message)))?;
+        let credentials = match credentials {
+            Kind::SecretRef(secret) => {
+                use_secret(&mut secrets, access, &field, secret, host)?;
+                continue;
+            }
+            kind => kind,
+        };
+        if secrets.iter().any(|s| s.host == *host) {
+            return Err(PlanError::invalid(format!(
+                "{field}.credentials: {host} is reached with a Secret elsewhere in this object; \
+                 one object uses one set of credentials per registry host"
+            )));
+        }
         let Some(wanted) = infer(&field, host, credentials)? else {
             continue;
         };
@@ -237,6 +285,7 @@ pub fn plan(
             ..copy_options(&spec.copy)
         },
         inferred,
+        secrets,
     })
 }
 
@@ -334,15 +383,13 @@ fn kind_of(credentials: &RegistryCredentials) -> Kind {
 fn target_credentials(
     credentials: Option<&RegistryCredentials>,
     host: &str,
-    field: &str,
 ) -> Result<Kind, PlanError> {
     if let Some(ecr) = credentials.and_then(|c| c.ecr.as_ref()) {
         return resolve_ecr_registry(host, ecr.region.as_deref(), ecr.registry_id.as_deref())
             .map(Kind::Ecr)
-            .map_err(|e| PlanError::invalid(format!("{field}.credentials.ecr: {e}")));
+            .map_err(|e| PlanError::invalid(format!("credentials.ecr: {e}")));
     }
     match credentials.map(kind_of) {
-        Some(Kind::SecretRef(secret)) => Err(no_secrets(field, &secret, host)),
         Some(kind) => Ok(kind),
         None if host == ECR_PUBLIC_HOST => Ok(Kind::EcrPublic),
         None => Ok(parse_ecr_host(host).map_or(Kind::Anonymous, Kind::Ecr)),
@@ -417,6 +464,35 @@ fn tenancy(
             .map_err(refused)?;
     }
     Ok(())
+}
+
+/// Records that `host` is reached with `secret`, or refuses it when Secrets
+/// cannot be read or the host already has other credentials.
+fn use_secret(
+    secrets: &mut Vec<SecretCredentials>,
+    access: SecretAccess,
+    field: &str,
+    secret: String,
+    host: &str,
+) -> Result<(), PlanError> {
+    if access == SecretAccess::None {
+        return Err(no_secrets(field, &secret, host));
+    }
+    match secrets.iter().find(|s| s.host == host) {
+        Some(existing) if existing.secret != secret => Err(PlanError::invalid(format!(
+            "{field}.credentials: {host} is reached with Secret {:?} elsewhere in this object; \
+             one object uses one set of credentials per registry host",
+            existing.secret
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            secrets.push(SecretCredentials {
+                host: host.to_string(),
+                secret,
+            });
+            Ok(())
+        }
+    }
 }
 
 fn no_secrets(field: &str, secret: &str, host: &str) -> PlanError {

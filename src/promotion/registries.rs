@@ -20,7 +20,18 @@ pub async fn registries(
 ) -> Result<Registries, ConfigError> {
     let mut registries = config.registries().await?;
     for credentials in inferred {
-        let source: SharedSource = match credentials {
+        registries.insert(credentials.host(), token_client(credentials, sdk)?);
+    }
+    Ok(registries)
+}
+
+/// A client for an inferred host with tokens from the operator's AWS identity.
+pub fn token_client(
+    credentials: &InferredCredentials,
+    sdk: &SdkConfig,
+) -> Result<RegistryClient, ConfigError> {
+    let source: SharedSource =
+        match credentials {
             InferredCredentials::Ecr { registry, .. } => Arc::new(EcrTokenSource(
                 EcrInspector::new(sdk, registry.clone(), None),
             )),
@@ -28,15 +39,12 @@ pub async fn registries(
                 Arc::new(EcrPublicTokenSource(EcrPublic::new(sdk, None)))
             }
         };
-        let settings = ClientSettings {
-            upload: UploadMode::Chunked {
-                part_size: DEFAULT_CHUNK_BYTES,
-            },
-            ..ClientSettings::default()
-        };
-        let client = RegistryClient::new(credentials.host(), source, settings)
-            .map_err(|error| ConfigError::Client(Box::new(error)))?;
-        registries.insert(credentials.host(), client);
-    }
-    Ok(registries)
+    let settings = ClientSettings {
+        upload: UploadMode::Chunked {
+            part_size: DEFAULT_CHUNK_BYTES,
+        },
+        ..ClientSettings::default()
+    };
+    RegistryClient::new(credentials.host(), source, settings)
+        .map_err(|error| ConfigError::Client(Box::new(error)))
 }

@@ -1,32 +1,148 @@
 //! Observe, decide, and (unless refused, waiting or a dry run) promote: the
 //! I/O half of a run, from a plan to the [`Run`] the status is built from.
+//!
+//! What runs share lives in [`Shared`]: one AWS configuration (its
+//! credential cache), one copy [`Engine`] (registry clients, connection
+//! pools, token caches, limits, blob locations) and the token clients of the
+//! ECR / ECR Public hosts the configuration does not list. The command line
+//! makes one for its single run; the controller makes one per process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use k8s_openapi::jiff::Timestamp;
 
-use super::plan::{PromotionPlan, PublicRepositoryPlan};
+use super::plan::{InferredCredentials, PromotionPlan, PublicRepositoryPlan};
 use super::status::{Problem, Progress, Run, TargetOutcome};
 use super::{observe, registries, status};
 use crate::aws::{EcrInspector, EcrPublic, EcrPublicError, RepositoryCreation};
 use crate::config::{Config, ConfigError};
-use crate::registry::{Engine, ImageReference, Registries};
-use crate::verify::evaluate;
+use crate::registry::copy::report::TargetReport;
+use crate::registry::{Engine, ImageReference, RegistryClient};
+use crate::verify::{Verdict, evaluate};
 
-/// Observes, decides, and (unless refused, waiting or a dry run) promotes.
+/// What every run of a process shares.
+pub struct Shared {
+    /// The AWS configuration, loaded once.
+    pub sdk: SdkConfig,
+    /// The engine of the configuration file's registries.
+    pub engine: Engine,
+    /// Token clients of hosts the configuration does not list, by host.
+    inferred: Mutex<HashMap<String, RegistryClient>>,
+}
+
+impl Shared {
+    /// Loads the AWS configuration and builds the configuration file's clients.
+    pub async fn load(config: &Config) -> Result<Self, ConfigError> {
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let registries = config.registries().await?;
+        Ok(Self {
+            sdk,
+            engine: Engine::new(registries),
+            inferred: Mutex::default(),
+        })
+    }
+
+    /// The engine a plan copies with: the shared one, reaching the plan's
+    /// inferred hosts with the shared token clients and the hosts of
+    /// `clients` (an object's own Secrets) with those.
+    pub fn engine_for(
+        &self,
+        plan: &PromotionPlan,
+        clients: impl IntoIterator<Item = (String, RegistryClient)>,
+    ) -> Result<Engine, ConfigError> {
+        let mut views = Vec::new();
+        for credentials in &plan.inferred {
+            views.push((credentials.host().to_string(), self.inferred(credentials)?));
+        }
+        views.extend(clients);
+        Ok(if views.is_empty() {
+            self.engine.clone()
+        } else {
+            self.engine.with_clients(views)
+        })
+    }
+
+    fn inferred(&self, credentials: &InferredCredentials) -> Result<RegistryClient, ConfigError> {
+        let mut clients = self.inferred.lock().expect("lock never poisoned");
+        // Keyed by host and by what the token is for (one ECR registry per host).
+        let key = match credentials {
+            InferredCredentials::Ecr { host, registry } => {
+                format!("{host} ecr {} {}", registry.registry_id, registry.region)
+            }
+            InferredCredentials::EcrPublic { host } => format!("{host} ecr-public"),
+        };
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = registries::token_client(credentials, &self.sdk)?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+/// How a run starts.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Resolve and verify only.
+    pub dry_run: bool,
+    /// The digest an earlier run pinned: the tag is not resolved again.
+    pub pinned: Option<String>,
+    /// The verdict an earlier run recorded for this generation and digest:
+    /// the source is not verified again.
+    pub verified: Option<Verdict>,
+    /// Targets (by index into the plan) already promoted: not copied again.
+    pub done: Vec<(usize, TargetReport)>,
+}
+
+/// Observes, decides, and (unless refused, waiting or a dry run) promotes,
+/// with clients made for this one run (the command line).
 pub async fn execute(
     plan: &PromotionPlan,
     config: &Config,
     dry_run: bool,
 ) -> Result<Run, ConfigError> {
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let registries = registries::registries(config, &plan.inferred, &sdk).await?;
+    let shared = Shared::load(config).await?;
+    let engine = shared.engine_for(plan, [])?;
+    let options = RunOptions {
+        dry_run,
+        ..RunOptions::default()
+    };
+    Ok(execute_with(&shared, &engine, plan, config, options).await)
+}
+
+/// Observes, decides, and (unless refused, waiting or a dry run) promotes
+/// with the shared context and `engine` (from [`Shared::engine_for`]).
+pub async fn execute_with(
+    shared: &Shared,
+    engine: &Engine,
+    plan: &PromotionPlan,
+    config: &Config,
+    options: RunOptions,
+) -> Run {
     let inspector = EcrInspector::new(
-        &sdk,
+        &shared.sdk,
         plan.source.ecr.clone(),
         plan.source.ecr_endpoint.as_deref(),
     );
-    let observed = observe::observe(plan, &inspector, &registries).await;
-    let (verdict, progress) = match observed.outcome {
+    let (digest, decided) = match (options.pinned.clone(), options.verified) {
+        (Some(digest), Some(verdict)) => (Some(digest.clone()), Ok((digest, verdict))),
+        (pinned, _) => {
+            let observed = observe::observe(plan, &inspector, engine, pinned.as_deref()).await;
+            let decided = observed.outcome.map(|observations| {
+                let verdict = evaluate(
+                    &plan.policy,
+                    &config.verify,
+                    &observations,
+                    Timestamp::now(),
+                );
+                (observations.digest, verdict)
+            });
+            (observed.digest, decided)
+        }
+    };
+    let (verdict, progress) = match decided {
         Err(error) => {
             let problem = Problem {
                 reason: error.reason(),
@@ -35,32 +151,26 @@ pub async fn execute(
             };
             (None, Progress::Blocked(problem))
         }
-        Ok(observations) => {
-            let verdict = evaluate(
-                &plan.policy,
-                &config.verify,
-                &observations,
-                Timestamp::now(),
-            );
+        Ok((digest, verdict)) => {
             let progress = if verdict.refused() {
                 Progress::Refused
             } else if verdict.waiting() {
                 Progress::Waiting
-            } else if dry_run {
+            } else if options.dry_run {
                 Progress::DryRun
             } else {
-                Progress::Copied(promote(plan, &sdk, registries, &observations.digest).await)
+                Progress::Copied(promote(plan, &shared.sdk, engine, &digest, options.done).await)
             };
             (Some(verdict), progress)
         }
     };
-    Ok(Run {
+    Run {
         generation: plan.generation,
         targets: plan.targets.iter().map(|t| t.name.clone()).collect(),
-        digest: observed.digest,
+        digest,
         verdict,
         progress,
-    })
+    }
 }
 
 /// Creates the ECR Public repositories asked for, then copies the pinned
@@ -68,12 +178,21 @@ pub async fn execute(
 async fn promote(
     plan: &PromotionPlan,
     sdk: &SdkConfig,
-    registries: Registries,
+    engine: &Engine,
     digest: &str,
+    done: Vec<(usize, TargetReport)>,
 ) -> Vec<TargetOutcome> {
     let mut outcomes: Vec<Option<TargetOutcome>> = vec![None; plan.targets.len()];
     let mut notes: Vec<Option<String>> = vec![None; plan.targets.len()];
+    for (i, report) in done {
+        if let Some(outcome) = outcomes.get_mut(i) {
+            *outcome = Some(TargetOutcome::from_report(report, None));
+        }
+    }
     for (i, target) in plan.targets.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
+        }
         if let Some(create) = &target.create {
             match create_repository(sdk, create).await {
                 Ok(note) => notes[i] = note,
@@ -89,7 +208,7 @@ async fn promote(
         .map(|i| plan.targets[*i].target.clone())
         .collect();
     if !targets.is_empty() {
-        let copied = copy(plan, registries, digest, &targets).await;
+        let copied = copy(plan, engine, digest, &targets).await;
         match copied {
             Ok(reports) => {
                 for (i, report) in ready.iter().zip(reports) {
@@ -112,7 +231,7 @@ async fn promote(
 /// Copies the source, pinned to `digest`, with the engine.
 async fn copy(
     plan: &PromotionPlan,
-    registries: Registries,
+    engine: &Engine,
     digest: &str,
     targets: &[crate::registry::Target],
 ) -> Result<Vec<crate::registry::copy::report::TargetReport>, Problem> {
@@ -125,7 +244,6 @@ async fn copy(
         digest: Some(pinned),
         ..plan.source.image.clone()
     };
-    let engine = Engine::new(registries);
     match engine.copy(&source, targets, &plan.options).await {
         Ok(report) => Ok(report.targets),
         Err(error) => Err(Problem {

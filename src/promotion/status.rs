@@ -132,11 +132,30 @@ fn common_reason(engine: &str, transient: bool) -> String {
     .to_string()
 }
 
-/// The status of the object after `run`, stamped with the `clock`'s time.
+/// Who reads the status: the messages say what to do next in their terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// `image-promoter promote`: running the command again is the retry.
+    CommandLine,
+    /// A cluster user: the operator retries by itself.
+    Cluster,
+}
+
+/// The status of the object after `run`, stamped with the `clock`'s time,
+/// as the command line prints it.
 pub fn promotion_status(run: &Run, clock: &impl Clock) -> ImagePromotionStatus {
+    promotion_status_for(run, clock, Audience::CommandLine)
+}
+
+/// The status of the object after `run` with messages for `audience`.
+pub fn promotion_status_for(
+    run: &Run,
+    clock: &impl Clock,
+    audience: Audience,
+) -> ImagePromotionStatus {
     let now = clock.now();
     let generation = Some(run.generation);
-    let results = target_results(run, &now);
+    let results = target_results(run, &now, audience);
     let promoted = results
         .iter()
         .filter(|r| r.state == TargetState::Promoted)
@@ -149,7 +168,7 @@ pub fn promotion_status(run: &Run, clock: &impl Clock) -> ImagePromotionStatus {
         verification: run.verdict.as_ref().map(|v| v.evidence.clone()),
         ..ImagePromotionStatus::default()
     };
-    let mut updates = conditions_of(run, &status);
+    let mut updates = conditions_of(run, &status, audience);
     if let Some(verdict) = &run.verdict {
         updates.insert(1, verdict.condition());
     }
@@ -169,7 +188,11 @@ fn condition(
 }
 
 /// Ready, then Reconciling or Stalled when they hold.
-fn conditions_of(run: &Run, status: &ImagePromotionStatus) -> Vec<ConditionUpdate> {
+fn conditions_of(
+    run: &Run,
+    status: &ImagePromotionStatus,
+    audience: Audience,
+) -> Vec<ConditionUpdate> {
     let total = run.targets.len();
     let verdict_message = || {
         run.verdict
@@ -195,11 +218,17 @@ fn conditions_of(run: &Run, status: &ImagePromotionStatus) -> Vec<ConditionUpdat
             abnormal(reason, &message, false)
         }
         Progress::Waiting => {
-            let message = format!(
-                "nothing copied yet: {}. The operator checks again on its own; from the command \
-                 line, run promote again once the scan has completed",
-                verdict_message()
-            );
+            let message = match audience {
+                Audience::CommandLine => format!(
+                    "nothing copied yet: {}. The operator checks again on its own; from the \
+                     command line, run promote again once the scan has completed",
+                    verdict_message()
+                ),
+                Audience::Cluster => format!(
+                    "nothing copied yet: {}. Checked again until the scan has completed",
+                    verdict_message()
+                ),
+            };
             vec![
                 condition(
                     conditions::READY,
@@ -288,7 +317,7 @@ fn copied(
     }
 }
 
-fn target_results(run: &Run, now: &Time) -> Vec<TargetResult> {
+fn target_results(run: &Run, now: &Time, audience: Audience) -> Vec<TargetResult> {
     let pending = |message: &str| -> Vec<TargetResult> {
         run.targets
             .iter()
@@ -310,12 +339,17 @@ fn target_results(run: &Run, now: &Time) -> Vec<TargetResult> {
             .targets
             .iter()
             .zip(outcomes)
-            .map(|(name, outcome)| target_result(name, outcome, now))
+            .map(|(name, outcome)| target_result(name, outcome, now, audience))
             .collect(),
     }
 }
 
-fn target_result(name: &str, outcome: &TargetOutcome, now: &Time) -> TargetResult {
+fn target_result(
+    name: &str,
+    outcome: &TargetOutcome,
+    now: &Time,
+    audience: Audience,
+) -> TargetResult {
     let report = outcome.report.clone().unwrap_or_default();
     let state = match &outcome.failure {
         None => TargetState::Promoted,
@@ -323,10 +357,13 @@ fn target_result(name: &str, outcome: &TargetOutcome, now: &Time) -> TargetResul
         Some(_) => TargetState::Failed,
     };
     let message = match &outcome.failure {
-        Some(p) if p.transient => Some(format!(
-            "{}; transient: run promote again (the operator retries with backoff)",
-            p.message
-        )),
+        Some(p) if p.transient => Some(match audience {
+            Audience::CommandLine => format!(
+                "{}; transient: run promote again (the operator retries with backoff)",
+                p.message
+            ),
+            Audience::Cluster => format!("{}; transient: retried with backoff", p.message),
+        }),
         Some(p) => Some(format!(
             "{}; not retried: it needs the object, the target or its credentials to change",
             p.message

@@ -10,9 +10,8 @@
 //! ```
 
 use super::job;
-use crate::registry::copy::batch::CopyJob;
+use crate::registry::copy::batch::{CopyJob, check_one_writer_per_tag};
 use serde::Deserialize;
-use std::collections::HashMap;
 
 /// The largest batch file read (a file of 10,000 images is about 2 MiB).
 const MAX_FILE_BYTES: usize = 16 << 20;
@@ -65,30 +64,8 @@ pub fn parse(text: &[u8]) -> Result<Vec<CopyJob>, String> {
             .map_err(|e| format!("images[{i}]: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    check_no_shared_tags(&jobs)?;
+    check_one_writer_per_tag(&jobs).map_err(|e| e.to_string())?;
     Ok(jobs)
-}
-
-/// Two images of one batch writing the same tag would race for it.
-fn check_no_shared_tags(jobs: &[CopyJob]) -> Result<(), String> {
-    let mut writers: HashMap<String, usize> = HashMap::new();
-    for (i, job) in jobs.iter().enumerate() {
-        for target in &job.targets {
-            for tag in &target.tags {
-                let name = format!("{}:{tag}", target.repository);
-                if let Some(first) = writers.insert(name.clone(), i)
-                    && jobs[first].source != job.source
-                {
-                    return Err(format!(
-                        "images[{first}] ({}) and images[{i}] ({}) both publish {name}; \
-                         a tag can name one image",
-                        jobs[first].source, job.source
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

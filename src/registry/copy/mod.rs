@@ -498,14 +498,16 @@ impl Engine {
         mount_from: &MountSources,
     ) -> u64 {
         let runs_ref: &[TargetRun] = runs;
-        let outcomes: Vec<BlobOutcome> = futures::stream::iter(
-            blobs
-                .iter()
-                .map(|blob| self.copy_blob(source, repo, blob, runs_ref, mount_from)),
-        )
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+        // Collected first: a stream over a mapping closure makes the future
+        // not provably Send (rust-lang/rust#102211), and the operator spawns it.
+        let copies: Vec<_> = blobs
+            .iter()
+            .map(|blob| self.copy_blob(source, repo, blob, runs_ref, mount_from))
+            .collect();
+        let outcomes: Vec<BlobOutcome> = futures::stream::iter(copies)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
         let mut read = 0;
         for outcome in outcomes {
             read += outcome.source_bytes;
@@ -534,21 +536,20 @@ impl Engine {
         runs: &[TargetRun],
         mount_from: &MountSources,
     ) -> BlobOutcome {
-        let active = || {
-            runs.iter()
-                .enumerate()
-                .filter(|(_, r)| r.stage == Stage::Full)
-        };
+        // Collected, not iterated lazily across awaits: see copy_blobs.
+        let active: Vec<(usize, &TargetRun)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.stage == Stage::Full)
+            .collect();
+        let hosts: Vec<&str> = active.iter().map(|(_, r)| r.client().host()).collect();
         // Held until the blob is placed everywhere: another copy needing it in
         // the same registry then finds it instead of uploading it again.
-        let _held = self
-            .gates
-            .enter(active().map(|(_, r)| r.client().host()), &blob.digest)
-            .await;
+        let _held = self.gates.enter(hosts, &blob.digest).await;
         let mut results = Vec::new();
         let mut sinks = Vec::new();
         let mut sink_targets = Vec::new();
-        for (index, run) in active() {
+        for &(index, run) in &active {
             let client = run.client();
             let target_repo = run.target.repository.name.as_str();
             let placed = self
@@ -742,8 +743,10 @@ async fn read_children(
     repo: &str,
     descriptors: &[Descriptor],
 ) -> Result<Vec<Node>, RegistryError> {
-    let fetched: Vec<Result<Node, RegistryError>> =
-        futures::stream::iter(descriptors.iter().map(|descriptor| async move {
+    // Collected first: see copy_blobs (rust-lang/rust#102211).
+    let reads: Vec<_> = descriptors
+        .iter()
+        .map(|descriptor| async move {
             let child = client
                 .get_manifest(repo, &descriptor.digest.to_string())
                 .await?;
@@ -762,10 +765,10 @@ async fn read_children(
                 blobs: parsed.blobs().into_iter().cloned().collect(),
                 manifest: child,
             })
-        }))
-        .buffered(8)
-        .collect()
-        .await;
+        })
+        .collect();
+    let fetched: Vec<Result<Node, RegistryError>> =
+        futures::stream::iter(reads).buffered(8).collect().await;
     fetched.into_iter().collect()
 }
 

@@ -1,0 +1,162 @@
+//! `image-promoter run`: the operator. Parses the flags (controller-runtime's
+//! names), reads the configuration file, and hands over to
+//! [`crate::controller::run`]. Exit 1 when the operator could not start or
+//! stopped on an error, 2 on bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{FAILED, usage_error};
+use crate::config::Config;
+use crate::controller::{self, Settings, http::parse_bind_address};
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Registry configuration (auth, CAs, limits, verification floor, tenancy); see docs/config.md.
+    #[arg(long, value_name = "FILE", env = "IMAGE_PROMOTER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where /metrics listens: `:PORT`, `HOST:PORT`, or `0` to disable.
+    #[arg(long, default_value = ":8080")]
+    pub metrics_bind_address: String,
+    /// Where /healthz and /readyz listen: `:PORT`, `HOST:PORT`, or `0` to disable.
+    #[arg(long, default_value = ":8081")]
+    pub health_probe_bind_address: String,
+    /// Hold a coordination.k8s.io Lease so that only one replica reconciles.
+    #[arg(long, default_value_t = false)]
+    pub leader_elect: bool,
+    /// The Lease's namespace (default: the pod's namespace).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long, default_value = "image-promoter")]
+    pub leader_election_id: String,
+    /// Watch only this namespace (repeatable); default: every namespace.
+    #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
+    pub watch_namespaces: Vec<String>,
+    /// Promotions reconciled at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// How often finished promotions are checked for drift (jittered ±10 %), e.g. 1h, 30m, 90s.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// How long in-flight copies may finish after SIGTERM before they are cancelled.
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h`, or combinations such as `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("{text:?} is not a duration: use e.g. 30s, 5m, 1h or 1h30m");
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value * 60),
+            "h" => Duration::from_secs(value * 3600),
+            _ => return Err(invalid()),
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Runs the operator.
+pub fn run(args: RunArgs) -> ExitCode {
+    let settings = match settings(args) {
+        Ok(settings) => settings,
+        Err(message) => return usage_error(message),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    match runtime.block_on(controller::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "the operator stopped");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn settings(args: RunArgs) -> Result<Settings, String> {
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    Ok(Settings {
+        config,
+        metrics_address: parse_bind_address(&args.metrics_bind_address)
+            .map_err(|e| format!("--metrics-bind-address: {e}"))?,
+        probe_address: parse_bind_address(&args.health_probe_bind_address)
+            .map_err(|e| format!("--health-probe-bind-address: {e}"))?,
+        watch_namespaces: args.watch_namespaces,
+        concurrency: args.concurrency,
+        resync: args.resync_interval,
+        shutdown_grace: args.shutdown_grace,
+        leader_elect: args.leader_elect,
+        leader_election_id: args.leader_election_id,
+        leader_election_namespace: args.leader_election_namespace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_as_go_writes_them() {
+        let cases = [
+            ("250ms", Some(250)),
+            ("30s", Some(30_000)),
+            ("5m", Some(300_000)),
+            ("1h", Some(3_600_000)),
+            ("1h30m", Some(5_400_000)),
+            ("", None),
+            ("10", None),
+            ("s", None),
+            ("1d", None),
+            ("-1s", None),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(
+                parse_duration(text).ok().map(|d| d.as_millis() as u64),
+                millis,
+                "{text:?}"
+            );
+        }
+    }
+}

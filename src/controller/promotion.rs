@@ -1,0 +1,432 @@
+//! The ImagePromotion reconciler, in the house order: observe (the previous
+//! status, the object's Secrets, the registries) → decide, pure
+//! ([`super::decision`]) → act (verify and copy with the shared engine via
+//! [`crate::promotion::execute_with`], or only check a finished promotion
+//! for drift) → the status, pure ([`super::status`]) → one server-side-apply
+//! patch of `/status`, skipped when nothing but timestamps would change →
+//! events on transitions → the next requeue from the per-object backoff.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::wait::{await_condition, conditions::is_deleted};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, error, info, warn};
+
+use super::Context;
+use super::backoff::jittered;
+use super::decision::{self, Next};
+use super::error::ReconcileError;
+use super::events;
+use super::metrics::ReconcileResult;
+use super::secrets;
+use super::status::{Drift, after_drift_check, carry, changed};
+use crate::api::conditions::{self, ConditionUpdate, SystemClock, find_condition, set_condition};
+use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
+use crate::promotion::status::{Audience, Problem, Progress, Run, promotion_status_for};
+use crate::promotion::{PromotionPlan, SecretAccess, execute_with, plan_with};
+use crate::registry::Engine;
+
+/// The field manager of every status write.
+pub const FIELD_MANAGER: &str = "image-promoter";
+
+/// Reconciles one ImagePromotion; a panic inside is caught, reported on the
+/// object and retried with backoff, and never reaches the other objects.
+pub async fn reconcile(
+    object: Arc<ImagePromotion>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    let started = Instant::now();
+    let _worker = ctx.metrics.worker();
+    let span = tracing::info_span!("reconcile", object = %key);
+    let work = reconcile_object(&object, &ctx)
+        .instrument(span.clone())
+        .boxed();
+    let result = match caught(work).await {
+        Ok(result) => result,
+        Err(message) => {
+            let _entered = span.enter();
+            error!(%message, "the reconcile panicked; reported on the object, retried with backoff");
+            drop(_entered);
+            report_panic(&object, &ctx)
+                .instrument(span.clone())
+                .boxed()
+                .await;
+            Err(ReconcileError::Panicked {
+                object: key,
+                message,
+            })
+        }
+    };
+    let label = match &result {
+        Ok(action) if *action == Action::await_change() => ReconcileResult::Success,
+        Ok(_) => ReconcileResult::RequeueAfter,
+        Err(_) => ReconcileResult::Error,
+    };
+    ctx.metrics.reconciled(label, started.elapsed());
+    result
+}
+
+/// Runs `work`; a panic inside becomes its message instead of unwinding
+/// into the controller (which would stop every other object's reconciles).
+pub async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into())
+        })
+}
+
+/// What `error_policy` does with a failed reconcile: retry with the object's backoff,
+/// or wait for a change when a retry cannot help.
+pub fn error_policy(
+    object: Arc<ImagePromotion>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    let uid = object.uid().unwrap_or_default();
+    error!(
+        object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
+        reason = error.reason(),
+        %error,
+        "reconcile failed"
+    );
+    if error.is_transient() {
+        Action::requeue(ctx.backoff.failed(&uid))
+    } else {
+        Action::await_change()
+    }
+}
+
+async fn reconcile_object(
+    object: &ImagePromotion,
+    ctx: &Context,
+) -> Result<Action, ReconcileError> {
+    let uid = object.uid().unwrap_or_default();
+    if object.metadata.deletion_timestamp.is_some() {
+        ctx.backoff.reset(&uid);
+        ctx.metrics.object(&uid, None);
+        return Ok(Action::await_change());
+    }
+    let generation = object.metadata.generation.unwrap_or(0);
+    let previous = decision::previous(object);
+    let (status, next, drifted) = match prepare(object, ctx).boxed().await {
+        Err(problem) => {
+            let run = Run {
+                generation,
+                targets: object.spec.targets.iter().map(|t| t.name.clone()).collect(),
+                digest: previous.source_digest.clone(),
+                verdict: None,
+                progress: Progress::Blocked(problem),
+            };
+            let fresh = promotion_status_for(&run, &SystemClock, Audience::Cluster);
+            (carry(&previous, fresh), decision::next(&run), 0)
+        }
+        Ok((plan, engine)) if decision::finished(generation, &previous, &plan) => {
+            let drifts = check_drift(&plan, &engine, &previous).boxed().await;
+            for drift in &drifts {
+                warn!(audit = true, target = %drift.target, tag = %drift.tag, found = ?drift.found, promoted = %drift.promoted, "a published tag drifted; it is not rewritten");
+            }
+            let status = after_drift_check(&previous, &drifts, generation, &SystemClock);
+            (status, Next::Done, drifts.len() as i64)
+        }
+        Ok((plan, engine)) => {
+            let options = decision::resume(generation, &previous, &plan);
+            let run = execute_with(&ctx.shared, &engine, &plan, &ctx.config, options).boxed();
+            let Some(run) = unless_deleted(ctx, object, run).boxed().await else {
+                info!("the object was deleted during its reconcile: the copy was cancelled");
+                ctx.backoff.reset(&uid);
+                ctx.metrics.object(&uid, None);
+                return Ok(Action::await_change());
+            };
+            account(ctx, &plan, &run);
+            let fresh = promotion_status_for(&run, &SystemClock, Audience::Cluster);
+            (carry(&previous, fresh), decision::next(&run), 0)
+        }
+    };
+    write_status(ctx, object, &status).boxed().await?;
+    let notices = events::transitions(&previous, &status);
+    if notices.iter().any(|n| n.reason == "VerificationFailed")
+        && let Some(verified) = find_condition(&status.conditions, conditions::VERIFIED)
+    {
+        ctx.metrics.verification_failed(&verified.reason);
+    }
+    audit(&status, &notices);
+    events::publish(&ctx.recorder, object, notices)
+        .boxed()
+        .await;
+    ctx.metrics
+        .object(&uid, Some((decision::state_of(&status), drifted)));
+    Ok(match next {
+        Next::Done => {
+            ctx.backoff.reset(&uid);
+            Action::requeue(jittered(ctx.resync, fastrand::f64()))
+        }
+        Next::WaitForScan => Action::requeue(ctx.backoff.waiting(&uid)),
+        Next::Retry => Action::requeue(ctx.backoff.failed(&uid)),
+        Next::Stalled => {
+            ctx.backoff.reset(&uid);
+            Action::await_change()
+        }
+    })
+}
+
+/// Reads the object's Secrets and plans the run with them; the engine view
+/// reaches each registry with the credentials the plan names.
+async fn prepare(
+    object: &ImagePromotion,
+    ctx: &Context,
+) -> Result<(PromotionPlan, Engine), Problem> {
+    let namespace = object.namespace().unwrap_or_default();
+    let secret_problem = |error: secrets::SecretError| Problem {
+        reason: error.reason().to_string(),
+        message: error.to_string(),
+        transient: error.is_transient(),
+    };
+    let key_ref = object
+        .spec
+        .verify
+        .signature
+        .as_ref()
+        .and_then(|s| s.public_key.as_ref())
+        .map(|k| &k.secret_ref);
+    let public_key = match key_ref {
+        Some(key) => Some(
+            secrets::public_key(&ctx.client, &namespace, &key.name, &key.key)
+                .await
+                .map_err(secret_problem)?,
+        ),
+        None => None,
+    };
+    let plan =
+        plan_with(object, &ctx.config, public_key, SecretAccess::Api).map_err(|e| Problem {
+            reason: e.reason.to_string(),
+            message: e.message,
+            transient: false,
+        })?;
+    let mut clients = Vec::new();
+    for secret in &plan.secrets {
+        let client = secrets::registry_client(
+            &ctx.client,
+            &ctx.shared.engine,
+            &namespace,
+            &secret.secret,
+            &secret.host,
+        )
+        .await
+        .map_err(secret_problem)?;
+        clients.push((secret.host.clone(), client));
+    }
+    let engine = ctx.shared.engine_for(&plan, clients).map_err(|e| Problem {
+        reason: reasons::INVALID_SPEC.to_string(),
+        message: e.to_string(),
+        transient: false,
+    })?;
+    Ok((plan, engine))
+}
+
+/// Runs `work` unless the object is deleted first: then the work (a copy in
+/// flight) is dropped, which cancels it. Tags are written last, so no tag
+/// ever points at incomplete content.
+async fn unless_deleted<F: Future>(
+    ctx: &Context,
+    object: &ImagePromotion,
+    work: F,
+) -> Option<F::Output> {
+    let api: Api<ImagePromotion> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let uid = object.uid().unwrap_or_default();
+    let name = object.name_any();
+    let deleted = await_condition(api, &name, is_deleted(&uid));
+    tokio::pin!(work);
+    tokio::select! {
+        output = &mut work => Some(output),
+        watched = deleted => match watched {
+            Ok(_) => None,
+            Err(error) => {
+                warn!(%error, "watching for the object's deletion failed; the copy continues");
+                Some(work.await)
+            }
+        },
+    }
+}
+
+/// HEADs every write-once tag of every promoted target: one request per
+/// (target, tag). A tag that cannot be read now is checked at the next resync.
+async fn check_drift(
+    plan: &PromotionPlan,
+    engine: &Engine,
+    previous: &ImagePromotionStatus,
+) -> Vec<Drift> {
+    let mut drifts = Vec::new();
+    for target in &plan.targets {
+        let Some(digest) = previous
+            .targets
+            .iter()
+            .find(|r| r.name == target.name && r.state == TargetState::Promoted)
+            .and_then(|r| r.digest.clone())
+        else {
+            continue;
+        };
+        let repository = &target.target.repository;
+        let client = match engine.client(&repository.registry) {
+            Ok(client) => client,
+            Err(error) => {
+                warn!(target = %target.name, %error, "no client for the drift check");
+                continue;
+            }
+        };
+        let write_once = target
+            .target
+            .tags
+            .iter()
+            .filter(|t| !target.target.floating.contains(t));
+        for tag in write_once {
+            match client.head_manifest(&repository.name, tag).await {
+                Ok(Some(head)) if head.digest.to_string() == digest => {}
+                Ok(found) => drifts.push(Drift {
+                    target: target.name.clone(),
+                    tag: tag.clone(),
+                    promoted: digest.clone(),
+                    found: found.map(|h| h.digest.to_string()),
+                }),
+                Err(error) => {
+                    warn!(target = %target.name, %tag, %error, "the drift check could not read a tag; checked again at the next resync")
+                }
+            }
+        }
+    }
+    drifts
+}
+
+/// Counts what the run copied.
+fn account(ctx: &Context, plan: &PromotionPlan, run: &Run) {
+    if let Progress::Copied(outcomes) = &run.progress {
+        for (target, outcome) in plan.targets.iter().zip(outcomes) {
+            if let Some(report) = &outcome.report {
+                ctx.metrics
+                    .copied(&target.target.repository.registry, report);
+            }
+        }
+    }
+}
+
+/// One JSON line per event worth auditing, with what it rests on.
+fn audit(status: &ImagePromotionStatus, notices: &[events::Notice]) {
+    let evidence = status
+        .verification
+        .as_ref()
+        .and_then(|e| serde_json::to_string(e).ok())
+        .unwrap_or_default();
+    let digest = status.source_digest.as_deref().unwrap_or_default();
+    for notice in notices {
+        match notice.reason {
+            "Verified" => {
+                info!(audit = true, event = "PromotionVerified", source_digest = digest, %evidence, "the source passed verification")
+            }
+            "VerificationFailed" => {
+                warn!(audit = true, event = "PromotionRefused", source_digest = digest, %evidence, why = %notice.note, "the source was refused")
+            }
+            "Promoted" => {
+                let target = notice.action.trim_start_matches("Promote/");
+                let tags = status
+                    .targets
+                    .iter()
+                    .find(|t| t.name == target)
+                    .map(|t| t.tags.join(","))
+                    .unwrap_or_default();
+                info!(audit = true, event = "PromotionPublished", source_digest = digest, target, tags = %tags, %evidence, "published")
+            }
+            reason => info!(event = reason, note = %notice.note, "transition"),
+        }
+    }
+}
+
+/// Writes `status` with server-side apply, unless it changes nothing.
+async fn write_status(
+    ctx: &Context,
+    object: &ImagePromotion,
+    status: &ImagePromotionStatus,
+) -> Result<(), ReconcileError> {
+    if !changed(object.status.as_ref(), status) {
+        return Ok(());
+    }
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    let api: Api<ImagePromotion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": "imagepromoter.dev/v1alpha1",
+        "kind": "ImagePromotion",
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| ReconcileError::PatchStatus {
+        object: format!("{namespace}/{name}"),
+        source,
+    })
+}
+
+/// Marks the object as failing unexpectedly (Ready=False, Reconciling=True).
+async fn report_panic(object: &ImagePromotion, ctx: &Context) {
+    let mut status = decision::previous(object);
+    let generation = object.metadata.generation;
+    let message = "the operator failed unexpectedly on this object (a bug; its log has the \
+                   details); retried with backoff";
+    for type_ in [conditions::READY, conditions::RECONCILING] {
+        let state = type_ == conditions::RECONCILING;
+        set_condition(
+            &mut status.conditions,
+            ConditionUpdate::new(type_, state, reasons::RECONCILE_PANICKED)
+                .message(message)
+                .generation(generation),
+            &SystemClock,
+        );
+    }
+    conditions::remove_condition(&mut status.conditions, conditions::STALLED);
+    if let Err(error) = write_status(ctx, object, &status).await {
+        error!(%error, "reporting the panic on the object failed");
+    }
+    let notice = events::Notice {
+        warning: true,
+        reason: "ReconcilePanicked",
+        action: "Reconcile".into(),
+        note: message.into(),
+    };
+    events::publish(&ctx.recorder, object, vec![notice]).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_message_and_other_work_goes_on() {
+        let panicking: Result<u8, String> = caught(async { panic!("boom at {}", 42) }).await;
+        assert_eq!(panicking, Err("boom at 42".to_string()));
+        assert_eq!(caught(async { 7 }).await, Ok(7));
+        let literal: Result<(), String> = caught(async { std::panic::panic_any("static") }).await;
+        assert_eq!(literal, Err("static".to_string()));
+    }
+}

@@ -1,0 +1,205 @@
+//! The object's Secrets, read through the API when a reconcile needs them:
+//! a `kubernetes.io/dockerconfigjson` Secret for a registry host
+//! (`credentials.secretRef`) and a cosign public key
+//! (`verify.signature.publicKey.secretRef`). A registry client made from a
+//! Secret is kept per Secret and resourceVersion ([`Registries::client_with`]),
+//! so a rotated Secret gets a fresh client and tokens on its next use.
+//! Nothing read here is ever logged or written to a status.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use crate::api::reasons;
+use crate::registry::auth::StaticCredential;
+use crate::registry::auth::dockerconfig::{self, DockerConfigError};
+use crate::registry::{CredentialOrigin, Engine, RegistryClient, RegistryError};
+use crate::verify::cosign::{KeyError, PublicKey};
+
+const DOCKER_CONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
+const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
+
+/// A Secret that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The Secret does not exist.
+    #[error("Secret {namespace}/{name} does not exist")]
+    NotFound { namespace: String, name: String },
+    /// The operator may not read it.
+    #[error(
+        "the operator may not read Secret {namespace}/{name} (forbidden): its RBAC must allow \
+         get on secrets in this namespace"
+    )]
+    Forbidden { namespace: String, name: String },
+    /// Reading it failed.
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    Read {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// It is not a dockerconfigjson Secret.
+    #[error("Secret {namespace}/{name} has type {found:?}, not {DOCKER_CONFIG_TYPE}")]
+    WrongType {
+        namespace: String,
+        name: String,
+        found: String,
+    },
+    /// A key is missing.
+    #[error("Secret {namespace}/{name} has no key {key:?}")]
+    MissingKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    /// The dockerconfigjson document is unusable for the host.
+    #[error("Secret {namespace}/{name}: {source}")]
+    DockerConfig {
+        namespace: String,
+        name: String,
+        #[source]
+        source: DockerConfigError,
+    },
+    /// The public key does not parse.
+    #[error("Secret {namespace}/{name} key {key:?}: {source}")]
+    PublicKey {
+        namespace: String,
+        name: String,
+        key: String,
+        #[source]
+        source: KeyError,
+    },
+    /// No client could be made for the host.
+    #[error("a client for {host} with Secret {namespace}/{name}: {source}")]
+    Client {
+        namespace: String,
+        name: String,
+        host: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+}
+
+impl SecretError {
+    /// The PascalCase reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Forbidden { .. } => reasons::ACCESS_DENIED,
+            Self::Read { .. } => reasons::REGISTRY_UNAVAILABLE,
+            Self::Client { .. } => reasons::INVALID_SPEC,
+            _ => reasons::CREDENTIALS_NOT_FOUND,
+        }
+    }
+
+    /// Whether reading again later may help without a change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Read { source, .. } => !matches!(
+                source,
+                kube::Error::Api(status) if (400..500).contains(&status.code) && status.code != 429
+            ),
+            _ => false,
+        }
+    }
+}
+
+async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<Secret, SecretError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let names = || (namespace.to_string(), name.to_string());
+    match api.get_opt(name).await {
+        Ok(Some(secret)) => Ok(secret),
+        Ok(None) => {
+            let (namespace, name) = names();
+            Err(SecretError::NotFound { namespace, name })
+        }
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            let (namespace, name) = names();
+            Err(SecretError::Forbidden { namespace, name })
+        }
+        Err(source) => {
+            let (namespace, name) = names();
+            Err(SecretError::Read {
+                namespace,
+                name,
+                source,
+            })
+        }
+    }
+}
+
+fn data<'a>(
+    secret: &'a Secret,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<&'a [u8], SecretError> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.as_slice())
+        .ok_or_else(|| SecretError::MissingKey {
+            namespace: namespace.into(),
+            name: name.into(),
+            key: key.into(),
+        })
+}
+
+/// The client for `host` with the dockerconfigjson Secret `name` of `namespace`.
+pub async fn registry_client(
+    client: &kube::Client,
+    engine: &Engine,
+    namespace: &str,
+    name: &str,
+    host: &str,
+) -> Result<RegistryClient, SecretError> {
+    let secret = get(client, namespace, name).await?;
+    let found = secret.type_.clone().unwrap_or_default();
+    if found != DOCKER_CONFIG_TYPE {
+        return Err(SecretError::WrongType {
+            namespace: namespace.into(),
+            name: name.into(),
+            found,
+        });
+    }
+    let document = data(&secret, namespace, name, DOCKER_CONFIG_KEY)?;
+    let credential = dockerconfig::credential_for(document, host).map_err(|source| {
+        SecretError::DockerConfig {
+            namespace: namespace.into(),
+            name: name.into(),
+            source,
+        }
+    })?;
+    let origin = CredentialOrigin {
+        id: format!("Secret {namespace}/{name}"),
+        version: secret.metadata.resource_version.clone().unwrap_or_default(),
+    };
+    engine
+        .registries()
+        .client_with(host, &origin, || Arc::new(StaticCredential(credential)))
+        .map_err(|source| SecretError::Client {
+            namespace: namespace.into(),
+            name: name.into(),
+            host: host.into(),
+            source: Box::new(source),
+        })
+}
+
+/// The cosign public key in `key` of the Secret `name` of `namespace`.
+pub async fn public_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<PublicKey, SecretError> {
+    let secret = get(client, namespace, name).await?;
+    let pem = data(&secret, namespace, name, key)?;
+    PublicKey::from_pem(pem).map_err(|source| SecretError::PublicKey {
+        namespace: namespace.into(),
+        name: name.into(),
+        key: key.into(),
+        source,
+    })
+}

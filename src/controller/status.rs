@@ -1,0 +1,280 @@
+//! The status a reconcile writes, pure: the fresh status of a run carried
+//! over the previous one so that `lastTransitionTime` (of conditions and of
+//! target results) moves only when a status or state flips and a promoted
+//! target keeps its result; the status a drift check leads to; and whether
+//! anything but timestamps changed (else no write).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use crate::api::conditions::{
+    self, Clock, ConditionStatus, ConditionUpdate, remove_condition, set_condition,
+};
+use crate::api::{ImagePromotionStatus, TargetState, reasons};
+
+/// `fresh` with what `previous` already said kept: transition times of
+/// conditions and targets whose status did not flip, promoted targets'
+/// results, the pinned digest and the verification evidence when the run
+/// found none.
+pub fn carry(
+    previous: &ImagePromotionStatus,
+    mut fresh: ImagePromotionStatus,
+) -> ImagePromotionStatus {
+    for condition in &mut fresh.conditions {
+        if let Some(old) = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition.type_ && c.status == condition.status)
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+    for result in &mut fresh.targets {
+        let Some(old) = previous.targets.iter().find(|r| r.name == result.name) else {
+            continue;
+        };
+        if old.state == result.state {
+            if old.state == TargetState::Promoted && old.digest == result.digest {
+                *result = old.clone();
+            } else {
+                result.last_transition_time = old.last_transition_time.clone();
+            }
+        }
+    }
+    if fresh.source_digest.is_none() {
+        fresh.source_digest = previous.source_digest.clone();
+    }
+    if fresh.verification.is_none() {
+        fresh.verification = previous.verification.clone();
+    }
+    fresh
+}
+
+/// Whether writing `new` changes anything (it carries the timestamps of
+/// `previous` where nothing flipped, so equality is the test).
+pub fn changed(previous: Option<&ImagePromotionStatus>, new: &ImagePromotionStatus) -> bool {
+    previous != Some(new)
+}
+
+/// A write-once tag that points elsewhere than the promoted digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// The target's name.
+    pub target: String,
+    /// The tag.
+    pub tag: String,
+    /// The digest promoted there.
+    pub promoted: String,
+    /// What the tag points at now (`None`: the tag is gone).
+    pub found: Option<String>,
+}
+
+impl Drift {
+    /// One sentence for a cluster user.
+    pub fn message(&self) -> String {
+        match &self.found {
+            Some(found) => format!(
+                "{}: tag {} now points at {found}, not the promoted {}",
+                self.target, self.tag, self.promoted
+            ),
+            None => format!(
+                "{}: tag {} no longer exists (it pointed at {})",
+                self.target, self.tag, self.promoted
+            ),
+        }
+    }
+}
+
+/// The status of a finished promotion after a drift check that found `drifts`.
+pub fn after_drift_check(
+    previous: &ImagePromotionStatus,
+    drifts: &[Drift],
+    generation: i64,
+    clock: &impl Clock,
+) -> ImagePromotionStatus {
+    let mut status = previous.clone();
+    let generation = Some(generation);
+    status.observed_generation = generation;
+    let update = |type_, state: ConditionStatus, reason: &str, message: &str| {
+        ConditionUpdate::new(type_, state, reason)
+            .message(message)
+            .generation(generation)
+    };
+    let set = |conditions: &mut Vec<Condition>, u| {
+        set_condition(conditions, u, clock);
+    };
+    if drifts.is_empty() {
+        let drifted = conditions::find_condition(&status.conditions, conditions::READY)
+            .is_some_and(|c| c.reason == reasons::TAG_DRIFTED);
+        if drifted {
+            let total = status.targets.len();
+            let message = format!("{total}/{total} targets promoted");
+            set(
+                &mut status.conditions,
+                update(
+                    conditions::READY,
+                    ConditionStatus::True,
+                    reasons::PROMOTED,
+                    &message,
+                ),
+            );
+            remove_condition(&mut status.conditions, conditions::STALLED);
+        }
+        return status;
+    }
+    let message = format!(
+        "{}; a published write-once tag is never rewritten: restore it by hand",
+        drifts
+            .iter()
+            .map(Drift::message)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    set(
+        &mut status.conditions,
+        update(
+            conditions::READY,
+            ConditionStatus::False,
+            reasons::TAG_DRIFTED,
+            &message,
+        ),
+    );
+    set(
+        &mut status.conditions,
+        update(
+            conditions::STALLED,
+            ConditionStatus::True,
+            reasons::TAG_DRIFTED,
+            &message,
+        ),
+    );
+    remove_condition(&mut status.conditions, conditions::RECONCILING);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TargetResult;
+    use crate::api::conditions::find_condition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(second: i64) -> Time {
+        Time(Timestamp::from_second(second).unwrap())
+    }
+
+    fn condition(type_: &str, status: &str, reason: &str, second: i64) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: "m".into(),
+            observed_generation: Some(1),
+            last_transition_time: at(second),
+        }
+    }
+
+    fn target(state: TargetState, bytes: i64, second: i64) -> TargetResult {
+        TargetResult {
+            name: "quay".into(),
+            digest: Some("sha256:aa".into()),
+            state,
+            bytes_copied: bytes,
+            last_transition_time: Some(at(second)),
+            ..TargetResult::default()
+        }
+    }
+
+    fn status(conditions: Vec<Condition>, targets: Vec<TargetResult>) -> ImagePromotionStatus {
+        ImagePromotionStatus {
+            observed_generation: Some(1),
+            conditions,
+            targets,
+            ..ImagePromotionStatus::default()
+        }
+    }
+
+    #[test]
+    fn transition_times_move_only_on_a_flip() {
+        let previous = status(
+            vec![
+                condition("Ready", "False", "ScanPending", 100),
+                condition("Verified", "Unknown", "ScanPending", 100),
+            ],
+            vec![target(TargetState::Pending, 0, 100)],
+        );
+        let fresh = status(
+            vec![
+                condition("Ready", "False", "RegistryUnavailable", 200),
+                condition("Verified", "True", "PolicySatisfied", 200),
+                condition("Reconciling", "True", "RegistryUnavailable", 200),
+            ],
+            vec![target(TargetState::Pending, 0, 200)],
+        );
+        let carried = carry(&previous, fresh);
+        let time = |type_| {
+            find_condition(&carried.conditions, type_)
+                .unwrap()
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(time("Ready"), at(100), "no flip: kept");
+        assert_eq!(time("Verified"), at(200), "flipped");
+        assert_eq!(time("Reconciling"), at(200), "added");
+        assert_eq!(carried.targets[0].last_transition_time, Some(at(100)));
+        assert!(changed(Some(&previous), &carried));
+    }
+
+    #[test]
+    fn an_unchanged_run_writes_nothing_and_a_promoted_target_keeps_its_result() {
+        let previous = status(
+            vec![condition("Ready", "True", "Promoted", 100)],
+            vec![target(TargetState::Promoted, 42, 100)],
+        );
+        let fresh = status(
+            vec![condition("Ready", "True", "Promoted", 300)],
+            vec![target(TargetState::Promoted, 0, 300)],
+        );
+        let carried = carry(&previous, fresh);
+        assert_eq!(carried, previous);
+        assert!(!changed(Some(&previous), &carried));
+        assert!(changed(None, &carried), "no status yet: written");
+    }
+
+    #[test]
+    fn drift_stalls_the_promotion_and_its_end_makes_it_ready_again() {
+        let ready = status(
+            vec![condition("Ready", "True", "Promoted", 100)],
+            vec![target(TargetState::Promoted, 42, 100)],
+        );
+        let same = after_drift_check(&ready, &[], 1, &at(200));
+        assert_eq!(same, ready, "nothing drifted, nothing changes");
+        let drift = Drift {
+            target: "quay".into(),
+            tag: "1.0.0".into(),
+            promoted: "sha256:aa".into(),
+            found: Some("sha256:bb".into()),
+        };
+        let drifted = after_drift_check(&ready, std::slice::from_ref(&drift), 1, &at(200));
+        let ready_condition = find_condition(&drifted.conditions, "Ready").unwrap();
+        assert_eq!(
+            (
+                ready_condition.status.as_str(),
+                ready_condition.reason.as_str()
+            ),
+            ("False", "TagDrifted")
+        );
+        assert!(
+            ready_condition
+                .message
+                .contains("tag 1.0.0 now points at sha256:bb")
+        );
+        assert_eq!(ready_condition.last_transition_time, at(200));
+        assert!(conditions::is_true(&drifted.conditions, "Stalled"));
+        let again = after_drift_check(&drifted, &[drift], 1, &at(300));
+        assert_eq!(again, drifted, "the same drift: no write");
+        let restored = after_drift_check(&drifted, &[], 1, &at(400));
+        assert!(conditions::is_true(&restored.conditions, "Ready"));
+        assert!(find_condition(&restored.conditions, "Stalled").is_none());
+    }
+}

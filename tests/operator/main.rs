@@ -1,0 +1,35 @@
+//! `image-promoter run` end to end: the real binary runs as a child process
+//! of each test, with a ServiceAccount token bound to exactly the rules of
+//! deploy/rbac.yaml, against the test world's real apiserver, registries,
+//! moto (ECR), the ECR Public stand-in and real cosign signatures.
+//!
+//! Every test has its own namespace (the operator watches only it), its own
+//! repositories and its own operator process, so the tests run in parallel.
+//! Nothing sleeps to synchronise: every wait polls with a deadline and fails
+//! with the operator's log.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[path = "../smoke/oci.rs"]
+mod oci;
+
+#[path = "../promote/world.rs"]
+#[allow(dead_code)]
+mod world;
+
+#[path = "../faults/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
+
+#[path = "../api/cluster.rs"]
+#[allow(dead_code)]
+mod cluster;
+
+mod faults;
+mod harness;
+mod promoted;
+mod refused;
+mod replicas;
+mod restart;
+mod secrets;

@@ -1,0 +1,109 @@
+//! Several replicas with `--leader-elect`: only the Lease holder reconciles;
+//! a standby takes over when the leader is killed (after the Lease expires)
+//! or stops on SIGTERM (at once: the Lease is released).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::harness::{Operator, Rbac, create, is, service_account};
+use crate::world::{GOOD, TAG, World, promotion, quay_target};
+
+const LEADER: &str = "leader_election_master_status{name=\"image-promoter\"}";
+
+async fn promote(world: &World, cluster: &Cluster, prefix: &str) -> (String, String, String) {
+    let source = world.source(prefix, GOOD).await;
+    world.scan(&source, "COMPLETE", &[]).await;
+    let (quay_name, quay_repository) = world.quay_target(prefix);
+    let name = create(
+        cluster,
+        promotion(
+            world,
+            &source,
+            json!({"encryption": "KMS"}),
+            json!([quay_target("quay", &quay_repository)]),
+        ),
+    )
+    .await;
+    (name, quay_name, source.digest)
+}
+
+#[tokio::test]
+async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_is_killed() {
+    let world = World::new().await;
+    let cluster = Cluster::start("op-replicas").await;
+    let kubeconfig = service_account(&cluster, Rbac::Full).await;
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        cluster.namespace.as_str(),
+    ];
+    let mut first = Operator::start_with(&cluster, &kubeconfig, &args);
+    first.wait_metric(LEADER, 1.0).await;
+    let mut second = Operator::start_with(&cluster, &kubeconfig, &args);
+    second.wait_ready().await;
+    second.wait_metric(LEADER, 0.0).await;
+
+    let (name, quay_name, digest) = promote(&world, &cluster, "op-replicas-a").await;
+    first
+        .wait_status(&cluster, &name, "Ready=True by the leader", |s| {
+            is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+    assert_eq!(world.quay_tag(&quay_name, TAG).await, Ok(digest));
+    assert!(
+        first.log().contains("PromotionPublished"),
+        "{}",
+        first.log()
+    );
+    assert!(
+        !second.log().contains("PromotionPublished"),
+        "the standby wrote:\n{}",
+        second.log()
+    );
+
+    first.kill();
+    let (name, quay_name, digest) = promote(&world, &cluster, "op-replicas-b").await;
+    second
+        .wait_status(&cluster, &name, "Ready=True by the new leader", |s| {
+            is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+    second.wait_metric(LEADER, 1.0).await;
+    assert_eq!(world.quay_tag(&quay_name, TAG).await, Ok(digest));
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
+    let cluster = Cluster::start("op-sigterm").await;
+    let kubeconfig = service_account(&cluster, Rbac::Full).await;
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        cluster.namespace.as_str(),
+    ];
+    let mut first = Operator::start_with(&cluster, &kubeconfig, &args);
+    first.wait_metric(LEADER, 1.0).await;
+    let mut second = Operator::start_with(&cluster, &kubeconfig, &args);
+    second.wait_ready().await;
+    second.wait_metric(LEADER, 0.0).await;
+
+    let exit = first
+        .terminate(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("no exit within 30 s of SIGTERM:\n{}", first.log()));
+    assert!(exit.success(), "{exit}:\n{}", first.log());
+    assert!(
+        first.log().contains("released the Lease"),
+        "{}",
+        first.log()
+    );
+    let released = Instant::now();
+    second.wait_metric(LEADER, 1.0).await;
+    assert!(
+        released.elapsed() < Duration::from_secs(10),
+        "the standby took {:?}: the Lease was not released",
+        released.elapsed()
+    );
+}
