@@ -68,3 +68,9 @@ demo: ## Run the operator end to end on the local control plane with example obj
 bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl; writes docs/benchmarks.md (BENCH_QUICK=1 for a quick try)
 	@$(CARGO) build --release --locked --bin image-promoter
 	@python3 bench/bench.py
+	@$(TESTENV)/bin/python bench/operator_bench.py
+
+.PHONY: bench-operator
+bench-operator: env-up ## Benchmark the operator: 100 promotions at once, then one resync of 1,000; writes docs/benchmarks.md (BENCH_QUICK=1 for 20 and 200)
+	@$(CARGO) build --release --locked --bin image-promoter
+	@$(TESTENV)/bin/python bench/operator_bench.py

@@ -45,6 +45,7 @@ pub struct Metrics {
     bytes_copied: Family<Labels, Counter>,
     blobs: Family<Labels, Counter>,
     verification_failures: Family<Labels, Counter>,
+    registry_requests: Family<Labels, Counter>,
     drifted_tags: Gauge,
     /// Per object UID: its state label and drifted tag count.
     objects: Mutex<HashMap<String, (&'static str, i64)>>,
@@ -85,6 +86,7 @@ impl Metrics {
         let bytes_copied = Family::<Labels, Counter>::default();
         let blobs = Family::<Labels, Counter>::default();
         let verification_failures = Family::<Labels, Counter>::default();
+        let registry_requests = Family::<Labels, Counter>::default();
         let drifted_tags = Gauge::default();
         registry.register(
             "controller_runtime_reconcile",
@@ -137,6 +139,11 @@ impl Metrics {
             verification_failures.clone(),
         );
         registry.register(
+            "image_promoter_registry_requests",
+            "HTTP requests sent to registries, by registry host, method and status code (0: no answer)",
+            registry_requests.clone(),
+        );
+        registry.register(
             "image_promoter_drifted_tags",
             "Published write-once tags that now point at another digest",
             drifted_tags.clone(),
@@ -163,9 +170,25 @@ impl Metrics {
             bytes_copied,
             blobs,
             verification_failures,
+            registry_requests,
             drifted_tags,
             objects: Mutex::default(),
         }
+    }
+
+    /// What counts every request the registry clients of this process send
+    /// ([`crate::registry::client::observe_requests`]).
+    pub fn request_observer(&self) -> crate::registry::client::RequestObserver {
+        let family = self.registry_requests.clone();
+        std::sync::Arc::new(move |registry: &str, method: &str, code: u16| {
+            family
+                .get_or_create(&labels(&[
+                    ("registry", registry),
+                    ("method", method),
+                    ("code", &code.to_string()),
+                ]))
+                .inc();
+        })
     }
 
     /// The Prometheus text exposition of every metric.
@@ -280,6 +303,10 @@ mod tests {
     #[test]
     fn the_exposition_uses_controller_runtimes_names() {
         let metrics = Metrics::new(4, "image-promoter");
+        let observe = metrics.request_observer();
+        observe("quay.io", "HEAD", 200);
+        observe("quay.io", "HEAD", 200);
+        observe("quay.io", "PUT", 0);
         {
             let _worker = metrics.worker();
             metrics.reconciled(ReconcileResult::Error, Duration::from_millis(20));
@@ -308,6 +335,8 @@ mod tests {
             "controller_runtime_active_workers{controller=\"imagepromotion\"} 0",
             "leader_election_master_status{name=\"image-promoter\"} 0",
             "image_promoter_promotions{state=\"Ready\"} 1",
+            "image_promoter_registry_requests_total{registry=\"quay.io\",method=\"HEAD\",code=\"200\"} 2",
+            "image_promoter_registry_requests_total{registry=\"quay.io\",method=\"PUT\",code=\"0\"} 1",
             "image_promoter_promotions{state=\"Drifted\"} 1",
             "image_promoter_bytes_copied_total{registry=\"quay.io\"} 1000",
             "image_promoter_blobs_total{registry=\"quay.io\",outcome=\"uploaded\"} 2",

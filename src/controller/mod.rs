@@ -100,6 +100,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let shared = Shared::load(&settings.config).await?;
     let lease = settings.leader_election_id.clone();
     let metrics = Metrics::new(settings.concurrency, &lease);
+    crate::registry::client::observe_requests(metrics.request_observer());
     let health = Arc::new(Health::default());
     let instance = std::env::var("POD_NAME").ok();
     let recorder = Recorder::new(

@@ -35,6 +35,27 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// What every client of one registry host shares: connections, settings,
 /// concurrency permits and pace.
+/// Told of every request a registry client sends: the registry host, the
+/// HTTP method and the status answered (0 when no answer came). The operator
+/// counts them for `image_promoter_registry_requests_total`; one observer per
+/// process, set once at start.
+pub type RequestObserver = Arc<dyn Fn(&str, &str, u16) + Send + Sync>;
+
+static OBSERVER: std::sync::OnceLock<RequestObserver> = std::sync::OnceLock::new();
+
+/// Sets the process's request observer; false when one was set before.
+pub fn observe_requests(observer: RequestObserver) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
+
+/// `operation` reads like `HEAD manifest`: its first word is the method.
+fn observed(host: &str, operation: &str, status: u16) {
+    if let Some(observer) = OBSERVER.get() {
+        let method = operation.split(' ').next().unwrap_or(operation);
+        observer(host, method, status);
+    }
+}
+
 struct Inner {
     host: String,
     base: String,
@@ -338,11 +359,13 @@ impl RegistryClient {
             let last = progress.map_or(start, |p| p.last().max(start));
             tokio::select! {
                 result = &mut send => {
+                    observed(&self.inner.host, operation, result.as_ref().map_or(0, |r| r.status().as_u16()));
                     return result.map_err(|e| RegistryError::transport(operation, &self.inner.host, e));
                 }
                 () = tokio::time::sleep_until((last + stall).into()) => {
                     let moved = progress.map_or(start, |p| p.last().max(start));
                     if moved + stall <= Instant::now() {
+                        observed(&self.inner.host, operation, 0);
                         return Err(self.stalled(operation));
                     }
                 }
