@@ -23,10 +23,10 @@ How a run goes:
      write, since nothing else changes them); peak RSS is the operator's
      VmHWM from /proc.
   4. Phase "resync": the 100 are joined by more promotions until 1,000 are
-     Ready. The operator is restarted with a short --resync-interval; after its
-     start-up pass settles, the requests the target registry logs during one
-     resync interval are counted (its log has one "response completed" line per
-     request) and divided by the promotions.
+     Ready. The operator is restarted with a short --resync-interval; the
+     requests of its start-up pass and of the one resync that follows are read
+     from its own `image_promoter_registry_requests_total` for the target
+     registry, and divided by the promotions.
 
 Environment: BENCH_QUICK=1 (20 and 200 promotions instead of 100 and 1,000),
 BENCH_OUT (where to write; default docs/benchmarks.md), BENCH_KEEP=1 (keep the
@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -291,10 +290,11 @@ class Watch:
         return counts
 
 
-def registry_requests(log_path: Path, needle: str) -> int:
-    pattern = re.compile(r'msg="response completed.*http\.request\.uri=/v2/' + re.escape(needle))
-    with log_path.open(errors="replace") as f:
-        return sum(1 for line in f if pattern.search(line))
+def registry_requests(operator: "Operator", host: str) -> int:
+    """Requests the operator sent to `host`, from its own metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics}/metrics", timeout=5).read().decode()
+    prefix = f'image_promoter_registry_requests_total{{registry="{host}"'
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)))
 
 
 def write(section: str) -> None:
@@ -347,33 +347,33 @@ def main() -> None:
     log(f"{TOTAL} Ready ({filled:.1f} s for the {TOTAL - FIRST} more)")
     operator.stop()
 
-    quay_log = STATE / "logs" / "registry-quay.log"
-    needle = f"bench-operator/{run}/"
-    before_restart = registry_requests(quay_log, needle)
+    quay = env["PROMOTER_TEST_QUAY_REGISTRY"]
     restart_started = time.monotonic()
     operator = Operator(env, namespace, f"{RESYNC_SECONDS}s", work / "operator.log")
-    # The start-up pass: wait until the target registry has been quiet for a while.
-    last, quiet_since = before_restart, time.monotonic()
+    # The start-up pass (every object reconciled once, each finished one
+    # checked for drift): wait until the requests stop for a while.
+    last, quiet_since = 0, time.monotonic()
     while time.monotonic() - quiet_since < 5:
         time.sleep(1)
-        now = registry_requests(quay_log, needle)
+        now = registry_requests(operator, quay)
         if now != last:
             last, quiet_since = now, time.monotonic()
-    startup_requests = last - before_restart
+    startup_requests = last
     startup_seconds = quiet_since - restart_started
     log(f"start-up pass: {startup_requests} requests in {startup_seconds:.1f} s")
-    # One resync: the interval is jittered by ±10 %, so count over 1.2 intervals.
-    before_resync = registry_requests(quay_log, needle)
-    resync_started = time.monotonic()
+    # One resync: each object comes back one --resync-interval (±10 %) after
+    # its start-up reconcile; count until every object has been checked again.
     first_request = last_request = None
-    while time.monotonic() - resync_started < RESYNC_SECONDS * 1.2:
+    deadline = time.monotonic() + RESYNC_SECONDS * 1.3
+    while time.monotonic() < deadline:
         time.sleep(0.5)
-        now = registry_requests(quay_log, needle)
-        if now != before_resync and first_request is None:
-            first_request = time.monotonic()
+        now = registry_requests(operator, quay)
         if now != last:
+            first_request = first_request or time.monotonic()
             last, last_request = now, time.monotonic()
-    resync_requests = registry_requests(quay_log, needle) - before_resync
+        if now - startup_requests >= startup_requests:
+            break
+    resync_requests = registry_requests(operator, quay) - startup_requests
     resync_span = (last_request - first_request) if first_request and last_request else 0.0
     operator.stop()
     log(f"resync: {resync_requests} requests for {TOTAL} promotions over {resync_span:.1f} s")
@@ -388,9 +388,11 @@ def main() -> None:
     machine = f"{os.cpu_count()} CPUs, {os.uname().release}"
     section = f"""## The operator (`make bench-operator`)
 
-Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}, release build, the test world of
-`make env-up`, `--concurrency 4`{' (BENCH_QUICK=1)' if QUICK else ''}. Command: `make bench-operator`
-(`python3 bench/operator_bench.py`; the method is in its module doc).
+Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}, `{BINARY.relative_to(ROOT) if BINARY.is_relative_to(ROOT) else BINARY}`,
+the test world of `make env-up`, `--concurrency 4`{' (BENCH_QUICK=1)' if QUICK else ''}. Command:
+`make bench-operator` (bench/operator_bench.py; its module doc gives the method). Drift
+checks are jittered by ±10 % of `--resync-interval` (60 s here), which is why one resync's
+requests spread over about 12 s.
 
 | measure | result | goal |
 |---|---|---|
