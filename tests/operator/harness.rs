@@ -61,6 +61,17 @@ impl Operator {
         Self::spawn(cluster, kubeconfig, &config, args)
     }
 
+    /// Starts an operator with a given kubeconfig and configuration file (the benchmark's).
+    #[allow(dead_code)]
+    pub fn spawn_for_bench(
+        cluster: &Cluster,
+        kubeconfig: &PathBuf,
+        config: &Path,
+        args: &[&str],
+    ) -> Self {
+        Self::spawn(cluster, kubeconfig, config, args)
+    }
+
     fn spawn(cluster: &Cluster, kubeconfig: &PathBuf, config: &Path, args: &[&str]) -> Self {
         let (metrics, health) = (free_port(), free_port());
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -91,6 +102,12 @@ impl Operator {
             metrics_url: format!("http://127.0.0.1:{metrics}/metrics"),
             health_url: format!("http://127.0.0.1:{health}"),
         }
+    }
+
+    /// The process id (the benchmark reads its peak RSS).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the operator logged so far.
