@@ -209,8 +209,9 @@ async fn main() {
 
     let report = format!(
         "# Benchmarks: the operator\n\n\
-         Written by `make bench-operator` (bench/operator/main.rs) on {date}, debug build \
-         unless the Makefile says otherwise, against the local test world, `--concurrency 4`.\n\n\
+         Written by bench/operator/main.rs on {date}: a {build} build, against the local test \
+         world (real apiserver, registries, moto), `--concurrency 4`, on a 2-core machine \
+         shared with other builds.\n\n\
          | measure | result | goal |\n|---|---|---|\n\
          | 100 promotions created at once: time until all Ready | {ready:.1} s | — |\n\
          | status writes per object (mean / max) | {mean:.2} / {max} | ≤ 4 |\n\
@@ -219,6 +220,11 @@ async fn main() {
          | registry requests per promotion in that resync (HEAD / all) | {hpp:.2} / {rpp:.2} | 1 HEAD per target tag (here 1) |\n\
          | restarted operator's peak RSS | {rss_resync:.0} MiB | ≤ 128 MiB |\n",
         date = httpdate::fmt_http_date(std::time::SystemTime::now()),
+        build = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         ready = ready_after.as_secs_f64(),
         mean = mean_patches,
         max = max_patches,
