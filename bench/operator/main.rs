@@ -156,7 +156,7 @@ async fn main() {
 
     // Phase 1: 100 at once.
     let config_path = config.clone();
-    let mut operator = Operator::spawn_for_bench(&cluster, &kubeconfig, &config_path, &[]);
+    let mut operator = Operator::start_with_config(&cluster, &kubeconfig, &config_path, &[]);
     operator.wait_ready().await;
     let start = Instant::now();
     futures::future::join_all((0..IMAGES).map(|i| create(&cluster, object(i, 0)))).await;
@@ -185,7 +185,7 @@ async fn main() {
     let rss_1000 = peak_rss_mib(operator.pid());
     operator.kill();
     let before = proxy.exchanges().len();
-    let mut restarted = Operator::spawn_for_bench(&cluster, &kubeconfig, &config_path, &[]);
+    let mut restarted = Operator::start_with_config(&cluster, &kubeconfig, &config_path, &[]);
     let resync_start = Instant::now();
     let url = restarted.metrics_url.clone();
     restarted

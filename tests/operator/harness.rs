@@ -61,9 +61,8 @@ impl Operator {
         Self::spawn(cluster, kubeconfig, &config, args)
     }
 
-    /// Starts an operator with a given kubeconfig and configuration file (the benchmark's).
-    #[allow(dead_code)]
-    pub fn spawn_for_bench(
+    /// Starts an operator with a given kubeconfig and configuration file.
+    pub fn start_with_config(
         cluster: &Cluster,
         kubeconfig: &PathBuf,
         config: &Path,
