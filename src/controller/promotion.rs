@@ -127,7 +127,12 @@ async fn reconcile_object(
     let generation = object.metadata.generation.unwrap_or(0);
     let previous = decision::previous(object);
     let setup = ctx.setup();
-    let (status, next, drifted) = match prepare(object, ctx, &setup).boxed().await {
+    let done = decision::done_by_status(object, &previous);
+    let (status, next, drifted) = match prepare(object, ctx, &setup, done).boxed().await {
+        Err(problem) if done => {
+            warn!(reason = %problem.reason, message = %problem.message, "the drift check cannot run now; the promotion keeps its status and is checked at the next resync");
+            (previous.clone(), Next::Done, 0)
+        }
         Err(problem) => {
             let run = Run {
                 generation,
@@ -194,7 +199,19 @@ async fn prepare(
     object: &ImagePromotion,
     ctx: &Context,
     setup: &Setup,
+    done: bool,
 ) -> Result<(PromotionPlan, Engine), Problem> {
+    // A done promotion is only checked for drift: no signature is verified,
+    // so its public key Secret is not needed (and may be gone).
+    let unverified;
+    let object = if done && object.spec.verify.signature.is_some() {
+        let mut copy = object.clone();
+        copy.spec.verify.signature = None;
+        unverified = copy;
+        &unverified
+    } else {
+        object
+    };
     let namespace = object.namespace().unwrap_or_default();
     let secret_problem = |error: secrets::SecretError| Problem {
         reason: error.reason().to_string(),

@@ -236,6 +236,19 @@ impl Operator {
         }
     }
 
+    /// Waits until metric `series` is at least `value`.
+    pub async fn wait_metric_at_least(&mut self, series: &str, value: f64) {
+        let url = self.metrics_url.clone();
+        self.eventually(&format!("{series} >= {value}"), || {
+            let url = url.clone();
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                metric(&text, series).filter(|n| *n >= value).map(|_| ())
+            }
+        })
+        .await;
+    }
+
     /// Waits until metric `series` has `value`.
     pub async fn wait_metric(&mut self, series: &str, value: f64) {
         let url = self.metrics_url.clone();

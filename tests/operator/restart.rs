@@ -252,3 +252,45 @@ async fn a_drifted_tag_is_reported_within_the_resync_interval_and_not_rewritten(
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_promoted_object_stays_ready_when_its_public_key_secret_is_deleted() {
+    let world = World::new().await;
+    let cluster = Cluster::start("op-keygone").await;
+    let mut operator = Operator::start(&cluster, Rbac::Full, &["--resync-interval", "2s"]).await;
+    let source = source(&world, "op-keygone").await;
+    world.sign(&source, crate::world::Key::Signer);
+    crate::harness::public_key_secret(&cluster, &world).await;
+    let (_, quay_repository) = world.quay_target("op-keygone");
+    let name = create(
+        &cluster,
+        promotion(
+            &world,
+            &source,
+            crate::world::signed_kms_policy(),
+            json!([quay_target("quay", &quay_repository)]),
+        ),
+    )
+    .await;
+    let ready = operator
+        .wait_status(&cluster, &name, "Ready=True", |s| {
+            is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = cluster.typed();
+    secrets
+        .delete("cosign-public-key", &Default::default())
+        .await
+        .expect("deleting the public key Secret");
+    // Wait for a few more reconciles (the Secret's deletion, then resyncs).
+    let series = "controller_runtime_reconcile_total{controller=\"imagepromotion\",result=\"requeue_after\"}";
+    let seen = metric(&operator.metrics().await, series).unwrap_or(0.0);
+    operator.wait_metric_at_least(series, seen + 3.0).await;
+    let api: Api<ImagePromotion> = cluster.typed();
+    let status = api.get(&name).await.unwrap().status;
+    assert_eq!(
+        status.as_ref(),
+        Some(&ready),
+        "a done promotion needs no key"
+    );
+}
