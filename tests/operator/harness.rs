@@ -236,6 +236,18 @@ impl Operator {
         }
     }
 
+    /// Waits (without signalling) for the process to exit, at most `within`.
+    pub async fn terminate_wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Some(exit);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
     /// Waits until metric `series` is at least `value`.
     pub async fn wait_metric_at_least(&mut self, series: &str, value: f64) {
         let url = self.metrics_url.clone();
