@@ -64,7 +64,10 @@ demo: ## Run the operator end to end on the local control plane with example obj
 	@echo "make demo: not yet — it arrives with the controller (the operator does not run yet)" >&2
 	@exit 1
 
-.PHONY: bench
+.PHONY: bench bench-operator
+bench-operator: env-up ## The operator at scale: 100 promotions at once, then 1,000 through one resync; writes docs/benchmarks-operator.md
+	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
+
 bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl; writes docs/benchmarks.md (BENCH_QUICK=1 for a quick try)
 	@$(CARGO) build --release --locked --bin image-promoter
 	@python3 bench/bench.py

@@ -273,9 +273,18 @@ impl Config {
         } else {
             None
         };
+        self.registries_with(sdk.as_ref())
+    }
+
+    /// Builds one client per declared registry with the AWS configuration
+    /// `sdk` (the process's one); reads CA, password and dockerconfig files.
+    pub fn registries_with(
+        &self,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Registries, ConfigError> {
         let mut registries = Registries::new();
         for registry in &self.registries {
-            let client = registry.client(sdk.as_ref())?;
+            let client = registry.client(sdk)?;
             registries.insert(&registry.host, client);
         }
         Ok(registries)

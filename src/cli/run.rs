@@ -119,6 +119,7 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
     };
     Ok(Settings {
         config,
+        config_path: args.config.clone(),
         metrics_address: parse_bind_address(&args.metrics_bind_address)
             .map_err(|e| format!("--metrics-bind-address: {e}"))?,
         probe_address: parse_bind_address(&args.health_probe_bind_address)

@@ -27,6 +27,25 @@ pub fn finished(generation: i64, previous: &ImagePromotionStatus, plan: &Promoti
         && plan.targets.iter().all(|t| promoted(previous, t).is_some())
 }
 
+/// Whether the previous status says the promotion is done, before any plan:
+/// it describes this generation, the source is pinned and every target the
+/// spec names is promoted, verification having passed. A done promotion needs no verification input
+/// (its public key Secret may be gone) and keeps its status when its drift
+/// check cannot run.
+pub fn done_by_status(object: &ImagePromotion, previous: &ImagePromotionStatus) -> bool {
+    previous.observed_generation == object.metadata.generation
+        && previous.source_digest.is_some()
+        && previous.verification.is_some()
+        && conditions::is_true(&previous.conditions, conditions::VERIFIED)
+        && !object.spec.targets.is_empty()
+        && object.spec.targets.iter().all(|t| {
+            previous
+                .targets
+                .iter()
+                .any(|r| r.name == t.name && r.state == TargetState::Promoted)
+        })
+}
+
 /// What an earlier run settled: the pinned digest (always kept), the verdict
 /// (when it passed for this generation and digest) and the targets promoted
 /// for this generation with every tag the plan asks for.
@@ -252,6 +271,36 @@ spec:
         }
         let options = resume(2, &status(2, "True", both), &plan);
         assert_eq!(options.done[0].1.bytes_written, 10);
+    }
+
+    #[test]
+    fn done_by_status_needs_this_generation_and_every_target_promoted() {
+        let object: ImagePromotion = serde_yaml_ng::from_str(
+            r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: ImagePromotion
+metadata: {name: app, namespace: team, generation: 2}
+spec:
+  source: {image: "r.io/team/app:1.0"}
+  targets: [{name: a, repository: quay.io/acme/app}, {name: b, repository: q.io/acme/app}]
+"#,
+        )
+        .unwrap();
+        let both = vec![
+            result("a", TargetState::Promoted, &["1.0"]),
+            result("b", TargetState::Promoted, &["1.0"]),
+        ];
+        assert!(done_by_status(&object, &status(2, "True", both.clone())));
+        assert!(!done_by_status(&object, &status(1, "True", both.clone())));
+        assert!(!done_by_status(
+            &object,
+            &status(2, "True", vec![both[0].clone()])
+        ));
+        assert!(!done_by_status(&object, &ImagePromotionStatus::default()));
+        assert!(
+            !done_by_status(&object, &status(2, "False", both)),
+            "never verified"
+        );
     }
 
     #[test]

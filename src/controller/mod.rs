@@ -7,6 +7,9 @@
 //! health and metrics endpoints ([`http`]) and the shutdown signal are the
 //! process's too.
 //!
+//! The configuration file is watched; a valid change swaps in a new
+//! [`Setup`] and reconciles every object again.
+//!
 //! Shutdown (SIGTERM or SIGINT): the controllers stop taking work, in-flight
 //! reconciles get `--shutdown-grace`, then whatever still runs is dropped
 //! (a copy writes its tags last, so a cancelled copy leaves no tag behind).
@@ -53,6 +56,8 @@ use metrics::Metrics;
 pub struct Settings {
     /// The configuration file's content.
     pub config: Config,
+    /// Where it was read from: watched, and read again when it changes.
+    pub config_path: Option<std::path::PathBuf>,
     /// `--metrics-bind-address`; `None` disables.
     pub metrics_address: Option<SocketAddr>,
     /// `--health-probe-bind-address`; `None` disables.
@@ -73,14 +78,21 @@ pub struct Settings {
     pub leader_election_namespace: Option<String>,
 }
 
-/// What every reconcile shares.
-pub struct Context {
-    /// The Kubernetes client.
-    pub client: kube::Client,
+/// The configuration and what is built from it; replaced as a whole when
+/// the configuration file changes.
+pub struct Setup {
     /// The configuration file.
     pub config: Config,
     /// The AWS configuration and the engine.
     pub shared: Shared,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// The current configuration and engine.
+    setup: std::sync::RwLock<Arc<Setup>>,
     /// The one event recorder.
     pub recorder: Recorder,
     /// The metrics.
@@ -89,6 +101,17 @@ pub struct Context {
     pub backoff: Backoffs,
     /// `--resync-interval`.
     pub resync: Duration,
+}
+
+impl Context {
+    /// The current configuration and engine (a reconcile keeps the one it started with).
+    pub fn setup(&self) -> Arc<Setup> {
+        self.setup.read().expect("lock never poisoned").clone()
+    }
+
+    fn replace_setup(&self, setup: Setup) {
+        *self.setup.write().expect("lock never poisoned") = Arc::new(setup);
+    }
 }
 
 /// Runs the operator until SIGTERM / SIGINT.
@@ -112,8 +135,10 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     );
     let ctx = Arc::new(Context {
         client: client.clone(),
-        config: settings.config,
-        shared,
+        setup: std::sync::RwLock::new(Arc::new(Setup {
+            config: settings.config,
+            shared,
+        })),
         recorder,
         metrics,
         backoff: Backoffs::default(),
@@ -175,6 +200,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     };
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
+    let mut reconcile_all = Vec::new();
     for namespace in namespaces {
         let (promotions, secrets): (Api<ImagePromotion>, Api<PartialObjectMeta<Secret>>) =
             match &namespace {
@@ -189,10 +215,13 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         stores.push(store.clone());
         let mut stopping = stopping.clone();
         let health = health.clone();
+        let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
+        reconcile_all.push(again);
         let running = controller
             .watches(secrets, watcher::Config::default(), move |secret| {
                 referencing(&store, &secret)
             })
+            .reconcile_all_on(all_again)
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
@@ -223,6 +252,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         info!("the caches have synced: ready");
         ready.set_synced();
     });
+    if let Some(path) = settings.config_path.clone() {
+        tokio::spawn(reload_on_change(path, ctx.clone(), reconcile_all));
+    }
     info!(concurrency = settings.concurrency, resync = ?settings.resync, "the operator is running");
 
     let mut all = Box::pin(futures::future::join_all(controllers));
@@ -249,6 +281,54 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         leadership.release().await;
     }
     Ok(())
+}
+
+/// How often the configuration file is looked at.
+pub const CONFIG_POLL: Duration = Duration::from_secs(2);
+
+/// Reads the configuration file every [`CONFIG_POLL`]; when its content
+/// changed and it is valid, builds a new engine from it, swaps it in and
+/// reconciles every object again (a stalled one may now pass). An invalid
+/// file is reported and the running configuration kept.
+async fn reload_on_change(
+    path: std::path::PathBuf,
+    ctx: Arc<Context>,
+    reconcile_all: Vec<futures::channel::mpsc::UnboundedSender<()>>,
+) {
+    let mut last = tokio::fs::read(&path).await.ok();
+    loop {
+        tokio::time::sleep(CONFIG_POLL).await;
+        let now = tokio::fs::read(&path).await.ok();
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        let file = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&file)).await;
+        let config = match loaded {
+            Ok(Ok(config)) => config,
+            Ok(Err(error)) => {
+                error!(%error, "the changed configuration file is invalid; the running configuration stays");
+                continue;
+            }
+            Err(error) => {
+                error!(%error, "reading the changed configuration file failed");
+                continue;
+            }
+        };
+        match Shared::load(&config).await {
+            Ok(shared) => {
+                ctx.replace_setup(Setup { config, shared });
+                info!(path = %path.display(), "the configuration changed: every promotion is reconciled again");
+                for again in &reconcile_all {
+                    let _ = again.unbounded_send(());
+                }
+            }
+            Err(error) => {
+                error!(%error, "the changed configuration's registries are unusable; the running configuration stays")
+            }
+        }
+    }
 }
 
 /// Resolves when this replica loses the Lease; never without leader election.

@@ -19,7 +19,6 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, error, info, warn};
 
-use super::Context;
 use super::backoff::jittered;
 use super::decision::{self, Next};
 use super::error::ReconcileError;
@@ -27,6 +26,7 @@ use super::events;
 use super::metrics::ReconcileResult;
 use super::secrets;
 use super::status::{Drift, after_drift_check, carry, changed};
+use super::{Context, Setup};
 use crate::api::conditions::{self, ConditionUpdate, SystemClock, find_condition, set_condition};
 use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
 use crate::promotion::status::{Audience, Problem, Progress, Run, promotion_status_for};
@@ -126,7 +126,13 @@ async fn reconcile_object(
     }
     let generation = object.metadata.generation.unwrap_or(0);
     let previous = decision::previous(object);
-    let (status, next, drifted) = match prepare(object, ctx).boxed().await {
+    let setup = ctx.setup();
+    let done = decision::done_by_status(object, &previous);
+    let (status, next, drifted) = match prepare(object, ctx, &setup, done).boxed().await {
+        Err(problem) if done => {
+            warn!(reason = %problem.reason, message = %problem.message, "the drift check cannot run now; the promotion keeps its status and is checked at the next resync");
+            (previous.clone(), Next::Done, 0)
+        }
         Err(problem) => {
             let run = Run {
                 generation,
@@ -148,7 +154,7 @@ async fn reconcile_object(
         }
         Ok((plan, engine)) => {
             let options = decision::resume(generation, &previous, &plan);
-            let run = execute_with(&ctx.shared, &engine, &plan, &ctx.config, options).boxed();
+            let run = execute_with(&setup.shared, &engine, &plan, &setup.config, options).boxed();
             let Some(run) = unless_deleted(ctx, object, run).boxed().await else {
                 info!("the object was deleted during its reconcile: the copy was cancelled");
                 ctx.backoff.reset(&uid);
@@ -192,7 +198,20 @@ async fn reconcile_object(
 async fn prepare(
     object: &ImagePromotion,
     ctx: &Context,
+    setup: &Setup,
+    done: bool,
 ) -> Result<(PromotionPlan, Engine), Problem> {
+    // A done promotion is only checked for drift: no signature is verified,
+    // so its public key Secret is not needed (and may be gone).
+    let unverified;
+    let object = if done && object.spec.verify.signature.is_some() {
+        let mut copy = object.clone();
+        copy.spec.verify.signature = None;
+        unverified = copy;
+        &unverified
+    } else {
+        object
+    };
     let namespace = object.namespace().unwrap_or_default();
     let secret_problem = |error: secrets::SecretError| Problem {
         reason: error.reason().to_string(),
@@ -215,7 +234,7 @@ async fn prepare(
         None => None,
     };
     let plan =
-        plan_with(object, &ctx.config, public_key, SecretAccess::Api).map_err(|e| Problem {
+        plan_with(object, &setup.config, public_key, SecretAccess::Api).map_err(|e| Problem {
             reason: e.reason.to_string(),
             message: e.message,
             transient: false,
@@ -224,7 +243,7 @@ async fn prepare(
     for secret in &plan.secrets {
         let client = secrets::registry_client(
             &ctx.client,
-            &ctx.shared.engine,
+            &setup.shared.engine,
             &namespace,
             &secret.secret,
             &secret.host,
@@ -233,11 +252,14 @@ async fn prepare(
         .map_err(secret_problem)?;
         clients.push((secret.host.clone(), client));
     }
-    let engine = ctx.shared.engine_for(&plan, clients).map_err(|e| Problem {
-        reason: reasons::INVALID_SPEC.to_string(),
-        message: e.to_string(),
-        transient: false,
-    })?;
+    let engine = setup
+        .shared
+        .engine_for(&plan, clients)
+        .map_err(|e| Problem {
+            reason: reasons::INVALID_SPEC.to_string(),
+            message: e.to_string(),
+            transient: false,
+        })?;
     Ok((plan, engine))
 }
 

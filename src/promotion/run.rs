@@ -33,10 +33,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Loads the AWS configuration and builds the configuration file's clients.
+    /// Loads the AWS configuration once and builds the configuration file's
+    /// clients with it (their files are read off the async threads).
     pub async fn load(config: &Config) -> Result<Self, ConfigError> {
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        let registries = config.registries().await?;
+        let (file, for_clients) = (config.clone(), sdk.clone());
+        let registries =
+            tokio::task::spawn_blocking(move || file.registries_with(Some(&for_clients)))
+                .await
+                .expect("building the registry clients does not panic")?;
         Ok(Self {
             sdk,
             engine: Engine::new(registries),

@@ -26,6 +26,13 @@ pub struct CredentialOrigin {
 /// were built from and the client.
 type Borrowed = HashMap<(String, String), (String, RegistryClient)>;
 
+/// Anonymous clients (hosts the configuration does not declare) kept at most;
+/// past it the map starts over (a client is cheap to make again, and objects
+/// can name any host, so the map must not grow without end).
+pub const MAX_ANONYMOUS: usize = 256;
+/// Clients with borrowed credentials kept at most, likewise.
+pub const MAX_BORROWED: usize = 1024;
+
 /// Registry clients by host (`host[:port]`, as in image references).
 #[derive(Default)]
 pub struct Registries {
@@ -58,6 +65,9 @@ impl Registries {
             Arc::new(StaticCredential(Credential::Anonymous)),
             ClientSettings::default(),
         )?;
+        if anonymous.len() >= MAX_ANONYMOUS {
+            anonymous.clear();
+        }
         anonymous.insert(host.to_string(), client.clone());
         Ok(client)
     }
@@ -80,10 +90,11 @@ impl Registries {
             return Ok(client.clone());
         }
         let client = self.client(host)?.with_source(source());
-        self.borrowed
-            .lock()
-            .expect("lock never poisoned")
-            .insert(key, (origin.version.clone(), client.clone()));
+        let mut borrowed = self.borrowed.lock().expect("lock never poisoned");
+        if borrowed.len() >= MAX_BORROWED && !borrowed.contains_key(&key) {
+            borrowed.clear();
+        }
+        borrowed.insert(key, (origin.version.clone(), client.clone()));
         Ok(client)
     }
 

@@ -1,6 +1,6 @@
 //! Registries misbehaving under the operator, through the fault-injecting
-//! proxy of the fault tests: a burst of 503 at a target is retried until
-//! Ready; an object deleted while its copy hangs has the copy cancelled and
+//! proxy of the fault tests: a burst of 503 at a target is reported as
+//! Reconciling and retried with backoff until Ready; an object deleted while its copy hangs has the copy cancelled and
 //! no tag written.
 
 use std::time::Duration;
@@ -62,6 +62,25 @@ async fn a_burst_of_503_at_a_target_is_retried_until_ready() {
         ),
     )
     .await;
+    // Six 503s outlast the client's own six attempts: the reconcile reports
+    // the transient failure and the object is retried with backoff.
+    let retrying = operator
+        .wait_status(
+            &cluster,
+            &name,
+            "Reconciling=True RegistryUnavailable",
+            |s| is(s, "Reconciling", ("True", "RegistryUnavailable")),
+        )
+        .await;
+    assert!(retrying.conditions.iter().all(|c| c.type_ != "Stalled"));
+    let target = &retrying.targets[0];
+    assert!(
+        target
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("retried with backoff")),
+        "{target:?}"
+    );
     operator
         .wait_status(&cluster, &name, "Ready=True after the burst", |s| {
             is(s, "Ready", ("True", "Promoted"))

@@ -61,6 +61,16 @@ impl Operator {
         Self::spawn(cluster, kubeconfig, &config, args)
     }
 
+    /// Starts an operator with a given kubeconfig and configuration file.
+    pub fn start_with_config(
+        cluster: &Cluster,
+        kubeconfig: &PathBuf,
+        config: &Path,
+        args: &[&str],
+    ) -> Self {
+        Self::spawn(cluster, kubeconfig, config, args)
+    }
+
     fn spawn(cluster: &Cluster, kubeconfig: &PathBuf, config: &Path, args: &[&str]) -> Self {
         let (metrics, health) = (free_port(), free_port());
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -91,6 +101,12 @@ impl Operator {
             metrics_url: format!("http://127.0.0.1:{metrics}/metrics"),
             health_url: format!("http://127.0.0.1:{health}"),
         }
+    }
+
+    /// The process id (the benchmark reads its peak RSS).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the operator logged so far.
@@ -218,6 +234,31 @@ impl Operator {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Waits (without signalling) for the process to exit, at most `within`.
+    pub async fn terminate_wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                return Some(exit);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Waits until metric `series` is at least `value`.
+    pub async fn wait_metric_at_least(&mut self, series: &str, value: f64) {
+        let url = self.metrics_url.clone();
+        self.eventually(&format!("{series} >= {value}"), || {
+            let url = url.clone();
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                metric(&text, series).filter(|n| *n >= value).map(|_| ())
+            }
+        })
+        .await;
     }
 
     /// Waits until metric `series` has `value`.

@@ -26,6 +26,7 @@ mod proxy;
 #[allow(dead_code)]
 mod cluster;
 
+mod configuration;
 mod faults;
 mod harness;
 mod promoted;

@@ -107,3 +107,55 @@ async fn sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
         released.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_leader_that_loses_its_lease_stops_at_once_and_exits() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+
+    let cluster = Cluster::start("op-lost").await;
+    let kubeconfig = service_account(&cluster, Rbac::Full).await;
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        cluster.namespace.as_str(),
+    ];
+    let mut leader = Operator::start_with(&cluster, &kubeconfig, &args);
+    leader.wait_metric(LEADER, 1.0).await;
+    // Someone else takes the Lease (as a partitioned leader would find it).
+    let leases: Api<Lease> = cluster.typed();
+    // MicroTime: RFC 3339 with microseconds, UTC.
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        .to_string();
+    let stolen = serde_json::json!({"spec": {
+        "holderIdentity": "another-replica",
+        "acquireTime": now,
+        "renewTime": now,
+        "leaseDurationSeconds": 3600,
+    }});
+    leases
+        .patch(
+            "image-promoter",
+            &PatchParams::default(),
+            &Patch::Merge(&stolen),
+        )
+        .await
+        .expect("taking the Lease");
+    let exit = leader
+        .terminate_wait(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "still running 30 s after losing the Lease:\n{}",
+                leader.log()
+            )
+        });
+    assert_eq!(exit.code(), Some(1), "{}", leader.log());
+    assert!(
+        leader.log().contains("lost the leader Lease"),
+        "{}",
+        leader.log()
+    );
+}
