@@ -61,19 +61,14 @@ crds-check: ## Fail when crds/ differs from what the Rust types generate
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)
-	@echo "make demo: not yet — it arrives with the controller (the operator does not run yet)" >&2
+	@echo "make demo: not yet — it arrives with the operator's image and Helm chart; today 'image-promoter run' runs the operator against the test world (README)" >&2
 	@exit 1
 
 .PHONY: bench bench-operator
 bench-operator: env-up ## The operator at scale: 100 promotions at once, then 1,000 through one resync; writes docs/benchmarks-operator.md
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
 
-bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl; writes docs/benchmarks.md (BENCH_QUICK=1 for a quick try)
+bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl (docs/benchmarks.md; BENCH_QUICK=1 for a quick try), then the operator (docs/benchmarks-operator.md)
 	@$(CARGO) build --release --locked --bin image-promoter
 	@python3 bench/bench.py
-	@$(TESTENV)/bin/python bench/operator_bench.py
-
-.PHONY: bench-operator
-bench-operator: env-up ## Benchmark the operator: 100 promotions at once, then one resync of 1,000; writes docs/benchmarks.md (BENCH_QUICK=1 for 20 and 200)
-	@$(CARGO) build --release --locked --bin image-promoter
-	@$(TESTENV)/bin/python bench/operator_bench.py
+	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
