@@ -108,7 +108,10 @@ pub fn error_policy(
         "reconcile failed"
     );
     if error.is_transient() {
-        Action::requeue(ctx.backoff.failed(&uid))
+        Action::requeue(
+            ctx.backoff
+                .failed(&uid, object.metadata.generation.unwrap_or(0)),
+        )
     } else {
         Action::await_change()
     }
@@ -125,6 +128,13 @@ async fn reconcile_object(
         return Ok(Action::await_change());
     }
     let generation = object.metadata.generation.unwrap_or(0);
+    // Woken before its backoff ends (by its own status write, say): wait on.
+    if let Some(wait) = ctx
+        .backoff
+        .held(&uid, generation, std::time::Instant::now())
+    {
+        return Ok(Action::requeue(wait));
+    }
     let previous = decision::previous(object);
     let setup = ctx.setup();
     let done = decision::done_by_status(object, &previous);
@@ -184,8 +194,8 @@ async fn reconcile_object(
             ctx.backoff.reset(&uid);
             Action::requeue(jittered(ctx.resync, fastrand::f64()))
         }
-        Next::WaitForScan => Action::requeue(ctx.backoff.waiting(&uid)),
-        Next::Retry => Action::requeue(ctx.backoff.failed(&uid)),
+        Next::WaitForScan => Action::requeue(ctx.backoff.waiting(&uid, generation)),
+        Next::Retry => Action::requeue(ctx.backoff.failed(&uid, generation)),
         Next::Stalled => {
             ctx.backoff.reset(&uid);
             Action::await_change()

@@ -103,7 +103,7 @@ async fn a_critical_finding_stalls_until_an_ignore_entry_is_added() {
 }
 
 #[tokio::test]
-async fn a_running_scan_is_waited_for_without_copying_or_stalling() {
+async fn a_running_scan_is_waited_for_then_promoted_when_it_completes() {
     let world = World::new().await;
     let cluster = Cluster::start("op-scanning").await;
     let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
@@ -143,7 +143,19 @@ async fn a_running_scan_is_waited_for_without_copying_or_stalling() {
         "{scan_pending:?}"
     );
 
-    // The completion half (promoted without a spec change) cannot be played
-    // against moto: the first scan result it hands out for an image is kept
-    // for every later DescribeImageScanFindings of that image.
+    // The scan finishes: the next look (after the scan backoff, 30 s) promotes
+    // the image without any change to the object.
+    world
+        .rescan(&source, "COMPLETE", &[("CVE-2026-0003", "LOW")])
+        .await;
+    let promoted = operator
+        .wait_status(&cluster, &name, "Ready=True after the scan", |s| {
+            is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+    assert!(is(&promoted, "Verified", ("True", "PolicySatisfied")));
+    assert_eq!(
+        world.quay_tag(&quay_name, TAG).await.as_deref(),
+        Ok(source.digest.as_str())
+    );
 }

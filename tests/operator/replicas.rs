@@ -1,13 +1,15 @@
 //! Several replicas with `--leader-elect`: only the Lease holder reconciles;
-//! a standby takes over when the leader is killed (after the Lease expires)
-//! or stops on SIGTERM (at once: the Lease is released).
+//! a standby takes over when the leader is killed (after the Lease expires),
+//! finishing what the leader had in flight, or stops on SIGTERM (at once: the
+//! Lease is released).
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, Rbac, create, is, service_account};
+use crate::harness::{Operator, Rbac, config_with, create, is, service_account};
+use crate::proxy::{Fault, Proxy, Rule};
 use crate::world::{GOOD, TAG, World, promotion, quay_target};
 
 const LEADER: &str = "leader_election_master_status{name=\"image-promoter\"}";
@@ -157,5 +159,87 @@ async fn a_leader_that_loses_its_lease_stops_at_once_and_exits() {
         leader.log().contains("lost the leader Lease"),
         "{}",
         leader.log()
+    );
+}
+
+#[tokio::test]
+async fn a_standby_finishes_the_promotion_a_killed_leader_had_in_flight() {
+    let world = World::new().await;
+    let cluster = Cluster::start("op-inflight").await;
+    let kubeconfig = service_account(&cluster, Rbac::Full).await;
+    // The source registry behind a proxy whose first blob read hangs: the
+    // leader is caught in the middle of its copy.
+    let hang = Rule::new("GET", "^/v2/.*/blobs/sha256:", Fault::StallAfter(0)).times(1);
+    let proxy = Proxy::start(
+        world.env.get("PROMOTER_TEST_ECR_REGISTRY"),
+        &world.env.ca_pem(),
+        vec![hang],
+    )
+    .await;
+    let config = config_with(
+        &cluster,
+        vec![json!({
+            "host": proxy.host(),
+            "kind": "ecr",
+            "plainHttp": true,
+            "auth": {"ecr": {
+                "registryId": world.env.get("PROMOTER_TEST_ECR_ACCOUNT"),
+                "region": world.env.get("AWS_REGION"),
+                "endpointUrl": world.env.get("AWS_ENDPOINT_URL_ECR"),
+            }},
+        })],
+    );
+    let args = [
+        "--leader-elect",
+        "--leader-election-namespace",
+        cluster.namespace.as_str(),
+    ];
+    let mut first = Operator::start_with_config(&cluster, &kubeconfig, &config, &args);
+    first.wait_metric(LEADER, 1.0).await;
+    let mut second = Operator::start_with_config(&cluster, &kubeconfig, &config, &args);
+    second.wait_ready().await;
+    second.wait_metric(LEADER, 0.0).await;
+
+    let source = world.source("op-inflight", GOOD).await;
+    world.scan(&source, "COMPLETE", &[]).await;
+    let (quay_name, quay_repository) = world.quay_target("op-inflight");
+    let mut object = promotion(
+        &world,
+        &source,
+        json!({"encryption": "KMS"}),
+        json!([quay_target("quay", &quay_repository)]),
+    );
+    object["spec"]["source"]["image"] = json!(format!("{}/{}:{TAG}", proxy.host(), source.name));
+    let name = create(&cluster, object).await;
+    proxy
+        .wait_for(
+            "the leader's hanging blob read",
+            Duration::from_secs(60),
+            |log| log.iter().any(|e| e.fault.is_some()),
+        )
+        .await;
+    assert_eq!(
+        world.quay_tag(&quay_name, TAG).await,
+        Err(reqwest::StatusCode::NOT_FOUND),
+        "in flight: no tag yet"
+    );
+
+    first.kill();
+    let status = second
+        .wait_status(&cluster, &name, "Ready=True by the standby", |s| {
+            is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+    assert_eq!(status.targets_ready.as_deref(), Some("1/1"));
+    assert_eq!(world.quay_tag(&quay_name, TAG).await, Ok(source.digest));
+    assert!(
+        second.log().contains("PromotionPublished"),
+        "the standby finished it:\n{}",
+        second.log()
+    );
+    assert!(
+        !first.log().contains("PromotionPublished"),
+        "the killed leader published:\n{}",
+        first.log()
     );
 }

@@ -352,6 +352,48 @@ impl World {
         assert!(response.status().is_success(), "{}", response.status());
     }
 
+    /// Sets a new scan result for a source that was already asked about.
+    /// moto hands out one result per image and keeps it for every later
+    /// DescribeImageScanFindings, so the image is registered anew (same
+    /// manifest, tag and digest) before the new result is injected: what a
+    /// scan finishing looks like to the product. (Used by tests/operator,
+    /// which shares this world.)
+    #[allow(dead_code)]
+    pub async fn rescan(&self, source: &Source, status: &str, findings: &[(&str, &str)]) {
+        let id = ImageIdentifier::builder()
+            .image_digest(&source.digest)
+            .build();
+        let images = self
+            .ecr
+            .batch_get_image()
+            .repository_name(&source.name)
+            .image_ids(id.clone())
+            .send()
+            .await
+            .expect("BatchGetImage in moto");
+        let image = &images.images()[0];
+        let manifest = image.image_manifest().unwrap().to_string();
+        let media_type = image
+            .image_manifest_media_type()
+            .unwrap_or(OCI_MANIFEST)
+            .to_string();
+        self.ecr
+            .batch_delete_image()
+            .repository_name(&source.name)
+            .image_ids(id)
+            .send()
+            .await
+            .expect("BatchDeleteImage in moto");
+        self.register(
+            &source.name,
+            manifest.as_bytes(),
+            &media_type,
+            &source.digest,
+        )
+        .await;
+        self.scan(source, status, findings).await;
+    }
+
     /// Signs the source image with `key`, the way a release pipeline does.
     pub fn sign(&self, source: &Source, key: Key) {
         self.sign_with(source, key, &[]);
