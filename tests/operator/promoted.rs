@@ -1,5 +1,6 @@
 //! A promotion that passes verification: promoted to two targets, Ready,
-//! shown by `kubectl get promotions`, with events and metrics.
+//! shown by `kubectl get promotions`, with events and metrics; a target added
+//! later is promoted, a removed one leaves the status (never the registry).
 
 use image_promoter::api::TargetState;
 use serde_json::json;
@@ -166,5 +167,78 @@ async fn a_signed_scanned_image_is_promoted_to_two_targets_and_reported() {
     assert!(
         !log.contains(world.env.get("PROMOTER_TEST_QUAY_PASSWORD")),
         "a credential was logged"
+    );
+}
+
+#[tokio::test]
+async fn a_target_added_later_is_promoted_and_a_removed_one_leaves_the_status_only() {
+    let world = World::new().await;
+    let cluster = Cluster::start("op-targets").await;
+    let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
+    let source = world.source("op-targets", GOOD).await;
+    world.scan(&source, "COMPLETE", &[]).await;
+    let (quay_name, quay_repository) = world.quay_target("op-targets");
+    let (public_name, public_repository) = world.public_target("op-targets");
+    let quay = quay_target("quay", &quay_repository);
+    let public = public_target("ecr-public", &public_repository);
+    let name = create(
+        &cluster,
+        promotion(
+            &world,
+            &source,
+            json!({"encryption": "KMS"}),
+            json!([quay.clone()]),
+        ),
+    )
+    .await;
+    operator
+        .wait_status(&cluster, &name, "Ready=True with one target", |s| {
+            is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+
+    let api: kube::Api<image_promoter::api::ImagePromotion> = cluster.typed();
+    let patch = |targets: serde_json::Value| json!({"spec": {"targets": targets}});
+    let merge = kube::api::PatchParams::default();
+    api.patch(
+        &name,
+        &merge,
+        &kube::api::Patch::Merge(&patch(json!([quay, public.clone()]))),
+    )
+    .await
+    .expect("adding a target");
+    let both = operator
+        .wait_status(&cluster, &name, "2/2 targets promoted", |s| {
+            s.targets_ready.as_deref() == Some("2/2") && is(s, "Ready", ("True", "Promoted"))
+        })
+        .await;
+    assert_eq!(both.observed_generation, Some(2));
+    assert_eq!(
+        world.public_tag(&public_name, TAG).await,
+        Ok(source.digest.clone())
+    );
+
+    api.patch(
+        &name,
+        &merge,
+        &kube::api::Patch::Merge(&patch(json!([public]))),
+    )
+    .await
+    .expect("removing a target");
+    let one = operator
+        .wait_status(
+            &cluster,
+            &name,
+            "the removed target gone from the status",
+            |s| s.observed_generation == Some(3) && is(s, "Ready", ("True", "Promoted")),
+        )
+        .await;
+    let names: Vec<&str> = one.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["ecr-public"]);
+    assert_eq!(one.targets_ready.as_deref(), Some("1/1"));
+    assert_eq!(
+        world.quay_tag(&quay_name, TAG).await,
+        Ok(source.digest.clone()),
+        "a published image is never deleted"
     );
 }
