@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, config_with, create, is};
+use crate::harness::{Operator, config_with, create, hanging_source, is};
 use crate::proxy::{Fault, Proxy, Rule};
 use crate::world::{GOOD, TAG, World, promotion};
 use image_promoter::api::ImagePromotion;
@@ -98,26 +98,7 @@ async fn an_object_deleted_mid_copy_has_its_copy_cancelled_and_no_tag_written() 
     let world = World::new().await;
     let cluster = Cluster::start("op-delete").await;
     // The source registry behind a proxy whose blob reads hang.
-    let hang = Rule::new("GET", "^/v2/.*/blobs/sha256:", Fault::StallAfter(0));
-    let proxy = Proxy::start(
-        world.env.get("PROMOTER_TEST_ECR_REGISTRY"),
-        &world.env.ca_pem(),
-        vec![hang],
-    )
-    .await;
-    let config = config_with(
-        &cluster,
-        vec![json!({
-            "host": proxy.host(),
-            "kind": "ecr",
-            "plainHttp": true,
-            "auth": {"ecr": {
-                "registryId": world.env.get("PROMOTER_TEST_ECR_ACCOUNT"),
-                "region": world.env.get("AWS_REGION"),
-                "endpointUrl": world.env.get("AWS_ENDPOINT_URL_ECR"),
-            }},
-        })],
-    );
+    let (proxy, config) = hanging_source(&world, &cluster, None).await;
     let mut operator = Operator::start_configured(&cluster, &config, &[]).await;
     let source = world.source("op-delete", GOOD).await;
     world.scan(&source, "COMPLETE", &[]).await;

@@ -458,6 +458,41 @@ pub fn is(status: &ImagePromotionStatus, type_: &str, expected: (&str, &str)) ->
 }
 
 /// The test world's configuration plus `entries` (YAML values); its path.
+/// The "internal ECR" registry behind a fault proxy whose blob reads hang
+/// (the first `times` of them, or all), and a configuration that reaches it
+/// through the proxy as an ECR registry: a copy caught in the middle.
+pub async fn hanging_source(
+    world: &World,
+    cluster: &Cluster,
+    times: Option<u32>,
+) -> (crate::proxy::Proxy, PathBuf) {
+    use crate::proxy::{Fault, Proxy, Rule};
+    let mut hang = Rule::new("GET", "^/v2/.*/blobs/sha256:", Fault::StallAfter(0));
+    if let Some(times) = times {
+        hang = hang.times(times);
+    }
+    let proxy = Proxy::start(
+        world.env.get("PROMOTER_TEST_ECR_REGISTRY"),
+        &world.env.ca_pem(),
+        vec![hang],
+    )
+    .await;
+    let config = config_with(
+        cluster,
+        vec![json!({
+            "host": proxy.host(),
+            "kind": "ecr",
+            "plainHttp": true,
+            "auth": {"ecr": {
+                "registryId": world.env.get("PROMOTER_TEST_ECR_ACCOUNT"),
+                "region": world.env.get("AWS_REGION"),
+                "endpointUrl": world.env.get("AWS_ENDPOINT_URL_ECR"),
+            }},
+        })],
+    );
+    (proxy, config)
+}
+
 pub fn config_with(cluster: &Cluster, entries: Vec<Value>) -> PathBuf {
     let base = std::fs::read_to_string(cluster.env.get("PROMOTER_TEST_CONFIG")).unwrap();
     let mut config: Value = serde_yaml_ng::from_str(&base).unwrap();

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, Rbac, config_with, create, is, service_account};
-use crate::proxy::{Fault, Proxy, Rule};
+use crate::harness::{Operator, Rbac, create, hanging_source, is, service_account};
 use crate::world::{GOOD, TAG, World, promotion, quay_target};
 
 const LEADER: &str = "leader_election_master_status{name=\"image-promoter\"}";
@@ -169,26 +168,7 @@ async fn a_standby_finishes_the_promotion_a_killed_leader_had_in_flight() {
     let kubeconfig = service_account(&cluster, Rbac::Full).await;
     // The source registry behind a proxy whose first blob read hangs: the
     // leader is caught in the middle of its copy.
-    let hang = Rule::new("GET", "^/v2/.*/blobs/sha256:", Fault::StallAfter(0)).times(1);
-    let proxy = Proxy::start(
-        world.env.get("PROMOTER_TEST_ECR_REGISTRY"),
-        &world.env.ca_pem(),
-        vec![hang],
-    )
-    .await;
-    let config = config_with(
-        &cluster,
-        vec![json!({
-            "host": proxy.host(),
-            "kind": "ecr",
-            "plainHttp": true,
-            "auth": {"ecr": {
-                "registryId": world.env.get("PROMOTER_TEST_ECR_ACCOUNT"),
-                "region": world.env.get("AWS_REGION"),
-                "endpointUrl": world.env.get("AWS_ENDPOINT_URL_ECR"),
-            }},
-        })],
-    );
+    let (proxy, config) = hanging_source(&world, &cluster, Some(1)).await;
     let args = [
         "--leader-elect",
         "--leader-election-namespace",
