@@ -267,7 +267,7 @@ pub fn plan_with(
             }
         }
     }
-    tenancy(promotion, config, &source, &targets)?;
+    tenancy(promotion, config, &source, &targets, &secrets)?;
     Ok(PromotionPlan {
         name: promotion.metadata.name.clone().unwrap_or_default(),
         generation: promotion.metadata.generation.unwrap_or(0),
@@ -431,11 +431,14 @@ fn infer(field: &str, host: &str, kind: Kind) -> Result<Option<InferredCredentia
 }
 
 /// The operator's tenancy rules, for an object that names its namespace.
+/// Targets written with the object's own Secret are the namespace's business:
+/// only those written with the operator's credentials are checked.
 fn tenancy(
     promotion: &ImagePromotion,
     config: &Config,
     source: &SourcePlan,
     targets: &[TargetPlan],
+    secrets: &[SecretCredentials],
 ) -> Result<(), PlanError> {
     let Some(namespace) = promotion.metadata.namespace.as_deref() else {
         return Ok(());
@@ -453,7 +456,12 @@ fn tenancy(
             "spec.source.image",
         )
         .map_err(refused)?;
-    for target in targets {
+    let own_secret = |t: &&TargetPlan| {
+        secrets
+            .iter()
+            .any(|s| s.host == t.target.repository.registry)
+    };
+    for target in targets.iter().filter(|t| !own_secret(t)) {
         rules
             .check(
                 namespace,
@@ -832,6 +840,17 @@ tenancy:
             assert_eq!(err.reason, "RepositoryNotAllowed");
             assert!(err.message.contains(expected), "{expected:?} not in {err}");
         }
+        // Written with the namespace's own Secret (in the cluster): not the
+        // operator's credentials, so not limited by the rules.
+        let mut own = object("team-a", "evil.io/other/app");
+        own.spec.targets[0].credentials = Some(RegistryCredentials {
+            secret_ref: Some(crate::api::LocalSecretReference {
+                name: "robot".into(),
+            }),
+            ..RegistryCredentials::default()
+        });
+        let planned = plan_with(&own, &rules, None, SecretAccess::Api).unwrap();
+        assert_eq!(planned.secrets[0].host, "evil.io");
     }
 
     #[test]
