@@ -6,6 +6,11 @@
 
 use std::time::{Duration, SystemTime};
 
+/// How often content whose bytes do not match their digest or size is read
+/// from a source (a flaky cache or proxy may send right bytes next time)
+/// before the mismatch is final: manifests and blobs alike.
+pub const CONTENT_READS: u32 = 3;
+
 /// How often and how patiently to retry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {

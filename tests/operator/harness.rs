@@ -207,14 +207,7 @@ impl Operator {
     pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                return Some(exit);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        self.terminate_wait(within).await
     }
 
     /// Waits until the operator's log contains `needle`.

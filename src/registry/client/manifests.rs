@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reqwest::{StatusCode, header};
 
 /// How often a manifest is read before wrong bytes are reported.
-pub const MANIFEST_READS: u32 = 3;
+pub const MANIFEST_READS: u32 = crate::registry::retry::CONTENT_READS;
 
 /// What a manifest HEAD or GET told about a manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -580,7 +580,7 @@ impl Engine {
             for (index, result) in sink_targets.drain(..).zip(fan.results) {
                 let run = &runs[index];
                 match result {
-                    Err(error) if is_bad_content(&error) && reads < SOURCE_READS => {
+                    Err(error) if is_bad_content(&error) && reads < super::retry::CONTENT_READS => {
                         again.push((index, error));
                     }
                     Ok(()) => {
@@ -655,20 +655,7 @@ impl Engine {
         }
         Ok(Placement::Upload(client.start_upload(repo).await?))
     }
-}
 
-/// Why a platform subset's new index travels without what the source's
-/// index has attached, and what to do about it.
-fn index_warning(what: &str, original: &Digest, subset: &Digest) -> String {
-    format!(
-        "{what} of the source index {original} did not travel: they cover only that digest, and \
-         the platform subset is a new index {subset}; the platform manifests' own signatures \
-         and referrers were copied. Sign each platform manifest (cosign sign --recursive) or \
-         promote every platform"
-    )
-}
-
-impl Engine {
     /// What the source has attached to `index` that a copy of a platform
     /// subset cannot take along ("cosign signatures", "referrers"); None
     /// when nothing, or when the source cannot say.
@@ -698,9 +685,16 @@ impl Engine {
     }
 }
 
-/// How many times a blob is read from the source when its bytes do not
-/// match its descriptor, before the mismatch is final.
-const SOURCE_READS: u32 = 3;
+/// Why a platform subset's new index travels without what the source's
+/// index has attached, and what to do about it.
+fn index_warning(what: &str, original: &Digest, subset: &Digest) -> String {
+    format!(
+        "{what} of the source index {original} did not travel: they cover only that digest, and \
+         the platform subset is a new index {subset}; the platform manifests' own signatures \
+         and referrers were copied. Sign each platform manifest (cosign sign --recursive) or \
+         promote every platform"
+    )
+}
 
 /// A source that sent bytes that are not the blob (wrong digest or size).
 fn is_bad_content(error: &RegistryError) -> bool {
