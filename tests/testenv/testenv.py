@@ -13,7 +13,9 @@ Every component is a plain process on 127.0.0.1, started from the state folder
   "internal ECR" (basic auth: user AWS, password = the token moto issues),
   "Quay" (an htpasswd robot account) and "ECR Public" (bearer-token challenge).
 
-`up` is idempotent: what already runs and answers is reused. It writes
+`up` is idempotent: what already runs and answers is reused. `PROMOTER_TESTENV_NODE=0`
+starts a world without the node, for a second world on the same machine (one machine
+runs one node); the node's tests then fail, as they must, for want of it. It writes
 `target/testenv/env` (`export KEY=VALUE` lines for tests and shells) and a docker
 `config.json` with every registry's credentials. `down` stops everything and
 checks that nothing is left behind: no process, mount, network namespace,
@@ -1291,12 +1293,14 @@ def up() -> None:
     apply_cluster_objects(kubeconfig)
     busybox_version, blobs, manifest = busybox_image()
     busybox = push_image(quay, "testenv/busybox", busybox_version, blobs, manifest, QUAY_USER, quay_password)
-    start_containerd(world, [ecr, quay, public], oci_archive(SANDBOX_IMAGE, blobs, manifest))
-    start_controller_manager(world, api_url)
-    start_scheduler(world, api_url)
-    start_kubelet(world, api_url)
-    wait_node_ready(api_url, world.secret("admin-token"))
-    restore_sysctls(world, forget=False)
+    with_node = os.environ.get("PROMOTER_TESTENV_NODE", "1") != "0"
+    if with_node:
+        start_containerd(world, [ecr, quay, public], oci_archive(SANDBOX_IMAGE, blobs, manifest))
+        start_controller_manager(world, api_url)
+        start_scheduler(world, api_url)
+        start_kubelet(world, api_url)
+        wait_node_ready(api_url, world.secret("admin-token"))
+        restore_sysctls(world, forget=False)
 
     docker = STATE / "docker"
     docker.mkdir(exist_ok=True)
@@ -1337,12 +1341,15 @@ def up() -> None:
         "AWS_EC2_METADATA_DISABLED": "true",
         "PROMOTER_TEST_APISERVER_HOST": "127.0.0.1",
         "PROMOTER_TEST_APISERVER_PORT": str(world.port("kube-apiserver")),
-        "PROMOTER_TEST_NODE_NAME": NODE_NAME,
-        "PROMOTER_TEST_CONTAINERD_ADDRESS": str(containerd_socket()),
-        "PROMOTER_TEST_HOST_NETWORK_RUNTIME_CLASS": HOST_NETWORK_RUNTIME_CLASS,
         "PROMOTER_TEST_BUSYBOX_IMAGE": busybox,
-        "PROMOTER_TEST_POD_SUBNET": POD_SUBNET,
     }
+    if with_node:
+        env |= {
+            "PROMOTER_TEST_NODE_NAME": NODE_NAME,
+            "PROMOTER_TEST_CONTAINERD_ADDRESS": str(containerd_socket()),
+            "PROMOTER_TEST_HOST_NETWORK_RUNTIME_CLASS": HOST_NETWORK_RUNTIME_CLASS,
+            "PROMOTER_TEST_POD_SUBNET": POD_SUBNET,
+        }
     lines = ["# The image-promoter test world; written by `make env-up`. Source it: . target/testenv/env"]
     lines += [f"export {key}={value}" for key, value in env.items()]
     lines.append(f'export PATH="{BIN}:$PATH"')
