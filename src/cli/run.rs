@@ -46,6 +46,11 @@ pub struct RunArgs {
     /// How long in-flight copies may finish after SIGTERM before they are cancelled.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Let other replicas listen on the metrics and probe ports too (SO_REUSEPORT):
+    /// for host-network pods that share a node's network namespace. Probes and
+    /// scrapes then reach any of them.
+    #[arg(long, default_value_t = false)]
+    pub share_ports: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -131,6 +136,7 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
         leader_elect: args.leader_elect,
         leader_election_id: args.leader_election_id,
         leader_election_namespace: args.leader_election_namespace,
+        share_ports: args.share_ports,
     })
 }
 

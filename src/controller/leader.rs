@@ -90,6 +90,11 @@ impl Leadership {
         Ok(Self { leading, task })
     }
 
+    /// Whether this replica holds the Lease now.
+    pub fn leading(&self) -> bool {
+        *self.leading.borrow()
+    }
+
     /// Waits until this replica holds the Lease; false when the campaign ended.
     pub async fn acquired(&mut self) -> bool {
         self.leading.wait_for(|leading| *leading).await.is_ok()
@@ -167,7 +172,55 @@ async fn build(
         .with_identity(&election.identity)
         .with_duration(LEASE_SECONDS)
         .with_grace(RENEW_BEFORE_SECONDS)
-        .with_field_manager("image-promoter")
+        // One field manager per replica: the Lease is taken with a server-side
+        // apply that conflicts only between different managers, so a shared one
+        // would let two replicas take it at once.
+        .with_field_manager(field_manager(&election.identity))
         .build()
         .await
+}
+
+/// The field manager of one replica's Lease writes (at most 128 bytes, as the
+/// apiserver requires; identities are pod names and a short suffix).
+fn field_manager(identity: &str) -> String {
+    let mut manager = format!("image-promoter/{identity}");
+    if manager.len() > 128 {
+        let mut end = 128;
+        while !manager.is_char_boundary(end) {
+            end -= 1;
+        }
+        manager.truncate(end);
+    }
+    manager
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_replica_writes_the_lease_as_a_field_manager_of_its_own() {
+        let long = "p".repeat(200);
+        let cases = [
+            (
+                "image-promoter-7d9f-abcde_0a1b2c3d",
+                "image-promoter/image-promoter-7d9f-abcde_0a1b2c3d",
+            ),
+            (
+                "é".repeat(100).as_str(),
+                &format!("image-promoter/{}", "é".repeat(56)),
+            ),
+            (
+                long.as_str(),
+                &format!("image-promoter/{}", "p".repeat(113)),
+            ),
+        ]
+        .map(|(identity, expected)| (identity.to_string(), expected.to_string()));
+        for (identity, expected) in cases {
+            let manager = field_manager(&identity);
+            assert_eq!(manager, expected, "{identity}");
+            assert!(manager.len() <= 128, "{manager}");
+        }
+        assert_ne!(field_manager("a_00000001"), field_manager("a_00000002"));
+    }
 }

@@ -38,7 +38,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing::{error, info, warn};
 
 pub use error::{ReconcileError, RunError};
@@ -76,6 +76,8 @@ pub struct Settings {
     pub leader_election_id: String,
     /// `--leader-election-namespace` (default: the pod's).
     pub leader_election_namespace: Option<String>,
+    /// `--share-ports`: bind the metrics and probe ports with SO_REUSEPORT.
+    pub share_ports: bool,
 }
 
 /// The configuration and what is built from it; replaced as a whole when
@@ -145,14 +147,14 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         resync: settings.resync,
     });
     if let Some(address) = settings.probe_address {
-        let listener = bind(address, "health probes").await?;
+        let listener = bind(address, settings.share_ports, "health probes")?;
         tokio::spawn(http::serve(
             listener,
             Arc::new(http::probes(health.clone())),
         ));
     }
     if let Some(address) = settings.metrics_address {
-        let listener = bind(address, "metrics").await?;
+        let listener = bind(address, settings.share_ports, "metrics")?;
         let for_metrics = ctx.clone();
         tokio::spawn(http::serve(
             listener,
@@ -370,14 +372,28 @@ fn report<T>(
     }
 }
 
-async fn bind(address: SocketAddr, what: &'static str) -> Result<TcpListener, RunError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| RunError::Bind {
-            address,
-            what,
-            source,
-        })
+/// Listens on `address`. With `share`, other processes of the same user may
+/// listen on the same port (SO_REUSEPORT): replicas that share a network
+/// namespace, as host-network pods on one node do, then run side by side, and
+/// the kernel spreads connections between them.
+fn bind(address: SocketAddr, share: bool, what: &'static str) -> Result<TcpListener, RunError> {
+    let listen = || {
+        let socket = match address {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        if share {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(address)?;
+        socket.listen(1024)
+    };
+    listen().map_err(|source| RunError::Bind {
+        address,
+        what,
+        source,
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

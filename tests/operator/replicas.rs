@@ -5,6 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use image_promoter::controller::leader::{Election, Leadership};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use serde_json::json;
 
 use crate::cluster::Cluster;
@@ -74,6 +77,67 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_is_killed()
     second.wait_metric(LEADER, 1.0).await;
     assert_eq!(world.quay_tag(&quay_name, TAG).await, Ok(digest));
 }
+
+/// Replicas that campaign at once for a Lease that does not exist yet: exactly
+/// one may lead (each writes the Lease as a field manager of its own). The race
+/// is narrow, so it is run for several Leases.
+#[tokio::test]
+async fn campaigns_started_together_elect_exactly_one_leader() {
+    let cluster = Cluster::start("op-together").await;
+    for round in 0..ROUNDS {
+        let name = format!("together-{round}");
+        let elections: Vec<Election> = (0..4)
+            .map(|i| Election {
+                namespace: cluster.namespace.clone(),
+                name: name.clone(),
+                identity: format!("replica-{i}"),
+            })
+            .collect();
+        // A client each, as separate processes have: one shared connection
+        // would put their requests in one order.
+        let mut clients = Vec::new();
+        for _ in &elections {
+            clients.push(cluster.env.kube_admin().await);
+        }
+        let campaigns = elections
+            .iter()
+            .zip(clients)
+            .map(|(election, client)| Leadership::campaign(client, election));
+        let mut campaigns: Vec<Leadership> = futures::future::join_all(campaigns)
+            .await
+            .into_iter()
+            .map(|campaign| campaign.expect("campaigning for the Lease"))
+            .collect();
+        let first =
+            futures::future::select_all(campaigns.iter_mut().map(|c| Box::pin(c.acquired())));
+        let (acquired, _, _) = tokio::time::timeout(Duration::from_secs(60), first)
+            .await
+            .expect("no replica took the Lease within 60 s");
+        assert!(acquired, "a campaign ended without the Lease");
+        let lease: Lease = Api::namespaced(cluster.client.clone(), &cluster.namespace)
+            .get(&name)
+            .await
+            .expect("reading the Lease");
+        let leaders: Vec<String> = elections
+            .iter()
+            .zip(&campaigns)
+            .filter(|(_, campaign)| campaign.leading())
+            .map(|(election, _)| election.identity.clone())
+            .collect();
+        let holder = lease.spec.and_then(|spec| spec.holder_identity);
+        assert_eq!(
+            leaders,
+            Vec::from_iter(holder),
+            "Lease {name}: the replicas that believe they lead, and the Lease's holder"
+        );
+        for campaign in campaigns {
+            campaign.release().await;
+        }
+    }
+}
+
+/// How many Leases [`campaigns_started_together_elect_exactly_one_leader`] races for.
+const ROUNDS: usize = 40;
 
 #[tokio::test]
 async fn sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
