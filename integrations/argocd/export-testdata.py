@@ -82,6 +82,9 @@ class World:
         self.quay_host = env["PROMOTER_TEST_QUAY_REGISTRY"]
         self.public_host = env["PROMOTER_TEST_PUBLIC_REGISTRY"]
         self.tool_env = dict(env, DOCKER_CONFIG=env["PROMOTER_TEST_DOCKER_CONFIG"], SSL_CERT_FILE=env["PROMOTER_TEST_CA"])
+        # Targets are new repositories on every run, so each export shows a first
+        # promotion (bytes copied, repository created); cleaned() removes the suffix.
+        self.run_suffix = f"-run{int(time.time()):x}"
 
     def run(self, *args: str, stdin: str | None = None) -> str:
         done = subprocess.run(args, input=stdin, capture_output=True, text=True, env=self.tool_env)
@@ -205,7 +208,7 @@ class World:
             (self.public_host, "public.ecr.aws"),
         ):
             text = text.replace(host, name)
-        return text
+        return text.replace(self.run_suffix, "")
 
 
 def reproducible_layer(content: str) -> bytes:
@@ -305,10 +308,10 @@ def promotion(name: str, image: str, world: World, verify: dict | None = None) -
                 "scan": {"required": True, "failOnSeverity": "HIGH"},
             },
             "targets": [
-                {"name": "ecr-public", "repository": f"{world.public_host}/{world.env['PROMOTER_TEST_PUBLIC_ALIAS']}/{name}",
+                {"name": "ecr-public", "repository": f"{world.public_host}/{world.env['PROMOTER_TEST_PUBLIC_ALIAS']}/{name}{world.run_suffix}",
                  "credentials": {"ecrPublic": {}},
                  "createRepository": {"description": "Promoted from internal ECR", "operatingSystems": ["Linux"]}},
-                {"name": "quay", "repository": f"{world.quay_host}/health-fixtures/{name}",
+                {"name": "quay", "repository": f"{world.quay_host}/health-fixtures/{name}{world.run_suffix}",
                  "tags": [TAG, "latest"], "floatingTags": ["latest"]},
             ],
         },
@@ -360,7 +363,7 @@ def mirror(name: str, world: World, source: str, suspend: bool = False) -> dict:
         "spec": {
             "tier": "Silver",
             "source": {"repository": source},
-            "targets": [{"name": "quay", "repository": f"{world.quay_host}/health-fixtures/mirror-{name}"}],
+            "targets": [{"name": "quay", "repository": f"{world.quay_host}/health-fixtures/mirror-{name}{world.run_suffix}"}],
             "tags": {"include": ["^1[.]"]},
             "interval": "10m",
             "suspend": suspend,
