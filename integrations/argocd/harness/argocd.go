@@ -3,10 +3,10 @@
 //
 // Argo CD runs a resource's health.lua in gopher-lua (Lua 5.1) with the
 // object in the global `obj` and reads the table the script returns. This
-// package does the same, with the smallest library set Argo CD gives a
-// script (base, package and table: what an argocd-cm health check gets
-// without useOpenLibs), so a script that passes here also runs when users
-// install it through argocd-cm. Argo CD's test walks resource_customizations
+// package does the same with the libraries an argocd-cm health check gets
+// without useOpenLibs (base, package and table; Argo CD adds a restricted
+// os library, which these scripts do not use), so a script that passes here
+// also runs when users install it through argocd-cm. Argo CD's test walks resource_customizations
 // for health.lua files and checks every case of the health_test.yaml next
 // to each; Suites and Check do that here, so the folder can be offered
 // upstream as it is.

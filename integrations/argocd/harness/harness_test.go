@@ -90,7 +90,7 @@ func TestKstatusCheckFailsOnWrongTable(t *testing.T) {
 // The harness itself: a broken script or a wrong expectation must fail.
 
 // copyTree copies the customizations to a temporary folder and applies edit
-// to the file at rel (relative to imagepromoter.dev/ImagePromotion).
+// to the file at rel (relative to imagepromoter.dev).
 func copyTree(t *testing.T, rel string, edit func(string) string) string {
 	t.Helper()
 	dest := t.TempDir()
@@ -111,7 +111,7 @@ func copyTree(t *testing.T, rel string, edit func(string) string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dest, "imagepromoter.dev", "ImagePromotion", rel)
+	path := filepath.Join(dest, "imagepromoter.dev", rel)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -130,16 +130,19 @@ func TestHarnessFailsOnBrokenScripts(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, old, new, expect string
 	}{
-		{"wrong order: Ready before Stalled", "health.lua", `local stalled = condition(conditions, "Stalled")`,
-			`local stalled = nil`, "vulnerabilities-found.yaml: expected Degraded"},
-		{"syntax error", "health.lua", "return hs\nend", "return hs\nend end", "vulnerabilities-found.yaml"},
-		{"status Argo CD does not know", "health.lua", `hs.status = "Healthy"`, `hs.status = "Fine"`, `status "Fine"`},
-		{"the string library, absent from argocd-cm scripts", "health.lua", `hs.message = text(ready)
-  return hs`, `hs.message = string.lower(text(ready))
-  return hs`, "promoted.yaml"},
-		{"wrong expected message", "health_test.yaml", "message: 2/2 targets promoted", "message: 1/2 targets promoted", `expected Healthy "1/2 targets promoted"`},
-		{"wrong expected status", "health_test.yaml", "status: Healthy", "status: Progressing", "promoted.yaml: expected Progressing"},
-		{"missing fixture", "health_test.yaml", "testdata/promoted.yaml", "testdata/absent.yaml", "absent.yaml"},
+		{"Stalled not checked", "ImagePromotion/health.lua", `{ type = "Stalled", health = "Degraded" },`,
+			``, "vulnerabilities-found.yaml: expected Degraded"},
+		{"Ready before generation", "ImagePromotion/health.lua", `local generation = (obj.metadata or {}).generation`,
+			`local generation = nil`, `generation-ahead.yaml: expected Progressing "Waiting for the operator to observe generation 2", health.lua says Healthy`},
+		{"syntax error", "ImagePromotion/health.lua", "return hs\nend", "return hs\nend end", "vulnerabilities-found.yaml"},
+		{"status Argo CD does not know", "ImagePromotion/health.lua", `health = "Healthy"`, `health = "Fine"`, `status "Fine"`},
+		{"the string library, absent from argocd-cm scripts", "ImagePromotion/health.lua", `hs.message = text(c)`,
+			`hs.message = string.lower(text(c))`, "promoted.yaml: <string>:"},
+		{"suspended mirror not checked", "RegistryMirror/health.lua", `(obj.spec or {}).suspend == true`,
+			`false`, "suspended.yaml: expected Suspended"},
+		{"wrong expected message", "ImagePromotion/health_test.yaml", "message: 2/2 targets promoted", "message: 1/2 targets promoted", `expected Healthy "1/2 targets promoted"`},
+		{"wrong expected status", "ImagePromotion/health_test.yaml", "status: Healthy", "status: Progressing", "promoted.yaml: expected Progressing"},
+		{"missing fixture", "ImagePromotion/health_test.yaml", "testdata/promoted.yaml", "testdata/absent.yaml", "absent.yaml"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := copyTree(t, tc.file, func(s string) string { return strings.Replace(s, tc.old, tc.new, 1) })
@@ -164,7 +167,7 @@ func TestHarnessFailsOnBrokenScripts(t *testing.T) {
 }
 
 func TestHarnessFailsWithoutTests(t *testing.T) {
-	root := copyTree(t, "health_test.yaml", func(string) string { return "tests: []\n" })
+	root := copyTree(t, "ImagePromotion/health_test.yaml", func(string) string { return "tests: []\n" })
 	if _, _, err := Check(root); err == nil || !strings.Contains(err.Error(), "lists no tests") {
 		t.Fatalf("expected an error for an empty health_test.yaml, got %v", err)
 	}

@@ -29,27 +29,22 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
 end
 
 local conditions = status.conditions or {}
-local stalled = condition(conditions, "Stalled")
-if stalled ~= nil and stalled.status == "True" then
-  hs.status = "Degraded"
-  hs.message = text(stalled)
-  return hs
-end
-
-local reconciling = condition(conditions, "Reconciling")
-if reconciling ~= nil and reconciling.status == "True" then
-  hs.status = "Progressing"
-  hs.message = text(reconciling)
-  return hs
+-- The first condition that is True decides, in this order.
+local decisive = {
+  { type = "Stalled", health = "Degraded" },
+  { type = "Reconciling", health = "Progressing" },
+  { type = "Ready", health = "Healthy" },
+}
+for _, rule in ipairs(decisive) do
+  local c = condition(conditions, rule.type)
+  if c ~= nil and c.status == "True" then
+    hs.status = rule.health
+    hs.message = text(c)
+    return hs
+  end
 end
 
 local ready = condition(conditions, "Ready")
-if ready ~= nil and ready.status == "True" then
-  hs.status = "Healthy"
-  hs.message = text(ready)
-  return hs
-end
-
 hs.status = "Progressing"
 if ready ~= nil then
   hs.message = text(ready)
