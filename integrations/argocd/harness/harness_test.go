@@ -175,3 +175,31 @@ func TestHarnessFailsWithoutTests(t *testing.T) {
 		t.Fatalf("expected an error for a folder without health.lua, got %v", err)
 	}
 }
+
+// Argo CD holds one self-contained script per kind (an argocd-cm key, an
+// upstream folder), so the two scripts repeat each other. They must not
+// drift apart: the mirror's is the promotion's plus the suspend rule.
+func TestScriptsShareTheirRules(t *testing.T) {
+	read := func(kind string) string {
+		data, err := os.ReadFile(filepath.Join(customizations, "imagepromoter.dev", kind, "health.lua"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(string(data), "\n") // the first line names the kind
+		return rest
+	}
+	promotion, mirror := read("ImagePromotion"), read("RegistryMirror")
+	suspend := `if (obj.spec or {}).suspend == true then
+  hs.status = "Suspended"
+  hs.message = "Mirror is suspended (spec.suspend is true)"
+  return hs
+end
+
+`
+	if !strings.Contains(mirror, suspend) {
+		t.Fatalf("RegistryMirror/health.lua has no suspend rule:\n%s", suspend)
+	}
+	if strings.Replace(mirror, suspend, "", 1) != promotion {
+		t.Errorf("RegistryMirror/health.lua without its suspend rule differs from ImagePromotion/health.lua: change both")
+	}
+}
