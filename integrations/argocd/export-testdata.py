@@ -187,7 +187,10 @@ class World:
             if check(obj):
                 return obj
             if time.monotonic() > deadline:
-                status = json.dumps(obj.get("status", {}), indent=2)
+                if not obj.get("status"):
+                    raise Failure(f"{kind}/{name} did not reach {state} within {DEADLINE:.0f}s: the operator wrote "
+                                  f"no status at all; does this image-promoter reconcile {kind}? (its log: target/health-fixtures/)")
+                status = json.dumps(obj["status"], indent=2)
                 raise Failure(f"{kind}/{name} did not reach {state} within {DEADLINE:.0f}s; its status:\n{status}")
             time.sleep(0.5)
 
