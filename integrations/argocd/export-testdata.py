@@ -125,10 +125,7 @@ class World:
             encryptionConfiguration={"encryptionType": "KMS", "kmsKey": KMS_KEY},
         )
         reference = f"{self.ecr_host}/{name}:{TAG}"
-        with tempfile.TemporaryDirectory() as folder:
-            layer = Path(folder) / "layer.tar"
-            layer.write_bytes(reproducible_layer(content))
-            self.run("crane", "append", "--new_layer", str(layer), "--new_tag", reference)
+        self.push(reference, content)
         digest = self.run("crane", "digest", reference).strip()
         manifest = self.run("crane", "manifest", reference)
         media_type = json.loads(manifest).get("mediaType", "application/vnd.oci.image.manifest.v1+json")
@@ -141,6 +138,13 @@ class World:
         )
         self.scan(name, digest, scan, findings)
         return reference
+
+    def push(self, reference: str, content: str) -> None:
+        """Pushes an image whose only layer holds `content` to `reference`."""
+        with tempfile.TemporaryDirectory() as folder:
+            layer = Path(folder) / "layer.tar"
+            layer.write_bytes(reproducible_layer(content))
+            self.run("crane", "append", "--new_layer", str(layer), "--new_tag", reference)
 
     def scan(self, name: str, digest: str, status: str, findings: list[tuple[str, str]]) -> None:
         self.ecr.start_image_scan(repositoryName=name, imageId={"imageDigest": digest})
@@ -329,9 +333,13 @@ def export_promotions(world: World, operator: Operator) -> dict[str, str]:
     scanning = world.source("health-fixtures/scanning", "scanning 1.0.0", "IN_PROGRESS", [])
     missing = f"{world.ecr_host}/health-fixtures/app:9.9.9"
 
+    # Quay already has another image under the write-once tag the "conflict" promotion publishes.
+    world.push(f"{world.quay_host}/health-fixtures/conflict{world.run_suffix}:{TAG}", "published by hand")
+
     operator.start()
     fixtures: dict[str, dict] = {}
     world.apply(promotion("app", good, world))
+    world.apply(promotion("conflict", good, world))
     world.apply(promotion("vulnerable", vulnerable, world))
     world.apply(promotion("scanning", scanning, world))
     world.apply(promotion("missing-source", missing, world))
@@ -346,6 +354,9 @@ def export_promotions(world: World, operator: Operator) -> dict[str, str]:
     fixtures["source-not-found"] = world.wait_for(
         kind, "missing-source", "Stalled=True (SourceNotFound)",
         lambda o: observed(o) and is_true(o, "Stalled", "SourceNotFound"))
+    fixtures["tag-conflict"] = world.wait_for(
+        kind, "conflict", "Stalled=True (TagConflict)",
+        lambda o: observed(o) and is_true(o, "Stalled", "TagConflict"))
     world.wait_for(kind, "changed", "Ready=True", lambda o: observed(o) and is_true(o, "Ready"))
     operator.stop()
 

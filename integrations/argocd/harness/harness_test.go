@@ -22,8 +22,8 @@ func TestArgoHealthChecks(t *testing.T) {
 		t.Error(m)
 	}
 	// Both kinds, every case: a suite that went missing must not pass quietly.
-	if run < 14 {
-		t.Errorf("ran %d cases, expected at least 14 (6 ImagePromotion, 8 RegistryMirror)", run)
+	if run < 15 {
+		t.Errorf("ran %d cases, expected at least 15 (7 ImagePromotion, 8 RegistryMirror)", run)
 	}
 	t.Logf("%d health_test.yaml cases checked", run)
 }
@@ -34,6 +34,7 @@ var kstatusOf = map[string]status.Status{
 	"ImagePromotion/testdata/promoted.yaml":              status.CurrentStatus,
 	"ImagePromotion/testdata/vulnerabilities-found.yaml": status.FailedStatus,
 	"ImagePromotion/testdata/source-not-found.yaml":      status.FailedStatus,
+	"ImagePromotion/testdata/tag-conflict.yaml":          status.FailedStatus,
 	"ImagePromotion/testdata/scan-pending.yaml":          status.InProgressStatus,
 	"ImagePromotion/testdata/generation-ahead.yaml":      status.InProgressStatus,
 	// kstatus counts an object without status as Current (docs/argocd.md, Flux).
