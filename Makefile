@@ -41,6 +41,7 @@ build: ## Build the binary and every test target
 test: env-up ## Run every test: unit, integration against the test world, generated-CRD check
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) test --locked --all-targets --no-fail-fast
 	@$(MAKE) --no-print-directory crds-check
+	@$(MAKE) --no-print-directory health-check
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
@@ -58,6 +59,15 @@ crds: ## Regenerate crds/ from the Rust types
 crds-check: ## Fail when crds/ differs from what the Rust types generate
 	@$(CARGO) run --quiet --locked --bin image-promoter -- crds | diff -u $(CRDS_FILE) - \
 	  || { echo "crds/ is out of date with the Rust types: run 'make crds' and commit"; exit 1; }
+
+.PHONY: health-check
+health-check: ## Argo CD health checks (health.lua in gopher-lua) and Flux's kstatus on their fixtures (integrations/argocd)
+	@cd integrations/argocd/harness && go test -count=1 ./...
+
+.PHONY: health-fixtures
+health-fixtures: env-up ## Export the health checks' testdata again from real objects of the test world (KINDS="ImagePromotion RegistryMirror")
+	@$(CARGO) build --locked --bin image-promoter
+	@$(TESTENV)/bin/python integrations/argocd/export-testdata.py $(foreach kind,$(or $(KINDS),ImagePromotion),--kind $(kind))
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)
