@@ -12,6 +12,7 @@ TESTENV    := target/testenv
 TESTENV_PY  = $(TESTENV)/bin/python tests/testenv/testenv.py
 CARGO      ?= cargo
 CRDS_FILE  := crds/imagepromoter.dev.yaml
+CHART      := charts/image-promoter
 
 .PHONY: help
 help: ## List the entry points
@@ -41,6 +42,7 @@ build: ## Build the binary and every test target
 test: env-up ## Run every test: unit, integration against the test world, generated-CRD check
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) test --locked --all-targets --no-fail-fast
 	@$(MAKE) --no-print-directory crds-check
+	@$(MAKE) --no-print-directory chart-check
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
@@ -53,11 +55,22 @@ crds: ## Regenerate crds/ from the Rust types
 	@$(CARGO) run --quiet --locked --bin image-promoter -- crds > $(CRDS_FILE).tmp
 	@mv $(CRDS_FILE).tmp $(CRDS_FILE)
 	@echo "wrote $(CRDS_FILE)"
+	@$(MAKE) --no-print-directory chart-sync
 
 .PHONY: crds-check
 crds-check: ## Fail when crds/ differs from what the Rust types generate
 	@$(CARGO) run --quiet --locked --bin image-promoter -- crds | diff -u $(CRDS_FILE) - \
 	  || { echo "crds/ is out of date with the Rust types: run 'make crds' and commit"; exit 1; }
+
+.PHONY: chart-sync
+chart-sync: ## Copy crds/ and deploy/rbac.yaml into the chart and regenerate its README's values table
+	@cp $(CRDS_FILE) $(CHART)/files/crds.yaml
+	@cp deploy/rbac.yaml $(CHART)/files/rbac.yaml
+	@$(TESTENV)/bin/python tests/chart/values_doc.py $(CHART) --write
+
+.PHONY: chart-check
+chart-check: tools ## helm lint --strict, every value set rendered and validated offline by kubeconform, schema and README checks
+	@$(TESTENV)/bin/python tests/chart/check_chart.py
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)
