@@ -69,8 +69,8 @@ chart-sync: ## Copy crds/ and deploy/rbac.yaml into the chart and regenerate its
 	@$(TESTENV)/bin/python tests/chart/values_doc.py $(CHART) --write
 
 .PHONY: chart-check
-chart-check: tools ## helm lint --strict, every value set rendered and validated offline by kubeconform, schema and README checks
-	@$(TESTENV)/bin/python tests/chart/check_chart.py
+chart-check: env-up ## helm lint --strict; every value set rendered, validated offline by kubeconform and dry-run on the test world's apiserver; schema and README checks
+	@set -a && . $(TESTENV)/env && set +a && $(TESTENV)/bin/python tests/chart/check_chart.py --server
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)

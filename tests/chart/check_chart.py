@@ -12,11 +12,19 @@
 4. Refusals: each tests/chart/refused/*.yaml is refused by the schema or the chart
    with the message its first line names; a rendering with an unknown field or a
    wrong type, and a custom resource with an unknown field, are refused by kubeconform.
+5. With --server: every rendering is applied with `kubectl apply --dry-run=server` to
+   the test world's kube-apiserver (KUBECONFIG from target/testenv/env), in a fresh
+   namespace that enforces the `restricted` Pod Security level, and the operator's pod
+   (the Deployment's template as a Pod) is admitted there. ServiceMonitor is left to
+   kubeconform: the world has no Prometheus Operator CRDs.
 
 Run from the repository root with the tools of target/testenv/bin.
 """
 
 import copy
+import json
+import os
+import uuid
 import subprocess
 import sys
 import tempfile
@@ -292,6 +300,58 @@ def examples(crd_schemas: Path) -> None:
     check(result.returncode == 0, f"examples/ do not match the CRDs:\n{result.stdout}")
 
 
+def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return run([tool("kubectl"), *args], stdin)
+
+
+def server_dry_run(sets: dict[str, Path]) -> None:
+    if not os.environ.get("KUBECONFIG"):
+        raise SystemExit("check_chart: --server needs the test world: source target/testenv/env (make env-up)")
+    namespace = f"chart-check-{uuid.uuid4().hex[:8]}"
+    watched = [f"{namespace}-a", f"{namespace}-b"]
+    created = [namespace, *watched]
+    try:
+        for name in created:
+            made = kubectl("create", "namespace", name)
+            check(made.returncode == 0, f"server: cannot create namespace {name}: {made.stderr}")
+        kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+        for name, path in sets.items():
+            extra = ["--set", f"watchNamespaces={{{','.join(watched)}}}"] if name == "watch-namespaces" else []
+            result = run(
+                [tool("helm"), "template", RELEASE, str(CHART), "-n", namespace, "--kube-version", kube_version(), "-f", str(path), *extra]
+            )
+            check(result.returncode == 0, f"server: {name}: helm template failed: {result.stderr}")
+            docs = [d for d in objects(result.stdout) if d["kind"] != "ServiceMonitor"]
+            applied = kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
+            check(applied.returncode == 0, f"server: {name}: the API server refused the rendering:\n{applied.stderr}")
+            if name in ("default", "testworld"):
+                pod_admitted(name, namespace, docs)
+            print(f"check_chart: server: {name}: {len(docs)} objects accepted by the API server (dry run)")
+        # The Pod Security level is really enforced: without its RuntimeClass the
+        # test world's hostNetwork pod is refused.
+        docs = objects(render([sets["testworld"]], ["--set", "runtimeClassName="]))
+        refused = pod_dry_run(namespace, docs)
+        check(refused.returncode != 0 and "hostNetwork" in refused.stderr, f"server: a hostNetwork pod was admitted by `restricted`:\n{refused.stderr}")
+    finally:
+        for name in created:
+            kubectl("delete", "namespace", name, "--wait=false")
+
+
+def pod_dry_run(namespace: str, docs: list[dict]) -> subprocess.CompletedProcess:
+    template = deployment(docs)["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "operator", "namespace": namespace, "labels": template["metadata"]["labels"]}, "spec": template["spec"]}
+    return kubectl("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(pod))
+
+
+def pod_admitted(name: str, namespace: str, docs: list[dict]) -> None:
+    account = find(docs, "ServiceAccount")[0]
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account["metadata"]["name"], "namespace": namespace}}
+    made = kubectl("apply", "-f", "-", stdin=json.dumps(account))
+    check(made.returncode == 0, f"server: {name}: cannot create the ServiceAccount: {made.stderr}")
+    admitted = pod_dry_run(namespace, docs)
+    check(admitted.returncode == 0, f"server: {name}: the operator's pod is not admitted in a `restricted` namespace:\n{admitted.stderr}")
+
+
 def main() -> None:
     if not (KUBE_SCHEMAS / "deployment-apps-v1.json").exists():
         raise SystemExit(f"check_chart: no Kubernetes schemas in {KUBE_SCHEMAS}: run 'make tools'")
@@ -310,6 +370,8 @@ def main() -> None:
         switches(sets["default"])
         refusals(crd_schemas)
         examples(crd_schemas)
+        if "--server" in sys.argv[1:]:
+            server_dry_run(sets)
     if failures:
         print("\n".join(f"FAIL {f}" for f in failures), file=sys.stderr)
         raise SystemExit(f"check_chart: {len(failures)} failure(s)")

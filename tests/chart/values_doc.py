@@ -130,7 +130,7 @@ def main(argv: list[str]) -> None:
         return
     found = problems(chart, values, docs)
     if readme != wanted:
-        found.append(f"{readme_path}: the values table is out of date: run 'python3 tests/chart/values_doc.py {chart} --write'")
+        found.append(f"{readme_path}: the values table is out of date: run 'make chart-sync' and commit")
     if found:
         raise SystemExit("\n".join(found))
     print(f"values_doc: {len(docs)} values documented, README and schema agree")
