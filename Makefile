@@ -12,6 +12,7 @@ TESTENV    := target/testenv
 TESTENV_PY  = $(TESTENV)/bin/python tests/testenv/testenv.py
 CARGO      ?= cargo
 CRDS_FILE  := crds/imagepromoter.dev.yaml
+CHART      := charts/image-promoter
 
 .PHONY: help
 help: ## List the entry points
@@ -38,10 +39,11 @@ build: ## Build the binary and every test target
 	@$(CARGO) build --locked --all-targets
 
 .PHONY: test
-test: env-up ## Run every test: unit, integration against the test world, generated-CRD check
+test: env-up ## Run every test: unit, integration against the test world, generated-CRD check, chart check
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) test --locked --all-targets --no-fail-fast
 	@$(MAKE) --no-print-directory crds-check
 	@$(MAKE) --no-print-directory health-check
+	@$(MAKE) --no-print-directory chart-check
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
@@ -54,6 +56,7 @@ crds: ## Regenerate crds/ from the Rust types
 	@$(CARGO) run --quiet --locked --bin image-promoter -- crds > $(CRDS_FILE).tmp
 	@mv $(CRDS_FILE).tmp $(CRDS_FILE)
 	@echo "wrote $(CRDS_FILE)"
+	@$(MAKE) --no-print-directory chart-sync
 
 .PHONY: crds-check
 crds-check: ## Fail when crds/ differs from what the Rust types generate
@@ -68,6 +71,16 @@ health-check: ## Argo CD health checks (health.lua in gopher-lua) and Flux's kst
 health-fixtures: env-up ## Export the health checks' testdata again from real objects of the test world (KINDS="ImagePromotion RegistryMirror")
 	@$(CARGO) build --locked --bin image-promoter
 	@$(TESTENV)/bin/python integrations/argocd/export-testdata.py $(foreach kind,$(or $(KINDS),ImagePromotion),--kind $(kind))
+
+.PHONY: chart-sync
+chart-sync: ## Copy crds/ and deploy/rbac.yaml into the chart and regenerate its README's values table
+	@cp $(CRDS_FILE) $(CHART)/files/crds.yaml
+	@cp deploy/rbac.yaml $(CHART)/files/rbac.yaml
+	@$(TESTENV)/bin/python tests/chart/values_doc.py $(CHART) --write
+
+.PHONY: chart-check
+chart-check: env-up ## helm lint --strict; every value set rendered, validated offline by kubeconform and dry-run on the test world's apiserver; schema and README checks
+	@set -a && . $(TESTENV)/env && set +a && $(TESTENV)/bin/python tests/chart/check_chart.py --server
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)

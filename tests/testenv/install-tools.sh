@@ -145,6 +145,35 @@ install_debian_tools() {
   done
 }
 
+# kubeconform's schemas, made offline (tests/chart/kube_schemas.py) from the OpenAPI
+# document of the pinned Kubernetes release (api/openapi-spec/swagger.json in the
+# k8s.io/kubernetes module) and from the Prometheus Operator's ServiceMonitor CRD
+# (the chart's optional ServiceMonitor), both from the Go module proxy. Cached per
+# version and converter; our own CRDs are converted at check time (make chart-check).
+prometheus_operator_version=v0.85.0
+module_dir() {
+  (cd "$here/go/kube" && go mod download -json "$1") | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])'
+}
+install_kube_schemas() {
+  local kube_version=$1
+  local key
+  key=$( (echo "$kube_version $prometheus_operator_version"; cat "$root/tests/chart/kube_schemas.py") | sha256sum | cut -c1-16)
+  local dir=$cache/kube-schemas/$kube_version-$key
+  if [ ! -f "$dir/.complete" ]; then
+    say "making kubeconform schemas for Kubernetes $kube_version (cached afterwards)"
+    local kube_dir prom_dir
+    kube_dir=$(module_dir "k8s.io/kubernetes@$kube_version")
+    prom_dir=$(module_dir "github.com/prometheus-operator/prometheus-operator@$prometheus_operator_version")
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    "$bin/python" "$root/tests/chart/kube_schemas.py" openapi "$kube_dir/api/openapi-spec/swagger.json" "$dir.tmp"
+    "$bin/python" "$root/tests/chart/kube_schemas.py" crds "$dir.tmp" \
+      "$prom_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+    touch "$dir.tmp/.complete"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  ln -sfn "$dir" "$root/target/testenv/kube-schemas"
+}
+
 install_python
 install_wrapped etcd "" etcd=go.etcd.io/etcd/server/v3
 # Kubernetes binaries report their version from ldflags (helm checks it against a
@@ -158,5 +187,6 @@ install_wrapped kube "$kube_ldflags" \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
+install_kube_schemas "$kube_version"
 install_debian_tools
 say "ready in $bin"
