@@ -156,8 +156,9 @@ def common(name: str, docs: list[dict]) -> None:
     )
     check(restricted, f"{name}: the pod is not `restricted` (non-root 65532, read-only root, no escalation, drop ALL, RuntimeDefault)")
     probes = container(docs)
-    check(probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}, f"{name}: liveness probe is not /healthz")
-    check(probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}, f"{name}: readiness probe is not /readyz")
+    health = next(a.split(":")[-1] for a in probes["args"] if a.startswith("--health-probe-bind-address="))
+    check(probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": int(health)}, f"{name}: liveness probe is not /healthz on the health port")
+    check(probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": int(health)}, f"{name}: readiness probe is not /readyz on the health port")
     check("checksum/config" in deployment(docs)["spec"]["template"]["metadata"]["annotations"], f"{name}: no checksum/config")
     config = find(docs, "ConfigMap")[0]["data"]["config.yaml"]
     check(isinstance(yaml.safe_load(config), dict), f"{name}: config.yaml is not a map")
@@ -183,7 +184,9 @@ def default(docs: list[dict]) -> None:
     check(len(find(docs, "PodDisruptionBudget")) == 1, "default: no PodDisruptionBudget")
     check(not find(docs, "ServiceMonitor") and not find(docs, "NetworkPolicy"), "default: optional objects rendered")
     check(not deployment(docs)["spec"]["template"]["spec"].get("hostNetwork"), "default: hostNetwork")
-    check(find(docs, "Service")[0]["spec"]["ports"][0]["targetPort"] == "metrics", "default: the Service does not serve metrics")
+    check(find(docs, "Service")[0]["spec"]["ports"][0]["targetPort"] == 8080, "default: the Service does not serve metrics")
+    check([p["name"] for p in container(docs)["ports"]] == ["metrics", "health"], "default: the container does not declare its ports")
+    check("--share-ports" not in container(docs)["args"], "default: shares its ports")
 
 
 def watch_namespaces(docs: list[dict]) -> None:
@@ -215,6 +218,9 @@ def testworld(docs: list[dict]) -> None:
     spec = deployment(docs)["spec"]["template"]["spec"]
     check(spec.get("hostNetwork") is True and spec.get("dnsPolicy") == "ClusterFirstWithHostNet", "testworld: not hostNetwork with ClusterFirstWithHostNet")
     check(spec.get("runtimeClassName") == "testenv-host-network", "testworld: runtimeClassName")
+    # Two replicas on the one node: no host ports (they would keep the second off it),
+    # and both listen on the shared ports.
+    check("ports" not in container(docs) and "--share-ports" in container(docs)["args"], "testworld: host ports declared, or the ports not shared")
     env = env_names(docs)
     check(env.get("KUBERNETES_SERVICE_HOST") == "127.0.0.1" and env.get("KUBERNETES_SERVICE_PORT") == "41006", "testworld: apiserver address not given")
     check(container(docs)["image"] == SAMPLE_WORLD["IMAGE"], "testworld: image is not $IMAGE")
