@@ -24,76 +24,36 @@ without it the script fails, naming the state it waited for.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import re
 import socket
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
-import boto3
 import requests
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "testenv"))
+from seed import Failure, Seeder, load_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = Path(__file__).resolve().parent / "resource_customizations" / "imagepromoter.dev"
 NAMESPACE = "health-fixtures"
 DEADLINE = 120.0
 TAG = "1.0.0"
-KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/health-fixtures"
 
 
-class Failure(Exception):
-    """What went wrong, said so that the reader knows what to do."""
-
-
-def load_env() -> dict[str, str]:
-    path = ROOT / "target" / "testenv" / "env"
-    if not path.exists():
-        raise Failure(f"{path} is missing: start the test world first (make env-up)")
-    env = dict(os.environ)
-    for line in path.read_text().splitlines():
-        match = re.match(r"export (\w+)=(.*)$", line)
-        if match:
-            key, value = match.groups()
-            env[key] = os.path.expandvars(value.strip('"').replace("$PATH", env.get("PATH", "")))
-    return env
-
-
-class World:
+class World(Seeder):
     """The test world as this script uses it: kubectl, moto, the registries."""
 
     def __init__(self, env: dict[str, str], binary: Path):
-        self.env = env
+        super().__init__(env)
         self.binary = binary
-        self.ecr = boto3.client(
-            "ecr",
-            endpoint_url=env["AWS_ENDPOINT_URL_ECR"],
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
-        self.ecr_host = env["PROMOTER_TEST_ECR_REGISTRY"]
-        self.quay_host = env["PROMOTER_TEST_QUAY_REGISTRY"]
-        self.public_host = env["PROMOTER_TEST_PUBLIC_REGISTRY"]
-        self.tool_env = dict(env, DOCKER_CONFIG=env["PROMOTER_TEST_DOCKER_CONFIG"], SSL_CERT_FILE=env["PROMOTER_TEST_CA"])
+        self.layer_path = "etc/health-fixture"
         # Targets are new repositories on every run, so each export shows a first
         # promotion (bytes copied, repository created); cleaned() removes the suffix.
         self.run_suffix = f"-run{int(time.time()):x}"
-
-    def run(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(args, input=stdin, capture_output=True, text=True, env=self.tool_env)
-        if done.returncode != 0:
-            raise Failure(f"{' '.join(args[:3])} … failed ({done.returncode}): {done.stderr.strip()}")
-        return done.stdout
-
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        return self.run("kubectl", *args, stdin=stdin)
 
     def install_crds(self) -> None:
         crds = self.run(str(self.binary), "crds")
@@ -109,71 +69,9 @@ class World:
         self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(namespace))
         self.kubectl("delete", "-n", NAMESPACE, "imagepromotions,registrymirrors", "--all", "--wait=true", "--timeout=60s")
 
-    # --- source images in "internal ECR" ---------------------------------------
-
     def source(self, name: str, content: str, scan: str, findings: list[tuple[str, str]]) -> str:
-        """A fresh moto repository `name` (immutable tags, KMS) holding one image
-        tagged TAG whose only layer holds `content`, with a scan result. Returns
-        the image reference."""
-        try:
-            self.ecr.delete_repository(repositoryName=name, force=True)
-        except self.ecr.exceptions.RepositoryNotFoundException:
-            pass
-        self.ecr.create_repository(
-            repositoryName=name,
-            imageTagMutability="IMMUTABLE",
-            encryptionConfiguration={"encryptionType": "KMS", "kmsKey": KMS_KEY},
-        )
-        reference = f"{self.ecr_host}/{name}:{TAG}"
-        self.push(reference, content)
-        digest = self.run("crane", "digest", reference).strip()
-        manifest = self.run("crane", "manifest", reference)
-        media_type = json.loads(manifest).get("mediaType", "application/vnd.oci.image.manifest.v1+json")
-        self.ecr.put_image(
-            repositoryName=name,
-            imageManifest=manifest,
-            imageManifestMediaType=media_type,
-            imageTag=TAG,
-            imageDigest=digest,
-        )
-        self.scan(name, digest, scan, findings)
-        return reference
-
-    def push(self, reference: str, content: str) -> None:
-        """Pushes an image whose only layer holds `content` to `reference`."""
-        with tempfile.TemporaryDirectory() as folder:
-            layer = Path(folder) / "layer.tar"
-            layer.write_bytes(reproducible_layer(content))
-            self.run("crane", "append", "--new_layer", str(layer), "--new_tag", reference)
-
-    def scan(self, name: str, digest: str, status: str, findings: list[tuple[str, str]]) -> None:
-        self.ecr.start_image_scan(repositoryName=name, imageId={"imageDigest": digest})
-        result = {
-            "registryId": self.env["PROMOTER_TEST_ECR_ACCOUNT"],
-            "repositoryName": name,
-            "imageId": {"imageDigest": digest},
-            "imageScanStatus": {"status": status, "description": f"scan {status}"},
-        }
-        if status == "COMPLETE":
-            counts: dict[str, int] = {}
-            for _, severity in findings:
-                counts[severity] = counts.get(severity, 0) + 1
-            result["imageScanFindings"] = {
-                "imageScanCompletedAt": 1_781_000_000,
-                "vulnerabilitySourceUpdatedAt": 1_781_000_000,
-                "findingSeverityCounts": counts,
-                "findings": [
-                    {"name": cve, "uri": f"https://cve.example/{cve}", "severity": severity,
-                     "attributes": [{"key": "package_name", "value": "openssl"}]}
-                    for cve, severity in findings
-                ],
-            }
-        response = requests.post(
-            f"{self.env['AWS_ENDPOINT_URL_ECR']}/moto-api/static/ecr/scan-finding-results",
-            json={"results": [result], "region": self.env["AWS_REGION"], "account_id": self.env["PROMOTER_TEST_ECR_ACCOUNT"]},
-            timeout=30,
-        )
-        response.raise_for_status()
+        """A fresh source repository `name` with one image tagged TAG; its reference."""
+        return super().source(name, TAG, content, scan, findings)[0]
 
     # --- objects ---------------------------------------------------------------
 
@@ -216,17 +114,6 @@ class World:
         ):
             text = text.replace(host, name)
         return text.replace(self.run_suffix, "")
-
-
-def reproducible_layer(content: str) -> bytes:
-    """A tar layer holding one file, byte-identical on every run."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        data = content.encode()
-        info = tarfile.TarInfo("etc/health-fixture")
-        info.size, info.mtime, info.mode = len(data), 0, 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def free_port() -> int:

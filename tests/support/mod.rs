@@ -65,6 +65,11 @@ impl TestEnv {
         })
     }
 
+    /// Every variable of the env file (to hand to a child process).
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
     /// A path to one of the test world's tools (cosign, kubectl, helm, …).
     pub fn tool(&self, name: &str) -> PathBuf {
         let path = PathBuf::from(self.get("PROMOTER_TEST_BIN")).join(name);

@@ -1,0 +1,240 @@
+"""`make demo`: the operator end to end on the local test world, as a person would
+watch it.
+
+`make demo` has started the test world (with its node) and pushed the operator's
+image (`make image`) before this runs. The script then
+
+1. installs the Helm chart into the namespace `image-promoter` with the world's
+   values (tests/chart/testworld-values.yaml, filled by testworld_values.py);
+2. seeds "internal ECR" with acme/postgres:17.2.1, scanned (one HIGH finding that
+   the Gold example's policy ignores, with a reason and an expiry) and signed with
+   cosign, and acme/legacy:3.1.0 whose scan has a CRITICAL finding; and "Quay"
+   with a few tags of acme/operator for the mirror;
+3. applies examples/ (their registry hosts rewritten to the world's) and one
+   promotion of the legacy image into the namespace `demo`;
+4. shows `kubectl get promotions,mirrors` each time it changes until everything
+   settles, then the events, where the images landed (digests read back from the
+   registries) and why the refused one was refused.
+
+`make demo-down` (or `make env-down`) stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "testenv"))
+from seed import Failure, Seeder, load_env  # noqa: E402
+
+OPERATOR_NAMESPACE = "image-promoter"
+NAMESPACE = "demo"
+RELEASE = "image-promoter"
+SETTLE_DEADLINE = 300.0
+STATE = ROOT / "target" / "demo"
+CRDS = ("imagepromotions.imagepromoter.dev", "registrymirrors.imagepromoter.dev")
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Demo:
+    def __init__(self, env: dict[str, str], image: str):
+        self.seed = Seeder(env)
+        self.env = env
+        self.image = image
+        self.alias = env["PROMOTER_TEST_PUBLIC_ALIAS"]
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return self.seed.kubectl(*args, stdin=stdin)
+
+    # --- 1. the chart ------------------------------------------------------------------
+
+    def install(self) -> None:
+        say(f"Installing the chart (release {RELEASE} in namespace {OPERATOR_NAMESPACE}, image {self.image})")
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": OPERATOR_NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
+        self.adopt_crds()
+        fill_env = dict(self.env, IMAGE=self.image)
+        fill = ROOT / "tests" / "chart" / "testworld_values.py"
+        objects = subprocess.run([sys.executable, str(fill), "objects"], env=fill_env, capture_output=True, text=True, check=True).stdout
+        self.kubectl("apply", "-n", OPERATOR_NAMESPACE, "-f", "-", stdin=objects)
+        STATE.mkdir(parents=True, exist_ok=True)
+        values = STATE / "values.yaml"
+        values.write_text(subprocess.run([sys.executable, str(fill), "values"], env=fill_env, capture_output=True, text=True, check=True).stdout)
+        started = time.monotonic()
+        self.seed.run(
+            "helm", "upgrade", "--install", RELEASE, str(ROOT / "charts" / "image-promoter"),
+            "--namespace", OPERATOR_NAMESPACE, "--values", str(values),
+            "--set", f"ports.metrics={free_port()},ports.health={free_port()}",
+            "--wait", "--timeout", "3m",
+        )
+        print(f"helm: the Deployment is available ({time.monotonic() - started:.0f}s)")
+        print(self.kubectl("get", "deployment,pods,lease", "-n", OPERATOR_NAMESPACE), end="")
+
+    def adopt_crds(self) -> None:
+        """CRDs another tool applied (the tests do) are adopted by the release."""
+        for crd in CRDS:
+            found = subprocess.run(["kubectl", "get", "crd", crd], env=self.seed.tool_env, capture_output=True)
+            if found.returncode == 0:
+                self.kubectl("annotate", "--overwrite", "crd", crd,
+                             f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={OPERATOR_NAMESPACE}")
+                self.kubectl("label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+
+    # --- 2. the images -----------------------------------------------------------------
+
+    def images(self) -> None:
+        say("Seeding internal ECR and Quay")
+        keys = STATE / "cosign"
+        public_key = self.seed.key_pair(keys)
+        postgres, digest = self.seed.source(
+            "acme/postgres", "17.2.1", "postgres 17.2.1 (demo)", "COMPLETE",
+            [("CVE-2025-12345", "HIGH"), ("CVE-2026-0101", "LOW")],
+        )
+        self.seed.sign(f"{postgres.rsplit(':', 1)[0]}@{digest}", keys)
+        print(f"internal ECR: {postgres} {digest}\n  scan COMPLETE: 1 HIGH (CVE-2025-12345, ignored by the Gold policy), 1 LOW; signed with cosign")
+        legacy, digest = self.seed.source(
+            "acme/legacy", "3.1.0", "legacy 3.1.0 (demo)", "COMPLETE", [("CVE-2026-31337", "CRITICAL")],
+        )
+        print(f"internal ECR: {legacy} {digest}\n  scan COMPLETE: 1 CRITICAL (CVE-2026-31337)")
+        quay = self.seed.quay_host
+        for tag in ("v0.9.0", "v1.0.0", "v1.4.2", "v1.5.0-rc.1", "latest", "3f2a9c1"):
+            self.seed.push(f"{quay}/acme/operator:{tag}", f"operator {tag} (demo)")
+        print(f"Quay: {quay}/acme/operator with v0.9.0 v1.0.0 v1.4.2 v1.5.0-rc.1 latest 3f2a9c1")
+
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
+        docker = Path(self.env["PROMOTER_TEST_DOCKER_CONFIG"]) / "config.json"
+        for name in ("quay-robot", "quay-robot-readonly"):
+            secret = self.kubectl("create", "secret", "docker-registry", name, "-n", NAMESPACE,
+                                  f"--from-file=.dockerconfigjson={docker}", "--dry-run=client", "-o", "json")
+            self.kubectl("apply", "-f", "-", stdin=secret)
+        secret = self.kubectl("create", "secret", "generic", "cosign-public-key", "-n", NAMESPACE,
+                              f"--from-file=cosign.pub={public_key}", "--dry-run=client", "-o", "json")
+        self.kubectl("apply", "-f", "-", stdin=secret)
+
+    # --- 3. the objects ----------------------------------------------------------------
+
+    def localized(self, text: str) -> str:
+        """An example with the world's registries in place of the real ones."""
+        account = self.env["PROMOTER_TEST_ECR_ACCOUNT"]
+        return (
+            text.replace(f"{account}.dkr.ecr.us-east-1.amazonaws.com", self.seed.ecr_host)
+            .replace("public.ecr.aws/acme/", f"{self.seed.public_host}/{self.alias}/")
+            .replace("quay.io/", f"{self.seed.quay_host}/")
+        )
+
+    def apply(self) -> list[str]:
+        say(f"Applying the examples into namespace {NAMESPACE}")
+        applied = []
+        for example in ("imagepromotion-gold.yaml", "registrymirror-quay-backfill.yaml"):
+            text = self.localized((ROOT / "examples" / example).read_text())
+            print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=text), end="")
+            applied.append(example)
+        refused = {
+            "apiVersion": "imagepromoter.dev/v1alpha1",
+            "kind": "ImagePromotion",
+            "metadata": {"name": "legacy-3.1.0"},
+            "spec": {
+                "source": {"image": f"{self.seed.ecr_host}/acme/legacy:3.1.0"},
+                "targets": [{"name": "quay", "repository": f"{self.seed.quay_host}/acme/legacy",
+                             "tags": ["3.1.0"], "credentials": {"secretRef": {"name": "quay-robot"}}}],
+            },
+        }
+        print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(refused)), end="")
+        return applied
+
+    # --- 4. watching -------------------------------------------------------------------
+
+    def objects(self) -> list[dict]:
+        listed = json.loads(self.kubectl("get", "imagepromotions,registrymirrors", "-n", NAMESPACE, "-o", "json"))
+        return listed["items"]
+
+    @staticmethod
+    def settled(obj: dict) -> bool:
+        status = obj.get("status") or {}
+        if status.get("observedGeneration") != obj["metadata"]["generation"]:
+            return False
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return conditions.get("Ready") == "True" or conditions.get("Stalled") == "True"
+
+    def watch(self) -> None:
+        say("kubectl get promotions,mirrors -n demo (until everything settles)")
+        started = time.monotonic()
+        shown = None
+        while True:
+            table = self.kubectl("get", "promotions,mirrors", "-n", NAMESPACE)
+            if table != shown:
+                print(f"[{time.monotonic() - started:5.1f}s]\n{table}", flush=True)
+                shown = table
+            objects = self.objects()
+            if objects and all(self.settled(o) for o in objects):
+                return
+            if time.monotonic() - started > SETTLE_DEADLINE:
+                raise Failure(f"not settled within {SETTLE_DEADLINE:.0f}s; the operator's log: "
+                              f"kubectl logs -n {OPERATOR_NAMESPACE} deployment/{RELEASE}")
+            time.sleep(1)
+
+    def report(self) -> None:
+        say("Events")
+        print(self.kubectl("get", "events.events.k8s.io", "-n", NAMESPACE, "--sort-by=.metadata.creationTimestamp",
+                           "-o", "custom-columns=OBJECT:.regarding.name,TYPE:.type,REASON:.reason,NOTE:.note"), end="")
+        say("Where the images landed (digests read back from the registries)")
+        for obj in self.objects():
+            status = obj.get("status") or {}
+            if obj["kind"] == "ImagePromotion":
+                for target in status.get("targets", []):
+                    repository = next(t["repository"] for t in obj["spec"]["targets"] if t["name"] == target["name"])
+                    for tag in target.get("tags") or []:
+                        digest = self.seed.run("crane", "digest", f"{repository}:{tag}").strip()
+                        mark = "=" if digest == target.get("digest") else "≠"
+                        print(f"{obj['metadata']['name']}: {repository}:{tag} {digest} {mark} status")
+            else:
+                tags = status.get("tags") or {}
+                print(f"{obj['metadata']['name']} (mirror, tier {obj['spec'].get('tier')}): {json.dumps(tags)}")
+        say("Why the refused ones were refused")
+        for obj in self.objects():
+            for condition in (obj.get("status") or {}).get("conditions", []):
+                if condition["type"] == "Stalled" and condition["status"] == "True":
+                    print(f"{obj['kind']}/{obj['metadata']['name']}: {condition['reason']}: {condition['message']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", required=True, help="the operator's image, host/repository:tag (make image pushed it)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    try:
+        demo = Demo(load_env(), args.image)
+        demo.install()
+        demo.images()
+        demo.apply()
+        demo.watch()
+        demo.report()
+    except (Failure, subprocess.CalledProcessError) as failure:
+        print(f"demo: {failure}", file=sys.stderr)
+        return 1
+    say(f"Done in {time.monotonic() - started:.0f}s. `make demo-down` (or `make env-down`) stops the world.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
