@@ -370,14 +370,16 @@ def registry_config(host: str) -> tuple[Path, Path] | tuple[None, None]:
 
 
 class OwnRegistries:
-    """Registries this harness starts for the three-target case, and stops at exit."""
+    """Registries this harness starts (the three-target case; bench/mirror.py's counted ones), and stops at exit."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], folder: Path | None = None):
         self.env = env
+        self.folder = folder or WORK / "registries"
         self.procs: list[subprocess.Popen] = []
         self.dirs: list[Path] = []
 
-    def start(self, name: str) -> tuple[str, Path]:
+    def start(self, name: str, access_log: bool = False) -> tuple[str, Path]:
+        """Start a registry like the world's ECR one; with `access_log`, it logs every request (registry.log)."""
         ecr_cfg = None
         for cfg in (TESTENV / "registries").glob("*/config.yml"):
             data = json.loads(cfg.read_text())
@@ -385,7 +387,7 @@ class OwnRegistries:
                 ecr_cfg = data
         if ecr_cfg is None:
             fail("cannot find the ECR registry's config.yml under target/testenv/registries")
-        folder = WORK / "registries" / name
+        folder = self.folder / name
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "storage").mkdir(parents=True)
         port = free_port()
@@ -393,6 +395,7 @@ class OwnRegistries:
         cfg["storage"]["filesystem"]["rootdirectory"] = str(folder / "storage")
         cfg["http"]["addr"] = f"127.0.0.1:{port}"
         cfg["http"]["secret"] = base64.b64encode(os.urandom(24)).decode()
+        cfg.setdefault("log", {})["accesslog"] = {"disabled": not access_log}
         (folder / "config.yml").write_text(json.dumps(cfg, indent=2) + "\n")
         log_file = open(folder / "registry.log", "wb")
         proc = subprocess.Popen(
