@@ -913,6 +913,16 @@ class Bench:
 # ---------------------------------------------------------------- report
 
 
+def tool_version(argv: list[str], env: dict | None = None) -> str:
+    """The first line a tool prints about its version ('?' when it cannot be run)."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=20)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return text[0].strip() if text else "?"
+    except OSError:
+        return "?"
+
+
 def fmt_s(x: float) -> str:
     return f"{x:.3f}" if x < 1 else f"{x:.2f}"
 
@@ -1083,15 +1093,7 @@ class Report:
         mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                     if line.startswith("MemTotal")), "0")
 
-        def version(argv: list[str], env: dict | None = None) -> str:
-            try:
-                out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                                     timeout=20)
-                text = (out.stdout or out.stderr).strip().splitlines()
-                return text[0].strip() if text else "?"
-            except OSError:
-                return "?"
-
+        version = tool_version
         bin_ = self.b.tools.bin
         rev = version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         dirty = version(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])

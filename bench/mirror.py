@@ -68,6 +68,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import ssl
 import statistics
 import subprocess
@@ -85,12 +86,14 @@ from bench import (  # noqa: E402  (bench.py is the copy benchmark; its helpers 
     MANIFEST_ACCEPT,
     REPO,
     Command,
+    CpuAccount,
     OwnRegistries,
     Run,
     fail,
     load_env,
     log,
     measure,
+    tool_version,
 )
 
 WORK = REPO / "target" / "bench" / "mirror"
@@ -515,6 +518,7 @@ class Phase:
     run: Run
     source: Requests
     target: Requests
+    others_cpu: float  # CPUs kept busy meanwhile by processes other than the tool, its registries and the harness
 
     @property
     def requests(self) -> Requests:
@@ -606,10 +610,12 @@ class MirrorBench:
             return f"{len(wrong)} tags have another digest at the target than at the source, e.g. {wrong[:3]}"
         return ""
 
-    def phase(self, tool: str, name: str, cmd: Command, target_log: AccessLog) -> Phase:
+    def phase(self, tool: str, name: str, cmd: Command, target_log: AccessLog, target_pid: int) -> Phase:
         src0, tgt0 = self.source_log.offset(), target_log.offset()
+        cpu = CpuAccount([self.source_pid, target_pid])
         run = measure([cmd], f"{tool} {name}", self.source_pid)
-        return Phase(run, self.source_log.since(src0), target_log.since(tgt0))
+        others = cpu.others()
+        return Phase(run, self.source_log.since(src0), target_log.since(tgt0), others)
 
     def one(self, tool: str, rep: int) -> None:
         name = f"{slug(tool)}-r{rep}"
@@ -623,7 +629,7 @@ class MirrorBench:
             plan = plan_for(tool, s, f"mirror-{self.run_id}")
             target = self.client(target_host)
             for phase_name, cmd in (("backfill", plan.backfill), ("idle", plan.idle)):
-                result = self.phase(tool, phase_name, cmd, target_log)
+                result = self.phase(tool, phase_name, cmd, target_log, proc.pid)
                 if result.run.ok:
                     problem = self.check_target(target, plan.target_repo)
                     if problem:
@@ -633,6 +639,7 @@ class MirrorBench:
                 r = result.requests
                 log(f"  {tool} {phase_name}: {result.run.wall:.2f}s, {r.total} requests "
                     f"({result.source.total} source, {result.target.total} target)"
+                    + f"; other work kept {result.others_cpu:.2f} CPUs busy meanwhile"
                     + ("" if result.run.ok else " FAILED"))
                 if not result.run.ok:
                     break
@@ -643,6 +650,8 @@ class MirrorBench:
 
     def run(self) -> None:
         t0 = time.monotonic()
+        # Stopped with SIGTERM, still stop the harness's registries (the finally below).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             self.setup()
             for rep in range(1, self.reps + 1):
@@ -757,17 +766,14 @@ class MirrorBench:
                     if line.startswith("model name")), "unknown")
         mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                     if line.startswith("MemTotal")), "0")
-
-        def version(argv: list[str]) -> str:
-            try:
-                out = subprocess.run(argv, capture_output=True, text=True, timeout=20)
-                text = (out.stdout or out.stderr).strip().splitlines()
-                return text[0].strip() if text else "?"
-            except OSError:
-                return "?"
-
+        version = tool_version
         rev = version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         regsync = version([str(self.bin / "regsync"), "version", "--format", "{{.VCSTag}}"])
+        others = [p.others_cpu for phases in self.results.values() for p in phases]
+        busy = (f"; while the tools ran, other processes (not the tool, its registries or the harness) kept "
+                f"{statistics.median(others):.2f} of the {os.cpu_count()} CPUs busy (median over the phases; "
+                f"at most {max(others):.2f})") if others else ""
+        shared = bool(others) and statistics.median(others) > 0.15
         return [
             f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; memory {int(mem) / 1024 / 1024:.0f} GiB; "
             f"kernel {platform.release()}",
@@ -777,7 +783,9 @@ class MirrorBench:
             f"distribution {version([str(self.bin / 'registry'), '--version']).split()[-1]} (filesystem storage, "
             f"TLS, htpasswd, access log on)",
             f"- Run: {self.started:%Y-%m-%d %H:%M} UTC, {self.elapsed / 60:.0f} min in all, {self.reps} "
-            f"repetition(s); 1-minute load average {self.load_start[0]:.1f} before it started",
+            f"repetition(s); 1-minute load average {self.load_start[0]:.1f} before it started" + busy,
+            *(["- **The machine was shared**: other work competed for the CPUs during the run, so times are noisy",
+               "  and on the slow side; request counts do not depend on it."] if shared else []),
         ]
 
     def markdown(self) -> str:
@@ -840,7 +848,8 @@ class MirrorBench:
         raw.write_text(json.dumps({
             f"{tool} {phase}": [{"wall": p.run.wall, "cpu": p.run.cpu, "maxrss_kib": p.run.maxrss_kib,
                                  "ok": p.run.ok, "error": p.run.error, "source": p.source.by_kind,
-                                 "target": p.target.by_kind, "challenges": p.requests.challenges}
+                                 "target": p.target.by_kind, "challenges": p.requests.challenges,
+                                 "others_cpu": p.others_cpu}
                                 for p in phases]
             for (tool, phase), phases in self.results.items()}, indent=1) + "\n")
         md = self.markdown()
