@@ -724,9 +724,9 @@ class MirrorBench:
         ours_i = self.median(ENGINE_TOOL, "idle", lambda x: x.requests.total)
         if fb and fi:
             budget = self.median(fi[0], "idle", lambda x: x.requests.total) / IDLE_REQUEST_GOAL
-            out.append(f"- What the goals allow {ENGINE_TOOL} on this run: an idle interval of at most "
-                       f"{budget:.0f} requests ({fi[0]}'s / {IDLE_REQUEST_GOAL}), a backfill of at most "
-                       f"{fb[1]:.2f} s ({fb[0]}'s)")
+            shown = f"{budget:.{0 if budget >= 10 else 1}f}"
+            out.append(f"- What the goals allow {ENGINE_TOOL} on this run: an idle interval of at most {shown} "
+                       f"requests ({fi[0]}'s / {IDLE_REQUEST_GOAL}), a backfill of at most {fb[1]:.2f} s ({fb[0]}'s)")
         if ENGINE_TOOL not in self.tools:
             out.append(f"- {ENGINE_TOOL}: **not measured in this run** (BENCH_TOOLS left it out); the goals "
                        f"cannot be judged yet")
@@ -737,7 +737,7 @@ class MirrorBench:
                        f"{self.median(ENGINE_TOOL, 'idle', lambda x: x.run.wall):.2f} s")
             if fi:
                 peer_i = self.median(fi[0], "idle", lambda x: x.requests.total)
-                ratio = peer_i / max(ours_i, 1)
+                ratio = peer_i / ours_i if ours_i else float("inf")
                 out.append(f"- Idle interval: {ratio:.1f}× fewer requests than the fastest peer ({fi[0]}: "
                            f"{peer_i:.0f} against {ours_i:.0f}; goal ≥ {IDLE_REQUEST_GOAL}×: "
                            f"{'met' if ratio >= IDLE_REQUEST_GOAL else 'not met'})")
@@ -747,11 +747,11 @@ class MirrorBench:
                 if fewest != fi[0]:
                     n = self.median(fewest, "idle", lambda x: x.requests.total)
                     out.append(f"  (against the checking peer with the fewest idle requests, {fewest}: "
-                               f"{n / max(ours_i, 1):.1f}×)")
+                               f"{n / ours_i if ours_i else float('inf'):.1f}×)")
             if fb:
                 ratio = ours_b / fb[1]
-                out.append(f"- Backfill: {ratio:.2f}× the fastest peer's time ({fb[0]}: {fb[1]:.2f} s; goal ≤ 1.00×: "
-                           f"{'met' if ratio <= 1.0 else 'not met'})")
+                out.append(f"- Backfill: {ratio:.2f}× the fastest peer's time ({fb[0]}: {fb[1]:.2f} s; "
+                           f"goal ≤ 1.00×: {'met' if ratio <= 1.0 else 'not met'})")
         if REGSYNC_MISSING in self.tools and ENGINE_TOOL in self.tools and ours_i is not None:
             m = self.median(REGSYNC_MISSING, "idle", lambda x: x.requests.total)
             if m is not None:
@@ -769,7 +769,8 @@ class MirrorBench:
         version = tool_version
         rev = version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         regsync = version([str(self.bin / "regsync"), "version", "--format", "{{.VCSTag}}"])
-        others = [p.others_cpu for phases in self.results.values() for p in phases]
+        # Phases under a second (an idle regsync --missing) are too short to say anything.
+        others = [p.others_cpu for phases in self.results.values() for p in phases if p.run.wall >= 1]
         busy = (f"; while the tools ran, other processes (not the tool, its registries or the harness) kept "
                 f"{statistics.median(others):.2f} of the {os.cpu_count()} CPUs busy (median over the phases; "
                 f"at most {max(others):.2f})") if others else ""
@@ -777,8 +778,8 @@ class MirrorBench:
         return [
             f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; memory {int(mem) / 1024 / 1024:.0f} GiB; "
             f"kernel {platform.release()}",
-            f"- image-promoter {rev}"
-            + (f" ({ENGINE})" if ENGINE_TOOL in self.tools else " (not run)")
+            (f"- {version([str(ENGINE), '--version'])} ({ENGINE}, worktree at {rev})" if ENGINE_TOOL in self.tools
+             else f"- image-promoter: not run (worktree at {rev})")
             + f"; regsync {regsync}; {version([str(self.bin / 'skopeo'), '--version'])}; registries: CNCF "
             f"distribution {version([str(self.bin / 'registry'), '--version']).split()[-1]} (filesystem storage, "
             f"TLS, htpasswd, access log on)",
