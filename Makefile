@@ -92,6 +92,7 @@ bench-operator: env-up ## The operator at scale: 100 promotions at once, then 1,
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
 
 bench-mirror: env-up ## The RegistryMirror against regsync and skopeo sync: 1,000 tags, backfill and idle interval, requests counted at the registries (docs/benchmarks-mirror.md; BENCH_QUICK=1: 100 tags)
+	@python3 bench/test_mirror.py --quiet
 	@$(CARGO) build --release --locked --bin image-promoter
 	@python3 bench/mirror.py
 
