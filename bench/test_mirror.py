@@ -40,7 +40,8 @@ class AccessLine(unittest.TestCase):
     def test_combined_log_lines_are_read_and_others_are_not(self) -> None:
         table = [
             ('127.0.0.1 - - [29/Nov/2026:23:14:52 +0000] "HEAD /v2/m/app/manifests/v1.0.0 HTTP/2.0" 200 1234 "" '
-             '"regclient/regsync (v0.11.7)"', ("HEAD", "/v2/m/app/manifests/v1.0.0", "200", "regclient/regsync (v0.11.7)")),
+             '"regclient/regsync (v0.11.7)"',
+             ("HEAD", "/v2/m/app/manifests/v1.0.0", "200", "regclient/regsync (v0.11.7)")),
             ('127.0.0.1 - AWS [29/Nov/2026:23:14:52 +0000] "GET /v2/ HTTP/1.1" 401 87 "-" "skopeo/1.9.3"',
              ("GET", "/v2/", "401", "skopeo/1.9.3")),
             ('time="2026-11-29T23:14:52Z" level=warning msg="error authorizing context"', None),
