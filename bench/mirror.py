@@ -33,7 +33,10 @@ How a run goes:
      Each phase is timed (wall, and CPU and peak RSS of the tool from GNU time), and
      its requests are read from both access logs between two marker requests, split
      by kind: tags list, manifest GET / HEAD / PUT, blob HEAD / GET / upload, other
-     (ping, referrers, catalog). 401 challenges count: a rate limiter counts them too.
+     (ping, catalog), with two more kinds that only a tool copying signatures asks for:
+     "signature tag" (any request for a `sha256-<hex>[.sig|.att|.sbom]` tag: cosign's and
+     the referrers fallback's) and "referrers" (the OCI 1.1 referrers API). 401
+     challenges count: a rate limiter counts them too.
   4. Repetitions are interleaved and the tool order rotates; medians are reported.
 
 The peers, each with its defaults:
@@ -109,8 +112,10 @@ CHECKING_PEERS = [REGSYNC, SKOPEO_SYNC]
 TOOLS = [ENGINE_TOOL, *PEERS]
 
 PHASES = ["backfill", "idle"]
-KINDS = ["tags list", "manifest GET", "manifest HEAD", "manifest PUT", "blob HEAD", "blob GET", "blob upload",
-         "other"]
+KINDS = ["tags list", "manifest GET", "manifest HEAD", "manifest PUT", "signature tag", "referrers", "blob HEAD",
+         "blob GET", "blob upload", "other"]
+# cosign's and the referrers fallback's tags: sha256-<hex>, optionally .sig, .att or .sbom
+SIGNATURE_TAG = re.compile(r"/manifests/sha256-[0-9a-f]{64}(\.[a-z]+)?$")
 HARNESS_AGENT = "image-promoter-bench-harness"
 SOURCE_REPO = "bench-mirror/app"
 SEED = 13
@@ -293,6 +298,10 @@ def kind_of(method: str, uri: str) -> str:
     path = uri.split("?", 1)[0]
     if path.endswith("/tags/list"):
         return "tags list"
+    if SIGNATURE_TAG.search(path):
+        return "signature tag"
+    if "/referrers/" in path:
+        return "referrers"
     if "/manifests/" in path:
         return {"GET": "manifest GET", "HEAD": "manifest HEAD", "PUT": "manifest PUT"}.get(method, "other")
     if "/blobs/uploads" in path:
