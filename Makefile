@@ -19,7 +19,7 @@ help: ## List the entry points
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl; containerd, runc, CNI plugins, skopeo from Debian)
+tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl, regsync; containerd, runc, CNI plugins, skopeo from Debian)
 	@tests/testenv/install-tools.sh
 
 .PHONY: env-up
@@ -87,11 +87,17 @@ demo: ## Run the operator end to end on the local control plane with example obj
 	@echo "make demo: not yet — it arrives with the operator's image and Helm chart; today 'image-promoter run' runs the operator against the test world (README)" >&2
 	@exit 1
 
-.PHONY: bench bench-operator
+.PHONY: bench bench-operator bench-mirror
 bench-operator: env-up ## The operator at scale: 100 promotions at once, then 1,000 through one resync; writes docs/benchmarks-operator.md
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
 
-bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl (docs/benchmarks.md; BENCH_QUICK=1 for a quick try), then the operator (docs/benchmarks-operator.md)
+bench-mirror: env-up ## The RegistryMirror against regsync and skopeo sync: 1,000 tags, backfill and idle interval, requests counted at the registries (docs/benchmarks-mirror.md; BENCH_QUICK=1: 100 tags)
+	@python3 bench/test_mirror.py --quiet
+	@$(CARGO) build --release --locked --bin image-promoter
+	@python3 bench/mirror.py
+
+bench: env-up ## Benchmark the copy engine against skopeo, crane and regctl (docs/benchmarks.md; BENCH_QUICK=1 for a quick try), then the operator (docs/benchmarks-operator.md) and the mirror (docs/benchmarks-mirror.md)
 	@$(CARGO) build --release --locked --bin image-promoter
 	@python3 bench/bench.py
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
+	@python3 bench/mirror.py

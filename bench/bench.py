@@ -370,14 +370,16 @@ def registry_config(host: str) -> tuple[Path, Path] | tuple[None, None]:
 
 
 class OwnRegistries:
-    """Registries this harness starts for the three-target case, and stops at exit."""
+    """Registries this harness starts (the three-target case; bench/mirror.py's counted ones), and stops at exit."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], folder: Path | None = None):
         self.env = env
+        self.folder = folder or WORK / "registries"
         self.procs: list[subprocess.Popen] = []
         self.dirs: list[Path] = []
 
-    def start(self, name: str) -> tuple[str, Path]:
+    def start(self, name: str, access_log: bool = False) -> tuple[str, Path]:
+        """Start a registry like the world's ECR one; with `access_log`, it logs every request (registry.log)."""
         ecr_cfg = None
         for cfg in (TESTENV / "registries").glob("*/config.yml"):
             data = json.loads(cfg.read_text())
@@ -385,7 +387,7 @@ class OwnRegistries:
                 ecr_cfg = data
         if ecr_cfg is None:
             fail("cannot find the ECR registry's config.yml under target/testenv/registries")
-        folder = WORK / "registries" / name
+        folder = self.folder / name
         shutil.rmtree(folder, ignore_errors=True)
         (folder / "storage").mkdir(parents=True)
         port = free_port()
@@ -393,6 +395,7 @@ class OwnRegistries:
         cfg["storage"]["filesystem"]["rootdirectory"] = str(folder / "storage")
         cfg["http"]["addr"] = f"127.0.0.1:{port}"
         cfg["http"]["secret"] = base64.b64encode(os.urandom(24)).decode()
+        cfg.setdefault("log", {})["accesslog"] = {"disabled": not access_log}
         (folder / "config.yml").write_text(json.dumps(cfg, indent=2) + "\n")
         log_file = open(folder / "registry.log", "wb")
         proc = subprocess.Popen(
@@ -910,6 +913,16 @@ class Bench:
 # ---------------------------------------------------------------- report
 
 
+def tool_version(argv: list[str], env: dict | None = None) -> str:
+    """The first line a tool prints about its version ('?' when it cannot be run)."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=20)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return text[0].strip() if text else "?"
+    except OSError:
+        return "?"
+
+
 def fmt_s(x: float) -> str:
     return f"{x:.3f}" if x < 1 else f"{x:.2f}"
 
@@ -1080,15 +1093,7 @@ class Report:
         mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                     if line.startswith("MemTotal")), "0")
 
-        def version(argv: list[str], env: dict | None = None) -> str:
-            try:
-                out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                                     timeout=20)
-                text = (out.stdout or out.stderr).strip().splitlines()
-                return text[0].strip() if text else "?"
-            except OSError:
-                return "?"
-
+        version = tool_version
         bin_ = self.b.tools.bin
         rev = version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
         dirty = version(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])

@@ -24,6 +24,7 @@ go_tools=(
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0"
   "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1"
   "regctl|github.com/regclient/regclient/cmd/regctl@v0.11.7"
+  "regsync|github.com/regclient/regclient/cmd/regsync@v0.11.7"
 )
 
 say() { printf 'tools: %s\n' "$*"; }
