@@ -41,6 +41,7 @@ build: ## Build the binary and every test target
 test: env-up ## Run every test: unit, integration against the test world, generated-CRD check
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) test --locked --all-targets --no-fail-fast
 	@$(MAKE) --no-print-directory crds-check
+	@$(MAKE) --no-print-directory image-check
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
@@ -58,6 +59,21 @@ crds: ## Regenerate crds/ from the Rust types
 crds-check: ## Fail when crds/ differs from what the Rust types generate
 	@$(CARGO) run --quiet --locked --bin image-promoter -- crds | diff -u $(CRDS_FILE) - \
 	  || { echo "crds/ is out of date with the Rust types: run 'make crds' and commit"; exit 1; }
+
+.PHONY: release
+release: ## Build the release binary (target/release/image-promoter) that the image holds
+	@$(CARGO) build --release --locked --bin image-promoter
+
+.PHONY: image
+image: tools $(if $(IMAGE),,env-up) release ## Build the operator's image without Docker (OCI layout in target/image/) and push it to IMAGE=host/repo:tag (default: the test world's internal ECR)
+	@if [ -z "$(IMAGE)" ]; then set -a && . $(TESTENV)/env && set +a && \
+	  export DOCKER_CONFIG=$$PROMOTER_TEST_DOCKER_CONFIG SSL_CERT_FILE=$$PROMOTER_TEST_CA; fi; \
+	  PATH=$(CURDIR)/$(TESTENV)/bin:$$PATH hack/image/build.py \
+	    --push "$(or $(IMAGE),$$PROMOTER_TEST_ECR_REGISTRY/image-promoter)"
+
+.PHONY: image-check
+image-check: env-up release ## Build the image twice (same digest), check its config and layer, push it to the test world
+	@set -a && . $(TESTENV)/env && set +a && python3 hack/image/test_build.py
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)
