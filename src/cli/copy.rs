@@ -405,7 +405,9 @@ mod tests {
                 .collect()
         };
         let owned = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let cases: [(&[&str], Vec<(&str, &[&str], &[&str])>); 4] = [
+        // (repository, tags, floating tags) per target.
+        type Expected<'a> = Vec<(&'a str, &'a [&'a str], &'a [&'a str])>;
+        let cases: [(&[&str], Expected<'_>); 4] = [
             (
                 &["quay.io/a/b:v1", "r.io/x/b:v1.0.0"],
                 vec![("r.io/x/b", &["v1.0.0"], &[])],

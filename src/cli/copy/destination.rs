@@ -84,6 +84,11 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Targets as typed, the source's tag, and what they become.
+    type Split<'a> = (&'a [&'a str], Option<&'a str>, Option<Vec<TargetTags>>);
+    /// Targets as typed, the source's tag, `--tag`, and what the error says.
+    type Refused<'a> = (&'a [&'a str], Option<&'a str>, &'a [&'a str], &'a str);
+
     fn target(repository: &str, tags: &[&str]) -> TargetTags {
         TargetTags {
             repository: repository.into(),
@@ -93,7 +98,7 @@ mod tests {
 
     #[test]
     fn splits_tags_off_targets() {
-        let cases: [(&[&str], Option<&str>, Option<Vec<TargetTags>>); 8] = [
+        let cases: [Split<'_>; 8] = [
             // No target names a tag: --tag (or the default) applies as before.
             (&["r.io/x/app"], Some("v1"), None),
             (&["r.io/x/app", "q.io/y/app"], None, None),
@@ -149,7 +154,7 @@ mod tests {
 
     #[test]
     fn refuses_what_is_ambiguous() {
-        let cases: [(&[&str], Option<&str>, &[&str], &str); 3] = [
+        let cases: [Refused<'_>; 3] = [
             (
                 &["r.io/x/app:v2"],
                 Some("v1"),
