@@ -38,7 +38,7 @@ build: ## Build the binary and every test target
 	@$(CARGO) build --locked --all-targets
 
 .PHONY: test
-test: env-up ## Run every test: unit, integration against the test world, generated-CRD check
+test: env-up ## Run every test: unit, integration against the test world, generated-CRD check, the image (make image-check)
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) test --locked --all-targets --no-fail-fast
 	@$(MAKE) --no-print-directory crds-check
 	@$(MAKE) --no-print-directory image-check
