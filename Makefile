@@ -12,6 +12,7 @@ TESTENV    := target/testenv
 TESTENV_PY  = $(TESTENV)/bin/python tests/testenv/testenv.py
 CARGO      ?= cargo
 CRDS_FILE  := crds/imagepromoter.dev.yaml
+VERSION    := $(shell awk -F'"' '/^version/ {print $$2; exit}' Cargo.toml)
 CHART      := charts/image-promoter
 
 .PHONY: help
@@ -39,11 +40,14 @@ build: ## Build the binary and every test target
 	@$(CARGO) build --locked --all-targets
 
 .PHONY: test
-test: env-up ## Run every test: unit, integration against the test world, generated-CRD check, chart check
-	@set -a && . $(TESTENV)/env && set +a && $(CARGO) test --locked --all-targets --no-fail-fast
+test: env-up ## Run every test: unit, integration against the test world (the chart on its node with the image `make image` pushes), generated-CRD, health-check, chart and image checks
+	@$(MAKE) --no-print-directory image
+	@set -a && . $(TESTENV)/env && set +a && export PROMOTER_TEST_OPERATOR_IMAGE=$$PROMOTER_TEST_ECR_REGISTRY/image-promoter:$(VERSION) && \
+	  $(CARGO) test --locked --all-targets --no-fail-fast
 	@$(MAKE) --no-print-directory crds-check
 	@$(MAKE) --no-print-directory health-check
 	@$(MAKE) --no-print-directory chart-check
+	@$(MAKE) --no-print-directory image-check
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy -D warnings
@@ -81,6 +85,21 @@ chart-sync: ## Copy crds/ and deploy/rbac.yaml into the chart and regenerate its
 .PHONY: chart-check
 chart-check: env-up ## helm lint --strict; every value set rendered, validated offline by kubeconform and dry-run on the test world's apiserver; schema and README checks
 	@set -a && . $(TESTENV)/env && set +a && $(TESTENV)/bin/python tests/chart/check_chart.py --server
+
+.PHONY: release
+release: ## Build the release binary (target/release/image-promoter) that the image holds
+	@$(CARGO) build --release --locked --bin image-promoter
+
+.PHONY: image
+image: tools $(if $(IMAGE),,env-up) release ## Build the operator's image without Docker (OCI layout in target/image/) and push it to IMAGE=host/repo:tag (default: the test world's internal ECR)
+	@if [ -z "$(IMAGE)" ]; then set -a && . $(TESTENV)/env && set +a && \
+	  export DOCKER_CONFIG=$$PROMOTER_TEST_DOCKER_CONFIG SSL_CERT_FILE=$$PROMOTER_TEST_CA; fi; \
+	  PATH=$(CURDIR)/$(TESTENV)/bin:$$PATH hack/image/build.py \
+	    --push "$(or $(IMAGE),$$PROMOTER_TEST_ECR_REGISTRY/image-promoter)"
+
+.PHONY: image-check
+image-check: env-up release ## Build the image twice (same digest), check its config and layer, push it to the test world
+	@set -a && . $(TESTENV)/env && set +a && python3 hack/image/test_build.py
 
 .PHONY: demo
 demo: ## Run the operator end to end on the local control plane with example objects (not yet)

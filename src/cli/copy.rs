@@ -3,11 +3,13 @@
 //! `--batch FILE`, many images in one run (`batch`).
 
 mod batch;
+mod destination;
 
 use super::{FAILED, usage_error};
 use crate::config::Config;
-use crate::registry::copy::batch::{BatchReport, CopyJob};
+use crate::registry::copy::batch::{BatchReport, CopyJob, JobError};
 use crate::registry::copy::report::CopyReport;
+use crate::registry::reference::ImageReference;
 use crate::registry::{CopyOptions, Engine, Platforms};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -35,7 +37,8 @@ pub struct CopyArgs {
     /// The source image: `registry/repository:tag` or `…@sha256:…`.
     #[arg(required_unless_present = "batch")]
     pub source: Option<String>,
-    /// Target repositories (`registry/repository`, no tag).
+    /// Target repositories (`registry/repository`), each optionally with the tag to
+    /// publish there (`registry/repository:tag`, instead of --tag).
     #[arg(required_unless_present = "batch")]
     pub targets: Vec<String>,
     /// Copy the images a file lists (see below) instead of SOURCE TARGETS.
@@ -85,6 +88,52 @@ struct Request {
     options: CopyOptions,
 }
 
+/// One image's copy from the command line: targets may carry their tags
+/// (`DST:TAG`, see [`destination`]); each target is then checked by the
+/// library like any other.
+fn single_job(
+    source: &str,
+    targets: &[String],
+    tags: &[String],
+    floating: &[String],
+) -> Result<CopyJob, String> {
+    let source_tag = ImageReference::parse_image(source)
+        .ok()
+        .and_then(|image| image.tag);
+    let Some(targets) = destination::target_tags(targets, source_tag.as_deref(), tags)? else {
+        return job(source, targets, tags, floating);
+    };
+    let mut copy: Option<CopyJob> = None;
+    for target in targets {
+        let floating: Vec<String> = floating
+            .iter()
+            .filter(|f| target.tags.contains(f))
+            .cloned()
+            .collect();
+        let one = job(source, &[target.repository], &target.tags, &floating)?;
+        match &mut copy {
+            Some(copy) => copy.targets.extend(one.targets),
+            None => copy = Some(one),
+        }
+    }
+    let copy = copy.expect("clap requires a target");
+    let published = |tag: &String| copy.targets.iter().any(|t| t.tags.contains(tag));
+    if let Some(stray) = floating.iter().find(|f| !published(f)) {
+        let mut tags: Vec<&str> = Vec::new();
+        for tag in copy.targets.iter().flat_map(|t| &t.tags) {
+            if !tags.contains(&tag.as_str()) {
+                tags.push(tag);
+            }
+        }
+        return Err(JobError::StrayFloating {
+            tag: stray.clone(),
+            tags: tags.join(", "),
+        }
+        .to_string());
+    }
+    Ok(copy)
+}
+
 /// One image's copy, checked by the library ([`CopyJob::new`]).
 fn job(
     source: &str,
@@ -104,7 +153,12 @@ fn request(args: &CopyArgs) -> Result<Request, String> {
         None => {
             let source = args.source.as_deref().unwrap_or_default();
             (
-                vec![job(source, &args.targets, &args.tags, &args.floating)?],
+                vec![single_job(
+                    source,
+                    &args.targets,
+                    &args.tags,
+                    &args.floating,
+                )?],
                 false,
             )
         }
@@ -312,7 +366,19 @@ mod tests {
         assert_eq!(default_tag.targets[0].tags, ["v2"]);
 
         let cases = [
-            (vec!["quay.io/a/b:v1", "r.io/x/b:v1"], "repository only"),
+            (
+                vec!["quay.io/a/b:v1", "r.io/x/b:v1", "--tag", "v1"],
+                "--tag is given too",
+            ),
+            (
+                vec!["quay.io/a/b:v1", "r.io/x/b:v2", "--floating-tag", "latest"],
+                "floating tag latest is not among the tags to publish (v2)",
+            ),
+            (vec!["quay.io/a/b:v1", "r.io/x/b:-v2"], "is invalid"),
+            (
+                vec!["quay.io/a/b:v1", "quay.io/a/b:v2"],
+                "is the source repository",
+            ),
             (vec!["quay.io/a/b", "r.io/x/b"], "tag or digest"),
             (
                 vec!["quay.io/a/b:v1", "quay.io/a/b"],
@@ -327,6 +393,68 @@ mod tests {
         for (argv, message) in cases {
             let err = parse(&argv).err().unwrap_or_default();
             assert!(err.contains(message), "{argv:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_tag_on_a_target_is_the_tag_published_there() {
+        let tags = |job: &CopyJob| -> Vec<(String, Vec<String>, Vec<String>)> {
+            job.targets
+                .iter()
+                .map(|t| (t.repository.to_string(), t.tags.clone(), t.floating.clone()))
+                .collect()
+        };
+        let owned = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (repository, tags, floating tags) per target.
+        type Expected<'a> = Vec<(&'a str, &'a [&'a str], &'a [&'a str])>;
+        let cases: [(&[&str], Expected<'_>); 4] = [
+            (
+                &["quay.io/a/b:v1", "r.io/x/b:v1.0.0"],
+                vec![("r.io/x/b", &["v1.0.0"], &[])],
+            ),
+            // skopeo/crane style for two tags in one repository, one of them floating.
+            (
+                &[
+                    "quay.io/a/b:v1",
+                    "r.io/x/b:v1.0.0",
+                    "r.io/x/b:latest",
+                    "--floating-tag",
+                    "latest",
+                ],
+                vec![("r.io/x/b", &["v1.0.0", "latest"], &["latest"])],
+            ),
+            // A target without a tag beside one with a tag gets the source's tag;
+            // a floating tag applies where it is published.
+            (
+                &[
+                    "quay.io/a/b:v1",
+                    "r.io/x/b:latest",
+                    "q.io/y/b",
+                    "--floating-tag",
+                    "latest",
+                ],
+                vec![
+                    ("r.io/x/b", &["latest"], &["latest"]),
+                    ("q.io/y/b", &["v1"], &[]),
+                ],
+            ),
+            // A source by digest: a target without a tag is written by digest only.
+            (
+                &[
+                    "quay.io/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                    "r.io/x/b:v9",
+                    "q.io/y/b",
+                ],
+                vec![("r.io/x/b", &["v9"], &[]), ("q.io/y/b", &[], &[])],
+            ),
+        ];
+        for (argv, expected) in cases {
+            let job = single(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let expected: Vec<_> = expected
+                .into_iter()
+                .map(|(r, t, f)| (r.to_string(), owned(t), owned(f)))
+                .collect();
+            assert_eq!(tags(&job), expected, "{argv:?}");
         }
     }
 

@@ -144,3 +144,60 @@ async fn a_batch_file_copies_what_it_can_and_reports_each_failure() {
     assert!(text.contains("images[0] (nope): no targets"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_tag_on_a_target_is_published_there_as_skopeo_and_crane_users_type_it() {
+    let env = TestEnv::load();
+    let seeded = fixtures::single(&env, "cli-dst-tag", "v1", &[10_000]).await;
+    let quay = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let ecr = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let name = unique_name("cli/dst-tag");
+    let source = format!("{quay}/{}:v1", seeded.repository);
+
+    let run = copy(
+        &env,
+        &[
+            &source,
+            &format!("{ecr}/{name}:v1.0.0"),
+            &format!("{ecr}/{name}:latest"),
+            "--floating-tag",
+            "latest",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON report");
+    let targets = report["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 1, "one repository, one target: {report}");
+    assert_eq!(
+        targets[0]["tagsWritten"],
+        serde_json::json!(["v1.0.0", "latest"])
+    );
+    let target = fixtures::ecr(&env).await;
+    for tag in ["v1.0.0", "latest"] {
+        assert_eq!(
+            target.manifest_digest(&name, tag).await.as_deref(),
+            Ok(seeded.digest.as_str()),
+            "{name}:{tag}"
+        );
+    }
+    assert!(
+        target.manifest_digest(&name, "v1").await.is_err(),
+        "the source's tag is not published when the target names its own"
+    );
+
+    let both = copy(&env, &[&source, &format!("{ecr}/{name}:v2"), "--tag", "v2"]);
+    assert_eq!(both.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&both.stderr);
+    assert!(text.contains("--tag is given too"), "{text}");
+    assert!(
+        target.manifest_digest(&name, "v2").await.is_err(),
+        "nothing is written on bad usage"
+    );
+}
