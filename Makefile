@@ -101,10 +101,13 @@ image: tools $(if $(IMAGE),,env-up) release ## Build the operator's image withou
 image-check: env-up release ## Build the image twice (same digest), check its config and layer, push it to the test world
 	@set -a && . $(TESTENV)/env && set +a && python3 hack/image/test_build.py
 
-.PHONY: demo
-demo: ## Run the operator end to end on the local control plane with example objects (not yet)
-	@echo "make demo: not yet — it arrives with the operator's image and Helm chart; today 'image-promoter run' runs the operator against the test world (README)" >&2
-	@exit 1
+.PHONY: demo demo-down
+demo: env-up image ## The operator end to end: the test world with its node, the image, the chart, seeded images, the examples applied and watched until they settle (docs in README)
+	@set -a && . $(TESTENV)/env && set +a && \
+	  $(TESTENV)/bin/python demo/demo.py --image $$PROMOTER_TEST_ECR_REGISTRY/image-promoter:$(VERSION)
+
+demo-down: ## Stop the demo: the whole test world (as make env-down)
+	@$(MAKE) --no-print-directory env-down
 
 .PHONY: bench bench-operator bench-mirror
 bench-operator: env-up ## The operator at scale: 100 promotions at once, then 1,000 through one resync; writes docs/benchmarks-operator.md

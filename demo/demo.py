@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "testenv"))
@@ -133,21 +135,31 @@ class Demo:
 
     # --- 3. the objects ----------------------------------------------------------------
 
-    def localized(self, text: str) -> str:
-        """An example with the world's registries in place of the real ones."""
+    def localized(self, text: str) -> dict:
+        """An example with the world's registries in place of the real ones. The
+        world's ECR Public is not at public.ecr.aws, so its targets say so with
+        `credentials.ecrPublic` (as a private ECR Public endpoint would)."""
         account = self.env["PROMOTER_TEST_ECR_ACCOUNT"]
-        return (
-            text.replace(f"{account}.dkr.ecr.us-east-1.amazonaws.com", self.seed.ecr_host)
-            .replace("public.ecr.aws/acme/", f"{self.seed.public_host}/{self.alias}/")
-            .replace("quay.io/", f"{self.seed.quay_host}/")
-        )
+        obj = yaml.safe_load(text.replace(f"{account}.dkr.ecr.us-east-1.amazonaws.com", self.seed.ecr_host))
+        for target in obj["spec"]["targets"]:
+            repository = target["repository"]
+            if repository.startswith("public.ecr.aws/"):
+                alias_and_name = repository.removeprefix("public.ecr.aws/").split("/", 1)[1]
+                target["repository"] = f"{self.seed.public_host}/{self.alias}/{alias_and_name}"
+                target["credentials"] = {"ecrPublic": {}}
+            elif repository.startswith("quay.io/"):
+                target["repository"] = repository.replace("quay.io/", f"{self.seed.quay_host}/", 1)
+        source = obj["spec"]["source"]
+        if "repository" in source:
+            source["repository"] = source["repository"].replace("quay.io/", f"{self.seed.quay_host}/", 1)
+        return obj
 
     def apply(self) -> list[str]:
         say(f"Applying the examples into namespace {NAMESPACE}")
         applied = []
         for example in ("imagepromotion-gold.yaml", "registrymirror-quay-backfill.yaml"):
-            text = self.localized((ROOT / "examples" / example).read_text())
-            print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=text), end="")
+            obj = self.localized((ROOT / "examples" / example).read_text())
+            print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(obj)), end="")
             applied.append(example)
         refused = {
             "apiVersion": "imagepromoter.dev/v1alpha1",
@@ -182,9 +194,11 @@ class Demo:
         shown = None
         while True:
             table = self.kubectl("get", "promotions,mirrors", "-n", NAMESPACE)
-            if table != shown:
+            # Shown again when something but the AGE column changed.
+            state = [line.rsplit(None, 1)[0] for line in table.splitlines() if line.strip()]
+            if state != shown:
                 print(f"[{time.monotonic() - started:5.1f}s]\n{table}", flush=True)
-                shown = table
+                shown = state
             objects = self.objects()
             if objects and all(self.settled(o) for o in objects):
                 return
