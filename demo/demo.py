@@ -74,6 +74,7 @@ class Demo:
             "metadata": {"name": OPERATOR_NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
         }
         self.kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
         self.adopt_crds()
         fill_env = dict(self.env, IMAGE=self.image)
         fill = ROOT / "tests" / "chart" / "testworld_values.py"
@@ -87,6 +88,9 @@ class Demo:
             "helm", "upgrade", "--install", RELEASE, str(ROOT / "charts" / "image-promoter"),
             "--namespace", OPERATOR_NAMESPACE, "--values", str(values),
             "--set", f"ports.metrics={free_port()},ports.health={free_port()}",
+            # Only the demo's namespace: the operator gets Roles there, no ClusterRole,
+            # and leaves the tests' namespaces of the same world alone.
+            "--set", f"watchNamespaces={{{NAMESPACE}}}",
             "--wait", "--timeout", "3m",
         )
         print(f"helm: the Deployment is available ({time.monotonic() - started:.0f}s)")
