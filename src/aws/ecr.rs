@@ -21,6 +21,19 @@ use crate::api::reasons;
 
 /// Page size of DescribeImageScanFindings (ECR's maximum).
 const FINDINGS_PAGE_SIZE: i32 = 1000;
+/// Page size of DescribeImages and ECR Public's DescribeImageTags (their maximum).
+pub(crate) const LISTING_PAGE_SIZE: i32 = 1000;
+
+/// One tag of a repository as ECR's API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedImage {
+    /// The tag.
+    pub tag: String,
+    /// The digest it names, as the API gave it (validated by the caller).
+    pub digest: String,
+    /// When the image was pushed, in seconds since the epoch.
+    pub pushed: Option<i64>,
+}
 
 /// A failed ECR call: one variant per operation, with its context.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +45,15 @@ pub enum EcrError {
         repository: String,
         /// The tag.
         tag: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// DescribeImages over the whole repository failed (a mirror's listing).
+    #[error("listing the images of ECR repository {repository}: {source}")]
+    ListImages {
+        /// The repository.
+        repository: String,
         /// What AWS said.
         #[source]
         source: AwsFailure,
@@ -77,6 +99,7 @@ impl EcrError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::ResolveTag { source, .. }
+            | Self::ListImages { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::DescribeScanFindings { source, .. } => match source.kind() {
                 AwsErrorKind::NotFound => reasons::SOURCE_NOT_FOUND,
@@ -93,6 +116,7 @@ impl EcrError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::ResolveTag { source, .. }
+            | Self::ListImages { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::DescribeScanFindings { source, .. }
             | Self::AuthorizationToken { source } => source.is_transient(),
@@ -161,6 +185,70 @@ impl EcrInspector {
                     "DescribeImages returned no image for the tag",
                 ))
             })
+    }
+
+    /// Every tag of `repository` with its digest and push time, from
+    /// DescribeImages in pages of 1,000 (no manifest request per tag); None
+    /// when the repository does not exist; with the pages read. More than
+    /// `max_pages` pages is an error.
+    pub async fn tagged_images(
+        &self,
+        repository: &str,
+        max_pages: u32,
+    ) -> Result<Option<(Vec<TaggedImage>, u32)>, EcrError> {
+        use aws_sdk_ecr::types::{DescribeImagesFilter, TagStatus};
+        let error = |source| EcrError::ListImages {
+            repository: repository.to_string(),
+            source,
+        };
+        let mut images = Vec::new();
+        let mut next: Option<String> = None;
+        for page in 1..=max_pages {
+            let result = self
+                .client
+                .describe_images()
+                .registry_id(&self.registry.registry_id)
+                .repository_name(repository)
+                .filter(
+                    DescribeImagesFilter::builder()
+                        .tag_status(TagStatus::Tagged)
+                        .build(),
+                )
+                .max_results(LISTING_PAGE_SIZE)
+                .set_next_token(next.take())
+                .send()
+                .await;
+            let output = match result {
+                Ok(output) => output,
+                Err(err) => {
+                    let failure = AwsFailure::from_sdk(&err);
+                    if failure.is("RepositoryNotFoundException") {
+                        return Ok(None);
+                    }
+                    return Err(error(failure));
+                }
+            };
+            for detail in output.image_details() {
+                let Some(digest) = detail.image_digest() else {
+                    continue;
+                };
+                let pushed = detail.image_pushed_at().map(|t| t.secs());
+                images.extend(detail.image_tags().iter().map(|tag| TaggedImage {
+                    tag: tag.clone(),
+                    digest: digest.to_string(),
+                    pushed,
+                }));
+            }
+            match output.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_string()),
+                _ => return Ok(Some((images, page))),
+            }
+        }
+        Err(error(AwsFailure::new(
+            AwsErrorKind::Rejected,
+            None,
+            format!("more than {max_pages} pages of images; refused"),
+        )))
     }
 
     /// Tag mutability and encryption of `repository`.

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use aws_config::SdkConfig;
 
 use super::catalog::{CatalogData, catalog_update};
+use super::ecr::TaggedImage;
 use super::error::{AwsErrorKind, AwsFailure};
 use super::token::{RegistryToken, TokenError};
 use crate::api::{EcrPublicRepository, reasons};
@@ -37,6 +38,15 @@ pub enum EcrPublicError {
         /// Why (never the token).
         #[source]
         source: TokenError,
+    },
+    /// DescribeImageTags failed (a mirror's listing).
+    #[error("listing the tags of ECR Public repository {repository}: {source}")]
+    ListTags {
+        /// The repository name (without the registry alias).
+        repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
     },
     /// DescribeRepositories failed.
     #[error("describing ECR Public repository {repository}: {source}")]
@@ -80,6 +90,7 @@ impl EcrPublicError {
     fn failure(&self) -> Option<&AwsFailure> {
         match self {
             Self::AuthorizationToken { source }
+            | Self::ListTags { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::CreateRepository { source, .. }
             | Self::GetCatalogData { source, .. }
@@ -188,6 +199,65 @@ impl EcrPublic {
             .and_then(|t| SystemTime::try_from(*t).ok());
         RegistryToken::decode(token, expires_at)
             .map_err(|source| EcrPublicError::DecodeToken { source })
+    }
+
+    /// Every tag of repository `name` with its digest and push time, from
+    /// DescribeImageTags in pages of 1,000 (no manifest request per tag);
+    /// None when the repository does not exist. More than `max_pages` pages
+    /// is an error.
+    pub async fn tagged_images(
+        &self,
+        name: &str,
+        max_pages: u32,
+    ) -> Result<Option<(Vec<TaggedImage>, u32)>, EcrPublicError> {
+        let error = |source| EcrPublicError::ListTags {
+            repository: name.to_string(),
+            source,
+        };
+        let mut images = Vec::new();
+        let mut next: Option<String> = None;
+        for page in 1..=max_pages {
+            let result = self
+                .client
+                .describe_image_tags()
+                .repository_name(name)
+                .max_results(super::ecr::LISTING_PAGE_SIZE)
+                .set_next_token(next.take())
+                .send()
+                .await;
+            let output = match result {
+                Ok(output) => output,
+                Err(err) => {
+                    let failure = AwsFailure::from_sdk(&err);
+                    if failure.is("RepositoryNotFoundException") {
+                        return Ok(None);
+                    }
+                    return Err(error(failure));
+                }
+            };
+            for detail in output.image_tag_details() {
+                let image = detail.image_detail();
+                let (Some(tag), Some(digest)) =
+                    (detail.image_tag(), image.and_then(|i| i.image_digest()))
+                else {
+                    continue;
+                };
+                images.push(TaggedImage {
+                    tag: tag.to_string(),
+                    digest: digest.to_string(),
+                    pushed: image.and_then(|i| i.image_pushed_at()).map(|t| t.secs()),
+                });
+            }
+            match output.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_string()),
+                _ => return Ok(Some((images, page))),
+            }
+        }
+        Err(error(AwsFailure::new(
+            AwsErrorKind::Rejected,
+            None,
+            format!("more than {max_pages} pages of tags; refused"),
+        )))
     }
 
     /// The repository `name` of the account's registry, or `None` when it does not exist.
