@@ -51,7 +51,10 @@ impl PlanError {
     /// True for refusals by the operator's configuration (the object itself
     /// is valid).
     pub fn is_refusal(&self) -> bool {
-        self.reason != reasons::INVALID_SPEC
+        !matches!(
+            self.reason,
+            reasons::INVALID_SPEC | reasons::INVALID_TAG_FILTER
+        )
     }
 }
 
