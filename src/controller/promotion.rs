@@ -399,12 +399,27 @@ async fn write_status(
     if !changed(object.status.as_ref(), status) {
         return Ok(());
     }
+    apply_status(ctx, object, status).await
+}
+
+/// Writes the `/status` of `object` with server-side apply, as [`FIELD_MANAGER`].
+pub async fn apply_status<K>(
+    ctx: &Context,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), ReconcileError>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
-    let api: Api<ImagePromotion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
-        "apiVersion": "imagepromoter.dev/v1alpha1",
-        "kind": "ImagePromotion",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     api.patch_status(

@@ -449,8 +449,8 @@ struct CopyOutcome {
 
 /// Copies each job by digest to its targets, a few at a time, in order.
 async fn act(setup: &MirrorSetup, engine: &Engine, jobs: &[plan::CopyJob]) -> Vec<CopyOutcome> {
-    futures::stream::iter(jobs)
-        .map(|job| copy_one(setup, engine, job))
+    futures::stream::iter(0..jobs.len())
+        .map(|i| copy_one(setup, engine, &jobs[i]))
         .buffered(COPIES_AT_ONCE)
         .collect()
         .await
