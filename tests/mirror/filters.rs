@@ -103,7 +103,7 @@ async fn each_filter_selects_exactly_its_tags_and_never_a_signature() {
     }
     assert!(
         crate::fixtures::quay(&env)
-            .manifest_digest(&target.split_once('/').unwrap().1, "1.0.0")
+            .manifest_digest(target.split_once('/').unwrap().1, "1.0.0")
             .await
             .is_err(),
         "dry runs wrote nothing"
