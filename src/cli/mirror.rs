@@ -44,6 +44,8 @@ Credentials: as for `promote`, from the --config file's entries, or the
 environment's AWS identity for ECR and ECR Public hosts it does not list;
 Secrets are not read.
 
+A mirror with spec.suspend: true is not synced (exit 0, nothing read or written).
+
 Exit status: 0 no selected tag failed or drifted (all in sync, or phase
 Backfilling: the rest is copied by the next runs; with --dry-run: the plan was
 printed); 1 a tag failed or drifted, the sync could not run, or the
@@ -132,6 +134,15 @@ pub fn run(args: MirrorArgs) -> ExitCode {
         name: setup.name.clone(),
         source: setup.source.to_string(),
     };
+    if setup.suspend {
+        if args.json {
+            let _ = print_json(&serde_json::json!({"mirror": identity, "suspended": true}));
+        }
+        eprintln!(
+            "image-promoter: RegistryMirror {identity}: spec.suspend is true; nothing was done"
+        );
+        return ExitCode::SUCCESS;
+    }
     let mut ledger = match &args.state {
         Some(path) => match state::load(path, &identity) {
             Ok(ledger) => ledger.unwrap_or_default(),

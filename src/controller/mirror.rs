@@ -18,12 +18,13 @@ use std::time::Instant;
 use futures::FutureExt;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::backoff::jittered;
 use super::error::ReconcileError;
 use super::events::{self, Notice};
 use super::metrics::ReconcileResult;
+pub use super::promotion::error_policy;
 use super::promotion::{apply_status, caught};
 use super::{Context, secrets};
 use crate::api::conditions::{READY, find_condition};
@@ -118,24 +119,6 @@ pub async fn reconcile(
     };
     ctx.metrics.reconciled(label, started.elapsed());
     result
-}
-
-/// Retry a failed reconcile with the object's backoff, or wait for a change.
-pub fn error_policy(
-    object: Arc<RegistryMirror>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Action {
-    error!(mirror = %object.name_any(), reason = error.reason(), %error, "reconcile failed");
-    if error.is_transient() {
-        let uid = object.uid().unwrap_or_default();
-        Action::requeue(
-            ctx.backoff
-                .failed(&uid, object.metadata.generation.unwrap_or(0)),
-        )
-    } else {
-        Action::await_change()
-    }
 }
 
 async fn reconcile_mirror(

@@ -95,11 +95,10 @@ pub async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
 
 /// What `error_policy` does with a failed reconcile: retry with the object's backoff,
 /// or wait for a change when a retry cannot help.
-pub fn error_policy(
-    object: Arc<ImagePromotion>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Action {
+pub fn error_policy<K>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     let uid = object.uid().unwrap_or_default();
     error!(
         object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
@@ -110,7 +109,7 @@ pub fn error_policy(
     if error.is_transient() {
         Action::requeue(
             ctx.backoff
-                .failed(&uid, object.metadata.generation.unwrap_or(0)),
+                .failed(&uid, object.meta().generation.unwrap_or(0)),
         )
     } else {
         Action::await_change()

@@ -132,3 +132,26 @@ async fn an_invalid_filter_is_bad_input_that_names_the_field() {
         synced.stderr
     );
 }
+
+#[tokio::test]
+async fn a_suspended_mirror_does_nothing() {
+    let env = TestEnv::load();
+    let source = crate::world::seed(&env, "suspended", &["1.0.0"]).await;
+    let (target_name, target) = quay_target(&env, "suspended");
+    let host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let object = mirror(
+        &source.reference(host),
+        &[("quay", &target)],
+        json!({"suspend": true}),
+    );
+    let synced = run(&world_config(&env), &object, &[]);
+    synced.expect_exit(0);
+    assert_eq!(synced.report()["suspended"], true);
+    assert!(
+        crate::fixtures::quay(&env)
+            .manifest_digest(&target_name, "1.0.0")
+            .await
+            .is_err(),
+        "nothing was copied"
+    );
+}
