@@ -298,6 +298,10 @@ async fn an_idle_run_costs_the_listings_and_the_rotating_budget_at_the_registry(
     // Quay target, and the rotating re-check of 4 tags at each (ECR Public
     // is listed through its API, which gives digests).
     let bound = 1 + pages as usize + 4 + 4;
+    eprintln!(
+        "idle run of 25 selected tags: {} requests at the registry (bound {bound}): {idle_requests:?}",
+        idle_requests.len()
+    );
     assert!(
         idle_requests.len() <= bound,
         "an idle run sent {} requests to the registry (bound {bound}): {idle_requests:#?}",

@@ -29,6 +29,11 @@ mod proxy;
 #[path = "../faults/world.rs"]
 mod faults_world;
 
+#[allow(dead_code)]
+#[path = "../promote/world.rs"]
+mod promote_world;
+
+mod ecr;
 mod filters;
 mod follow;
 mod throttled;
