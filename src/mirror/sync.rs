@@ -37,8 +37,8 @@ pub struct RepositoryRequests {
     pub repository: String,
     /// Listing pages (registry requests or API calls).
     pub listing_pages: u32,
-    /// Requests sent to the registry while observing (listing, HEADs, and
-    /// the client's authentication round trips).
+    /// Requests sent to the registry while observing (listing pages and
+    /// HEADs; not the client's `/v2/` ping and token requests).
     pub registry_requests: u64,
     /// Manifest HEADs while observing.
     pub heads: u32,

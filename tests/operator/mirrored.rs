@@ -135,3 +135,45 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_tag_filter_stalls_the_mirror() {
+    let cluster = Cluster::start("op-mirror-stalled").await;
+    let quay_host = cluster.env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
+    let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
+    let name = unique_name("mirror");
+    cluster
+        .create(&json!({
+            "apiVersion": "imagepromoter.dev/v1alpha1",
+            "kind": "RegistryMirror",
+            "metadata": {"name": name, "namespace": cluster.namespace},
+            "spec": {
+                "source": {"repository": format!("{quay_host}/mirror/none")},
+                "targets": [{"name": "quay", "repository": format!("{quay_host}/mirror/none-copy")}],
+                "tags": {"semver": ">=banana"},
+            },
+        }))
+        .await
+        .expect("creating the RegistryMirror");
+    let api: Api<RegistryMirror> = cluster.typed();
+    let stalled = operator
+        .eventually("Stalled=True InvalidTagFilter", || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let status = api.get(&name).await.ok()?.status?;
+                status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Stalled" && c.status == "True")
+                    .cloned()
+            }
+        })
+        .await;
+    assert_eq!(stalled.reason, "InvalidTagFilter");
+    assert!(
+        stalled.message.contains("spec.tags.semver"),
+        "{}",
+        stalled.message
+    );
+}
