@@ -223,6 +223,16 @@ async fn reconcile_mirror(
                     {
                         warn!(audit = true, tag = %decision.tag, target = %decision.target_name, "a mirrored tag drifted at a target; it is not rewritten");
                     }
+                    for copy in &report.copies {
+                        for (name, target_report) in copy.targets.iter().zip(&copy.reports) {
+                            if let Some(target) =
+                                mirror_setup.targets.iter().find(|t| t.name == *name)
+                            {
+                                ctx.metrics
+                                    .copied(&target.repository.registry, target_report);
+                            }
+                        }
+                    }
                     ctx.backoff.reset(&uid);
                     let status = synced_status(&previous, &summary, &SystemClock);
                     (

@@ -22,6 +22,7 @@ use super::plan::{self, AtTarget, Decision, Observation, Problem, SelectedTag, T
 use super::selection::SourceTag;
 use super::setup::MirrorSetup;
 use crate::api::reasons;
+use crate::registry::copy::report::TargetReport;
 use crate::registry::{Engine, ImageReference, RegistryClient, RegistryError, Target};
 
 /// Manifest HEADs in flight at once during observation.
@@ -45,7 +46,7 @@ pub struct RepositoryRequests {
 }
 
 /// One copy made.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CopyMade {
     pub tag: String,
@@ -55,6 +56,9 @@ pub struct CopyMade {
     /// Registry requests of the copy (source and targets).
     pub requests: u64,
     pub bytes_written: u64,
+    /// The engine's report per target (same order as `targets`), for metrics.
+    #[serde(skip)]
+    pub reports: Vec<TargetReport>,
 }
 
 /// What one sync found and did.
@@ -304,6 +308,7 @@ pub async fn sync(
                     .collect(),
                 requests: outcome.requests,
                 bytes_written: outcome.bytes_written,
+                reports: outcome.reports,
             });
         }
         plan::settle(&mut planned.decisions, |tag, t| {
@@ -445,6 +450,7 @@ struct CopyOutcome {
     results: Vec<Result<(), Problem>>,
     requests: u64,
     bytes_written: u64,
+    reports: Vec<TargetReport>,
 }
 
 /// Copies each job by digest to its targets, a few at a time, in order.
@@ -461,6 +467,7 @@ async fn copy_one(setup: &MirrorSetup, engine: &Engine, job: &plan::CopyJob) -> 
         results: vec![Err(problem); job.targets.len()],
         requests: 0,
         bytes_written: 0,
+        reports: Vec::new(),
     };
     let digest = match job.digest.parse() {
         Ok(digest) => digest,
@@ -499,19 +506,87 @@ async fn copy_one(setup: &MirrorSetup, engine: &Engine, job: &plan::CopyJob) -> 
             bytes_written: report.targets.iter().map(|t| t.bytes_written).sum(),
             results: report
                 .targets
-                .into_iter()
-                .map(|t| match t.error {
+                .iter()
+                .map(|t| match &t.error {
                     None => Ok(()),
                     Some(failure) => Err(Problem {
-                        reason: failure.reason,
-                        message: failure.message,
+                        reason: failure.reason.clone(),
+                        message: failure.message.clone(),
                     }),
                 })
                 .collect(),
+            reports: report.targets,
         },
         Err(error) => fail_all(Problem {
             reason: error.reason().to_string(),
             message: error.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mirror::inventory::ListedTag;
+
+    fn listing(tags: &[&str]) -> Listing {
+        Listing {
+            tags: tags
+                .iter()
+                .map(|t| (t.to_string(), ListedTag::default()))
+                .collect(),
+            pages: 1,
+        }
+    }
+
+    fn selected(tag: &str, digest: Result<&str, &str>) -> SelectedTag {
+        SelectedTag {
+            tag: tag.into(),
+            digest: digest.map(str::to_string).map_err(|reason| Problem {
+                reason: reason.into(),
+                message: String::new(),
+            }),
+            floating: false,
+        }
+    }
+
+    #[test]
+    fn the_source_ledger_keeps_selected_tags_and_notes_deleted_ones() {
+        let mut ledger = Ledger::default();
+        for (tag, digest) in [("1", "d1"), ("2", "d2"), ("3", "d3"), ("gone", "dg")] {
+            ledger.source.insert(
+                tag.into(),
+                SourceRecord {
+                    digest: digest.into(),
+                    pushed: None,
+                },
+            );
+        }
+        ledger.deleted_at_source.insert("4".into());
+        update_source_ledger(
+            &mut ledger,
+            &listing(&["1", "2", "3", "4", "5"]),
+            &[
+                selected("1", Ok("d1-new")),
+                selected("2", Err("RegistryThrottled")),
+                selected("5", Err("RegistryThrottled")),
+            ],
+        );
+        let digests: Vec<(&str, &str)> = ledger
+            .source
+            .iter()
+            .map(|(t, r)| (t.as_str(), r.digest.as_str()))
+            .collect();
+        assert_eq!(
+            digests,
+            [("1", "d1-new"), ("2", "d2")],
+            "an unreadable tag keeps what was known; an unselected one is dropped"
+        );
+        let deleted: Vec<&str> = ledger
+            .deleted_at_source
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(deleted, ["gone"], "a tag listed again is no longer deleted");
     }
 }
