@@ -18,14 +18,13 @@ use std::time::Instant;
 use futures::FutureExt;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tracing::{Instrument, info, warn};
+use tracing::{info, warn};
 
 use super::backoff::jittered;
 use super::error::ReconcileError;
 use super::events::{self, Notice};
-use super::metrics::ReconcileResult;
 pub use super::promotion::error_policy;
-use super::promotion::{apply_status, caught};
+use super::promotion::{apply_status, supervised};
 use super::{Context, secrets};
 use crate::api::conditions::{READY, find_condition};
 use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
@@ -101,24 +100,9 @@ pub async fn reconcile(
         object.namespace().unwrap_or_default(),
         object.name_any()
     );
-    let started = Instant::now();
-    let _worker = ctx.metrics.worker();
     let span = tracing::info_span!("reconcile", mirror = %key);
-    let work = reconcile_mirror(&object, &ctx).instrument(span).boxed();
-    let result = match caught(work).await {
-        Ok(result) => result,
-        Err(message) => Err(ReconcileError::Panicked {
-            object: key,
-            message,
-        }),
-    };
-    let label = match &result {
-        Ok(action) if *action == Action::await_change() => ReconcileResult::Success,
-        Ok(_) => ReconcileResult::RequeueAfter,
-        Err(_) => ReconcileResult::Error,
-    };
-    ctx.metrics.reconciled(label, started.elapsed());
-    result
+    let work = reconcile_mirror(&object, &ctx).boxed();
+    supervised(&ctx, key, span, work, || futures::future::ready(())).await
 }
 
 async fn reconcile_mirror(

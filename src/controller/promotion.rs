@@ -47,22 +47,31 @@ pub async fn reconcile(
         object.namespace().unwrap_or_default(),
         object.name_any()
     );
+    let span = tracing::info_span!("reconcile", object = %key);
+    let work = reconcile_object(&object, &ctx).boxed();
+    supervised(&ctx, key, span, work, || {
+        report_panic(&object, &ctx).boxed()
+    })
+    .await
+}
+
+/// Runs one reconcile's `work` in `span`: a panic inside is caught (then
+/// `on_panic` runs, to report it on the object) and becomes an error retried
+/// with backoff; the outcome and its duration are counted in the metrics.
+pub async fn supervised<P: Future<Output = ()>>(
+    ctx: &Context,
+    key: String,
+    span: tracing::Span,
+    work: futures::future::BoxFuture<'_, Result<Action, ReconcileError>>,
+    on_panic: impl FnOnce() -> P,
+) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let _worker = ctx.metrics.worker();
-    let span = tracing::info_span!("reconcile", object = %key);
-    let work = reconcile_object(&object, &ctx)
-        .instrument(span.clone())
-        .boxed();
-    let result = match caught(work).await {
+    let result = match caught(work.instrument(span.clone())).await {
         Ok(result) => result,
         Err(message) => {
-            let _entered = span.enter();
-            error!(%message, "the reconcile panicked; reported on the object, retried with backoff");
-            drop(_entered);
-            report_panic(&object, &ctx)
-                .instrument(span.clone())
-                .boxed()
-                .await;
+            span.in_scope(|| error!(%message, "the reconcile panicked; reported on the object, retried with backoff"));
+            on_panic().instrument(span).await;
             Err(ReconcileError::Panicked {
                 object: key,
                 message,
