@@ -24,6 +24,39 @@ const FINDINGS_PAGE_SIZE: i32 = 1000;
 /// Page size of DescribeImages and ECR Public's DescribeImageTags (their maximum).
 pub(crate) const LISTING_PAGE_SIZE: i32 = 1000;
 
+/// Reads a listing page after page (`fetch` is given the previous page's
+/// next token): every item and the pages read, None when the repository
+/// does not exist, an error past `max_pages` pages.
+pub(crate) async fn listing_pages<F, Fut>(
+    max_pages: u32,
+    mut fetch: F,
+) -> Result<Option<(Vec<TaggedImage>, u32)>, AwsFailure>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<TaggedImage>, Option<String>), AwsFailure>>,
+{
+    let mut images = Vec::new();
+    let mut next = None;
+    for page in 1..=max_pages {
+        match fetch(next.take()).await {
+            Ok((more, token)) => {
+                images.extend(more);
+                match token {
+                    Some(token) if !token.is_empty() => next = Some(token),
+                    _ => return Ok(Some((images, page))),
+                }
+            }
+            Err(failure) if failure.is("RepositoryNotFoundException") => return Ok(None),
+            Err(failure) => return Err(failure),
+        }
+    }
+    Err(AwsFailure::new(
+        AwsErrorKind::Rejected,
+        None,
+        format!("more than {max_pages} pages of tags; refused"),
+    ))
+}
+
 /// One tag of a repository as ECR's API lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaggedImage {
@@ -201,10 +234,8 @@ impl EcrInspector {
             repository: repository.to_string(),
             source,
         };
-        let mut images = Vec::new();
-        let mut next: Option<String> = None;
-        for page in 1..=max_pages {
-            let result = self
+        let listed = listing_pages(max_pages, |next| async move {
+            let output = self
                 .client
                 .describe_images()
                 .registry_id(&self.registry.registry_id)
@@ -215,19 +246,11 @@ impl EcrInspector {
                         .build(),
                 )
                 .max_results(LISTING_PAGE_SIZE)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
-                .await;
-            let output = match result {
-                Ok(output) => output,
-                Err(err) => {
-                    let failure = AwsFailure::from_sdk(&err);
-                    if failure.is("RepositoryNotFoundException") {
-                        return Ok(None);
-                    }
-                    return Err(error(failure));
-                }
-            };
+                .await
+                .map_err(|err| AwsFailure::from_sdk(&err))?;
+            let mut images = Vec::new();
             for detail in output.image_details() {
                 let Some(digest) = detail.image_digest() else {
                     continue;
@@ -239,16 +262,10 @@ impl EcrInspector {
                     pushed,
                 }));
             }
-            match output.next_token() {
-                Some(token) if !token.is_empty() => next = Some(token.to_string()),
-                _ => return Ok(Some((images, page))),
-            }
-        }
-        Err(error(AwsFailure::new(
-            AwsErrorKind::Rejected,
-            None,
-            format!("more than {max_pages} pages of images; refused"),
-        )))
+            Ok((images, output.next_token().map(str::to_string)))
+        })
+        .await;
+        listed.map_err(error)
     }
 
     /// Tag mutability and encryption of `repository`.
@@ -347,6 +364,43 @@ mod tests {
 
     fn failure(kind: AwsErrorKind) -> AwsFailure {
         AwsFailure::new(kind, None, "m")
+    }
+
+    fn image(tag: &str) -> TaggedImage {
+        TaggedImage {
+            tag: tag.into(),
+            digest: "sha256:00".into(),
+            pushed: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_follow_next_tokens_within_a_page_bound() {
+        let pages = |next: Option<String>| async move {
+            Ok(match next.as_deref() {
+                None => (vec![image("a"), image("b")], Some("2".to_string())),
+                Some("2") => (vec![image("c")], Some(String::new())),
+                _ => unreachable!(),
+            })
+        };
+        let (images, read) = listing_pages(5, pages).await.unwrap().unwrap();
+        let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
+        assert_eq!((tags.as_slice(), read), (["a", "b", "c"].as_slice(), 2));
+        let too_many = listing_pages(1, pages).await.unwrap_err();
+        assert!(
+            too_many.to_string().contains("more than 1 pages"),
+            "{too_many}"
+        );
+        let missing = listing_pages(3, |_| async {
+            Err(AwsFailure::new(
+                AwsErrorKind::NotFound,
+                Some("RepositoryNotFoundException"),
+                "no such repository",
+            ))
+        })
+        .await
+        .unwrap();
+        assert_eq!(missing, None);
     }
 
     #[test]

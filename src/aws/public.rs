@@ -214,27 +214,17 @@ impl EcrPublic {
             repository: name.to_string(),
             source,
         };
-        let mut images = Vec::new();
-        let mut next: Option<String> = None;
-        for page in 1..=max_pages {
-            let result = self
+        let listed = super::ecr::listing_pages(max_pages, |next| async move {
+            let output = self
                 .client
                 .describe_image_tags()
                 .repository_name(name)
                 .max_results(super::ecr::LISTING_PAGE_SIZE)
-                .set_next_token(next.take())
+                .set_next_token(next)
                 .send()
-                .await;
-            let output = match result {
-                Ok(output) => output,
-                Err(err) => {
-                    let failure = AwsFailure::from_sdk(&err);
-                    if failure.is("RepositoryNotFoundException") {
-                        return Ok(None);
-                    }
-                    return Err(error(failure));
-                }
-            };
+                .await
+                .map_err(|err| AwsFailure::from_sdk(&err))?;
+            let mut images = Vec::new();
             for detail in output.image_tag_details() {
                 let image = detail.image_detail();
                 let (Some(tag), Some(digest)) =
@@ -248,16 +238,10 @@ impl EcrPublic {
                     pushed: image.and_then(|i| i.image_pushed_at()).map(|t| t.secs()),
                 });
             }
-            match output.next_token() {
-                Some(token) if !token.is_empty() => next = Some(token.to_string()),
-                _ => return Ok(Some((images, page))),
-            }
-        }
-        Err(error(AwsFailure::new(
-            AwsErrorKind::Rejected,
-            None,
-            format!("more than {max_pages} pages of tags; refused"),
-        )))
+            Ok((images, output.next_token().map(str::to_string)))
+        })
+        .await;
+        listed.map_err(error)
     }
 
     /// The repository `name` of the account's registry, or `None` when it does not exist.
