@@ -14,6 +14,21 @@ use crate::harness::{Operator, Rbac, events};
 use crate::oci::{Auth, Registry, TestImage};
 use crate::support::unique_name;
 
+/// Creates a RegistryMirror with `spec` in the cluster's namespace; its name.
+async fn create_mirror(cluster: &Cluster, spec: serde_json::Value) -> String {
+    let name = unique_name("mirror");
+    cluster
+        .create(&json!({
+            "apiVersion": "imagepromoter.dev/v1alpha1",
+            "kind": "RegistryMirror",
+            "metadata": {"name": name, "namespace": cluster.namespace},
+            "spec": spec,
+        }))
+        .await
+        .expect("creating the RegistryMirror");
+    name
+}
+
 #[tokio::test]
 async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
     let cluster = Cluster::start("op-mirror").await;
@@ -38,22 +53,17 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
     }
     let target = unique_name("mirror/op-target");
     let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
-    let name = unique_name("mirror");
-    cluster
-        .create(&json!({
-            "apiVersion": "imagepromoter.dev/v1alpha1",
-            "kind": "RegistryMirror",
-            "metadata": {"name": name, "namespace": cluster.namespace},
-            "spec": {
-                "source": {"repository": format!("{quay_host}/{source}")},
-                "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
-                "tags": {"floating": ["^latest$"]},
-                "tier": "Bronze",
-                "interval": "1m",
-            },
-        }))
-        .await
-        .expect("creating the RegistryMirror");
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{quay_host}/{source}")},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
+            "tags": {"floating": ["^latest$"]},
+            "tier": "Bronze",
+            "interval": "1m",
+        }),
+    )
+    .await;
     operator.wait_ready().await;
 
     let api: Api<RegistryMirror> = cluster.typed();
@@ -141,20 +151,15 @@ async fn an_invalid_tag_filter_stalls_the_mirror() {
     let cluster = Cluster::start("op-mirror-stalled").await;
     let quay_host = cluster.env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
     let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
-    let name = unique_name("mirror");
-    cluster
-        .create(&json!({
-            "apiVersion": "imagepromoter.dev/v1alpha1",
-            "kind": "RegistryMirror",
-            "metadata": {"name": name, "namespace": cluster.namespace},
-            "spec": {
-                "source": {"repository": format!("{quay_host}/mirror/none")},
-                "targets": [{"name": "quay", "repository": format!("{quay_host}/mirror/none-copy")}],
-                "tags": {"semver": ">=banana"},
-            },
-        }))
-        .await
-        .expect("creating the RegistryMirror");
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{quay_host}/mirror/none")},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/mirror/none-copy")}],
+            "tags": {"semver": ">=banana"},
+        }),
+    )
+    .await;
     let api: Api<RegistryMirror> = cluster.typed();
     let stalled = operator
         .eventually("Stalled=True InvalidTagFilter", || {
