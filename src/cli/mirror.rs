@@ -276,7 +276,6 @@ fn print_text(
     );
     for decision in &report.decisions {
         let line = match &decision.state {
-            TagState::InSync if !report.dry_run => continue,
             TagState::InSync => continue,
             TagState::Copy => format!("{verb:<10} {} -> {}", decision.tag, decision.target_name),
             TagState::Move { from } => format!(
@@ -340,7 +339,7 @@ fn print_text(
     if let Some(ready) = crate::api::conditions::find_condition(&status.conditions, "Ready") {
         let _ = writeln!(
             out,
-            "phase {:?}; Ready={} {}: {}",
+            "phase {}; Ready={} {}: {}",
             status.phase.map_or("-".to_string(), |p| format!("{p:?}")),
             ready.status,
             ready.reason,

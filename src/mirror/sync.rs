@@ -395,7 +395,11 @@ async fn observe_target(
                 requests.registry_requests = client.requests();
                 return (unreadable(problem), requests, Vec::new());
             }
-            Listing::default()
+            // The one page (or API call) that found no repository.
+            Listing {
+                pages: 1,
+                ..Listing::default()
+            }
         }
         Err(error) => {
             requests.registry_requests = client.requests();
