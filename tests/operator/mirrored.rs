@@ -182,3 +182,45 @@ async fn an_invalid_tag_filter_stalls_the_mirror() {
         stalled.message
     );
 }
+
+#[tokio::test]
+async fn a_suspended_mirror_is_not_synced() {
+    let cluster = Cluster::start("op-mirror-suspended").await;
+    let env = &cluster.env;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
+    let quay = Registry::new(
+        &quay_host,
+        &env.ca_pem(),
+        Auth::Basic {
+            user: env.get("PROMOTER_TEST_QUAY_USER").into(),
+            password: env.get("PROMOTER_TEST_QUAY_PASSWORD").into(),
+        },
+    );
+    let source = unique_name("mirror/op-suspended");
+    let image = TestImage::new(&source);
+    quay.push_image(&source, &image, "1.0.0")
+        .await
+        .expect("push");
+    let target = unique_name("mirror/op-suspended-copy");
+    let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{quay_host}/{source}")},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
+            "suspend": true,
+        }),
+    )
+    .await;
+    operator.wait_log("suspended: no sync").await;
+    let api: Api<RegistryMirror> = cluster.typed();
+    let object = api.get(&name).await.expect("the mirror");
+    assert_eq!(
+        object.status, None,
+        "a suspended mirror's status is left alone"
+    );
+    assert!(
+        quay.manifest_digest(&target, "1.0.0").await.is_err(),
+        "nothing was copied"
+    );
+}
