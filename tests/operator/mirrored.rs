@@ -14,6 +14,19 @@ use crate::harness::{Operator, Rbac, events};
 use crate::oci::{Auth, Registry, TestImage};
 use crate::support::unique_name;
 
+/// The test world's Quay registry, as its robot account.
+fn quay_registry(cluster: &Cluster) -> Registry {
+    let env = &cluster.env;
+    Registry::new(
+        env.get("PROMOTER_TEST_QUAY_REGISTRY"),
+        &env.ca_pem(),
+        Auth::Basic {
+            user: env.get("PROMOTER_TEST_QUAY_USER").into(),
+            password: env.get("PROMOTER_TEST_QUAY_PASSWORD").into(),
+        },
+    )
+}
+
 /// Creates a RegistryMirror with `spec` in the cluster's namespace; its name.
 async fn create_mirror(cluster: &Cluster, spec: serde_json::Value) -> String {
     let name = unique_name("mirror");
@@ -34,14 +47,7 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
     let cluster = Cluster::start("op-mirror").await;
     let env = &cluster.env;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
-    let quay = Registry::new(
-        &quay_host,
-        &env.ca_pem(),
-        Auth::Basic {
-            user: env.get("PROMOTER_TEST_QUAY_USER").into(),
-            password: env.get("PROMOTER_TEST_QUAY_PASSWORD").into(),
-        },
-    );
+    let quay = quay_registry(&cluster);
     let source = unique_name("mirror/op-source");
     let mut digests = Vec::new();
     for tag in ["1.0.0", "1.1.0", "latest"] {
@@ -188,14 +194,7 @@ async fn a_suspended_mirror_is_not_synced() {
     let cluster = Cluster::start("op-mirror-suspended").await;
     let env = &cluster.env;
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
-    let quay = Registry::new(
-        &quay_host,
-        &env.ca_pem(),
-        Auth::Basic {
-            user: env.get("PROMOTER_TEST_QUAY_USER").into(),
-            password: env.get("PROMOTER_TEST_QUAY_PASSWORD").into(),
-        },
-    );
+    let quay = quay_registry(&cluster);
     let source = unique_name("mirror/op-suspended");
     let image = TestImage::new(&source);
     quay.push_image(&source, &image, "1.0.0")
