@@ -224,7 +224,8 @@ pub struct RegistryMirrorStatus {
     /// The first tags that drifted or failed, with reasons (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<TagFailure>,
-    /// When the last sync finished.
+    /// When the last sync that changed the status finished (a status write
+    /// is skipped when only timestamps would change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
     /// When every selected tag was last read again at the source and each target.
