@@ -28,6 +28,10 @@ enum Command {
     /// Run one ImagePromotion without a cluster: verify its source, copy it to
     /// every target, and print the status the object would get.
     Promote(image_promoter::cli::promote::PromoteArgs),
+    /// Run one sync of a RegistryMirror without a cluster and print the plan
+    /// or the result; `mirror report` prints which source repositories the
+    /// cluster's mirrors have fully mirrored, by tier.
+    Mirror(image_promoter::cli::mirror::MirrorArgs),
     /// Run the operator: reconcile ImagePromotions in the cluster of
     /// KUBECONFIG or the pod's ServiceAccount.
     Run(image_promoter::cli::run::RunArgs),
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Crds => print(&image_promoter::api::crds_yaml()),
         Command::Copy(args) => image_promoter::cli::copy::run(args),
         Command::Promote(args) => image_promoter::cli::promote::run(args),
+        Command::Mirror(args) => image_promoter::cli::mirror::run(args),
         Command::Run(args) => image_promoter::cli::run::run(args),
     }
 }

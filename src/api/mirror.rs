@@ -98,6 +98,19 @@ pub struct RegistryMirrorSpec {
     /// Stop syncing, keeping status as it is, until set back to false.
     #[serde(default)]
     pub suspend: bool,
+    /// The most tags copied in one sync (default 50), newest first: a long
+    /// backfill proceeds over several intervals without starving other objects.
+    #[serde(default = "default_max_copies_per_sync")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_copies_per_sync: i32,
+    /// How often every selected tag is read again at the source and each
+    /// target, as a duration such as `24h` (default, at least 1m). Between
+    /// these full resyncs a sync lists tags and reads only new and floating
+    /// tags and a small rotating sample of the others.
+    #[serde(default = "default_full_resync_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = rules::mirror_interval())]
+    pub full_resync_interval: String,
     /// Migration tier of the repository, for the migration plan and for
     /// filtering: by convention `Gold`, `Silver` or `Bronze`, but any label
     /// value is accepted.
@@ -197,15 +210,60 @@ pub struct RegistryMirrorStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// `Backfilling` while selected tags are still to be copied, `Synced`
+    /// once none is pending (drifted or failed tags may remain: see the counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<MirrorPhase>,
     /// Selected tags by state, counted over all targets' worst state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<TagCounts>,
-    /// The first few tags that failed or drifted, with reasons (at most 10).
+    /// Selected tags by state at each target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub targets: Vec<TargetTagCounts>,
+    /// The first tags that drifted or failed, with reasons (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<TagFailure>,
-    /// When the last sync finished.
+    /// When the last sync that changed the status finished (a status write
+    /// is skipped when only timestamps would change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
+    /// When every selected tag was last read again at the source and each target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_full_resync_time: Option<Time>,
+}
+
+/// Where a mirror is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MirrorPhase {
+    /// Selected tags remain to be copied; each sync copies at most
+    /// spec.maxCopiesPerSync of them, newest first.
+    Backfilling,
+    /// No selected tag is waiting to be copied.
+    Synced,
+}
+
+/// Selected tags by state at one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetTagCounts {
+    /// The target's name from spec.targets.
+    pub name: String,
+    /// Tags the selector picked at the source.
+    #[serde(default)]
+    pub selected: i32,
+    /// Tags identical at this target.
+    #[serde(default)]
+    pub in_sync: i32,
+    /// Tags not yet copied to this target.
+    #[serde(default)]
+    pub pending: i32,
+    /// Tags that point at another digest at this target and were left alone.
+    #[serde(default)]
+    pub drifted: i32,
+    /// Tags whose copy to this target failed.
+    #[serde(default)]
+    pub failed: i32,
 }
 
 /// Number of selected tags in each state. A tag counts once, in the worst
@@ -213,6 +271,9 @@ pub struct RegistryMirrorStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TagCounts {
+    /// Tags the selector picked at the source.
+    #[serde(default)]
+    pub selected: i32,
     /// Tags identical at every target.
     #[serde(default)]
     pub in_sync: i32,
@@ -244,4 +305,12 @@ pub struct TagFailure {
 
 fn default_interval() -> String {
     "10m".to_string()
+}
+
+fn default_max_copies_per_sync() -> i32 {
+    50
+}
+
+fn default_full_resync_interval() -> String {
+    "24h".to_string()
 }

@@ -27,8 +27,8 @@ pub use credentials::{
     EcrCredentials, EcrPublicCredentials, LocalSecretReference, RegistryCredentials,
 };
 pub use mirror::{
-    MirrorTarget, RegistryMirror, RegistryMirrorSpec, RegistryMirrorStatus, SourceRepository,
-    TagCounts, TagFailure, TagSelector,
+    MirrorPhase, MirrorTarget, RegistryMirror, RegistryMirrorSpec, RegistryMirrorStatus,
+    SourceRepository, TagCounts, TagFailure, TagSelector, TargetTagCounts,
 };
 pub use promotion::{
     CopyOptions, ImagePromotion, ImagePromotionSpec, ImagePromotionStatus, PromotionTarget,

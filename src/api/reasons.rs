@@ -43,6 +43,11 @@ pub const TAG_DRIFTED: &str = "TagDrifted";
 pub const TAGS_DRIFTED: &str = "TagsDrifted";
 /// Ready=False (mirror): some selected tags could not be copied; retried at the next interval.
 pub const TAGS_FAILED: &str = "TagsFailed";
+/// Ready=False, Reconciling=True (mirror): selected tags remain to be copied; each sync
+/// copies at most spec.maxCopiesPerSync of them, newest first.
+pub const BACKFILLING: &str = "Backfilling";
+/// A tag the mirror once copied is no longer at the source; the target keeps it.
+pub const SOURCE_TAG_DELETED: &str = "SourceTagDeleted";
 /// Ready=False, Stalled=True: the source image or repository does not exist.
 pub const SOURCE_NOT_FOUND: &str = "SourceNotFound";
 /// Ready=False, Stalled=True: the source tag resolves to another digest than the one given.
@@ -94,6 +99,8 @@ pub const ALL: &[&str] = &[
     TAG_DRIFTED,
     TAGS_DRIFTED,
     TAGS_FAILED,
+    BACKFILLING,
+    SOURCE_TAG_DELETED,
     SOURCE_NOT_FOUND,
     SOURCE_DIGEST_MISMATCH,
     INVALID_SPEC,

@@ -21,6 +21,52 @@ use crate::api::reasons;
 
 /// Page size of DescribeImageScanFindings (ECR's maximum).
 const FINDINGS_PAGE_SIZE: i32 = 1000;
+/// Page size of DescribeImages and ECR Public's DescribeImageTags (their maximum).
+pub(crate) const LISTING_PAGE_SIZE: i32 = 1000;
+
+/// Reads a listing page after page (`fetch` is given the previous page's
+/// next token): every item and the pages read, None when the repository
+/// does not exist, an error past `max_pages` pages.
+pub(crate) async fn listing_pages<F, Fut>(
+    max_pages: u32,
+    mut fetch: F,
+) -> Result<Option<(Vec<TaggedImage>, u32)>, AwsFailure>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<TaggedImage>, Option<String>), AwsFailure>>,
+{
+    let mut images = Vec::new();
+    let mut next = None;
+    for page in 1..=max_pages {
+        match fetch(next.take()).await {
+            Ok((more, token)) => {
+                images.extend(more);
+                match token {
+                    Some(token) if !token.is_empty() => next = Some(token),
+                    _ => return Ok(Some((images, page))),
+                }
+            }
+            Err(failure) if failure.is("RepositoryNotFoundException") => return Ok(None),
+            Err(failure) => return Err(failure),
+        }
+    }
+    Err(AwsFailure::new(
+        AwsErrorKind::Rejected,
+        None,
+        format!("more than {max_pages} pages of tags; refused"),
+    ))
+}
+
+/// One tag of a repository as ECR's API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedImage {
+    /// The tag.
+    pub tag: String,
+    /// The digest it names, as the API gave it (validated by the caller).
+    pub digest: String,
+    /// When the image was pushed, in seconds since the epoch.
+    pub pushed: Option<i64>,
+}
 
 /// A failed ECR call: one variant per operation, with its context.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +78,15 @@ pub enum EcrError {
         repository: String,
         /// The tag.
         tag: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// DescribeImages over the whole repository failed (a mirror's listing).
+    #[error("listing the images of ECR repository {repository}: {source}")]
+    ListImages {
+        /// The repository.
+        repository: String,
         /// What AWS said.
         #[source]
         source: AwsFailure,
@@ -77,6 +132,7 @@ impl EcrError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::ResolveTag { source, .. }
+            | Self::ListImages { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::DescribeScanFindings { source, .. } => match source.kind() {
                 AwsErrorKind::NotFound => reasons::SOURCE_NOT_FOUND,
@@ -93,6 +149,7 @@ impl EcrError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::ResolveTag { source, .. }
+            | Self::ListImages { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::DescribeScanFindings { source, .. }
             | Self::AuthorizationToken { source } => source.is_transient(),
@@ -161,6 +218,54 @@ impl EcrInspector {
                     "DescribeImages returned no image for the tag",
                 ))
             })
+    }
+
+    /// Every tag of `repository` with its digest and push time, from
+    /// DescribeImages in pages of 1,000 (no manifest request per tag); None
+    /// when the repository does not exist; with the pages read. More than
+    /// `max_pages` pages is an error.
+    pub async fn tagged_images(
+        &self,
+        repository: &str,
+        max_pages: u32,
+    ) -> Result<Option<(Vec<TaggedImage>, u32)>, EcrError> {
+        use aws_sdk_ecr::types::{DescribeImagesFilter, TagStatus};
+        let error = |source| EcrError::ListImages {
+            repository: repository.to_string(),
+            source,
+        };
+        let listed = listing_pages(max_pages, |next| async move {
+            let output = self
+                .client
+                .describe_images()
+                .registry_id(&self.registry.registry_id)
+                .repository_name(repository)
+                .filter(
+                    DescribeImagesFilter::builder()
+                        .tag_status(TagStatus::Tagged)
+                        .build(),
+                )
+                .max_results(LISTING_PAGE_SIZE)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|err| AwsFailure::from_sdk(&err))?;
+            let mut images = Vec::new();
+            for detail in output.image_details() {
+                let Some(digest) = detail.image_digest() else {
+                    continue;
+                };
+                let pushed = detail.image_pushed_at().map(|t| t.secs());
+                images.extend(detail.image_tags().iter().map(|tag| TaggedImage {
+                    tag: tag.clone(),
+                    digest: digest.to_string(),
+                    pushed,
+                }));
+            }
+            Ok((images, output.next_token().map(str::to_string)))
+        })
+        .await;
+        listed.map_err(error)
     }
 
     /// Tag mutability and encryption of `repository`.
@@ -259,6 +364,43 @@ mod tests {
 
     fn failure(kind: AwsErrorKind) -> AwsFailure {
         AwsFailure::new(kind, None, "m")
+    }
+
+    fn image(tag: &str) -> TaggedImage {
+        TaggedImage {
+            tag: tag.into(),
+            digest: "sha256:00".into(),
+            pushed: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_follow_next_tokens_within_a_page_bound() {
+        let pages = |next: Option<String>| async move {
+            Ok(match next.as_deref() {
+                None => (vec![image("a"), image("b")], Some("2".to_string())),
+                Some("2") => (vec![image("c")], Some(String::new())),
+                _ => unreachable!(),
+            })
+        };
+        let (images, read) = listing_pages(5, pages).await.unwrap().unwrap();
+        let tags: Vec<&str> = images.iter().map(|i| i.tag.as_str()).collect();
+        assert_eq!((tags.as_slice(), read), (["a", "b", "c"].as_slice(), 2));
+        let too_many = listing_pages(1, pages).await.unwrap_err();
+        assert!(
+            too_many.to_string().contains("more than 1 pages"),
+            "{too_many}"
+        );
+        let missing = listing_pages(3, |_| async {
+            Err(AwsFailure::new(
+                AwsErrorKind::NotFound,
+                Some("RepositoryNotFoundException"),
+                "no such repository",
+            ))
+        })
+        .await
+        .unwrap();
+        assert_eq!(missing, None);
     }
 
     #[test]

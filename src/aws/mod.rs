@@ -31,7 +31,7 @@ mod scan;
 mod token;
 
 pub use catalog::{CatalogData, catalog_update};
-pub use ecr::{EcrError, EcrInspector};
+pub use ecr::{EcrError, EcrInspector, TaggedImage};
 pub use error::{AwsErrorKind, AwsFailure, classify};
 pub use host::{
     ECR_PUBLIC_HOST, EcrRegistry, EcrRegistryError, parse_ecr_host, resolve_ecr_registry,

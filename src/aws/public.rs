@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use aws_config::SdkConfig;
 
 use super::catalog::{CatalogData, catalog_update};
+use super::ecr::TaggedImage;
 use super::error::{AwsErrorKind, AwsFailure};
 use super::token::{RegistryToken, TokenError};
 use crate::api::{EcrPublicRepository, reasons};
@@ -37,6 +38,15 @@ pub enum EcrPublicError {
         /// Why (never the token).
         #[source]
         source: TokenError,
+    },
+    /// DescribeImageTags failed (a mirror's listing).
+    #[error("listing the tags of ECR Public repository {repository}: {source}")]
+    ListTags {
+        /// The repository name (without the registry alias).
+        repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
     },
     /// DescribeRepositories failed.
     #[error("describing ECR Public repository {repository}: {source}")]
@@ -80,6 +90,7 @@ impl EcrPublicError {
     fn failure(&self) -> Option<&AwsFailure> {
         match self {
             Self::AuthorizationToken { source }
+            | Self::ListTags { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::CreateRepository { source, .. }
             | Self::GetCatalogData { source, .. }
@@ -188,6 +199,49 @@ impl EcrPublic {
             .and_then(|t| SystemTime::try_from(*t).ok());
         RegistryToken::decode(token, expires_at)
             .map_err(|source| EcrPublicError::DecodeToken { source })
+    }
+
+    /// Every tag of repository `name` with its digest and push time, from
+    /// DescribeImageTags in pages of 1,000 (no manifest request per tag);
+    /// None when the repository does not exist. More than `max_pages` pages
+    /// is an error.
+    pub async fn tagged_images(
+        &self,
+        name: &str,
+        max_pages: u32,
+    ) -> Result<Option<(Vec<TaggedImage>, u32)>, EcrPublicError> {
+        let error = |source| EcrPublicError::ListTags {
+            repository: name.to_string(),
+            source,
+        };
+        let listed = super::ecr::listing_pages(max_pages, |next| async move {
+            let output = self
+                .client
+                .describe_image_tags()
+                .repository_name(name)
+                .max_results(super::ecr::LISTING_PAGE_SIZE)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|err| AwsFailure::from_sdk(&err))?;
+            let mut images = Vec::new();
+            for detail in output.image_tag_details() {
+                let image = detail.image_detail();
+                let (Some(tag), Some(digest)) =
+                    (detail.image_tag(), image.and_then(|i| i.image_digest()))
+                else {
+                    continue;
+                };
+                images.push(TaggedImage {
+                    tag: tag.to_string(),
+                    digest: digest.to_string(),
+                    pushed: image.and_then(|i| i.image_pushed_at()).map(|t| t.secs()),
+                });
+            }
+            Ok((images, output.next_token().map(str::to_string)))
+        })
+        .await;
+        listed.map_err(error)
     }
 
     /// The repository `name` of the account's registry, or `None` when it does not exist.

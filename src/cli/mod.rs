@@ -3,6 +3,7 @@
 //! (0 done, 1 the work failed, 2 bad usage or input).
 
 pub mod copy;
+pub mod mirror;
 pub mod promote;
 pub mod run;
 

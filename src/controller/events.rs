@@ -3,11 +3,10 @@
 //! the one shared [`Recorder`]. The recorder's de-duplication key leaves out
 //! the note, so what tells events apart (the target) goes into `action`.
 
-use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::api::conditions::{self, find_condition};
-use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
+use crate::api::{ImagePromotionStatus, TargetState, reasons};
 
 /// One event to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,7 +98,10 @@ pub fn transitions(previous: &ImagePromotionStatus, new: &ImagePromotionStatus) 
 }
 
 /// Publishes `notices` about `object`; a failure is logged, never fatal.
-pub async fn publish(recorder: &Recorder, object: &ImagePromotion, notices: Vec<Notice>) {
+pub async fn publish<K>(recorder: &Recorder, object: &K, notices: Vec<Notice>)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     let reference = object.object_ref(&());
     for notice in notices {
         let event = Event {

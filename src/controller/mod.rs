@@ -21,6 +21,7 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod mirror;
 pub mod promotion;
 pub mod secrets;
 pub mod status;
@@ -29,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
@@ -43,7 +44,7 @@ use tracing::{error, info, warn};
 
 pub use error::{ReconcileError, RunError};
 
-use crate::api::ImagePromotion;
+use crate::api::{ImagePromotion, RegistryMirror};
 use crate::config::Config;
 use crate::promotion::Shared;
 use backoff::Backoffs;
@@ -103,6 +104,8 @@ pub struct Context {
     pub backoff: Backoffs,
     /// `--resync-interval`.
     pub resync: Duration,
+    /// Each RegistryMirror's ledger.
+    pub ledgers: mirror::Ledgers,
 }
 
 impl Context {
@@ -145,6 +148,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         metrics,
         backoff: Backoffs::default(),
         resync: settings.resync,
+        ledgers: mirror::Ledgers::default(),
     });
     if let Some(address) = settings.probe_address {
         let listener = bind(address, settings.share_ports, "health probes")?;
@@ -215,8 +219,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let controller = Controller::new(promotions, watcher::Config::default());
         let store = controller.store();
         stores.push(store.clone());
-        let mut stopping = stopping.clone();
-        let health = health.clone();
+        let mut promotion_stopping = stopping.clone();
+        let promotion_health = health.clone();
         let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
         reconcile_all.push(again);
         let running = controller
@@ -226,14 +230,31 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             .reconcile_all_on(all_again)
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
+                let _ = promotion_stopping.wait_for(|stop| *stop).await;
             })
             .run(promotion::reconcile, promotion::error_policy, ctx.clone())
             .for_each(move |result| {
-                report(&health, result);
+                report(&promotion_health, result);
                 futures::future::ready(())
             });
-        controllers.push(running);
+        controllers.push(running.boxed());
+        let mirrors: Api<RegistryMirror> = match &namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let mut stopping = stopping.clone();
+        let mirror_health = health.clone();
+        let running = Controller::new(mirrors, watcher::Config::default())
+            .with_config(controller::Config::default().concurrency(settings.concurrency))
+            .graceful_shutdown_on(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            })
+            .run(mirror::reconcile, mirror::error_policy, ctx.clone())
+            .for_each(move |result| {
+                report(&mirror_health, result);
+                futures::future::ready(())
+            });
+        controllers.push(running.boxed());
     }
     let ready = health.clone();
     tokio::spawn(async move {

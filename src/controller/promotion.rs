@@ -47,22 +47,31 @@ pub async fn reconcile(
         object.namespace().unwrap_or_default(),
         object.name_any()
     );
+    let span = tracing::info_span!("reconcile", object = %key);
+    let work = reconcile_object(&object, &ctx).boxed();
+    supervised(&ctx, key, span, work, || {
+        report_panic(&object, &ctx).boxed()
+    })
+    .await
+}
+
+/// Runs one reconcile's `work` in `span`: a panic inside is caught (then
+/// `on_panic` runs, to report it on the object) and becomes an error retried
+/// with backoff; the outcome and its duration are counted in the metrics.
+pub async fn supervised<P: Future<Output = ()>>(
+    ctx: &Context,
+    key: String,
+    span: tracing::Span,
+    work: futures::future::BoxFuture<'_, Result<Action, ReconcileError>>,
+    on_panic: impl FnOnce() -> P,
+) -> Result<Action, ReconcileError> {
     let started = Instant::now();
     let _worker = ctx.metrics.worker();
-    let span = tracing::info_span!("reconcile", object = %key);
-    let work = reconcile_object(&object, &ctx)
-        .instrument(span.clone())
-        .boxed();
-    let result = match caught(work).await {
+    let result = match caught(work.instrument(span.clone())).await {
         Ok(result) => result,
         Err(message) => {
-            let _entered = span.enter();
-            error!(%message, "the reconcile panicked; reported on the object, retried with backoff");
-            drop(_entered);
-            report_panic(&object, &ctx)
-                .instrument(span.clone())
-                .boxed()
-                .await;
+            span.in_scope(|| error!(%message, "the reconcile panicked; reported on the object, retried with backoff"));
+            on_panic().instrument(span).await;
             Err(ReconcileError::Panicked {
                 object: key,
                 message,
@@ -95,11 +104,10 @@ pub async fn caught<T>(work: impl Future<Output = T>) -> Result<T, String> {
 
 /// What `error_policy` does with a failed reconcile: retry with the object's backoff,
 /// or wait for a change when a retry cannot help.
-pub fn error_policy(
-    object: Arc<ImagePromotion>,
-    error: &ReconcileError,
-    ctx: Arc<Context>,
-) -> Action {
+pub fn error_policy<K>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>) -> Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     let uid = object.uid().unwrap_or_default();
     error!(
         object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
@@ -110,7 +118,7 @@ pub fn error_policy(
     if error.is_transient() {
         Action::requeue(
             ctx.backoff
-                .failed(&uid, object.metadata.generation.unwrap_or(0)),
+                .failed(&uid, object.meta().generation.unwrap_or(0)),
         )
     } else {
         Action::await_change()
@@ -399,12 +407,27 @@ async fn write_status(
     if !changed(object.status.as_ref(), status) {
         return Ok(());
     }
+    apply_status(ctx, object, status).await
+}
+
+/// Writes the `/status` of `object` with server-side apply, as [`FIELD_MANAGER`].
+pub async fn apply_status<K>(
+    ctx: &Context,
+    object: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), ReconcileError>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
-    let api: Api<ImagePromotion> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
-        "apiVersion": "imagepromoter.dev/v1alpha1",
-        "kind": "ImagePromotion",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     api.patch_status(

@@ -126,17 +126,24 @@ impl TagSelection {
         let Some(newest) = self.newest else {
             return selected;
         };
-        let by_push_time = self.range.is_none() && selected.iter().all(|t| t.pushed.is_some());
+        self.newest_first(&mut selected);
+        selected.truncate(newest);
+        selected
+    }
+
+    /// Orders `tags` newest first: by push time when no range is given and
+    /// every tag has one, otherwise by version (tags that are not versions
+    /// last, by name). Backfills copy in this order.
+    pub fn newest_first(&self, tags: &mut [&SourceTag]) {
+        let by_push_time = self.range.is_none() && tags.iter().all(|t| t.pushed.is_some());
         if by_push_time {
-            selected.sort_by(|a, b| b.pushed.cmp(&a.pushed).then_with(|| a.tag.cmp(&b.tag)));
+            tags.sort_by(|a, b| b.pushed.cmp(&a.pushed).then_with(|| a.tag.cmp(&b.tag)));
         } else {
-            selected.sort_by(|a, b| {
+            tags.sort_by(|a, b| {
                 let (va, vb) = (Version::parse_tag(&a.tag), Version::parse_tag(&b.tag));
                 vb.cmp(&va).then_with(|| a.tag.cmp(&b.tag))
             });
         }
-        selected.truncate(newest);
-        selected
     }
 }
 

@@ -34,7 +34,7 @@ pub struct PlanError {
 }
 
 impl PlanError {
-    fn invalid(message: String) -> Self {
+    pub(crate) fn invalid(message: String) -> Self {
         Self {
             reason: reasons::INVALID_SPEC,
             message,
@@ -51,7 +51,10 @@ impl PlanError {
     /// True for refusals by the operator's configuration (the object itself
     /// is valid).
     pub fn is_refusal(&self) -> bool {
-        self.reason != reasons::INVALID_SPEC
+        !matches!(
+            self.reason,
+            reasons::INVALID_SPEC | reasons::INVALID_TAG_FILTER
+        )
     }
 }
 
@@ -233,41 +236,35 @@ pub fn plan_with(
         inferred.extend(infer("spec.source.image", source_host, credentials)?);
     }
     for (spec_target, planned) in spec.targets.iter().zip(&targets) {
-        let host = &planned.target.repository.registry;
-        if entry(config, host).is_some() {
-            continue;
-        }
         let field = format!("spec.targets[{}]", planned.name);
-        let credentials = target_credentials(spec_target.credentials.as_ref(), host)
-            .map_err(|e| PlanError::invalid(format!("{field}.{}", e.message)))?;
-        let credentials = match credentials {
-            Kind::SecretRef(secret) => {
-                use_secret(&mut secrets, access, &field, secret, host)?;
-                continue;
-            }
-            kind => kind,
-        };
-        if secrets.iter().any(|s| s.host == *host) {
-            return Err(PlanError::invalid(format!(
-                "{field}.credentials: {host} is reached with a Secret elsewhere in this object; \
-                 one object uses one set of credentials per registry host"
-            )));
-        }
-        let Some(wanted) = infer(&field, host, credentials)? else {
-            continue;
-        };
-        match inferred.iter().find(|i| i.host() == host) {
-            None => inferred.push(wanted),
-            Some(existing) if *existing == wanted => {}
-            Some(_) => {
-                return Err(PlanError::invalid(format!(
-                    "{field}.credentials: {host} is reached with other credentials elsewhere in \
-                     this object; one object uses one set of credentials per registry host"
-                )));
-            }
-        }
+        let host = &planned.target.repository.registry;
+        let credentials = spec_target.credentials.as_ref();
+        reach(
+            config,
+            access,
+            &field,
+            host,
+            credentials,
+            &mut inferred,
+            &mut secrets,
+        )?;
     }
-    tenancy(promotion, config, &source, &targets, &secrets)?;
+    let target_repositories: Vec<(String, &Repository)> = targets
+        .iter()
+        .map(|t| {
+            (
+                format!("spec.targets[{}].repository", t.name),
+                &t.target.repository,
+            )
+        })
+        .collect();
+    tenancy(
+        promotion.metadata.namespace.as_deref(),
+        config,
+        (&source.image.repository, "spec.source.image"),
+        &target_repositories,
+        &secrets,
+    )?;
     Ok(PromotionPlan {
         name: promotion.metadata.name.clone().unwrap_or_default(),
         generation: promotion.metadata.generation.unwrap_or(0),
@@ -287,6 +284,51 @@ pub fn plan_with(
         inferred,
         secrets,
     })
+}
+
+/// Records how the object reaches `host` for a target-like use (written to,
+/// or a mirror's source): the configuration file's entry when it lists the
+/// host, else the object's `credentials` or what the host implies (the
+/// operator's AWS identity for ECR and ECR Public hosts, anonymous
+/// otherwise). One object uses one set of credentials per host.
+pub(crate) fn reach(
+    config: &Config,
+    access: SecretAccess,
+    field: &str,
+    host: &str,
+    credentials: Option<&RegistryCredentials>,
+    inferred: &mut Vec<InferredCredentials>,
+    secrets: &mut Vec<SecretCredentials>,
+) -> Result<(), PlanError> {
+    if entry(config, host).is_some() {
+        return Ok(());
+    }
+    let credentials = target_credentials(credentials, host)
+        .map_err(|e| PlanError::invalid(format!("{field}.{}", e.message)))?;
+    let credentials = match credentials {
+        Kind::SecretRef(secret) => return use_secret(secrets, access, field, secret, host),
+        kind => kind,
+    };
+    if secrets.iter().any(|s| s.host == *host) {
+        return Err(PlanError::invalid(format!(
+            "{field}.credentials: {host} is reached with a Secret elsewhere in this object; \
+             one object uses one set of credentials per registry host"
+        )));
+    }
+    let Some(wanted) = infer(field, host, credentials)? else {
+        return Ok(());
+    };
+    match inferred.iter().find(|i| i.host() == host) {
+        None => inferred.push(wanted),
+        Some(existing) if *existing == wanted => {}
+        Some(_) => {
+            return Err(PlanError::invalid(format!(
+                "{field}.credentials: {host} is reached with other credentials elsewhere in \
+                 this object; one object uses one set of credentials per registry host"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl InferredCredentials {
@@ -338,7 +380,7 @@ fn source(
     })
 }
 
-fn public_repository(
+pub(crate) fn public_repository(
     target: &str,
     repository: &Repository,
     catalog: &EcrPublicRepository,
@@ -430,17 +472,18 @@ fn infer(field: &str, host: &str, kind: Kind) -> Result<Option<InferredCredentia
     }
 }
 
-/// The operator's tenancy rules, for an object that names its namespace.
-/// Targets written with the object's own Secret are the namespace's business:
-/// only those written with the operator's credentials are checked.
-fn tenancy(
-    promotion: &ImagePromotion,
+/// The operator's tenancy rules, for an object that names its namespace:
+/// its source and the targets (field, repository) it writes. Targets written
+/// with the object's own Secret are the namespace's business: only those
+/// written with the operator's credentials are checked.
+pub(crate) fn tenancy(
+    namespace: Option<&str>,
     config: &Config,
-    source: &SourcePlan,
-    targets: &[TargetPlan],
+    (source, source_field): (&Repository, &str),
+    targets: &[(String, &Repository)],
     secrets: &[SecretCredentials],
 ) -> Result<(), PlanError> {
-    let Some(namespace) = promotion.metadata.namespace.as_deref() else {
+    let Some(namespace) = namespace else {
         return Ok(());
     };
     let rules = config.tenancy();
@@ -449,26 +492,13 @@ fn tenancy(
         message: e.message,
     };
     rules
-        .check(
-            namespace,
-            Use::Source,
-            &source.image.repository,
-            "spec.source.image",
-        )
+        .check(namespace, Use::Source, source, source_field)
         .map_err(refused)?;
-    let own_secret = |t: &&TargetPlan| {
-        secrets
-            .iter()
-            .any(|s| s.host == t.target.repository.registry)
-    };
-    for target in targets.iter().filter(|t| !own_secret(t)) {
+    let own_secret =
+        |repository: &Repository| secrets.iter().any(|s| s.host == repository.registry);
+    for (field, repository) in targets.iter().filter(|(_, r)| !own_secret(r)) {
         rules
-            .check(
-                namespace,
-                Use::Target,
-                &target.target.repository,
-                &format!("spec.targets[{}].repository", target.name),
-            )
+            .check(namespace, Use::Target, repository, field)
             .map_err(refused)?;
     }
     Ok(())

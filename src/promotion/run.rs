@@ -57,8 +57,18 @@ impl Shared {
         plan: &PromotionPlan,
         clients: impl IntoIterator<Item = (String, RegistryClient)>,
     ) -> Result<Engine, ConfigError> {
+        self.engine_with(&plan.inferred, clients)
+    }
+
+    /// The engine an object copies with: the shared one, reaching `inferred`
+    /// hosts with the shared token clients and the hosts of `clients` with those.
+    pub fn engine_with(
+        &self,
+        inferred: &[InferredCredentials],
+        clients: impl IntoIterator<Item = (String, RegistryClient)>,
+    ) -> Result<Engine, ConfigError> {
         let mut views = Vec::new();
-        for credentials in &plan.inferred {
+        for credentials in inferred {
             views.push((credentials.host().to_string(), self.inferred(credentials)?));
         }
         views.extend(clients);
@@ -261,7 +271,7 @@ async fn copy(
 
 /// Creates the ECR Public repository when it is missing. An existing one is
 /// used as it is: its catalog data is left alone (docs/api.md).
-async fn create_repository(
+pub(crate) async fn create_repository(
     sdk: &SdkConfig,
     plan: &PublicRepositoryPlan,
 ) -> Result<Option<String>, Problem> {

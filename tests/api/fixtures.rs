@@ -133,6 +133,7 @@ pub fn drifted_status() -> RegistryMirrorStatus {
         observed_generation: Some(1),
         conditions,
         tags: Some(TagCounts {
+            selected: 43,
             in_sync: 42,
             pending: 0,
             drifted: 1,
@@ -147,5 +148,6 @@ pub fn drifted_status() -> RegistryMirrorStatus {
             )),
         }],
         last_sync_time: Some(last_sync),
+        ..Default::default()
     }
 }

@@ -29,6 +29,7 @@ mod cluster;
 mod configuration;
 mod faults;
 mod harness;
+mod mirrored;
 mod promoted;
 mod refused;
 mod replicas;

@@ -9,8 +9,11 @@ What it covers, on two listeners of one process:
 * The ECR Public JSON API (awsJson1.1, `X-Amz-Target: SpencerFrontendService.<Action>`),
   plain HTTP, for `AWS_ENDPOINT_URL_ECR_PUBLIC`. Actions: GetAuthorizationToken,
   CreateRepository, DescribeRepositories, PutRepositoryCatalogData,
-  GetRepositoryCatalogData, DescribeImages. Request signatures are not checked.
-  DescribeImages reads the real registry (tags, manifests) with a token it mints itself.
+  GetRepositoryCatalogData, DescribeImages, DescribeImageTags (the RegistryMirror's
+  target listing). Request signatures are not checked. DescribeImages and
+  DescribeImageTags read the real registry (tags, manifests) with a token they mint
+  themselves; those reads go straight to the registry, not through any proxy a test
+  puts in front of it.
 * The registry's token realm (`GET /token`, HTTPS), the Docker token protocol that
   CNCF distribution's `token` auth verifies: the JWTs are ES256, carry an `x5c` chain
   whose root is the test CA, and are really checked by the registry.
@@ -266,6 +269,28 @@ class Api:
             if not result:
                 raise ApiError("ImageNotFoundException", f"The image requested does not exist in '{name}'")
         return self._page(result, body, "imageDetails")
+
+    def action_DescribeImageTags(self, body: dict[str, Any]) -> dict[str, Any]:
+        name, _ = self._repository(body)
+        path = f"{self.store.alias}/{name}"
+        token, _ = self.issuer.mint("ecr-public-standin", [{"type": "repository", "name": path, "actions": ["pull"]}])
+        tags = self._registry_json(f"/v2/{path}/tags/list", token).get("tags") or []
+        details = []
+        for tag in sorted(tags):
+            digest, media_type, size = self._head_manifest(path, tag, token)
+            details.append(
+                {
+                    "imageTag": tag,
+                    "createdAt": time.time(),
+                    "imageDetail": {
+                        "imageDigest": digest,
+                        "imageSizeInBytes": size,
+                        "imagePushedAt": time.time(),
+                        "imageManifestMediaType": media_type,
+                    },
+                }
+            )
+        return self._page(details, body, "imageTagDetails")
 
     def _registry_json(self, path: str, token: str) -> dict[str, Any]:
         request = urllib.request.Request(f"https://{self.store.registry}{path}", headers={"Authorization": f"Bearer {token}"})

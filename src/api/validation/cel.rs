@@ -60,6 +60,10 @@ fn rules() -> Vec<(Rule, Predicate)> {
         ),
         rule(api::promotion_target_is_not_source(), target_is_not_source),
         rule(
+            api::mirror_target_is_not_source(),
+            mirror_target_is_not_source,
+        ),
+        rule(
             api::untagged_source_needs_target_tags(),
             untagged_source_needs_target_tags,
         ),
@@ -70,6 +74,11 @@ fn rules() -> Vec<(Rule, Predicate)> {
             create_repository_needs_ecr_public,
         ),
         rule(Rule::new(HTTPS_URL_RULE), |v| string(v, is_https_url)),
+        rule(api::mirror_interval(), |v| string(v, is_mirror_interval)),
+        rule(api::tier(), |v| string(v, is_label_value)),
+        rule(api::non_empty_patterns(), |v| {
+            each_string(v, |p| !p.is_empty())
+        }),
     ]
 }
 
@@ -104,6 +113,56 @@ fn exactly_one_of_fields(rule: &str) -> Option<Vec<&str>> {
                 .filter(|field| field.bytes().all(|b| b.is_ascii_alphanumeric()))
         })
         .collect()
+}
+
+/// A Go duration (`1h30m`, `90s`, `1.5h`) in seconds.
+fn go_duration_seconds(text: &str) -> Option<f64> {
+    let mut rest = text;
+    let mut total = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        if !rest[..number_len].starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        rest = &rest[number_len..];
+        let (unit, seconds) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .find(|(unit, _)| rest.starts_with(unit) && !rest[unit.len()..].starts_with('s'))?;
+        total += number * seconds;
+        rest = &rest[unit.len()..];
+    }
+    Some(total)
+}
+
+fn is_mirror_interval(text: &str) -> bool {
+    go_duration_seconds(text).is_some_and(|seconds| seconds >= 60.0)
+}
+
+fn is_label_value(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        }
+        _ => false,
+    }
 }
 
 /// CEL `has(self.field)`: present (the reader drops explicit nulls beforehand).
@@ -161,6 +220,13 @@ fn target_is_not_source(spec: &Value) -> bool {
         !image.starts_with(&format!("{repository}:"))
             && !image.starts_with(&format!("{repository}@"))
     })
+}
+
+fn mirror_target_is_not_source(spec: &Value) -> bool {
+    let source = spec.get("source").map_or("", |s| field(s, "repository"));
+    targets(spec)
+        .iter()
+        .all(|t| field(t, "repository") != source)
 }
 
 fn untagged_source_needs_target_tags(spec: &Value) -> bool {
@@ -447,7 +513,7 @@ mod tests {
         }
     }
 
-    /// Every rule and pattern of the ImagePromotion CRD has a predicate here.
+    /// Every rule and pattern of both CRDs has a predicate here.
     #[test]
     fn every_rule_of_the_crd_is_known() {
         fn walk(node: &Value, rules: &mut Vec<String>, patterns: &mut Vec<String>) {
@@ -465,13 +531,15 @@ mod tests {
                 _ => {}
             }
         }
-        let crd = serde_json::to_value(&crate::api::crds()[0]).unwrap();
         let (mut rules, mut patterns) = (Vec::new(), Vec::new());
-        walk(
-            &crd["spec"]["versions"][0]["schema"],
-            &mut rules,
-            &mut patterns,
-        );
+        for crd in crate::api::crds() {
+            let crd = serde_json::to_value(&crd).unwrap();
+            walk(
+                &crd["spec"]["versions"][0]["schema"],
+                &mut rules,
+                &mut patterns,
+            );
+        }
         assert!(rules.len() > 10, "{rules:?}");
         for rule in rules {
             assert_ne!(
@@ -521,6 +589,24 @@ mod tests {
                 spec("q.io/ab:1", json!([{"repository": "q.io/a"}])),
                 true,
             ),
+            (
+                api::mirror_target_is_not_source(),
+                json!({"source": {"repository": "q.io/a"}, "targets": [{"repository": "r.io/a"}, {"repository": "q.io/a"}]}),
+                false,
+            ),
+            (
+                api::mirror_target_is_not_source(),
+                json!({"source": {"repository": "q.io/a"}, "targets": [{"repository": "q.io/ab"}]}),
+                true,
+            ),
+            (api::mirror_interval(), json!("1h30m"), true),
+            (api::mirror_interval(), json!("1.5m"), true),
+            (api::mirror_interval(), json!("59s"), false),
+            (api::mirror_interval(), json!("10"), false),
+            (api::mirror_interval(), json!("5ms"), false),
+            (api::tier(), json!("Gold"), true),
+            (api::tier(), json!("-Gold"), false),
+            (api::non_empty_patterns(), json!(["^a$", ""]), false),
             (
                 api::untagged_source_needs_target_tags(),
                 spec(

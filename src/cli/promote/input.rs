@@ -1,5 +1,5 @@
-//! Reading an ImagePromotion as `kubectl apply -f` would: exactly one YAML
-//! document of kind ImagePromotion, checked against the CRD's schema and
+//! Reading an ImagePromotion (or a RegistryMirror, for `mirror`) as
+//! `kubectl apply -f` would: exactly one YAML document of the kind, checked against the CRD's schema and
 //! CEL rules ([`crate::api::validation`]) before it is typed.
 //!
 //! What the apiserver would refuse is refused here with the same field paths
@@ -12,6 +12,7 @@ use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::validation::{Violation, validate};
@@ -38,6 +39,8 @@ pub enum InputError {
     Invalid {
         /// Where from.
         origin: String,
+        /// The kind read.
+        kind: &'static str,
         /// `metadata.name`, when there is one.
         name: String,
         /// Every violation found.
@@ -52,12 +55,13 @@ impl fmt::Display for InputError {
             Self::Document { origin, message } => write!(f, "{origin}: {message}"),
             Self::Invalid {
                 origin,
+                kind,
                 name,
                 violations,
             } => {
                 write!(
                     f,
-                    "{origin}: ImagePromotion {name:?} is invalid (the apiserver would refuse it too):"
+                    "{origin}: {kind} {name:?} is invalid (the apiserver would refuse it too):"
                 )?;
                 for violation in violations {
                     write!(f, "\n  {violation}")?;
@@ -72,6 +76,16 @@ impl std::error::Error for InputError {}
 
 /// Reads the ImagePromotion in `path` (`-`: standard input).
 pub fn read(path: &Path) -> Result<ImagePromotion, InputError> {
+    read_as(path, "ImagePromotion")
+}
+
+/// Parses and validates one ImagePromotion from YAML `text` read from `origin`.
+pub fn parse(text: &str, origin: &str) -> Result<ImagePromotion, InputError> {
+    parse_as(text, origin, "ImagePromotion")
+}
+
+/// Reads one object of `kind` in `path` (`-`: standard input).
+pub fn read_as<K: DeserializeOwned>(path: &Path, kind: &'static str) -> Result<K, InputError> {
     let origin = path.display().to_string();
     let text = if origin == "-" {
         let mut text = String::new();
@@ -83,11 +97,15 @@ pub fn read(path: &Path) -> Result<ImagePromotion, InputError> {
         origin: origin.clone(),
         source,
     })?;
-    parse(&text, &origin)
+    parse_as(&text, &origin, kind)
 }
 
-/// Parses and validates one ImagePromotion from YAML `text` read from `origin`.
-pub fn parse(text: &str, origin: &str) -> Result<ImagePromotion, InputError> {
+/// Parses and validates one object of `kind` from YAML `text` read from `origin`.
+pub fn parse_as<K: DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    kind: &'static str,
+) -> Result<K, InputError> {
     let document = |message: String| InputError::Document {
         origin: origin.to_string(),
         message,
@@ -103,13 +121,11 @@ pub fn parse(text: &str, origin: &str) -> Result<ImagePromotion, InputError> {
     let mut object = match documents.len() {
         1 => documents.remove(0),
         0 => {
-            return Err(document(
-                "holds no object; expected one ImagePromotion".into(),
-            ));
+            return Err(document(format!("holds no object; expected one {kind}")));
         }
         n => {
             return Err(document(format!(
-                "holds {n} objects; promote takes exactly one ImagePromotion per run"
+                "holds {n} objects; one run takes exactly one {kind}"
             )));
         }
     };
@@ -124,10 +140,11 @@ pub fn parse(text: &str, origin: &str) -> Result<ImagePromotion, InputError> {
         .to_string();
     let invalid = |violations| InputError::Invalid {
         origin: origin.to_string(),
+        kind,
         name: name.clone(),
         violations,
     };
-    let violations = check(&object);
+    let violations = check(&object, kind);
     if !violations.is_empty() {
         return Err(invalid(violations));
     }
@@ -140,7 +157,7 @@ pub fn parse(text: &str, origin: &str) -> Result<ImagePromotion, InputError> {
 }
 
 /// Violations of the object's envelope and of its spec.
-fn check(object: &Value) -> Vec<Violation> {
+fn check(object: &Value, kind: &str) -> Vec<Violation> {
     let violation = |path: &str, message: String| Violation {
         path: path.into(),
         message,
@@ -156,10 +173,10 @@ fn check(object: &Value) -> Vec<Violation> {
             format!("must be {api_version}, the version this command reads"),
         ));
     }
-    if map.get("kind").and_then(Value::as_str) != Some("ImagePromotion") {
+    if map.get("kind").and_then(Value::as_str) != Some(kind) {
         out.push(violation(
             "kind",
-            "must be ImagePromotion (promote reads no other kind)".into(),
+            format!("must be {kind} (this command reads no other kind)"),
         ));
     }
     let name = object.pointer("/metadata/name").and_then(Value::as_str);
@@ -178,18 +195,18 @@ fn check(object: &Value) -> Vec<Violation> {
         }
     }
     match map.get("spec") {
-        Some(spec) => out.extend(validate(spec, &spec_schema(), "spec")),
+        Some(spec) => out.extend(validate(spec, &spec_schema(kind), "spec")),
         None => out.push(violation("spec", "required field is missing".into())),
     }
     out
 }
 
 /// The OpenAPI schema of `spec`, from the generated CRD.
-fn spec_schema() -> Value {
+fn spec_schema(kind: &str) -> Value {
     let crd = crate::api::crds()
         .into_iter()
-        .find(|crd| crd.spec.names.kind == "ImagePromotion")
-        .expect("the ImagePromotion CRD is generated");
+        .find(|crd| crd.spec.names.kind == kind)
+        .expect("the kind's CRD is generated");
     let schema = crd
         .spec
         .versions

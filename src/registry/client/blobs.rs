@@ -105,6 +105,16 @@ impl RegistryClient {
                 operation,
                 host: self.inner.host.clone(),
             })?;
+        self.on_this_registry(operation, location)
+    }
+
+    /// `location` (absolute or relative) resolved against the registry, refused
+    /// when it leads to another scheme, host or port.
+    pub(super) fn on_this_registry(
+        &self,
+        operation: &'static str,
+        location: &str,
+    ) -> Result<reqwest::Url, RegistryError> {
         let base = &self.inner.base_url;
         let url = base
             .join(location)

@@ -11,6 +11,7 @@
 mod blobs;
 mod manifests;
 mod settings;
+mod tags;
 #[cfg(test)]
 pub(crate) mod test_server;
 mod tls;
@@ -19,6 +20,7 @@ pub(crate) use blobs::receiver_stream;
 pub use blobs::{Mount, UploadSession};
 pub use manifests::{FetchedManifest, MANIFEST_READS, ManifestHead};
 pub use settings::{ClientSettings, UploadMode};
+pub use tags::{MAX_TAGS_PAGE_BYTES, TAGS_PAGE_SIZE, TagListing};
 
 use super::auth::{AuthSession, Scope, SharedSource};
 use super::error::RegistryError;

@@ -1,0 +1,352 @@
+//! `image-promoter mirror -f MIRROR.yaml`: one sync of one RegistryMirror,
+//! without a cluster; `image-promoter mirror report`: which source
+//! repositories are fully mirrored, by tier, from the cluster's mirrors.
+//!
+//! The object is read and validated as the apiserver would; the sync is
+//! [`crate::mirror::sync`]'s, the same the controller runs. `--state FILE`
+//! keeps the mirror's ledger between runs ([`crate::mirror::state`]), so
+//! successive runs cost what the operator's successive intervals cost.
+
+pub mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::promote::input;
+use super::{FAILED, usage_error};
+use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
+use crate::config::Config;
+use crate::mirror::plan::TagState;
+use crate::mirror::state::{self, MirrorIdentity};
+use crate::mirror::status::{SyncSummary, blocked_status, synced_status};
+use crate::mirror::sync::{RepositoryRequests, SyncReport};
+use crate::mirror::{self, Ledger, MirrorSetup, SyncOptions};
+use crate::promotion::{SecretAccess, Shared};
+
+const AFTER_HELP: &str = "\
+One run is one interval of the operator: list the source and every target,
+read (HEAD) only new and floating tags and a rotating sample of 4 known tags
+(every tag on the first run and every fullResyncInterval), then copy at most
+spec.maxCopiesPerSync missing tags, newest first, by digest with every
+platform, signatures and referrers. A write-once tag that points elsewhere at
+a target is reported as drifted and left alone; a tag deleted at the source is
+reported and kept at the targets.
+
+--state FILE keeps what the run learnt (tag -> digest at the source and each
+target, the rotating check's position, the last full resync) for the next run;
+without it every run starts from a full listing. The file is written
+atomically with mode 0600 and belongs to one mirror.
+
+Credentials: as for `promote`, from the --config file's entries, or the
+environment's AWS identity for ECR and ECR Public hosts it does not list;
+Secrets are not read.
+
+A mirror with spec.suspend: true is not synced (exit 0, nothing read or written).
+
+Exit status: 0 no selected tag failed or drifted (all in sync, or phase
+Backfilling: the rest is copied by the next runs; with --dry-run: the plan was
+printed); 1 a tag failed or drifted, the sync could not run, or the
+configuration refuses the object; 2 bad usage, an invalid object or an
+unusable --state file.";
+
+/// Arguments of `mirror`.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+pub struct MirrorArgs {
+    #[command(subcommand)]
+    pub command: Option<MirrorCommand>,
+    /// The RegistryMirror, as YAML for `kubectl apply` (`-`: standard input).
+    #[arg(short = 'f', long = "filename", value_name = "MIRROR.yaml")]
+    pub file: Option<PathBuf>,
+    /// Registry configuration (auth, CAs, limits, tenancy); see docs/config.md.
+    #[arg(long, value_name = "FILE", env = "IMAGE_PROMOTER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The mirror's ledger, loaded before the sync and saved after it.
+    #[arg(long, value_name = "STATE.json")]
+    pub state: Option<PathBuf>,
+    /// List and plan only: create and copy nothing (the state file is not written).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print a machine-readable report (JSON) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Subcommands of `mirror`.
+#[derive(Debug, Subcommand)]
+pub enum MirrorCommand {
+    /// Print, by tier, which source repositories the cluster's RegistryMirrors
+    /// mirror fully with no drift: the repositories a migration can retire.
+    Report(report::ReportArgs),
+}
+
+/// The `--json` report.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonReport<'a> {
+    mirror: &'a MirrorIdentity,
+    dry_run: bool,
+    full_resync: bool,
+    selected: usize,
+    /// Registry requests of the observation (listings and HEADs), all repositories.
+    observe_requests: u64,
+    /// Registry requests of the copies.
+    copy_requests: u64,
+    source: &'a RepositoryRequests,
+    targets: &'a [RepositoryRequests],
+    copies: &'a [mirror::sync::CopyMade],
+    decisions: &'a [mirror::plan::Decision],
+    status: &'a RegistryMirrorStatus,
+}
+
+/// Runs `mirror`.
+pub fn run(args: MirrorArgs) -> ExitCode {
+    if let Some(MirrorCommand::Report(report)) = args.command {
+        return report::run(report);
+    }
+    let Some(file) = args.file.clone() else {
+        return usage_error("mirror needs -f MIRROR.yaml (or the subcommand `report`)");
+    };
+    let object: RegistryMirror = match input::read_as(&file, "RegistryMirror") {
+        Ok(object) => object,
+        Err(error) => return usage_error(error),
+    };
+    let config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(error) => return usage_error(error),
+        },
+        None => Config::default(),
+    };
+    let setup = match mirror::setup(&object, &config, SecretAccess::None) {
+        Ok(setup) => setup,
+        Err(e) if e.is_refusal() => {
+            eprintln!("image-promoter: {}: {}: {e}", file.display(), e.reason);
+            return ExitCode::from(FAILED);
+        }
+        Err(e) => return usage_error(format!("{}: {}: {e}", file.display(), e.reason)),
+    };
+    let identity = MirrorIdentity {
+        namespace: setup.namespace.clone(),
+        name: setup.name.clone(),
+        source: setup.source.to_string(),
+    };
+    if setup.suspend {
+        if args.json {
+            let _ = print_json(&serde_json::json!({"mirror": identity, "suspended": true}));
+        }
+        eprintln!(
+            "image-promoter: RegistryMirror {identity}: spec.suspend is true; nothing was done"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut ledger = match &args.state {
+        Some(path) => match state::load(path, &identity) {
+            Ok(ledger) => ledger.unwrap_or_default(),
+            Err(error) => return usage_error(error),
+        },
+        None => Ledger::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    let synced = match runtime.block_on(sync_once(&setup, &config, &mut ledger, args.dry_run)) {
+        Ok(synced) => synced,
+        Err(message) => return usage_error(message),
+    };
+    let report = match synced {
+        Ok(report) => report,
+        Err(failure) => {
+            let status = blocked_status(
+                &RegistryMirrorStatus::default(),
+                setup.generation,
+                &failure.problem.reason,
+                &failure.problem.message,
+                !failure.transient,
+                &SystemClock,
+            );
+            if args.json {
+                let _ = print_json(&status);
+            }
+            eprintln!(
+                "image-promoter: RegistryMirror {identity}: {}: {}",
+                failure.problem.reason, failure.problem.message
+            );
+            return ExitCode::from(FAILED);
+        }
+    };
+    if let (Some(path), false) = (&args.state, args.dry_run)
+        && let Err(error) = state::save(path, &identity, &ledger)
+    {
+        eprintln!("image-promoter: {error}");
+        return ExitCode::from(FAILED);
+    }
+    let summary = SyncSummary {
+        generation: setup.generation,
+        targets: &report.targets,
+        selected: report.selected,
+        decisions: &report.decisions,
+        full_resync: report.full_resync && !report.dry_run,
+    };
+    let status = synced_status(&RegistryMirrorStatus::default(), &summary, &SystemClock);
+    let printed = if args.json {
+        let all = |r: &[RepositoryRequests]| r.iter().map(|r| r.registry_requests).sum::<u64>();
+        print_json(&JsonReport {
+            mirror: &identity,
+            dry_run: report.dry_run,
+            full_resync: report.full_resync,
+            selected: report.selected,
+            observe_requests: report.source_requests.registry_requests
+                + all(&report.target_requests),
+            copy_requests: report.copies.iter().map(|c| c.requests).sum(),
+            source: &report.source_requests,
+            targets: &report.target_requests,
+            copies: &report.copies,
+            decisions: &report.decisions,
+            status: &status,
+        })
+    } else {
+        print_text(&identity, &report, &status)
+    };
+    if let Err(error) = printed {
+        eprintln!("image-promoter: writing the report to stdout: {error}");
+        return ExitCode::from(FAILED);
+    }
+    if report.troubled() {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads the shared context and runs one sync; Err for an unusable configuration.
+async fn sync_once(
+    setup: &MirrorSetup,
+    config: &Config,
+    ledger: &mut Ledger,
+    dry_run: bool,
+) -> Result<Result<SyncReport, mirror::SyncFailure>, String> {
+    let shared = Shared::load(config).await.map_err(|e| e.to_string())?;
+    let engine = shared
+        .engine_with(&setup.inferred, [])
+        .map_err(|e| e.to_string())?;
+    let options = SyncOptions {
+        dry_run,
+        now: k8s_openapi::jiff::Timestamp::now().as_second(),
+    };
+    Ok(mirror::sync(setup, &engine, &shared.sdk, ledger, options).await)
+}
+
+fn print_json(value: &impl Serialize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut text = serde_json::to_string_pretty(value).expect("a report serializes");
+    text.push('\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+fn print_text(
+    identity: &MirrorIdentity,
+    report: &SyncReport,
+    status: &RegistryMirrorStatus,
+) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    use std::io::Write;
+    let mut out = String::new();
+    let verb = if report.dry_run {
+        "would copy"
+    } else {
+        "copied"
+    };
+    let _ = writeln!(
+        out,
+        "RegistryMirror {identity}: {} selected tags{}{}",
+        report.selected,
+        if report.full_resync {
+            ", full resync"
+        } else {
+            ""
+        },
+        if report.dry_run { ", dry run" } else { "" }
+    );
+    for decision in &report.decisions {
+        let line = match &decision.state {
+            TagState::InSync => continue,
+            TagState::Copy => format!("{verb:<10} {} -> {}", decision.tag, decision.target_name),
+            TagState::Move { from } => format!(
+                "{:<10} {} -> {} (was {from})",
+                if report.dry_run {
+                    "would move"
+                } else {
+                    "moved"
+                },
+                decision.tag,
+                decision.target_name
+            ),
+            TagState::Pending => format!(
+                "{:<10} {} -> {}",
+                "pending", decision.tag, decision.target_name
+            ),
+            TagState::Drifted { message } => {
+                format!(
+                    "{:<10} {} at {}: {message}",
+                    "drifted", decision.tag, decision.target_name
+                )
+            }
+            TagState::Failed(problem) => format!(
+                "{:<10} {} at {}: {}: {}",
+                "failed", decision.tag, decision.target_name, problem.reason, problem.message
+            ),
+            TagState::DeletedAtSource => format!(
+                "{:<10} {} still at {} (kept)",
+                "deleted", decision.tag, decision.target_name
+            ),
+        };
+        let _ = writeln!(out, "  {line}");
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "TARGET", "SELECTED", "IN SYNC", "PENDING", "DRIFTED", "FAILED"
+    );
+    for target in &status.targets {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            target.name,
+            target.selected,
+            target.in_sync,
+            target.pending,
+            target.drifted,
+            target.failed
+        );
+    }
+    let requests = |r: &RepositoryRequests| {
+        format!(
+            "{}: {} requests ({} listing pages, {} HEADs)",
+            r.repository, r.registry_requests, r.listing_pages, r.heads
+        )
+    };
+    let _ = writeln!(out, "observed {}", requests(&report.source_requests));
+    for target in &report.target_requests {
+        let _ = writeln!(out, "observed {}", requests(target));
+    }
+    if let Some(ready) = crate::api::conditions::find_condition(&status.conditions, "Ready") {
+        let _ = writeln!(
+            out,
+            "phase {}; Ready={} {}: {}",
+            status.phase.map_or("-".to_string(), |p| format!("{p:?}")),
+            ready.status,
+            ready.reason,
+            ready.message
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()
+}

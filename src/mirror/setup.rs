@@ -1,0 +1,299 @@
+//! How one RegistryMirror reaches its registries, decided before any
+//! request: pure, from the validated object and the configuration file.
+//!
+//! The same trust rules as promotions ([`crate::promotion::plan`]): the
+//! configuration file's entry for a host, else the object's credentials or
+//! what the host implies (the operator's AWS identity only to ECR and ECR
+//! Public hosts), one set of credentials per host, and the tenancy rules for
+//! an object that names its namespace. It also picks how each repository is
+//! listed: ECR's DescribeImages for ECR hosts, ECR Public's DescribeImageTags
+//! for ECR Public targets (tags with digests, no request per tag), and
+//! `/v2/<name>/tags/list` everywhere else.
+
+use std::time::Duration;
+
+use crate::api::{RegistryMirror, reasons};
+use crate::aws::{ECR_PUBLIC_HOST, EcrRegistry, parse_ecr_host, resolve_ecr_registry};
+use crate::config::{Config, RegistryKind};
+use crate::promotion::plan::{
+    InferredCredentials, PlanError, PublicRepositoryPlan, SecretAccess, SecretCredentials,
+    public_repository, reach, tenancy,
+};
+use crate::registry::copy::MountSources;
+use crate::registry::{CopyOptions, Repository};
+
+use super::selection::TagSelection;
+
+/// How a repository's tags (and, where the API gives them, digests and push
+/// times) are listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListingApi {
+    /// `/v2/<name>/tags/list`, following `Link` headers.
+    Registry,
+    /// ECR DescribeImages.
+    Ecr {
+        registry: EcrRegistry,
+        endpoint: Option<String>,
+    },
+    /// ECR Public DescribeImageTags; `name` is the repository without the alias.
+    EcrPublic {
+        endpoint: Option<String>,
+        name: String,
+    },
+}
+
+/// One target of the mirror.
+#[derive(Clone, Debug)]
+pub struct TargetSetup {
+    pub name: String,
+    pub repository: Repository,
+    pub listing: ListingApi,
+    /// The ECR Public repository to create when missing.
+    pub create: Option<PublicRepositoryPlan>,
+}
+
+/// Everything a sync of one mirror needs to know up front.
+#[derive(Clone, Debug)]
+pub struct MirrorSetup {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub generation: Option<i64>,
+    pub source: Repository,
+    pub source_listing: ListingApi,
+    pub targets: Vec<TargetSetup>,
+    pub selection: TagSelection,
+    /// `spec.maxCopiesPerSync`.
+    pub max_copies: usize,
+    /// `spec.interval`.
+    pub interval: Duration,
+    /// `spec.fullResyncInterval`.
+    pub full_resync_every: Duration,
+    /// `spec.suspend`.
+    pub suspend: bool,
+    /// Copies carry every platform, signatures and referrers.
+    pub options: CopyOptions,
+    /// Token credentials for hosts the configuration file does not list.
+    pub inferred: Vec<InferredCredentials>,
+    /// dockerconfigjson Secrets to read (the controller only).
+    pub secrets: Vec<SecretCredentials>,
+}
+
+fn duration(field: &str, text: &str) -> Result<Duration, PlanError> {
+    crate::cli::run::parse_duration(text).map_err(|e| PlanError::invalid(format!("{field}: {e}")))
+}
+
+/// Decides how `mirror` reaches and lists its repositories.
+pub fn setup(
+    mirror: &RegistryMirror,
+    config: &Config,
+    access: SecretAccess,
+) -> Result<MirrorSetup, PlanError> {
+    let spec = &mirror.spec;
+    let selection = TagSelection::new(&spec.tags).map_err(|e| PlanError {
+        reason: reasons::INVALID_TAG_FILTER,
+        message: e.to_string(),
+    })?;
+    let source: Repository = spec
+        .source
+        .repository
+        .parse()
+        .map_err(|e| PlanError::invalid(format!("spec.source.repository: {e}")))?;
+    let (mut inferred, mut secrets) = (Vec::new(), Vec::new());
+    reach(
+        config,
+        access,
+        "spec.source",
+        &source.registry,
+        spec.source.credentials.as_ref(),
+        &mut inferred,
+        &mut secrets,
+    )?;
+    let mut targets = Vec::with_capacity(spec.targets.len());
+    for target in &spec.targets {
+        let field = format!("spec.targets[{}]", target.name);
+        let repository: Repository = target
+            .repository
+            .parse()
+            .map_err(|e| PlanError::invalid(format!("{field}.repository: {e}")))?;
+        reach(
+            config,
+            access,
+            &field,
+            &repository.registry,
+            target.credentials.as_ref(),
+            &mut inferred,
+            &mut secrets,
+        )?;
+        let create = match &target.create_repository {
+            Some(catalog) => Some(public_repository(
+                &target.name,
+                &repository,
+                catalog,
+                config,
+            )?),
+            None => None,
+        };
+        targets.push(TargetSetup {
+            name: target.name.clone(),
+            listing: listing_api(config, &repository, true),
+            repository,
+            create,
+        });
+    }
+    let target_repositories: Vec<(String, &Repository)> = targets
+        .iter()
+        .map(|t| {
+            (
+                format!("spec.targets[{}].repository", t.name),
+                &t.repository,
+            )
+        })
+        .collect();
+    let namespace = mirror.metadata.namespace.as_deref();
+    tenancy(
+        namespace,
+        config,
+        (&source, "spec.source.repository"),
+        &target_repositories,
+        &secrets,
+    )?;
+    Ok(MirrorSetup {
+        name: mirror.metadata.name.clone().unwrap_or_default(),
+        namespace: mirror.metadata.namespace.clone(),
+        generation: mirror.metadata.generation,
+        source_listing: listing_api(config, &source, false),
+        source,
+        targets,
+        selection,
+        max_copies: usize::try_from(spec.max_copies_per_sync.max(1)).unwrap_or(1),
+        interval: duration("spec.interval", &spec.interval)?,
+        full_resync_every: duration("spec.fullResyncInterval", &spec.full_resync_interval)?,
+        suspend: spec.suspend,
+        options: CopyOptions {
+            signatures: true,
+            referrers: true,
+            mount_from: namespace
+                .and_then(|namespace| config.tenancy().writable(namespace))
+                .map_or(MountSources::Any, MountSources::Matching),
+            ..CopyOptions::default()
+        },
+        inferred,
+        secrets,
+    })
+}
+
+/// How `repository` is listed: through ECR's API when the host is ECR (the
+/// configuration's `kind: ecr` entry or an ECR host name), through ECR
+/// Public's for a target there (the API lists only the account's own
+/// repositories), otherwise through the registry.
+pub fn listing_api(config: &Config, repository: &Repository, target: bool) -> ListingApi {
+    let host = repository.registry.as_str();
+    match config.registry(host) {
+        Some(entry) if entry.kind == RegistryKind::Ecr => {
+            let ecr = entry.auth.ecr.as_ref();
+            let resolved = resolve_ecr_registry(
+                host,
+                ecr.and_then(|e| e.region.as_deref()),
+                ecr.and_then(|e| e.registry_id.as_deref()),
+            );
+            match resolved {
+                Ok(registry) => ListingApi::Ecr {
+                    registry,
+                    endpoint: ecr.and_then(|e| e.endpoint_url.clone()),
+                },
+                Err(_) => ListingApi::Registry,
+            }
+        }
+        Some(entry) if entry.kind == RegistryKind::EcrPublic && target => public_listing(
+            repository,
+            entry
+                .auth
+                .ecr_public
+                .as_ref()
+                .and_then(|p| p.endpoint_url.clone()),
+        ),
+        Some(_) => ListingApi::Registry,
+        None if host == ECR_PUBLIC_HOST && target => public_listing(repository, None),
+        None => parse_ecr_host(host).map_or(ListingApi::Registry, |registry| ListingApi::Ecr {
+            registry,
+            endpoint: None,
+        }),
+    }
+}
+
+fn public_listing(repository: &Repository, endpoint: Option<String>) -> ListingApi {
+    match repository.name.split_once('/') {
+        Some((_alias, name)) => ListingApi::EcrPublic {
+            endpoint,
+            name: name.to_string(),
+        },
+        None => ListingApi::Registry,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Config {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn repo(text: &str) -> Repository {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn listing_follows_what_the_host_is() {
+        let file = config(
+            r#"
+registries:
+  - host: "ecr.test:5000"
+    kind: ecr
+    auth: {ecr: {registryId: "123456789012", region: eu-west-1, endpointUrl: "http://moto"}}
+  - host: "public.test"
+    kind: ecrPublic
+    auth: {ecrPublic: {endpointUrl: "http://standin"}}
+  - host: "quay.test"
+"#,
+        );
+        let ecr = ListingApi::Ecr {
+            registry: resolve_ecr_registry(
+                "ecr.test:5000",
+                Some("eu-west-1"),
+                Some("123456789012"),
+            )
+            .unwrap(),
+            endpoint: Some("http://moto".into()),
+        };
+        let public = |endpoint: Option<&str>| ListingApi::EcrPublic {
+            endpoint: endpoint.map(str::to_string),
+            name: "app".into(),
+        };
+        let cases = [
+            ("ecr.test:5000/team/app", false, ecr.clone()),
+            ("ecr.test:5000/team/app", true, ecr),
+            ("public.test/acme/app", true, public(Some("http://standin"))),
+            ("public.test/acme/app", false, ListingApi::Registry),
+            ("public.ecr.aws/acme/app", true, public(None)),
+            ("public.ecr.aws/acme/app", false, ListingApi::Registry),
+            ("quay.test/acme/app", true, ListingApi::Registry),
+            ("quay.io/acme/app", false, ListingApi::Registry),
+        ];
+        for (repository, target, expected) in cases {
+            assert_eq!(
+                listing_api(&file, &repo(repository), target),
+                expected,
+                "{repository}"
+            );
+        }
+        assert!(matches!(
+            listing_api(
+                &file,
+                &repo("123456789012.dkr.ecr.us-east-1.amazonaws.com/app"),
+                false
+            ),
+            ListingApi::Ecr { endpoint: None, .. }
+        ));
+    }
+}
