@@ -289,7 +289,8 @@ pub async fn sync(
     let mut planned = plan::plan(&observation, setup.max_copies);
     let mut copies = Vec::new();
     if !options.dry_run {
-        let outcomes = act(setup, engine, &planned.copies).await;
+        let source_tags = std::sync::Arc::new(source_listing.tags.keys().cloned().collect());
+        let outcomes = act(setup, engine, &planned.copies, source_tags).await;
         let mut by_tag: BTreeMap<(String, usize), Result<(), Problem>> = BTreeMap::new();
         for (job, outcome) in planned.copies.iter().zip(outcomes) {
             for (t, result) in job.targets.iter().zip(outcome.results) {
@@ -458,15 +459,31 @@ struct CopyOutcome {
 }
 
 /// Copies each job by digest to its targets, a few at a time, in order.
-async fn act(setup: &MirrorSetup, engine: &Engine, jobs: &[plan::CopyJob]) -> Vec<CopyOutcome> {
+/// `source_tags` is the source's listing of this sync: cosign and referrer
+/// fallback tags it lacks are not asked for, one request each per image.
+async fn act(
+    setup: &MirrorSetup,
+    engine: &Engine,
+    jobs: &[plan::CopyJob],
+    source_tags: std::sync::Arc<BTreeSet<String>>,
+) -> Vec<CopyOutcome> {
+    let options = crate::registry::CopyOptions {
+        source_tags: Some(source_tags),
+        ..setup.options.clone()
+    };
     futures::stream::iter(0..jobs.len())
-        .map(|i| copy_one(setup, engine, &jobs[i]))
+        .map(|i| copy_one(setup, engine, &options, &jobs[i]))
         .buffered(COPIES_AT_ONCE)
         .collect()
         .await
 }
 
-async fn copy_one(setup: &MirrorSetup, engine: &Engine, job: &plan::CopyJob) -> CopyOutcome {
+async fn copy_one(
+    setup: &MirrorSetup,
+    engine: &Engine,
+    options: &crate::registry::CopyOptions,
+    job: &plan::CopyJob,
+) -> CopyOutcome {
     let fail_all = |problem: Problem| CopyOutcome {
         results: vec![Err(problem); job.targets.len()],
         requests: 0,
@@ -503,7 +520,7 @@ async fn copy_one(setup: &MirrorSetup, engine: &Engine, job: &plan::CopyJob) -> 
             },
         })
         .collect();
-    match engine.copy(&source, &targets, &setup.options).await {
+    match engine.copy(&source, &targets, options).await {
         Ok(report) => CopyOutcome {
             requests: report.source_requests
                 + report.targets.iter().map(|t| t.requests).sum::<u64>(),

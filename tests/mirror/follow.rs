@@ -282,6 +282,22 @@ async fn an_idle_run_costs_the_listings_and_the_rotating_budget_at_the_registry(
             .is_ok()
     );
 
+    // Attached artifacts are asked for only where the source's listing shows
+    // them: a cosign or referrers fallback tag (`sha256-<hex>[.suffix]`) that is
+    // not listed costs no HEAD.
+    let prefix = format!("/v2/{}/manifests/sha256-", source.repository);
+    let unlisted: Vec<String> = proxy
+        .exchanges()
+        .iter()
+        .filter(|e| e.method == "HEAD" && e.path.starts_with(&prefix))
+        .map(|e| e.path.rsplit('/').next().unwrap().to_string())
+        .filter(|tag| !source.tags.contains_key(tag))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "the backfill asked the source for tags its listing lacks: {unlisted:?}"
+    );
+
     let before = proxy.exchanges().len();
     let idle = run(&config, &object, &["--state", state_arg]);
     idle.expect_exit(0);

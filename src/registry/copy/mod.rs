@@ -85,6 +85,10 @@ pub struct CopyOptions {
     pub referrers: bool,
     /// Which repositories a missing blob may be mounted from.
     pub mount_from: MountSources,
+    /// Every tag of the source repository, when the caller listed it just
+    /// before (a mirror does): cosign's tags and the referrers fallback tag
+    /// that are not among them are not asked for, saving a request each.
+    pub source_tags: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
 }
 
 /// Which repositories of a target registry a missing blob may be mounted
@@ -125,6 +129,7 @@ impl Default for CopyOptions {
             signatures: false,
             referrers: false,
             mount_from: MountSources::Any,
+            source_tags: None,
         }
     }
 }
@@ -675,7 +680,7 @@ impl Engine {
             found.push("cosign signatures");
         }
         if options.referrers
-            && attached::referrers(source, repo, index)
+            && attached::referrers(source, repo, index, options.source_tags.as_deref())
                 .await
                 .is_ok_and(|list| !list.is_empty())
         {
