@@ -17,8 +17,8 @@ the fixtures read like real ones and do not change with the world's ports.
     target/testenv/bin/python integrations/argocd/export-testdata.py            # ImagePromotion
     target/testenv/bin/python integrations/argocd/export-testdata.py --kind RegistryMirror
 
-RegistryMirror states need the mirror controller in `image-promoter run`;
-without it the script fails, naming the state it waited for.
+Each state is waited for with a deadline; a state the operator does not reach
+fails the script, naming the state.
 """
 
 from __future__ import annotations
@@ -287,10 +287,13 @@ def export_mirrors(world: World, operator: Operator) -> dict[str, str]:
     fixtures["in-sync"] = world.wait_for(kind, "in-sync", "Ready=True", lambda o: observed(o) and is_true(o, "Ready"))
     fixtures["source-not-found"] = world.wait_for(
         kind, "source-not-found", "Stalled=True", lambda o: observed(o) and is_true(o, "Stalled"))
-    fixtures["suspended"] = world.wait_for(
-        kind, "suspended", "Reconciling=False (Suspended)",
-        lambda o: observed(o) and condition(o, "Reconciling").get("reason") == "Suspended")
+    # A suspended mirror acknowledges its generation and syncs nothing.
+    fixtures["suspended"] = world.wait_for(kind, "suspended", "generation observed", observed)
     world.wait_for(kind, "changed", "Ready=True", lambda o: observed(o) and is_true(o, "Ready"))
+    world.kubectl("patch", "-n", NAMESPACE, kind, "in-sync", "--type=merge", "-p", json.dumps({"spec": {"suspend": True}}))
+    fixtures["suspended-in-sync"] = world.wait_for(
+        kind, "in-sync", "suspended, generation 2 observed",
+        lambda o: o["metadata"]["generation"] == 2 and observed(o))
     operator.stop()
 
     world.kubectl("patch", "-n", NAMESPACE, kind, "changed", "--type=merge", "-p", json.dumps({"spec": {"interval": "15m"}}))

@@ -9,7 +9,8 @@
 //! The ledger of each mirror lives in memory ([`Ledgers`]), keyed by UID: it
 //! starts empty at process start (the first sync is a full listing) and the
 //! sync itself reads everything again every `spec.fullResyncInterval`.
-//! `spec.suspend` stops the syncs and leaves the status as it is.
+//! `spec.suspend` stops the syncs; the status keeps the last sync's results and
+//! acknowledges the generation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use super::promotion::{apply_status, supervised};
 use super::{Context, secrets};
 use crate::api::conditions::{READY, find_condition};
 use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
-use crate::mirror::status::{SyncSummary, blocked_status, synced_status};
+use crate::mirror::status::{SyncSummary, blocked_status, suspended_status, synced_status};
 use crate::mirror::{self, Ledger, SyncOptions};
 use crate::promotion::SecretAccess;
 
@@ -115,11 +116,16 @@ async fn reconcile_mirror(
         ctx.backoff.reset(&uid);
         return Ok(Action::await_change());
     }
+    let generation = object.metadata.generation.unwrap_or(0);
     if object.spec.suspend {
         info!("suspended: no sync until spec.suspend is false");
+        let previous = object.status.clone().unwrap_or_default();
+        let status = suspended_status(&previous, Some(generation));
+        if changed(object.status.as_ref(), &status) {
+            apply_status(ctx, object, &status).await?;
+        }
         return Ok(Action::await_change());
     }
-    let generation = object.metadata.generation.unwrap_or(0);
     if let Some(wait) = ctx.backoff.held(&uid, generation, Instant::now()) {
         return Ok(Action::requeue(wait));
     }

@@ -157,9 +157,9 @@ pub fn synced_status(
             true,
             reasons::IN_SYNC,
             format!(
-                "{} selected tags in sync at {} targets",
-                tags.selected,
-                targets.len()
+                "{} in sync at {}",
+                counted(i64::from(tags.selected), "selected tag"),
+                counted(targets.len() as i64, "target")
             ),
         )
     };
@@ -220,6 +220,29 @@ pub fn blocked_status(
     set_condition(&mut status.conditions, update(set, true), clock);
     remove_condition(&mut status.conditions, removed);
     status
+}
+
+/// The status of a suspended mirror: the last sync's results as they were,
+/// the generation acknowledged (suspending is itself a spec change, and tools
+/// that wait for `observedGeneration` would otherwise wait for ever) and no
+/// `Reconciling`, since nothing is under way.
+pub fn suspended_status(
+    previous: &RegistryMirrorStatus,
+    generation: Option<i64>,
+) -> RegistryMirrorStatus {
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    remove_condition(&mut status.conditions, RECONCILING);
+    status
+}
+
+/// "1 target", "3 targets".
+fn counted(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Last sync time of a status, for schedules.
@@ -381,5 +404,38 @@ mod tests {
         );
         assert!(find_condition(&retrying.conditions, STALLED).is_none());
         assert!(find_condition(&retrying.conditions, RECONCILING).is_some());
+    }
+
+    #[test]
+    fn a_suspended_mirror_keeps_its_results_and_acknowledges_the_generation() {
+        let mut previous = RegistryMirrorStatus {
+            observed_generation: Some(3),
+            ..RegistryMirrorStatus::default()
+        };
+        set_condition(
+            &mut previous.conditions,
+            ConditionUpdate::new(READY, false, "Backfilling"),
+            &At(10),
+        );
+        set_condition(
+            &mut previous.conditions,
+            ConditionUpdate::new(RECONCILING, true, "Backfilling"),
+            &At(10),
+        );
+        let cases = [
+            (RegistryMirrorStatus::default(), Some(1), None),
+            (previous.clone(), Some(4), Some("False")),
+        ];
+        for (before, generation, ready) in cases {
+            let after = suspended_status(&before, generation);
+            assert_eq!(after.observed_generation, generation);
+            assert!(find_condition(&after.conditions, RECONCILING).is_none());
+            assert_eq!(
+                find_condition(&after.conditions, READY).map(|c| c.status.as_str()),
+                ready
+            );
+            assert_eq!(after.tags, before.tags);
+            assert_eq!(after.last_sync_time, before.last_sync_time);
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! `image-promoter mirror report` lists its source as retirable in its tier.
 
 use std::process::Command;
+use std::time::Duration;
 
 use image_promoter::api::RegistryMirror;
 use kube::Api;
@@ -213,10 +214,18 @@ async fn a_suspended_mirror_is_not_synced() {
     .await;
     operator.wait_log("suspended: no sync").await;
     let api: Api<RegistryMirror> = cluster.typed();
-    let object = api.get(&name).await.expect("the mirror");
-    assert_eq!(
-        object.status, None,
-        "a suspended mirror's status is left alone"
+    let status = crate::support::eventually(
+        "the suspended mirror's generation acknowledged",
+        Duration::from_secs(60),
+        || async {
+            let status = api.get(&name).await.ok()?.status?;
+            (status.observed_generation == Some(1)).then_some(status)
+        },
+    )
+    .await;
+    assert!(
+        status.conditions.is_empty() && status.tags.is_none() && status.last_sync_time.is_none(),
+        "a suspended mirror reports no sync: {status:?}"
     );
     assert!(
         quay.manifest_digest(&target, "1.0.0").await.is_err(),

@@ -44,7 +44,7 @@ var kstatusOf = map[string]status.Status{
 	// Ready=False and neither Reconciling nor Stalled: kstatus falls back to Ready.
 	"RegistryMirror/testdata/tags-drifted.yaml":      status.InProgressStatus,
 	"RegistryMirror/testdata/source-not-found.yaml":  status.FailedStatus,
-	"RegistryMirror/testdata/suspended.yaml":         status.InProgressStatus,
+	"RegistryMirror/testdata/suspended.yaml":         status.CurrentStatus,
 	"RegistryMirror/testdata/suspended-in-sync.yaml": status.CurrentStatus,
 	"RegistryMirror/testdata/generation-ahead.yaml":  status.InProgressStatus,
 	"RegistryMirror/testdata/no-status.yaml":         status.CurrentStatus,
