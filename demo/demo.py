@@ -211,6 +211,13 @@ class Demo:
                               f"kubectl logs -n {OPERATOR_NAMESPACE} deployment/{RELEASE}")
             time.sleep(1)
 
+    def digest(self, reference: str) -> str:
+        """The digest `reference` names, read from its registry with skopeo (crane
+        refuses the world's ECR Public token realm on 127.0.0.1)."""
+        authfile = str(Path(self.env["PROMOTER_TEST_DOCKER_CONFIG"]) / "config.json")
+        return self.seed.run("skopeo", "inspect", "--authfile", authfile, "--format", "{{.Digest}}",
+                             f"docker://{reference}").strip()
+
     def report(self) -> None:
         say("Events")
         print(self.kubectl("get", "events.events.k8s.io", "-n", NAMESPACE, "--sort-by=.metadata.creationTimestamp",
@@ -222,12 +229,18 @@ class Demo:
                 for target in status.get("targets", []):
                     repository = next(t["repository"] for t in obj["spec"]["targets"] if t["name"] == target["name"])
                     for tag in target.get("tags") or []:
-                        digest = self.seed.run("crane", "digest", f"{repository}:{tag}").strip()
+                        digest = self.digest(f"{repository}:{tag}")
                         mark = "=" if digest == target.get("digest") else "≠"
                         print(f"{obj['metadata']['name']}: {repository}:{tag} {digest} {mark} status")
             else:
                 tags = status.get("tags") or {}
                 print(f"{obj['metadata']['name']} (mirror, tier {obj['spec'].get('tier')}): {json.dumps(tags)}")
+                source = obj["spec"]["source"]["repository"]
+                for tag in ("v1.0.0", "v1.4.2"):
+                    for target in obj["spec"]["targets"]:
+                        digest = self.digest(f"{target['repository']}:{tag}")
+                        mark = "=" if digest == self.digest(f"{source}:{tag}") else "≠"
+                        print(f"{obj['metadata']['name']}: {target['repository']}:{tag} {digest} {mark} source")
         say("Why the refused ones were refused")
         for obj in self.objects():
             for condition in (obj.get("status") or {}).get("conditions", []):
