@@ -8,6 +8,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use image_promoter::api::{ImagePromotion, ImagePromotionStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -83,16 +84,19 @@ fn ready(status: &ImagePromotionStatus) -> bool {
 
 async fn wait_ready(cluster: &Cluster, release: &Release<'_>, name: &str) -> ImagePromotionStatus {
     let api: Api<ImagePromotion> = cluster.typed();
-    let what = format!("promotion {name} Ready");
-    let status = tokio::time::timeout(
-        DEADLINE,
-        eventually(&what, DEADLINE, || async {
-            let status = api.get(name).await.ok()?.status?;
-            ready(&status).then_some(status)
-        }),
-    )
-    .await;
-    status.unwrap_or_else(|_| panic!("{what}\n{}", release.describe()))
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status = api.get(name).await.ok().and_then(|object| object.status);
+        if let Some(status) = status.as_ref().filter(|status| ready(status)) {
+            return status.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "promotion {name} not Ready within {DEADLINE:?}; last status: {status:#?}\n{}",
+            release.describe()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The operator's log of `pod`, for failure messages.

@@ -3,6 +3,7 @@
 //! finishing what the leader had in flight, or stops on SIGTERM (at once: the
 //! Lease is released).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image_promoter::controller::leader::{Election, Leadership};
@@ -33,21 +34,34 @@ async fn promote(world: &World, cluster: &Cluster, prefix: &str) -> (String, Str
     (name, quay_name, source.digest)
 }
 
+/// The flags of a replica that campaigns for the Lease in the test's namespace.
+fn leader_args(cluster: &Cluster) -> [&str; 3] {
+    [
+        "--leader-elect",
+        "--leader-election-namespace",
+        cluster.namespace.as_str(),
+    ]
+}
+
+/// Starts a replica with `config` and waits until it leads, then a second one
+/// and waits until it is a ready standby.
+async fn leader_and_standby(cluster: &Cluster, config: &Path) -> (Operator, Operator) {
+    let kubeconfig = service_account(cluster, Rbac::Full).await;
+    let args = leader_args(cluster);
+    let mut leader = Operator::start_with_config(cluster, &kubeconfig, config, &args);
+    leader.wait_metric(LEADER, 1.0).await;
+    let mut standby = Operator::start_with_config(cluster, &kubeconfig, config, &args);
+    standby.wait_ready().await;
+    standby.wait_metric(LEADER, 0.0).await;
+    (leader, standby)
+}
+
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_is_killed() {
     let world = World::new().await;
     let cluster = Cluster::start("op-replicas").await;
-    let kubeconfig = service_account(&cluster, Rbac::Full).await;
-    let args = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        cluster.namespace.as_str(),
-    ];
-    let mut first = Operator::start_with(&cluster, &kubeconfig, &args);
-    first.wait_metric(LEADER, 1.0).await;
-    let mut second = Operator::start_with(&cluster, &kubeconfig, &args);
-    second.wait_ready().await;
-    second.wait_metric(LEADER, 0.0).await;
+    let config = PathBuf::from(cluster.env.get("PROMOTER_TEST_CONFIG"));
+    let (mut first, mut second) = leader_and_standby(&cluster, &config).await;
 
     let (name, quay_name, digest) = promote(&world, &cluster, "op-replicas-a").await;
     first
@@ -142,17 +156,8 @@ const ROUNDS: usize = 40;
 #[tokio::test]
 async fn sigterm_releases_the_lease_and_the_standby_takes_over_at_once() {
     let cluster = Cluster::start("op-sigterm").await;
-    let kubeconfig = service_account(&cluster, Rbac::Full).await;
-    let args = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        cluster.namespace.as_str(),
-    ];
-    let mut first = Operator::start_with(&cluster, &kubeconfig, &args);
-    first.wait_metric(LEADER, 1.0).await;
-    let mut second = Operator::start_with(&cluster, &kubeconfig, &args);
-    second.wait_ready().await;
-    second.wait_metric(LEADER, 0.0).await;
+    let config = PathBuf::from(cluster.env.get("PROMOTER_TEST_CONFIG"));
+    let (mut first, mut second) = leader_and_standby(&cluster, &config).await;
 
     let exit = first
         .terminate(Duration::from_secs(30))
@@ -181,12 +186,7 @@ async fn a_leader_that_loses_its_lease_stops_at_once_and_exits() {
 
     let cluster = Cluster::start("op-lost").await;
     let kubeconfig = service_account(&cluster, Rbac::Full).await;
-    let args = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        cluster.namespace.as_str(),
-    ];
-    let mut leader = Operator::start_with(&cluster, &kubeconfig, &args);
+    let mut leader = Operator::start_with(&cluster, &kubeconfig, &leader_args(&cluster));
     leader.wait_metric(LEADER, 1.0).await;
     // Someone else takes the Lease (as a partitioned leader would find it).
     let leases: Api<Lease> = cluster.typed();
@@ -229,20 +229,10 @@ async fn a_leader_that_loses_its_lease_stops_at_once_and_exits() {
 async fn a_standby_finishes_the_promotion_a_killed_leader_had_in_flight() {
     let world = World::new().await;
     let cluster = Cluster::start("op-inflight").await;
-    let kubeconfig = service_account(&cluster, Rbac::Full).await;
     // The source registry behind a proxy whose first blob read hangs: the
     // leader is caught in the middle of its copy.
     let (proxy, config) = hanging_source(&world, &cluster, Some(1)).await;
-    let args = [
-        "--leader-elect",
-        "--leader-election-namespace",
-        cluster.namespace.as_str(),
-    ];
-    let mut first = Operator::start_with_config(&cluster, &kubeconfig, &config, &args);
-    first.wait_metric(LEADER, 1.0).await;
-    let mut second = Operator::start_with_config(&cluster, &kubeconfig, &config, &args);
-    second.wait_ready().await;
-    second.wait_metric(LEADER, 0.0).await;
+    let (mut first, mut second) = leader_and_standby(&cluster, &config).await;
 
     let source = world.source("op-inflight", GOOD).await;
     world.scan(&source, "COMPLETE", &[]).await;

@@ -18,7 +18,6 @@ use crate::registry::error::RegistryError;
 use crate::registry::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::registry::reference::{ImageReference, Repository};
 use bytes::Bytes;
-use std::collections::BTreeSet;
 
 /// cosign's tag suffixes, by what they hold.
 const SIGNATURE_SUFFIX: &str = "sig";
@@ -52,18 +51,17 @@ async fn referrers_api(
         .await
 }
 
-/// The referrers of `digest` in `repo`: from the API, else the fallback tag
-/// (not asked for when `known_tags`, a listing of `repo`, lacks it).
+/// The referrers of `digest` in the source repository `repo`: from the API,
+/// else the fallback tag (not asked for when the options' listing lacks it).
 pub async fn referrers(
     client: &RegistryClient,
     repo: &str,
     digest: &Digest,
-    known_tags: Option<&BTreeSet<String>>,
+    options: &CopyOptions,
 ) -> Result<Vec<Descriptor>, RegistryError> {
-    let listed = |tag: &str| known_tags.is_none_or(|known| known.contains(tag));
     let body = match referrers_api(client, repo, digest).await? {
         Some(body) => Some(body),
-        None if !listed(&fallback_tag(digest)) => None,
+        None if !options.listed_at_source(&fallback_tag(digest)) => None,
         None => match client.head_manifest(repo, &fallback_tag(digest)).await? {
             Some(_) => Some(
                 client
@@ -167,11 +165,7 @@ impl Engine {
         for digest in digests {
             for suffix in &suffixes {
                 let tag = digest.tag_with_suffix(suffix);
-                if options
-                    .source_tags
-                    .as_ref()
-                    .is_some_and(|known| !known.contains(&tag))
-                {
+                if !options.listed_at_source(&tag) {
                     continue;
                 }
                 let found = source_client.head_manifest(&source.name, &tag).await;
@@ -319,8 +313,7 @@ impl Engine {
         inner: &CopyOptions,
         report: &mut CopyReport,
     ) {
-        let known = inner.source_tags.as_deref();
-        let found = match referrers(source_client, &source.name, digest, known).await {
+        let found = match referrers(source_client, &source.name, digest, inner).await {
             Ok(found) => found,
             Err(error) => return fail_all(report, targets, &error),
         };

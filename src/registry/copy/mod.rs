@@ -121,6 +121,16 @@ impl MountSources {
     }
 }
 
+impl CopyOptions {
+    /// Whether `tag` may exist at the source: always, unless the caller's
+    /// listing of the source ([`CopyOptions::source_tags`]) lacks it.
+    pub fn listed_at_source(&self, tag: &str) -> bool {
+        self.source_tags
+            .as_ref()
+            .is_none_or(|known| known.contains(tag))
+    }
+}
+
 impl Default for CopyOptions {
     fn default() -> Self {
         Self {
@@ -672,15 +682,15 @@ impl Engine {
         options: &CopyOptions,
     ) -> Option<String> {
         let mut found = Vec::new();
+        let signature = index.tag_with_suffix("sig");
         if options.signatures
-            && let Ok(Some(_)) = source
-                .head_manifest(repo, &index.tag_with_suffix("sig"))
-                .await
+            && options.listed_at_source(&signature)
+            && let Ok(Some(_)) = source.head_manifest(repo, &signature).await
         {
             found.push("cosign signatures");
         }
         if options.referrers
-            && attached::referrers(source, repo, index, options.source_tags.as_deref())
+            && attached::referrers(source, repo, index, options)
                 .await
                 .is_ok_and(|list| !list.is_empty())
         {
@@ -936,6 +946,31 @@ async fn recheck_tags(run: &mut TargetRun, digest: &Digest) -> Option<Vec<String
             let present = run.tags.iter().filter(|t| !tags.contains(t)).cloned();
             run.report.tags_present.extend(present);
             Some(tags)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_of_the_source_decides_which_attached_tags_are_asked_for() {
+        let listed = CopyOptions {
+            source_tags: Some(std::sync::Arc::new(
+                ["1.0.0", "sha256-ab.sig"].map(String::from).into(),
+            )),
+            ..CopyOptions::default()
+        };
+        let cases = [
+            (&CopyOptions::default(), "sha256-ab.sig", true),
+            (&CopyOptions::default(), "sha256-cd.att", true),
+            (&listed, "sha256-ab.sig", true),
+            (&listed, "sha256-ab.att", false),
+            (&listed, "sha256-ab", false),
+        ];
+        for (options, tag, expected) in cases {
+            assert_eq!(options.listed_at_source(tag), expected, "{tag}");
         }
     }
 }
