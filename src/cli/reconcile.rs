@@ -125,12 +125,15 @@ enum Failure {
 
 type Conditions = Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
 
+/// The handled request and the conditions of an object's status, if it has one.
+type Handled = Option<(Option<String>, Conditions)>;
+
 /// Sets the annotation on the object of `api` and waits for its status to echo it.
 async fn request<K>(
     api: &Api<K>,
     args: &ReconcileArgs,
     requested: &str,
-    handled: fn(&K) -> Option<(Option<String>, Conditions)>,
+    handled: fn(&K) -> Handled,
 ) -> Result<Answer, Failure>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,

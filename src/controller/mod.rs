@@ -589,9 +589,7 @@ async fn prune(
     promotions: Vec<kube::runtime::reflector::Store<ImagePromotion>>,
     mirrors: Vec<kube::runtime::reflector::Store<RegistryMirror>>,
 ) {
-    fn uids<K: kube::Resource>(
-        stores: &[kube::runtime::reflector::Store<K>],
-    ) -> Option<HashSet<String>>
+    fn uids<K>(stores: &[kube::runtime::reflector::Store<K>]) -> Option<HashSet<String>>
     where
         K: Clone + kube::Resource<DynamicType = ()>,
     {

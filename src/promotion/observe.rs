@@ -116,16 +116,16 @@ pub async fn observe(
     let repository = plan.source.image.repository.name.as_str();
     let pinned = match pinned {
         Some(digest) => Ok(digest.to_string()),
-        None => pin(plan, inspector)
-            .await
-            .and_then(|resolved| match claimed {
-                Some(claimed) if claimed != resolved => Err(ObserveError::PinMismatch {
+        None => match (pin(plan, inspector).await, claimed) {
+            (Ok(resolved), Some(claimed)) if claimed != resolved => {
+                Err(ObserveError::PinMismatch {
                     repository: plan.source.image.repository.to_string(),
                     claimed: claimed.to_string(),
                     resolved,
-                }),
-                _ => Ok(resolved),
-            }),
+                })
+            }
+            (resolved, _) => resolved,
+        },
     };
     let digest = match pinned {
         Ok(digest) => digest,
