@@ -28,9 +28,14 @@ mod cluster;
 
 mod configuration;
 mod faults;
+mod finished;
+mod forged;
+mod forgotten;
 mod harness;
 mod mirrored;
+mod paced;
 mod promoted;
+mod rechecked;
 mod refused;
 mod replicas;
 mod restart;
