@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, config_with, create, is};
+use crate::harness::{Operator, Rbac, config_with, create, is, service_account};
 use crate::world::{GOOD, Key, TAG, World, promotion, public_key_file, quay_target};
 
 /// Writes the configuration at `path` again with the floor requiring a
@@ -52,7 +52,8 @@ async fn a_status_patched_to_verified_publishes_nothing() {
     let cluster = Cluster::start("op-forged").await;
     let config = config_with(&cluster, Vec::new());
     require_signature(&config, &world);
-    let mut operator = Operator::start_configured(&cluster, &config, &[]).await;
+    let kubeconfig = service_account(&cluster, Rbac::Full).await;
+    let mut operator = Operator::start_with_config(&cluster, &kubeconfig, &config, &[]);
     let source = world.source("op-forged", GOOD).await; // never signed
     world.scan(&source, "COMPLETE", &[]).await;
     let (quay_name, quay_repository) = world.quay_target("op-forged");
@@ -101,7 +102,7 @@ async fn a_status_patched_to_verified_publishes_nothing() {
     )
     .await
     .expect("patching the status");
-    let mut restarted = Operator::start_configured(&cluster, &config, &[]).await;
+    let mut restarted = Operator::start_with_config(&cluster, &kubeconfig, &config, &[]);
     restarted
         .wait_status(&cluster, &name, "Stalled again after a restart", refused)
         .await;

@@ -107,7 +107,7 @@ async fn a_requested_reconcile_runs_at_once_and_the_command_reports_it() {
 
     // Still mutable: the request is handled and the command says it is not Ready.
     let (code, text) = reconcile(&cluster, "promotion", &name);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 1, "{text}\n{}", operator.log());
     assert!(text.contains("Ready=False TagMutable"), "{text}");
     let api: Api<ImagePromotion> = cluster.typed();
     let object = api.get(&name).await.unwrap();
