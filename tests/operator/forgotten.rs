@@ -143,3 +143,66 @@ async fn a_mirror_whose_target_changes_starts_from_a_full_listing() {
         );
     }
 }
+
+#[tokio::test]
+async fn deleting_a_mirror_cancels_its_sync() {
+    use crate::harness::config_with;
+    use crate::proxy::{Fault, Proxy, Rule};
+    use std::time::Duration;
+    let cluster = Cluster::start("op-mirror-delete").await;
+    let env = &cluster.env;
+    let quay = quay_registry(&cluster);
+    let source = unique_name("mirror/op-delete-source");
+    let image = TestImage::new(&source);
+    quay.push_image(&source, &image, "1.0.0").await.unwrap();
+    // The Quay registry behind a proxy whose blob reads hang: a sync caught mid-copy.
+    let proxy = Proxy::start(
+        env.get("PROMOTER_TEST_QUAY_REGISTRY"),
+        &env.ca_pem(),
+        vec![Rule::new(
+            "GET",
+            "^/v2/.*/blobs/sha256:",
+            Fault::StallAfter(0),
+        )],
+    )
+    .await;
+    let password_file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("quay-password"));
+    std::fs::write(&password_file, env.get("PROMOTER_TEST_QUAY_PASSWORD")).unwrap();
+    let config = config_with(
+        &cluster,
+        vec![json!({
+            "host": proxy.host(),
+            "plainHttp": true,
+            "auth": {"basic": {
+                "username": env.get("PROMOTER_TEST_QUAY_USER"),
+                "passwordFile": password_file,
+            }},
+        })],
+    );
+    let mut operator = Operator::start_configured(&cluster, &config, &[]).await;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
+    let target = unique_name("mirror/op-delete-target");
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{}/{source}", proxy.host())},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
+            "interval": "1h",
+        }),
+    )
+    .await;
+    proxy
+        .wait_for("a hanging blob read", Duration::from_secs(60), |log| {
+            log.iter().any(|e| e.fault.is_some())
+        })
+        .await;
+    let api: Api<RegistryMirror> = cluster.typed();
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    operator.wait_log("the sync was cancelled").await;
+    assert_eq!(
+        quay.manifest_digest(&target, "1.0.0").await,
+        Err(reqwest::StatusCode::NOT_FOUND),
+        "a tag was written for a deleted mirror"
+    );
+}
