@@ -361,16 +361,25 @@ const LEASE_DURATION: Duration = Duration::from_secs(15);
 async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over() {
     let world = World::new().await;
     let cluster = Cluster::start("op-cut").await;
-    // The leader's two blob reads (config and layer) trickle: 16 KiB a second,
-    // so the layer alone takes longer than the Lease duration.
+    let source = world.source("op-cut", GOOD).await;
+    world.scan(&source, "COMPLETE", &[]).await;
+    // The leader's read of the source's layer trickles, 16 KiB a second: the
+    // layer takes longer than the Lease duration, so the leader is cut off in
+    // the middle of its copy. Later reads of it (the standby's) do not.
+    let layer = crate::oci::TestImage::new(&source.name).layer;
+    let layer_digest = crate::oci::sha256(&layer);
     let trickle = Fault::Trickle {
         piece: 16 << 10,
         every: Duration::from_secs(1),
     };
+    assert!(
+        layer.len() as u64 > 16 * (16 << 10),
+        "the layer must outlast the Lease"
+    );
     let source_proxy = Proxy::start(
         world.env.get("PROMOTER_TEST_ECR_REGISTRY"),
         &world.env.ca_pem(),
-        vec![Rule::new("GET", "^/v2/.*/blobs/sha256:", trickle).times(2)],
+        vec![Rule::new("GET", &format!("/blobs/{layer_digest}$"), trickle).times(1)],
     )
     .await;
     let target_proxy = Proxy::start(
@@ -392,8 +401,6 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over
     second.wait_ready().await;
     second.wait_metric(LEADER, 0.0).await;
 
-    let source = world.source("op-cut", GOOD).await;
-    world.scan(&source, "COMPLETE", &[]).await;
     let quay_name = crate::support::unique_name("promote/op-cut");
     let mut object = promotion(
         &world,
@@ -469,8 +476,6 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over
 
     // At the registries: the cut-off leader's trickled read of the layer was
     // broken off when it stopped, and every manifest was written after that.
-    let layer = crate::oci::TestImage::new(&source.name).layer;
-    let layer_digest = crate::oci::sha256(&layer);
     source_proxy
         .wait_for(
             "the cut-off leader's layer read, broken off",
@@ -504,12 +509,31 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_takes_over
     );
 
     // The kubelet restarts it: with the network back it is a standby (0)
-    // and stays one while the other replica leads.
+    // and stays one while the new leader renews the Lease.
     partition.heal();
     let mut restarted =
         Operator::start_with_config(&cluster, &partition.kubeconfig(&kubeconfig), &config, &args);
     restarted.wait_ready().await;
-    restarted.wait_metric(LEADER, 0.0).await;
+    let leases: Api<Lease> = cluster.typed();
+    let version = |lease: Lease| lease.metadata.resource_version.unwrap_or_default();
+    let mut seen = version(leases.get("image-promoter").await.unwrap());
+    for _ in 0..3 {
+        seen = restarted
+            .eventually("the new leader renewing the Lease", || {
+                let (leases, seen) = (leases.clone(), seen.clone());
+                async move {
+                    let now = version(leases.get("image-promoter").await.ok()?);
+                    (now != seen).then_some(now)
+                }
+            })
+            .await;
+        let text = restarted.metrics().await;
+        assert_eq!(crate::harness::metric(&text, LEADER), Some(0.0), "{text}");
+    }
     second.wait_metric(LEADER, 1.0).await;
-    drop(partition);
+    assert!(
+        !restarted.log().contains("PromotionPublished"),
+        "{}",
+        restarted.log()
+    );
 }
