@@ -13,7 +13,9 @@ use kube::Api;
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, Rbac, config_with, create, hanging_source, is, service_account};
+use crate::harness::{
+    Operator, Rbac, config_with, create, hanging_source, is, quay_through, service_account,
+};
 use crate::partition::{Partition, server};
 use crate::proxy::{Fault, Proxy, Rule};
 use crate::world::{GOOD, TAG, World, promotion, quay_target};
@@ -297,35 +299,6 @@ async fn a_standby_finishes_the_promotion_a_killed_leader_had_in_flight() {
 /// `source` and the Quay registry behind `target` (plain HTTP proxies that
 /// log every request); its path.
 fn config_through(world: &World, cluster: &Cluster, source: &Proxy, target: &Proxy) -> PathBuf {
-    let docker: serde_json::Value = {
-        let base = std::fs::read_to_string(cluster.env.get("PROMOTER_TEST_CONFIG")).unwrap();
-        let config: serde_json::Value = serde_yaml_ng::from_str(&base).unwrap();
-        let quay = world.env.get("PROMOTER_TEST_QUAY_REGISTRY");
-        let entry = config["registries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["host"] == quay)
-            .expect("the Quay registry in the test configuration")
-            .clone();
-        let path = entry["auth"]["dockerConfig"]["path"].as_str().unwrap();
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-    };
-    let quay = world.env.get("PROMOTER_TEST_QUAY_REGISTRY");
-    let basic = docker["auths"][quay]["auth"]
-        .as_str()
-        .expect("Quay's robot account");
-    use base64::Engine;
-    let basic = base64::engine::general_purpose::STANDARD
-        .decode(basic)
-        .unwrap();
-    let (username, password) = std::str::from_utf8(&basic)
-        .unwrap()
-        .split_once(':')
-        .unwrap();
-    let password_file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{}.password", crate::support::unique_name("quay")));
-    std::fs::write(&password_file, password).unwrap();
     config_with(
         cluster,
         vec![
@@ -339,12 +312,7 @@ fn config_through(world: &World, cluster: &Cluster, source: &Proxy, target: &Pro
                     "endpointUrl": world.env.get("AWS_ENDPOINT_URL_ECR"),
                 }},
             }),
-            json!({
-                "host": target.host(),
-                "kind": "generic",
-                "plainHttp": true,
-                "auth": {"basic": {"username": username, "passwordFile": password_file}},
-            }),
+            quay_through(cluster, target),
         ],
     )
 }
