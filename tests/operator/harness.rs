@@ -515,3 +515,18 @@ pub fn config_with(cluster: &Cluster, entries: Vec<Value>) -> PathBuf {
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     path
 }
+
+/// A configuration entry for `proxy` in front of the test world's Quay
+/// registry (plain HTTP to the proxy, Quay's robot account from the
+/// environment the operator inherits).
+pub fn quay_through(cluster: &Cluster, proxy: &crate::proxy::Proxy) -> Value {
+    json!({
+        "host": proxy.host(),
+        "kind": "generic",
+        "plainHttp": true,
+        "auth": {"basic": {
+            "username": cluster.env.get("PROMOTER_TEST_QUAY_USER"),
+            "passwordEnv": "PROMOTER_TEST_QUAY_PASSWORD",
+        }},
+    })
+}
