@@ -10,7 +10,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, Rbac, create, events, is, metric};
+use crate::harness::{Operator, Rbac, create, events, is, metric, undeclared_quay};
 use crate::world::{GOOD, TAG, World, promotion};
 use image_promoter::api::ImagePromotion;
 
@@ -147,26 +147,7 @@ async fn a_tag_added_to_a_ready_promotion_is_published_and_latest_is_never_moved
 async fn a_drift_check_that_cannot_run_is_never_silent() {
     let world = World::new().await;
     let cluster = Cluster::start("op-unchecked").await;
-    // localhost:<port> is the Quay registry under a name the configuration
-    // does not declare: only the object's Secret reaches it.
-    let host = world
-        .env
-        .get("PROMOTER_TEST_QUAY_REGISTRY")
-        .replace("127.0.0.1", "localhost");
-    let auth = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        format!(
-            "{}:{}",
-            world.env.get("PROMOTER_TEST_QUAY_USER"),
-            world.env.get("PROMOTER_TEST_QUAY_PASSWORD")
-        ),
-    );
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "quay-robot"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": json!({"auths": {host.clone(): {"auth": auth}}}).to_string()},
-    }))
-    .unwrap();
+    let (host, secret) = undeclared_quay(&cluster, "quay-robot");
     let secrets: Api<Secret> = cluster.typed();
     secrets
         .create(&PostParams::default(), &secret)

@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, Rbac, config_with, create, is, service_account};
+use crate::harness::{Operator, Rbac, config_with, create, is, promotion_to_quay, service_account};
 use crate::world::{GOOD, Key, TAG, World, promotion, public_key_file, quay_target};
 
 /// Writes the configuration at `path` again with the floor requiring a
@@ -54,17 +54,13 @@ async fn a_status_patched_to_verified_publishes_nothing() {
     require_signature(&config, &world);
     let kubeconfig = service_account(&cluster, Rbac::Full).await;
     let mut operator = Operator::start_with_config(&cluster, &kubeconfig, &config, &[]);
-    let source = world.source("op-forged", GOOD).await; // never signed
-    world.scan(&source, "COMPLETE", &[]).await;
-    let (quay_name, quay_repository) = world.quay_target("op-forged");
-    let name = create(
+    // Never signed.
+    let (source, quay_name, name) = promotion_to_quay(
+        &world,
         &cluster,
-        promotion(
-            &world,
-            &source,
-            json!({"encryption": "KMS"}),
-            json!([quay_target("quay", &quay_repository)]),
-        ),
+        "op-forged",
+        GOOD,
+        json!({"encryption": "KMS"}),
     )
     .await;
     let refused = |s: &image_promoter::api::ImagePromotionStatus| {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
 use crate::support::unique_name;
-use crate::world::{Key, World, public_key_file};
+use crate::world::{Key, Source, SourceRepository, World, promotion, public_key_file, quay_target};
 
 /// How long an operator gets to do what a test waits for.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -427,6 +427,59 @@ pub async fn create(cluster: &Cluster, mut object: Value) -> String {
         .await
         .expect("creating the ImagePromotion");
     object["metadata"]["name"].as_str().unwrap().to_string()
+}
+
+/// A scanned source set up as `settings` and a promotion of it (policy
+/// `verify`) to a new Quay repository with [`TAG`] and a floating `latest`:
+/// the source, the Quay repository's name and the promotion's name.
+#[allow(dead_code)]
+pub async fn promotion_to_quay(
+    world: &World,
+    cluster: &Cluster,
+    prefix: &str,
+    settings: SourceRepository,
+    verify: Value,
+) -> (Source, String, String) {
+    let source = world.source(prefix, settings).await;
+    world.scan(&source, "COMPLETE", &[]).await;
+    let (quay_name, quay_repository) = world.quay_target(prefix);
+    let name = create(
+        cluster,
+        promotion(
+            world,
+            &source,
+            verify,
+            json!([quay_target("quay", &quay_repository)]),
+        ),
+    )
+    .await;
+    (source, quay_name, name)
+}
+
+/// The Quay registry under a name the configuration does not declare
+/// (`localhost:<port>`), where only an object's own Secret authenticates,
+/// and a dockerconfigjson Secret `name` with the robot account for it.
+#[allow(dead_code)]
+pub fn undeclared_quay(cluster: &Cluster, name: &str) -> (String, Secret) {
+    let env = &cluster.env;
+    let host = env
+        .get("PROMOTER_TEST_QUAY_REGISTRY")
+        .replace("127.0.0.1", "localhost");
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!(
+            "{}:{}",
+            env.get("PROMOTER_TEST_QUAY_USER"),
+            env.get("PROMOTER_TEST_QUAY_PASSWORD")
+        ),
+    );
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json!({"auths": {host.clone(): {"auth": auth}}}).to_string()},
+    }))
+    .unwrap();
+    (host, secret)
 }
 
 /// `(reason, action, note)` of every event about `name` in the namespace.

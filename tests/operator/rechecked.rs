@@ -14,11 +14,11 @@ use kube::api::PostParams;
 use serde_json::json;
 
 use crate::cluster::Cluster;
-use crate::harness::{Operator, Rbac, create, is};
+use crate::harness::{Operator, Rbac, is, promotion_to_quay, undeclared_quay};
 use crate::mirrored::{create_mirror, quay_registry};
 use crate::oci::TestImage;
 use crate::support::unique_name;
-use crate::world::{SourceRepository, TAG, World, promotion, quay_target};
+use crate::world::{SourceRepository, TAG, World};
 
 /// A source whose repository is mutable: refused with `TagMutable`.
 const MUTABLE: SourceRepository = SourceRepository {
@@ -31,17 +31,12 @@ async fn a_promotion_refused_for_a_mutable_repository_is_promoted_once_ecr_is_fi
     let world = World::new().await;
     let cluster = Cluster::start("op-recheck").await;
     let mut operator = Operator::start(&cluster, Rbac::Full, &["--resync-interval", "3s"]).await;
-    let source = world.source("op-recheck", MUTABLE).await;
-    world.scan(&source, "COMPLETE", &[]).await;
-    let (quay_name, quay_repository) = world.quay_target("op-recheck");
-    let name = create(
+    let (source, quay_name, name) = promotion_to_quay(
+        &world,
         &cluster,
-        promotion(
-            &world,
-            &source,
-            json!({"encryption": "KMS"}),
-            json!([quay_target("quay", &quay_repository)]),
-        ),
+        "op-recheck",
+        MUTABLE,
+        json!({"encryption": "KMS"}),
     )
     .await;
     operator
@@ -88,17 +83,12 @@ async fn a_requested_reconcile_runs_at_once_and_the_command_reports_it() {
     let cluster = Cluster::start("op-request").await;
     // The resync is an hour away: only the request can bring the object back.
     let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
-    let source = world.source("op-request", MUTABLE).await;
-    world.scan(&source, "COMPLETE", &[]).await;
-    let (quay_name, quay_repository) = world.quay_target("op-request");
-    let name = create(
+    let (source, quay_name, name) = promotion_to_quay(
+        &world,
         &cluster,
-        promotion(
-            &world,
-            &source,
-            json!({"encryption": "KMS"}),
-            json!([quay_target("quay", &quay_repository)]),
-        ),
+        "op-request",
+        MUTABLE,
+        json!({"encryption": "KMS"}),
     )
     .await;
     operator
@@ -148,11 +138,7 @@ async fn a_mirror_waiting_for_its_secret_syncs_once_the_secret_exists() {
     let source = unique_name("mirror/op-secret-source");
     let image = TestImage::new(&source);
     let digest = quay.push_image(&source, &image, "1.0.0").await.unwrap();
-    // The Quay registry under a name the configuration does not declare:
-    // only the mirror's own Secret authenticates there.
-    let host = env
-        .get("PROMOTER_TEST_QUAY_REGISTRY")
-        .replace("127.0.0.1", "localhost");
+    let (host, secret) = undeclared_quay(&cluster, "mirror-robot");
     let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
     let target = unique_name("mirror/op-secret-target");
     let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
@@ -191,20 +177,6 @@ async fn a_mirror_waiting_for_its_secret_syncs_once_the_secret_exists() {
 
     // The status write woke the mirror once more; only then is the Secret created.
     operator.wait_reconciles(2.0).await;
-    let auth = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        format!(
-            "{}:{}",
-            env.get("PROMOTER_TEST_QUAY_USER"),
-            env.get("PROMOTER_TEST_QUAY_PASSWORD")
-        ),
-    );
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "mirror-robot"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": json!({"auths": {host.clone(): {"auth": auth}}}).to_string()},
-    }))
-    .unwrap();
     let secrets: Api<Secret> = cluster.typed();
     secrets
         .create(&PostParams::default(), &secret)
