@@ -33,6 +33,10 @@ mod faults_world;
 #[path = "../promote/world.rs"]
 mod promote_world;
 
+#[path = "../promote/standin.rs"]
+mod standin;
+
+mod aliases;
 mod ecr;
 mod filters;
 mod follow;

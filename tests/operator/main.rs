@@ -35,3 +35,4 @@ mod refused;
 mod replicas;
 mod restart;
 mod secrets;
+mod tenancy;
