@@ -1077,7 +1077,11 @@ tenancy:
         let elsewhere = "public.ecr.aws/acme/anything";
         let granted = "public.ecr.aws/acme/team-a-web";
         // (targets, the reason of the refusal, text it contains); None: planned.
-        let cases: Vec<(Vec<crate::api::PromotionTarget>, Option<(&str, &str)>)> = vec![
+        type Case = (
+            Vec<crate::api::PromotionTarget>,
+            Option<(&'static str, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
             // A junk Secret on the same host does not lend its exemption to a
             // target written (and created) with the operator's identity, in
             // either order.

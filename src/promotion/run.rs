@@ -320,7 +320,7 @@ pub(crate) async fn create_repository(
 /// `own` (the operator's registry aliases): the API would create the name in
 /// the operator's own registry instead (pure).
 pub(crate) fn foreign_alias(plan: &PublicRepositoryPlan, own: &[String]) -> Option<Problem> {
-    if own.iter().any(|alias| *alias == plan.alias) {
+    if own.contains(&plan.alias) {
         return None;
     }
     let own = if own.is_empty() {
@@ -353,7 +353,7 @@ mod tests {
             catalog: Default::default(),
             endpoint: None,
         };
-        let own = vec!["acme".to_string(), "acme-labs".to_string()];
+        let own = ["acme".to_string(), "acme-labs".to_string()];
         let cases = [
             ("acme", &own[..], false),
             ("acme-labs", &own[..], false),
