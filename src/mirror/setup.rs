@@ -280,6 +280,99 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn mirror(namespace: &str, targets: &str) -> RegistryMirror {
+        serde_yaml_ng::from_str(&format!(
+            r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: RegistryMirror
+metadata: {{name: m, namespace: {namespace}}}
+spec:
+  source: {{repository: quay.test/acme/app}}
+  targets: {targets}
+"#
+        ))
+        .unwrap()
+    }
+
+    const RULES: &str = r#"
+registries:
+  - {host: quay.test, auth: {dockerConfig: {path: /quay.json}}}
+  - {host: public.test, kind: ecrPublic, auth: {ecrPublic: {endpointUrl: "http://standin"}}}
+tenancy:
+  - namespaces: [team-a]
+    sources: [quay.test/acme]
+    targets: [public.test/acme/team-a-*]
+"#;
+
+    #[test]
+    fn the_mirrors_own_secret_wins_and_every_use_of_the_operators_is_checked() {
+        let file = config(RULES);
+        // (targets, Ok(listing of the first target) or Err(reason, text))
+        let cases: [(&str, Result<ListingApi, (&str, &str)>); 6] = [
+            (
+                "[{name: a, repository: public.test/acme/team-a-web}]",
+                Ok(ListingApi::EcrPublic {
+                    endpoint: Some("http://standin".into()),
+                    alias: "acme".into(),
+                    name: "team-a-web".into(),
+                }),
+            ),
+            (
+                "[{name: a, repository: public.test/acme/other}]",
+                Err(("RepositoryNotAllowed", "spec.targets[a].repository")),
+            ),
+            // Its own Secret on a declared host: used, listed through the
+            // registry with it, not limited by the rules.
+            (
+                "[{name: a, repository: public.test/acme/other, credentials: {secretRef: {name: s}}}]",
+                Ok(ListingApi::Registry),
+            ),
+            // createRepository is the operator's AWS identity whatever the Secret.
+            (
+                "[{name: a, repository: public.test/acme/other, credentials: {secretRef: {name: s}}, createRepository: {}}]",
+                Err(("RepositoryNotAllowed", "spec.targets[a].createRepository")),
+            ),
+            (
+                "[{name: a, repository: public.test/acme/other}, {name: b, repository: public.test/acme/team-a-x, credentials: {secretRef: {name: s}}}]",
+                Err(("InvalidSpec", "one set of credentials per registry host")),
+            ),
+            (
+                "[{name: b, repository: public.test/acme/team-a-x, credentials: {secretRef: {name: s}}}, {name: a, repository: public.test/acme/other}]",
+                Err(("InvalidSpec", "one set of credentials per registry host")),
+            ),
+        ];
+        for (targets, expected) in cases {
+            let result = setup(&mirror("team-a", targets), &file, SecretAccess::Api);
+            match (result, expected) {
+                (Ok(planned), Ok(listing)) => {
+                    assert_eq!(planned.targets[0].listing, listing, "{targets}")
+                }
+                (Err(err), Err((reason, text))) => {
+                    assert_eq!(err.reason, reason, "{targets}: {err}");
+                    assert!(err.message.contains(text), "{targets}: {err}");
+                }
+                (result, expected) => panic!("{targets}: {result:?}, expected {expected:?}"),
+            }
+        }
+        let planned = setup(
+            &mirror(
+                "team-a",
+                "[{name: a, repository: public.test/acme/x, credentials: {secretRef: {name: s}}}]",
+            ),
+            &file,
+            SecretAccess::Api,
+        )
+        .unwrap();
+        assert_eq!(
+            planned.secrets,
+            [SecretCredentials {
+                host: "public.test".into(),
+                secret: "s".into()
+            }]
+        );
+        assert!(planned.inferred.is_empty());
+    }
+
     #[test]
     fn listing_follows_what_the_host_is() {
         let file = config(
