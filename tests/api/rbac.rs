@@ -23,7 +23,7 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/image-promoter"
 /// The chart's aggregated ClusterRoles for a release whose full name is `fullname`.
 fn aggregated_roles(cluster: &Cluster, fullname: &str) -> String {
     let output = Command::new(cluster.env.tool("helm"))
-        .args(["template", "rbac-test", CHART])
+        .args(["template", "rbac-test", CHART, "--kube-version", "1.33.0"])
         .args(["--show-only", "templates/aggregated-clusterroles.yaml"])
         .args(["--set", &format!("fullnameOverride={fullname}")])
         .env(
@@ -41,10 +41,17 @@ fn aggregated_roles(cluster: &Cluster, fullname: &str) -> String {
 }
 
 /// `kubectl auth can-i VERB RESOURCE -n NAMESPACE --as USER`: yes or no.
+/// `RESOURCE` may name a subresource after a `/` (`--subresource`).
 fn can_i(cluster: &Cluster, user: &str, verb: &str, resource: &str, namespace: &str) -> bool {
-    let output = cluster.env.kubectl(&[
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    let subresource = format!("--subresource={subresource}");
+    let mut args = vec![
         "auth", "can-i", verb, resource, "-n", namespace, "--as", user,
-    ]);
+    ];
+    if subresource != "--subresource=" {
+        args.push(&subresource);
+    }
+    let output = cluster.env.kubectl(&args);
     let answer = String::from_utf8_lossy(&output.stdout).trim().to_string();
     assert!(
         answer == "yes" || answer == "no",
