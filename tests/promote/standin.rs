@@ -4,7 +4,8 @@
 //! world's ECR Public registry, with a second account whose alias is
 //! [`FOREIGN_ALIAS`]. Its API is always the code of this checkout, whatever
 //! the world's long-running stand-in was started from; the world's registry
-//! and token realm stay the world's. Stopped when dropped.
+//! and token realm stay the world's (registry tokens come from the world's
+//! stand-in, `--auth-upstream`). Stopped when dropped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,10 @@ impl StandIn {
                 env.get("PROMOTER_TEST_PUBLIC_REGISTRY")
             ))
             .arg(format!("--alias={}", env.get("PROMOTER_TEST_PUBLIC_ALIAS")))
+            .arg(format!(
+                "--auth-upstream={}",
+                env.get("AWS_ENDPOINT_URL_ECR_PUBLIC")
+            ))
             .arg(format!(
                 "--account={}",
                 env.get("PROMOTER_TEST_ECR_ACCOUNT")

@@ -29,7 +29,10 @@ What it covers, on two listeners of one process:
     repository that does not exist, and to another account's).
   - Wrong credentials get 401, as the real realm answers.
 
-Token lifetimes are flags, so tests can make tokens expire quickly.
+Token lifetimes are flags, so tests can make tokens expire quickly. A test may run a
+private instance of the API in front of the world's registry (tests/promote/standin.rs):
+`--auth-upstream` then hands out the world stand-in's registry tokens, the only ones
+the world's token realm accepts.
 """
 
 from __future__ import annotations
@@ -166,10 +169,11 @@ class Store:
 class Api:
     """The ECR Public JSON actions the product uses."""
 
-    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str):
+    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str, auth_upstream: str | None = None):
         self.store = store
         self.issuer = issuer
         self.tls = ssl.create_default_context(cafile=ca_path)
+        self.auth_upstream = auth_upstream
 
     def dispatch(self, action: str, body: dict[str, Any], caller: Account) -> dict[str, Any]:
         handler = getattr(self, "action_" + action, None)
@@ -208,6 +212,19 @@ class Api:
         return {"registries": [registry]}
 
     def action_GetAuthorizationToken(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        if self.auth_upstream and caller is self.store.main:
+            # A private API in front of the world's registry: the world's realm
+            # knows only the tokens of the world's stand-in.
+            request = urllib.request.Request(
+                self.auth_upstream,
+                data=b"{}",
+                headers={
+                    "X-Amz-Target": "SpencerFrontendService.GetAuthorizationToken",
+                    "Content-Type": "application/x-amz-json-1.1",
+                },
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
         token, expires = self.store.issue_auth_token(caller)
         return {
             "authorizationData": {
@@ -473,6 +490,11 @@ def main() -> None:
     parser.add_argument("--alias", default="promoter-test", help="the registry alias (public.ecr.aws/<alias>)")
     parser.add_argument("--account", default="123456789012")
     parser.add_argument(
+        "--auth-upstream",
+        help="the API URL of another stand-in whose GetAuthorizationToken answers for the main account "
+        "(a private API in front of a registry whose token realm is that stand-in's)",
+    )
+    parser.add_argument(
         "--foreign",
         action="append",
         default=[],
@@ -499,7 +521,7 @@ def main() -> None:
         foreign[key] = Account(account, alias)
     store = Store(args.account, args.alias, args.registry, args.auth_token_ttl, foreign)
     issuer = TokenIssuer(args.signing_key, args.signing_cert, args.issuer, args.service, args.registry_token_ttl)
-    ApiHandler.api = Api(store, issuer, args.ca)
+    ApiHandler.api = Api(store, issuer, args.ca, args.auth_upstream)
     TokenHandler.store = store
     TokenHandler.issuer = issuer
 
