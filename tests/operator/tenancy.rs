@@ -118,7 +118,11 @@ async fn a_mirror_naming_a_missing_secret_is_not_in_sync() {
     let name = create_mirror(
         &cluster,
         json!({
-            "source": {"repository": format!("{quay_host}/{source}")},
+            // One host, one set of credentials: the object's own Secret for both.
+            "source": {
+                "repository": format!("{quay_host}/{source}"),
+                "credentials": {"secretRef": {"name": "does-not-exist"}},
+            },
             "targets": [{
                 "name": "quay",
                 "repository": format!("{quay_host}/{target}"),
