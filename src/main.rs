@@ -32,6 +32,9 @@ enum Command {
     /// or the result; `mirror report` prints which source repositories the
     /// cluster's mirrors have fully mirrored, by tier.
     Mirror(image_promoter::cli::mirror::MirrorArgs),
+    /// Ask the operator to reconcile one ImagePromotion or RegistryMirror now
+    /// (sets imagepromoter.dev/reconcile-requested-at) and wait for the result.
+    Reconcile(image_promoter::cli::reconcile::ReconcileArgs),
     /// Run the operator: reconcile ImagePromotions in the cluster of
     /// KUBECONFIG or the pod's ServiceAccount.
     Run(image_promoter::cli::run::RunArgs),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Copy(args) => image_promoter::cli::copy::run(args),
         Command::Promote(args) => image_promoter::cli::promote::run(args),
         Command::Mirror(args) => image_promoter::cli::mirror::run(args),
+        Command::Reconcile(args) => image_promoter::cli::reconcile::run(args),
         Command::Run(args) => image_promoter::cli::run::run(args),
     }
 }

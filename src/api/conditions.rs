@@ -26,8 +26,20 @@ pub const VERIFIED: &str = "Verified";
 pub const RECONCILING: &str = "Reconciling";
 /// True when the controller cannot make progress until the object or the
 /// world changes (a conflicting tag, a failed verification, an invalid spec,
-/// missing credentials); it does not retry on a timer. False or absent otherwise.
+/// missing credentials). What can change outside the cluster (ECR settings, a
+/// signature pushed later, IAM, a Secret) is looked at again at the resync
+/// interval; what depends on the object or the configuration alone waits for
+/// them to change. False or absent otherwise.
 pub const STALLED: &str = "Stalled";
+/// True when the drift check of a finished promotion could not run (a 401 or
+/// 403 at a target, a missing Secret); its reason says why. Absent otherwise:
+/// the promotion's images are where they were, but nobody is looking.
+pub const DRIFT_CHECK_FAILED: &str = "DriftCheckFailed";
+
+/// The annotation that asks for a reconcile now: any new value reconciles the
+/// object at once, bypassing holds, and the status echoes it in
+/// `lastHandledReconcileAt` (as Flux's `reconcile.fluxcd.io/requestedAt`).
+pub const RECONCILE_REQUESTED_AT: &str = "imagepromoter.dev/reconcile-requested-at";
 
 /// The status of a condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

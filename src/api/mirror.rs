@@ -231,6 +231,10 @@ pub struct RegistryMirrorStatus {
     /// When every selected tag was last read again at the source and each target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_full_resync_time: Option<Time>,
+    /// The value of the annotation `imagepromoter.dev/reconcile-requested-at`
+    /// that the last sync handled (`image-promoter reconcile` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// Where a mirror is in its life.

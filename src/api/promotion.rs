@@ -222,6 +222,10 @@ pub struct ImagePromotionStatus {
     /// What verification found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationEvidence>,
+    /// The value of the annotation `imagepromoter.dev/reconcile-requested-at`
+    /// that the last reconcile handled (`image-promoter reconcile` waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// The outcome of one target of a promotion.

@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod mirror;
 pub mod promote;
+pub mod reconcile;
 pub mod run;
 
 use std::process::ExitCode;

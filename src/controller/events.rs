@@ -94,6 +94,28 @@ pub fn transitions(previous: &ImagePromotionStatus, new: &ImagePromotionStatus) 
     {
         notices.push(notice(true, "TagDrifted", "CheckDrift", c.message.clone()));
     }
+    let unchecked = |status: &ImagePromotionStatus| {
+        conditions::is_true(&status.conditions, conditions::DRIFT_CHECK_FAILED)
+    };
+    match (unchecked(previous), unchecked(new)) {
+        (false, true) => {
+            if let Some(c) = find_condition(&new.conditions, conditions::DRIFT_CHECK_FAILED) {
+                notices.push(notice(
+                    true,
+                    "DriftCheckFailed",
+                    "CheckDrift",
+                    format!("{}: {}", c.reason, c.message),
+                ));
+            }
+        }
+        (true, false) => notices.push(notice(
+            false,
+            "DriftChecked",
+            "CheckDrift",
+            "the drift check runs again".into(),
+        )),
+        _ => {}
+    }
     notices
 }
 

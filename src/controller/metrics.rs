@@ -47,6 +47,8 @@ pub struct Metrics {
     verification_failures: Family<Labels, Counter>,
     registry_requests: Family<Labels, Counter>,
     drifted_tags: Gauge,
+    drift_check_failures: Family<Labels, Counter>,
+    tenancy_open: Gauge,
     /// Per object UID: its state label and drifted tag count.
     objects: Mutex<HashMap<String, (&'static str, i64)>>,
 }
@@ -148,6 +150,18 @@ impl Metrics {
             "Published write-once tags that now point at another digest",
             drifted_tags.clone(),
         );
+        let drift_check_failures = Family::<Labels, Counter>::default();
+        registry.register(
+            "image_promoter_drift_check_failures",
+            "Drift checks of finished promotions that could not run, by reason",
+            drift_check_failures.clone(),
+        );
+        let tenancy_open = Gauge::default();
+        registry.register(
+            "image_promoter_tenancy_open",
+            "1 when the configuration has no tenancy section: every watched namespace may use the operator's credentials for anything they reach",
+            tenancy_open.clone(),
+        );
         let controller = labels(&[("controller", CONTROLLER)]);
         max_concurrent
             .get_or_create(&controller)
@@ -172,6 +186,8 @@ impl Metrics {
             verification_failures,
             registry_requests,
             drifted_tags,
+            drift_check_failures,
+            tenancy_open,
             objects: Mutex::default(),
         }
     }
@@ -256,6 +272,18 @@ impl Metrics {
         self.verification_failures
             .get_or_create(&labels(&[("reason", reason)]))
             .inc();
+    }
+
+    /// A drift check that could not run, for `reason`.
+    pub fn drift_check_failed(&self, reason: &str) {
+        self.drift_check_failures
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// Whether the running configuration leaves tenancy open.
+    pub fn set_tenancy_open(&self, open: bool) {
+        self.tenancy_open.set(i64::from(open));
     }
 
     /// The object `uid` is now in `state` with `drifted` drifted tags; `None`: it is gone.

@@ -1,31 +1,34 @@
 //! The RegistryMirror reconciler, through the same [`Context`] as promotions
-//! (engine, AWS configuration, recorder, metrics, per-object backoff):
+//! (engine, AWS configuration, recorder, metrics, the process's records):
 //! set up (pure, [`crate::mirror::setup`]) → one sync with the mirror's
 //! ledger ([`crate::mirror::sync`]) → the status, pure
 //! ([`crate::mirror::status`]) → one server-side-apply patch of `/status`,
 //! skipped when nothing but timestamps would change → an event when Ready
 //! flips → the next sync after the jittered `spec.interval`.
 //!
-//! The ledger of each mirror lives in memory ([`Ledgers`]), keyed by UID: it
-//! starts empty at process start (the first sync is a full listing) and the
-//! sync itself reads everything again every `spec.fullResyncInterval`.
+//! A mirror syncs once per interval, plus once per spec change, requested
+//! reconcile, configuration reload or change of a Secret it names
+//! ([`super::schedule`]); its own status writes wake it but start nothing,
+//! so `maxCopiesPerSync` paces a backfill. Its ledger lives in the process's
+//! record of it ([`MirrorMemory`]), for the spec generation it was built
+//! for: a new source, target or selector starts from a full listing. The
+//! record goes when the mirror is deleted, which cancels a sync in flight.
 //! `spec.suspend` stops the syncs; the status keeps the last sync's results and
 //! acknowledges the generation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::backoff::jittered;
 use super::error::ReconcileError;
 use super::events::{self, Notice};
 pub use super::promotion::error_policy;
-use super::promotion::{apply_status, supervised};
+use super::promotion::{apply_status, due_or_wait, requested_at, status_value, supervised};
+use super::schedule::Outcome;
 use super::{Context, secrets};
 use crate::api::conditions::{READY, find_condition};
 use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
@@ -33,29 +36,34 @@ use crate::mirror::status::{SyncSummary, blocked_status, suspended_status, synce
 use crate::mirror::{self, Ledger, SyncOptions};
 use crate::promotion::SecretAccess;
 
-/// Each mirror's ledger, by UID.
+/// What the process keeps of one mirror between its syncs.
 #[derive(Default)]
-pub struct Ledgers(Mutex<HashMap<String, Ledger>>);
+pub struct MirrorMemory {
+    /// The ledger, and the spec generation it was built for.
+    ledger: Option<(i64, Ledger)>,
+    /// `spec.interval`, once set up.
+    pub interval: Option<Duration>,
+}
 
-impl Ledgers {
-    fn take(&self, uid: &str) -> Ledger {
-        self.0
-            .lock()
-            .expect("lock never poisoned")
-            .remove(uid)
-            .unwrap_or_default()
+impl MirrorMemory {
+    /// The ledger for `generation`: the one kept if it was built for it,
+    /// else an empty one (a full listing).
+    fn take_ledger(&mut self, generation: i64) -> Ledger {
+        match self.ledger.take() {
+            Some((built_for, ledger)) if built_for == generation => ledger,
+            _ => Ledger::default(),
+        }
     }
+}
 
-    fn put(&self, uid: &str, ledger: Ledger) {
-        self.0
-            .lock()
-            .expect("lock never poisoned")
-            .insert(uid.to_string(), ledger);
-    }
-
-    fn forget(&self, uid: &str) {
-        self.0.lock().expect("lock never poisoned").remove(uid);
-    }
+/// Whether `mirror` names the Secret `name` (of its own namespace).
+pub fn references_secret(mirror: &RegistryMirror, name: &str) -> bool {
+    let spec = &mirror.spec;
+    std::iter::once(spec.source.credentials.as_ref())
+        .chain(spec.targets.iter().map(|t| t.credentials.as_ref()))
+        .flatten()
+        .filter_map(|c| c.secret_ref.as_ref())
+        .any(|s| s.name == name)
 }
 
 /// Whether writing `new` changes more than timestamps.
@@ -112,29 +120,46 @@ async fn reconcile_mirror(
 ) -> Result<Action, ReconcileError> {
     let uid = object.uid().unwrap_or_default();
     if object.metadata.deletion_timestamp.is_some() {
-        ctx.ledgers.forget(&uid);
-        ctx.backoff.reset(&uid);
+        ctx.forget_mirror(&uid);
         return Ok(Action::await_change());
+    }
+    if let Some(wait) = due_or_wait(ctx, &ctx.mirrors, object).await? {
+        return Ok(wait);
     }
     let generation = object.metadata.generation.unwrap_or(0);
+    let requested = requested_at(&object.metadata).map(str::to_string);
+    let cancelled = ctx.mirrors.begin(&uid);
+    let previous = ctx
+        .mirrors
+        .written(&uid)
+        .and_then(|w| serde_json::from_value(w).ok())
+        .unwrap_or_else(|| object.status.clone().unwrap_or_default());
+    let handled_request = |mut status: RegistryMirrorStatus| {
+        status.last_handled_reconcile_at = requested
+            .clone()
+            .or_else(|| previous.last_handled_reconcile_at.clone());
+        status
+    };
     if object.spec.suspend {
         info!("suspended: no sync until spec.suspend is false");
-        let previous = object.status.clone().unwrap_or_default();
-        let status = suspended_status(&previous, Some(generation));
-        if changed(object.status.as_ref(), &status) {
-            apply_status(ctx, object, &status).await?;
-        }
+        let status = handled_request(suspended_status(&previous, Some(generation)));
+        ctx.schedule(
+            &RegistryMirror::kind(&()),
+            &uid,
+            generation,
+            requested.clone(),
+            &Outcome::Suspended,
+        );
+        write(ctx, object, &uid, &status).await?;
         return Ok(Action::await_change());
     }
-    if let Some(wait) = ctx.backoff.held(&uid, generation, Instant::now()) {
-        return Ok(Action::requeue(wait));
-    }
-    let previous = object.status.clone().unwrap_or_default();
     let setup = ctx.setup();
     let namespace = object.namespace().unwrap_or_default();
     let prepared = match mirror::setup(object, &setup.config, SecretAccess::Api) {
         Err(e) => Err((e.reason.to_string(), e.message, false)),
         Ok(mirror_setup) => {
+            ctx.mirrors
+                .with(&uid, |m| m.interval = Some(mirror_setup.interval));
             let mut clients = Vec::new();
             let mut failed = None;
             for secret in &mirror_setup.secrets {
@@ -164,7 +189,7 @@ async fn reconcile_mirror(
             }
         }
     };
-    let (status, next) = match prepared {
+    let (status, outcome) = match prepared {
         Err((reason, message, transient)) => {
             let status = blocked_status(
                 &previous,
@@ -174,29 +199,38 @@ async fn reconcile_mirror(
                 !transient,
                 &SystemClock,
             );
-            let next = if transient {
-                Action::requeue(ctx.backoff.failed(&uid, generation))
+            let outcome = if transient {
+                Outcome::Retry
             } else {
-                ctx.backoff.reset(&uid);
-                Action::await_change()
+                Outcome::Stalled(reason)
             };
-            (status, next)
+            (status, outcome)
         }
         Ok((mirror_setup, engine)) => {
-            let mut ledger = ctx.ledgers.take(&uid);
+            let mut ledger = ctx
+                .mirrors
+                .with(&uid, |m| m.take_ledger(generation))
+                .unwrap_or_default();
             let options = SyncOptions {
                 dry_run: false,
                 now: k8s_openapi::jiff::Timestamp::now().as_second(),
             };
-            let synced = mirror::sync(
+            let sync = mirror::sync(
                 &mirror_setup,
                 &engine,
                 &setup.shared.sdk,
                 &mut ledger,
                 options,
-            )
-            .await;
-            ctx.ledgers.put(&uid, ledger);
+            );
+            let synced = tokio::select! {
+                synced = sync => synced,
+                () = cancelled.wait() => {
+                    info!("the mirror was deleted during its sync: the sync was cancelled");
+                    return Ok(Action::await_change());
+                }
+            };
+            ctx.mirrors
+                .with(&uid, |m| m.ledger = Some((generation, ledger)));
             match synced {
                 Ok(report) => {
                     let summary = SyncSummary {
@@ -223,12 +257,8 @@ async fn reconcile_mirror(
                             }
                         }
                     }
-                    ctx.backoff.reset(&uid);
                     let status = synced_status(&previous, &summary, &SystemClock);
-                    (
-                        status,
-                        Action::requeue(jittered(mirror_setup.interval, fastrand::f64())),
-                    )
+                    (status, Outcome::Done)
                 }
                 Err(failure) => {
                     let status = blocked_status(
@@ -239,23 +269,49 @@ async fn reconcile_mirror(
                         !failure.transient,
                         &SystemClock,
                     );
-                    let next = if failure.transient {
-                        Action::requeue(ctx.backoff.failed(&uid, generation))
+                    let outcome = if failure.transient {
+                        Outcome::Retry
                     } else {
-                        Action::requeue(jittered(mirror_setup.interval, fastrand::f64()))
+                        Outcome::Stalled(failure.problem.reason.clone())
                     };
-                    (status, next)
+                    (status, outcome)
                 }
             }
         }
     };
-    if changed(object.status.as_ref(), &status) {
-        apply_status(ctx, object, &status).await?;
-    }
+    let status = handled_request(status);
+    let next = ctx.schedule(
+        &RegistryMirror::kind(&()),
+        &uid,
+        generation,
+        requested,
+        &outcome,
+    );
+    write(ctx, object, &uid, &status).await?;
     if let Some(notice) = transition(&previous, &status) {
         events::publish(&ctx.recorder, object, vec![notice]).await;
     }
-    Ok(next)
+    Ok(match next {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
+    })
+}
+
+/// Writes `status` unless only timestamps changed, and remembers what the
+/// apiserver holds.
+async fn write(
+    ctx: &Context,
+    object: &RegistryMirror,
+    uid: &str,
+    status: &RegistryMirrorStatus,
+) -> Result<(), ReconcileError> {
+    let stored = if changed(object.status.as_ref(), status) {
+        status_value(&apply_status(ctx, object, status).await?)
+    } else {
+        status_value(object)
+    };
+    ctx.mirrors.set_written(uid, stored);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,11 +23,15 @@ pub mod leader;
 pub mod metrics;
 pub mod mirror;
 pub mod promotion;
+pub mod records;
+pub mod schedule;
 pub mod secrets;
 pub mod status;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -37,8 +41,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::{error, info, warn};
 
@@ -47,10 +51,13 @@ pub use error::{ReconcileError, RunError};
 use crate::api::{ImagePromotion, RegistryMirror};
 use crate::config::Config;
 use crate::promotion::Shared;
-use backoff::Backoffs;
+use decision::PromotionMemory;
 use http::Health;
 use leader::{Election, Leadership};
 use metrics::Metrics;
+use mirror::MirrorMemory;
+use records::Records;
+use schedule::Outcome;
 
 /// How the operator runs (the flags of `image-promoter run`).
 #[derive(Debug)]
@@ -96,26 +103,121 @@ pub struct Context {
     pub client: kube::Client,
     /// The current configuration and engine.
     setup: std::sync::RwLock<Arc<Setup>>,
+    /// How many times the configuration was replaced: an object handled with
+    /// an older one is due again.
+    epoch: AtomicU64,
     /// The one event recorder.
     pub recorder: Recorder,
     /// The metrics.
     pub metrics: Metrics,
-    /// Per-object failure and wait counts.
-    pub backoff: Backoffs,
     /// `--resync-interval`.
     pub resync: Duration,
-    /// Each RegistryMirror's ledger.
-    pub ledgers: mirror::Ledgers,
+    /// `--concurrency`: reconciles at work at once in the whole process,
+    /// across kinds and watched namespaces.
+    permits: tokio::sync::Semaphore,
+    /// What the process remembers of each ImagePromotion.
+    pub promotions: Records<PromotionMemory>,
+    /// What the process remembers of each RegistryMirror (its ledger).
+    pub mirrors: Records<MirrorMemory>,
 }
 
 impl Context {
+    /// The context of one process.
+    pub fn new(
+        client: kube::Client,
+        setup: Setup,
+        recorder: Recorder,
+        metrics: Metrics,
+        resync: Duration,
+        concurrency: u16,
+    ) -> Self {
+        Self {
+            client,
+            setup: std::sync::RwLock::new(Arc::new(setup)),
+            epoch: AtomicU64::new(0),
+            recorder,
+            metrics,
+            resync,
+            permits: tokio::sync::Semaphore::new(usize::from(concurrency.max(1))),
+            promotions: Records::default(),
+            mirrors: Records::default(),
+        }
+    }
+
     /// The current configuration and engine (a reconcile keeps the one it started with).
     pub fn setup(&self) -> Arc<Setup> {
         self.setup.read().expect("lock never poisoned").clone()
     }
 
+    /// The configuration's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     fn replace_setup(&self, setup: Setup) {
         *self.setup.write().expect("lock never poisoned") = Arc::new(setup);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Waits for one of the process's `--concurrency` permits.
+    pub async fn permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Records that an object of `kind` was handled at `generation` with
+    /// the request `requested` and ended with `outcome`; the requeue delay
+    /// (`None`: on change only).
+    pub fn schedule(
+        &self,
+        kind: &str,
+        uid: &str,
+        generation: i64,
+        requested: Option<String>,
+        outcome: &Outcome,
+    ) -> Option<Duration> {
+        let handled = (generation, requested, self.epoch());
+        let (now, jitter) = (Instant::now(), fastrand::f64());
+        if kind == RegistryMirror::kind(&()) {
+            // A mirror is looked at again at its own interval.
+            let period = self
+                .mirrors
+                .with(uid, |m| m.interval)
+                .flatten()
+                .unwrap_or(self.resync);
+            let previous = self.mirrors.handled(uid);
+            let (record, wait) =
+                schedule::after(previous.as_ref(), handled, outcome, period, now, jitter);
+            self.mirrors.set_handled(uid, record);
+            wait
+        } else {
+            let previous = self.promotions.handled(uid);
+            let (record, wait) = schedule::after(
+                previous.as_ref(),
+                handled,
+                outcome,
+                self.resync,
+                now,
+                jitter,
+            );
+            self.promotions.set_handled(uid, record);
+            wait
+        }
+    }
+
+    /// Forgets a deleted ImagePromotion everywhere: its record (cancelling
+    /// its copy in flight) and its gauges.
+    pub fn forget_promotion(&self, uid: &str) {
+        self.promotions.forget(uid);
+        self.metrics.object(uid, None);
+    }
+
+    /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
+    /// its sync in flight).
+    pub fn forget_mirror(&self, uid: &str) {
+        self.mirrors.forget(uid);
     }
 }
 
@@ -138,18 +240,24 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             instance,
         },
     );
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        setup: std::sync::RwLock::new(Arc::new(Setup {
+    let open = settings.config.tenancy.is_none();
+    metrics.set_tenancy_open(open);
+    if open {
+        warn!(
+            "the configuration has no tenancy section: every watched namespace may use the operator's credentials to promote from and publish to anything they reach; add tenancy rules (docs/config.md)"
+        );
+    }
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Setup {
             config: settings.config,
             shared,
-        })),
+        },
         recorder,
         metrics,
-        backoff: Backoffs::default(),
-        resync: settings.resync,
-        ledgers: mirror::Ledgers::default(),
-    });
+        settings.resync,
+        settings.concurrency,
+    ));
     if let Some(address) = settings.probe_address {
         let listener = bind(address, settings.share_ports, "health probes")?;
         tokio::spawn(http::serve(
@@ -205,28 +313,29 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         settings.watch_namespaces.into_iter().map(Some).collect()
     };
     let mut stores = Vec::new();
+    let mut mirror_stores = Vec::new();
     let mut controllers = Vec::new();
     let mut reconcile_all = Vec::new();
     for namespace in namespaces {
-        let (promotions, secrets): (Api<ImagePromotion>, Api<PartialObjectMeta<Secret>>) =
-            match &namespace {
-                Some(ns) => (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                ),
-                None => (Api::all(client.clone()), Api::all(client.clone())),
-            };
-        let controller = Controller::new(promotions, watcher::Config::default());
+        let promotions: Api<ImagePromotion> = scoped(&client, &namespace);
+        let controller = Controller::new(promotions.clone(), watcher::Config::default());
         let store = controller.store();
         stores.push(store.clone());
         let mut promotion_stopping = stopping.clone();
         let promotion_health = health.clone();
         let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
         reconcile_all.push(again);
+        let poking = ctx.clone();
         let running = controller
-            .watches(secrets, watcher::Config::default(), move |secret| {
-                referencing(&store, &secret)
-            })
+            .watches(
+                scoped(&client, &namespace),
+                watcher::Config::default(),
+                move |secret| {
+                    let objects = referencing(&store, &secret, decision::references_secret);
+                    poke(&poking.promotions, &objects);
+                    objects
+                },
+            )
             .reconcile_all_on(all_again)
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(async move {
@@ -238,13 +347,33 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 futures::future::ready(())
             });
         controllers.push(running.boxed());
-        let mirrors: Api<RegistryMirror> = match &namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
+        tokio::spawn(forget_deleted::<ImagePromotion>(
+            client.clone(),
+            namespace.clone(),
+            ctx.clone(),
+            Context::forget_promotion,
+        ));
+
+        let mirrors: Api<RegistryMirror> = scoped(&client, &namespace);
+        let controller = Controller::new(mirrors, watcher::Config::default());
+        let store = controller.store();
+        mirror_stores.push(store.clone());
+        let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
+        reconcile_all.push(again);
+        let poking = ctx.clone();
         let mut stopping = stopping.clone();
         let mirror_health = health.clone();
-        let running = Controller::new(mirrors, watcher::Config::default())
+        let running = controller
+            .watches(
+                scoped(&client, &namespace),
+                watcher::Config::default(),
+                move |secret| {
+                    let objects = referencing(&store, &secret, mirror::references_secret);
+                    poke(&poking.mirrors, &objects);
+                    objects
+                },
+            )
+            .reconcile_all_on(all_again)
             .with_config(controller::Config::default().concurrency(settings.concurrency))
             .graceful_shutdown_on(async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
@@ -255,7 +384,14 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 futures::future::ready(())
             });
         controllers.push(running.boxed());
+        tokio::spawn(forget_deleted::<RegistryMirror>(
+            client.clone(),
+            namespace.clone(),
+            ctx.clone(),
+            Context::forget_mirror,
+        ));
     }
+    tokio::spawn(prune(ctx.clone(), stores.clone(), mirror_stores));
     let ready = health.clone();
     tokio::spawn(async move {
         // Polled again every second: the store's readiness wakes only its
@@ -339,10 +475,18 @@ async fn reload_on_change(
                 continue;
             }
         };
-        match Shared::load(&config).await {
+        let running = ctx.setup();
+        match Shared::reload(&config, &running.shared).await {
             Ok(shared) => {
+                let open = config.tenancy.is_none();
+                ctx.metrics.set_tenancy_open(open);
+                if open {
+                    warn!(
+                        "the new configuration has no tenancy section: every watched namespace may use the operator's credentials"
+                    );
+                }
                 ctx.replace_setup(Setup { config, shared });
-                info!(path = %path.display(), "the configuration changed: every promotion is reconciled again");
+                info!(path = %path.display(), "the configuration changed: every object is reconciled again");
                 for again in &reconcile_all {
                     let _ = again.unbounded_send(());
                 }
@@ -362,20 +506,118 @@ async fn lost(leadership: &mut Option<Leadership>) {
     }
 }
 
-/// The ImagePromotions in `secret`'s namespace that reference it.
-fn referencing(
-    store: &kube::runtime::reflector::Store<ImagePromotion>,
+/// The `K`s of `namespace`, or of every namespace.
+fn scoped<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The objects in `secret`'s namespace that reference it (`references`).
+fn referencing<K>(
+    store: &kube::runtime::reflector::Store<K>,
     secret: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<ImagePromotion>> {
+    references: fn(&K, &str) -> bool,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
     let namespace = secret.namespace();
     let name = secret.name_any();
     store
         .state()
         .into_iter()
-        .filter(|p| p.namespace() == namespace && decision::references_secret(p, &name))
-        .map(|p| ObjectRef::from_obj(&*p))
+        .filter(|o| o.namespace() == namespace && references(o, &name))
+        .map(|o| ObjectRef::from_obj(&*o))
         .collect()
 }
+
+/// Marks `objects` due now: a Secret they reference changed.
+fn poke<K, T: Default>(records: &Records<T>, objects: &[ObjectRef<K>])
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    for object in objects {
+        if let Some(uid) = &object.extra.uid {
+            records.poke(uid);
+        }
+    }
+}
+
+/// Follows the objects of one kind (metadata only) and forgets each one that
+/// is deleted, at once: its record, its ledger, its gauges, and its work in
+/// flight. No finalizer is needed: there is nothing outside the process to
+/// clean up.
+async fn forget_deleted<K>(
+    client: kube::Client,
+    namespace: Option<String>,
+    ctx: Arc<Context>,
+    forget: fn(&Context, &str),
+) where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<PartialObjectMeta<K>> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        if let Ok(watcher::Event::Delete(object)) = event
+            && let Some(uid) = object.uid()
+        {
+            forget(&ctx, &uid);
+        }
+    }
+}
+
+/// Every minute, forgets the objects that are no longer in the controllers'
+/// caches (deleted while a watch was down, so no delete event came).
+async fn prune(
+    ctx: Arc<Context>,
+    promotions: Vec<kube::runtime::reflector::Store<ImagePromotion>>,
+    mirrors: Vec<kube::runtime::reflector::Store<RegistryMirror>>,
+) {
+    fn uids<K>(stores: &[kube::runtime::reflector::Store<K>]) -> Option<HashSet<String>>
+    where
+        K: Clone + kube::Resource<DynamicType = ()>,
+    {
+        let mut live = HashSet::new();
+        for store in stores {
+            // A cache that has not synced yet says nothing about what exists.
+            if !matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))) {
+                return None;
+            }
+            live.extend(store.state().iter().filter_map(|o| o.uid()));
+        }
+        Some(live)
+    }
+    loop {
+        tokio::time::sleep(PRUNE_PERIOD).await;
+        if let Some(live) = uids(&promotions) {
+            for uid in ctx.promotions.retain(&live) {
+                ctx.metrics.object(&uid, None);
+            }
+        }
+        if let Some(live) = uids(&mirrors) {
+            ctx.mirrors.retain(&live);
+        }
+    }
+}
+
+/// How often records are pruned against the controllers' caches.
+pub const PRUNE_PERIOD: Duration = Duration::from_secs(60);
 
 fn report<T>(
     health: &Health,

@@ -4,7 +4,13 @@
 //! [`crate::promotion::execute_with`], or only check a finished promotion
 //! for drift) → the status, pure ([`super::status`]) → one server-side-apply
 //! patch of `/status`, skipped when nothing but timestamps would change →
-//! events on transitions → the next requeue from the per-object backoff.
+//! events on transitions → the next time it is due ([`super::schedule`]).
+//!
+//! A wake-up works only when something is due (the spec changed, a reconcile
+//! was requested, the configuration or a Secret changed, the resync or a
+//! backoff came due); the verdict, the pin and what was published are kept
+//! in the process's record ([`super::decision::PromotionMemory`]), never
+//! read back from the status.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -12,26 +18,28 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::FutureExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::wait::{await_condition, conditions::is_deleted};
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{Instrument, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
-use super::backoff::jittered;
-use super::decision::{self, Next};
+use super::decision;
 use super::error::ReconcileError;
 use super::events;
 use super::metrics::ReconcileResult;
+use super::records::Records;
+use super::schedule::{Due, Outcome};
 use super::secrets;
-use super::status::{Drift, after_drift_check, carry, changed};
+use super::status::{Drift, after_drift_check, carry, changed, with_drift_check};
 use super::{Context, Setup};
 use crate::api::conditions::{self, ConditionUpdate, SystemClock, find_condition, set_condition};
 use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
 use crate::promotion::status::{Audience, Problem, Progress, Run, promotion_status_for};
 use crate::promotion::{PromotionPlan, SecretAccess, execute_with, plan_with};
 use crate::registry::Engine;
+use crate::verify::fingerprint;
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "image-promoter";
@@ -65,6 +73,8 @@ pub async fn supervised<P: Future<Output = ()>>(
     work: futures::future::BoxFuture<'_, Result<Action, ReconcileError>>,
     on_panic: impl FnOnce() -> P,
 ) -> Result<Action, ReconcileError> {
+    // One of the process's --concurrency permits, whatever the kind or namespace.
+    let _permit = ctx.permit().await;
     let started = Instant::now();
     let _worker = ctx.metrics.worker();
     let result = match caught(work.instrument(span.clone())).await {
@@ -115,14 +125,75 @@ where
         %error,
         "reconcile failed"
     );
-    if error.is_transient() {
-        Action::requeue(
-            ctx.backoff
-                .failed(&uid, object.meta().generation.unwrap_or(0)),
-        )
+    let outcome = if error.is_transient() {
+        Outcome::Retry
     } else {
-        Action::await_change()
+        Outcome::Stalled(error.reason().to_string())
+    };
+    let generation = object.meta().generation.unwrap_or(0);
+    let requested = requested_at(object.meta()).map(str::to_string);
+    match ctx.schedule(K::kind(&()).as_ref(), &uid, generation, requested, &outcome) {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
     }
+}
+
+/// The value of the reconcile-requested-at annotation, if any.
+pub fn requested_at(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(conditions::RECONCILE_REQUESTED_AT))
+        .map(String::as_str)
+}
+
+/// Whether a wake-up of `uid` works now. When it does not, the status the
+/// operator last wrote is written again if somebody else changed it (the
+/// status is the operator's output), and the wake-up is requeued for the
+/// time left.
+pub async fn due_or_wait<K, T>(
+    ctx: &Context,
+    records: &Records<T>,
+    object: &K,
+) -> Result<Option<Action>, ReconcileError>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    T: Default,
+{
+    let uid = object.uid().unwrap_or_default();
+    let generation = object.meta().generation.unwrap_or(0);
+    let requested = requested_at(object.meta());
+    let wait = match records.due(&uid, generation, requested, ctx.epoch(), Instant::now()) {
+        Due::Now(why) => {
+            debug!(?why, "due");
+            return Ok(None);
+        }
+        Due::Later(wait) => Action::requeue(wait),
+        Due::OnChange => Action::await_change(),
+    };
+    if let Some(written) = records.written(&uid) {
+        let now = serde_json::to_value(object)
+            .ok()
+            .and_then(|mut o| o.get_mut("status").map(serde_json::Value::take))
+            .unwrap_or(serde_json::Value::Null);
+        if now != written {
+            warn!("the status was changed by someone else; the operator's is written again");
+            let stored = apply_status(ctx, object, &written).await?;
+            records.set_written(&uid, status_value(&stored));
+        }
+    }
+    Ok(Some(wait))
+}
+
+/// The status of `object` as JSON (`null` when it has none).
+pub fn status_value<K: serde::Serialize>(object: &K) -> serde_json::Value {
+    serde_json::to_value(object)
+        .ok()
+        .and_then(|mut o| o.get_mut("status").map(serde_json::Value::take))
+        .unwrap_or(serde_json::Value::Null)
 }
 
 async fn reconcile_object(
@@ -131,25 +202,44 @@ async fn reconcile_object(
 ) -> Result<Action, ReconcileError> {
     let uid = object.uid().unwrap_or_default();
     if object.metadata.deletion_timestamp.is_some() {
-        ctx.backoff.reset(&uid);
-        ctx.metrics.object(&uid, None);
+        ctx.forget_promotion(&uid);
         return Ok(Action::await_change());
     }
-    let generation = object.metadata.generation.unwrap_or(0);
-    // Woken before its backoff ends (by its own status write, say): wait on.
-    if let Some(wait) = ctx
-        .backoff
-        .held(&uid, generation, std::time::Instant::now())
-    {
-        return Ok(Action::requeue(wait));
+    if let Some(wait) = due_or_wait(ctx, &ctx.promotions, object).await? {
+        return Ok(wait);
     }
-    let previous = decision::previous(object);
+    let generation = object.metadata.generation.unwrap_or(0);
+    let requested = requested_at(&object.metadata).map(str::to_string);
+    let cancelled = ctx.promotions.begin(&uid);
+    let memory = ctx.promotions.with(&uid, |m| m.clone()).unwrap_or_default();
+    let previous = ctx
+        .promotions
+        .written(&uid)
+        .and_then(|w| serde_json::from_value(w).ok())
+        .unwrap_or_else(|| decision::previous(object));
     let setup = ctx.setup();
-    let done = decision::done_by_status(object, &previous);
-    let (status, next, drifted) = match prepare(object, ctx, &setup, done).boxed().await {
+    let mut done = decision::done_by_status(object, &memory, &previous);
+    let mut prepared = prepare(object, ctx, &setup, done).boxed().await;
+    if done
+        && let Ok((plan, _)) = &prepared
+        && !decision::finished(generation, &memory, &previous, plan)
+    {
+        // Not finished after all (a tag was added, say): plan with everything
+        // verification needs.
+        done = false;
+        prepared = prepare(object, ctx, &setup, false).boxed().await;
+    }
+    let (mut status, outcome, drifted) = match prepared {
         Err(problem) if done => {
-            warn!(reason = %problem.reason, message = %problem.message, "the drift check cannot run now; the promotion keeps its status and is checked at the next resync");
-            (previous.clone(), Next::Done, 0)
+            warn!(reason = %problem.reason, message = %problem.message, "the drift check cannot run now; checked again at the next resync");
+            ctx.metrics.drift_check_failed(&problem.reason);
+            let status = with_drift_check(
+                previous.clone(),
+                Some((&problem.reason, &problem.message)),
+                generation,
+                &SystemClock,
+            );
+            (status, Outcome::Done, 0)
         }
         Err(problem) => {
             let run = Run {
@@ -162,29 +252,62 @@ async fn reconcile_object(
             let fresh = promotion_status_for(&run, &SystemClock, Audience::Cluster);
             (carry(&previous, fresh), decision::next(&run), 0)
         }
-        Ok((plan, engine)) if decision::finished(generation, &previous, &plan) => {
-            let drifts = check_drift(&plan, &engine, &previous).boxed().await;
-            for drift in &drifts {
+        Ok((plan, engine)) if done => {
+            let checked = check_drift(&plan, &engine, &previous).boxed().await;
+            for drift in &checked.drifts {
                 warn!(audit = true, target = %drift.target, tag = %drift.tag, found = ?drift.found, promoted = %drift.promoted, "a published tag drifted; it is not rewritten");
             }
-            let status = after_drift_check(&previous, &drifts, generation, &SystemClock);
-            (status, Next::Done, drifts.len() as i64)
+            if let Some(problem) = &checked.unchecked {
+                ctx.metrics.drift_check_failed(&problem.reason);
+            }
+            let status = after_drift_check(&previous, &checked.drifts, generation, &SystemClock);
+            let unchecked = checked
+                .unchecked
+                .as_ref()
+                .map(|p| (p.reason.as_str(), p.message.as_str()));
+            let status = with_drift_check(status, unchecked, generation, &SystemClock);
+            (status, Outcome::Done, checked.drifts.len() as i64)
         }
         Ok((plan, engine)) => {
-            let options = decision::resume(generation, &previous, &plan);
+            let verifiers = [
+                plan.verifiers.object.as_ref(),
+                plan.verifiers.floor.as_ref(),
+            ];
+            let policy = fingerprint(
+                &plan.policy,
+                &setup.config.verify,
+                verifiers.into_iter().flatten(),
+            );
+            let (options, plan) = decision::resume(object, &memory, &previous, &plan, &policy);
             let run = execute_with(&setup.shared, &engine, &plan, &setup.config, options).boxed();
-            let Some(run) = unless_deleted(ctx, object, run).boxed().await else {
-                info!("the object was deleted during its reconcile: the copy was cancelled");
-                ctx.backoff.reset(&uid);
-                ctx.metrics.object(&uid, None);
-                return Ok(Action::await_change());
+            let run = tokio::select! {
+                run = run => run,
+                () = cancelled.wait() => {
+                    info!("the object was deleted during its reconcile: the copy was cancelled");
+                    return Ok(Action::await_change());
+                }
             };
+            ctx.promotions.with(&uid, |m| {
+                decision::remember(m, object, &plan, &policy, &run)
+            });
             account(ctx, &plan, &run);
             let fresh = promotion_status_for(&run, &SystemClock, Audience::Cluster);
-            (carry(&previous, fresh), decision::next(&run), 0)
+            let status = with_drift_check(carry(&previous, fresh), None, generation, &SystemClock);
+            (status, decision::next(&run), 0)
         }
     };
-    write_status(ctx, object, &status).boxed().await?;
+    status.last_handled_reconcile_at = requested
+        .clone()
+        .or_else(|| previous.last_handled_reconcile_at.clone());
+    let handled = ctx.schedule(
+        &ImagePromotion::kind(&()),
+        &uid,
+        generation,
+        requested,
+        &outcome,
+    );
+    let stored = write_status(ctx, object, &status).boxed().await?;
+    ctx.promotions.set_written(&uid, stored);
     let notices = events::transitions(&previous, &status);
     if notices.iter().any(|n| n.reason == "VerificationFailed")
         && let Some(verified) = find_condition(&status.conditions, conditions::VERIFIED)
@@ -195,19 +318,13 @@ async fn reconcile_object(
     events::publish(&ctx.recorder, object, notices)
         .boxed()
         .await;
-    ctx.metrics
-        .object(&uid, Some((decision::state_of(&status), drifted)));
-    Ok(match next {
-        Next::Done => {
-            ctx.backoff.reset(&uid);
-            Action::requeue(jittered(ctx.resync, fastrand::f64()))
-        }
-        Next::WaitForScan => Action::requeue(ctx.backoff.waiting(&uid, generation)),
-        Next::Retry => Action::requeue(ctx.backoff.failed(&uid, generation)),
-        Next::Stalled => {
-            ctx.backoff.reset(&uid);
-            Action::await_change()
-        }
+    if ctx.promotions.with(&uid, |_| ()).is_some() {
+        ctx.metrics
+            .object(&uid, Some((decision::state_of(&status), drifted)));
+    }
+    Ok(match handled {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
     })
 }
 
@@ -281,40 +398,23 @@ async fn prepare(
     Ok((plan, engine))
 }
 
-/// Runs `work` unless the object is deleted first: then the work (a copy in
-/// flight) is dropped, which cancels it. Tags are written last, so no tag
-/// ever points at incomplete content.
-async fn unless_deleted<F: Future>(
-    ctx: &Context,
-    object: &ImagePromotion,
-    work: F,
-) -> Option<F::Output> {
-    let api: Api<ImagePromotion> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let uid = object.uid().unwrap_or_default();
-    let name = object.name_any();
-    let deleted = await_condition(api, &name, is_deleted(&uid));
-    tokio::pin!(work);
-    tokio::select! {
-        output = &mut work => Some(output),
-        watched = deleted => match watched {
-            Ok(_) => None,
-            Err(error) => {
-                warn!(%error, "watching for the object's deletion failed; the copy continues");
-                Some(work.await)
-            }
-        },
-    }
+/// What a drift check found: the tags that moved, and why it could not
+/// look at some tag, if it could not.
+struct DriftCheck {
+    drifts: Vec<Drift>,
+    unchecked: Option<Problem>,
 }
 
 /// HEADs every write-once tag of every promoted target: one request per
-/// (target, tag). A tag that cannot be read now is checked at the next resync.
+/// (target, tag). A tag that cannot be read is reported (`unchecked`) and
+/// checked again at the next resync.
 async fn check_drift(
     plan: &PromotionPlan,
     engine: &Engine,
     previous: &ImagePromotionStatus,
-) -> Vec<Drift> {
+) -> DriftCheck {
     let mut drifts = Vec::new();
+    let mut unchecked = None;
     for target in &plan.targets {
         let Some(digest) = previous
             .targets
@@ -329,6 +429,11 @@ async fn check_drift(
             Ok(client) => client,
             Err(error) => {
                 warn!(target = %target.name, %error, "no client for the drift check");
+                unchecked.get_or_insert(Problem {
+                    reason: error.reason().to_string(),
+                    message: format!("{}: {error}", target.name),
+                    transient: error.is_transient(),
+                });
                 continue;
             }
         };
@@ -347,12 +452,20 @@ async fn check_drift(
                     found: found.map(|h| h.digest.to_string()),
                 }),
                 Err(error) => {
-                    warn!(target = %target.name, %tag, %error, "the drift check could not read a tag; checked again at the next resync")
+                    warn!(target = %target.name, %tag, %error, "the drift check could not read a tag; checked again at the next resync");
+                    unchecked.get_or_insert(Problem {
+                        reason: crate::promotion::status::target_reason(
+                            error.reason(),
+                            error.is_transient(),
+                        ),
+                        message: format!("{}: tag {tag}: {error}", target.name),
+                        transient: error.is_transient(),
+                    });
                 }
             }
         }
     }
-    drifts
+    DriftCheck { drifts, unchecked }
 }
 
 /// Counts what the run copied.
@@ -398,24 +511,28 @@ fn audit(status: &ImagePromotionStatus, notices: &[events::Notice]) {
     }
 }
 
-/// Writes `status` with server-side apply, unless it changes nothing.
+/// Writes `status` with server-side apply, unless it changes nothing; the
+/// status the apiserver holds afterwards.
 async fn write_status(
     ctx: &Context,
     object: &ImagePromotion,
     status: &ImagePromotionStatus,
-) -> Result<(), ReconcileError> {
+) -> Result<serde_json::Value, ReconcileError> {
     if !changed(object.status.as_ref(), status) {
-        return Ok(());
+        return Ok(status_value(object));
     }
-    apply_status(ctx, object, status).await
+    apply_status(ctx, object, status)
+        .await
+        .map(|stored| status_value(&stored))
 }
 
-/// Writes the `/status` of `object` with server-side apply, as [`FIELD_MANAGER`].
+/// Writes the `/status` of `object` with server-side apply, as
+/// [`FIELD_MANAGER`]; the object as stored.
 pub async fn apply_status<K>(
     ctx: &Context,
     object: &K,
     status: &impl serde::Serialize,
-) -> Result<(), ReconcileError>
+) -> Result<K, ReconcileError>
 where
     K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -436,7 +553,6 @@ where
         &Patch::Apply(&patch),
     )
     .await
-    .map(|_| ())
     .map_err(|source| ReconcileError::PatchStatus {
         object: format!("{namespace}/{name}"),
         source,

@@ -34,7 +34,15 @@ pub fn carry(
         };
         if old.state == result.state {
             if old.state == TargetState::Promoted && old.digest == result.digest {
-                *result = old.clone();
+                // A promoted target keeps its result; tags published since
+                // (a tag added to the spec) join the ones it had.
+                let mut kept = old.clone();
+                for tag in &result.tags {
+                    if !kept.tags.contains(tag) {
+                        kept.tags.push(tag.clone());
+                    }
+                }
+                *result = kept;
             } else {
                 result.last_transition_time = old.last_transition_time.clone();
             }
@@ -53,6 +61,38 @@ pub fn carry(
 /// `previous` where nothing flipped, so equality is the test).
 pub fn changed(previous: Option<&ImagePromotionStatus>, new: &ImagePromotionStatus) -> bool {
     previous != Some(new)
+}
+
+/// `status` with the `DriftCheckFailed` condition set when the drift check
+/// could not run (`unchecked`: its reason and message) or removed when it ran.
+pub fn with_drift_check(
+    mut status: ImagePromotionStatus,
+    unchecked: Option<(&str, &str)>,
+    generation: i64,
+    clock: &impl Clock,
+) -> ImagePromotionStatus {
+    match unchecked {
+        Some((reason, message)) => {
+            let message = format!(
+                "the drift check could not run, so nobody sees whether a published tag moved: {message}"
+            );
+            set_condition(
+                &mut status.conditions,
+                ConditionUpdate::new(
+                    conditions::DRIFT_CHECK_FAILED,
+                    ConditionStatus::True,
+                    reason,
+                )
+                .message(&message)
+                .generation(Some(generation)),
+                clock,
+            );
+        }
+        None => {
+            remove_condition(&mut status.conditions, conditions::DRIFT_CHECK_FAILED);
+        }
+    }
+    status
 }
 
 /// A write-once tag that points elsewhere than the promoted digest.

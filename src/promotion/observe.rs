@@ -38,6 +38,20 @@ pub enum ObserveError {
         /// What the object requires.
         expected: String,
     },
+    /// The source resolves to another digest than the status claims was pinned.
+    #[error(
+        "the status says {repository} was pinned to {claimed}, but the source now resolves to \
+         {resolved}: the tag moved since, or the status was written by someone else; nothing is \
+         copied. To promote {resolved}, set spec.source.digest to it"
+    )]
+    PinMismatch {
+        /// The source repository.
+        repository: String,
+        /// What the status claims.
+        claimed: String,
+        /// What the source resolves to now.
+        resolved: String,
+    },
     /// No client for the source registry.
     #[error("the source registry: {0}")]
     Client(#[source] RegistryError),
@@ -57,7 +71,9 @@ impl ObserveError {
     pub fn reason(&self) -> String {
         match self {
             Self::Ecr(error) => error.reason().to_string(),
-            Self::DigestMismatch { .. } => reasons::SOURCE_DIGEST_MISMATCH.to_string(),
+            Self::DigestMismatch { .. } | Self::PinMismatch { .. } => {
+                reasons::SOURCE_DIGEST_MISMATCH.to_string()
+            }
             Self::Client(error) => super::status::source_reason(error.reason(), false),
             Self::Signatures { source, .. } => {
                 let error = source.store_error();
@@ -70,7 +86,7 @@ impl ObserveError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Ecr(error) => error.is_transient(),
-            Self::DigestMismatch { .. } => false,
+            Self::DigestMismatch { .. } | Self::PinMismatch { .. } => false,
             Self::Client(error) => error.is_transient(),
             Self::Signatures { source, .. } => source.store_error().is_transient(),
         }
@@ -87,17 +103,29 @@ pub struct Observed {
 }
 
 /// Reads what verification of the plan's source needs; `pinned` is the
-/// digest an earlier run resolved the tag to, which is never resolved again.
+/// digest an earlier run of this process resolved the tag to, which is never
+/// resolved again; `claimed` is what a previous status says was pinned, which
+/// the source must still resolve to.
 pub async fn observe(
     plan: &PromotionPlan,
     inspector: &EcrInspector,
     engine: &Engine,
     pinned: Option<&str>,
+    claimed: Option<&str>,
 ) -> Observed {
     let repository = plan.source.image.repository.name.as_str();
     let pinned = match pinned {
         Some(digest) => Ok(digest.to_string()),
-        None => pin(plan, inspector).await,
+        None => match (pin(plan, inspector).await, claimed) {
+            (Ok(resolved), Some(claimed)) if claimed != resolved => {
+                Err(ObserveError::PinMismatch {
+                    repository: plan.source.image.repository.to_string(),
+                    claimed: claimed.to_string(),
+                    resolved,
+                })
+            }
+            (resolved, _) => resolved,
+        },
     };
     let digest = match pinned {
         Ok(digest) => digest,

@@ -55,6 +55,15 @@ impl Shared {
         })
     }
 
+    /// Loads a changed configuration: new clients, but the per-tag write
+    /// locks and blob gates of `running`, so a copy that started before the
+    /// reload and one that starts after it still take turns on a tag.
+    pub async fn reload(config: &Config, running: &Shared) -> Result<Self, ConfigError> {
+        let mut shared = Self::load(config).await?;
+        shared.engine = shared.engine.sharing_locks_of(&running.engine);
+        Ok(shared)
+    }
+
     /// The engine a plan copies with: the shared one, reaching the plan's
     /// inferred hosts with the shared token clients and the hosts of
     /// `clients` (an object's own Secrets) with those.
@@ -109,8 +118,11 @@ impl Shared {
 pub struct RunOptions {
     /// Resolve and verify only.
     pub dry_run: bool,
-    /// The digest an earlier run pinned: the tag is not resolved again.
+    /// The digest an earlier run of this process pinned: the tag is not resolved again.
     pub pinned: Option<String>,
+    /// The digest the previous status claims was pinned (not trusted: the tag
+    /// is resolved again and must agree, or the run is refused).
+    pub claimed: Option<String>,
     /// The verdict an earlier run recorded for this generation and digest:
     /// the source is not verified again.
     pub verified: Option<Verdict>,
@@ -151,7 +163,14 @@ pub async fn execute_with(
     let (digest, decided) = match (options.pinned.clone(), options.verified) {
         (Some(digest), Some(verdict)) => (Some(digest.clone()), Ok((digest, verdict))),
         (pinned, _) => {
-            let observed = observe::observe(plan, &inspector, engine, pinned.as_deref()).await;
+            let observed = observe::observe(
+                plan,
+                &inspector,
+                engine,
+                pinned.as_deref(),
+                options.claimed.as_deref(),
+            )
+            .await;
             let decided = observed.outcome.map(|observations| {
                 let verdict = evaluate(
                     &plan.policy,

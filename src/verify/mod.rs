@@ -17,8 +17,10 @@
 //! on the verdict: copy only when it passed.
 
 pub mod cosign;
+pub mod fingerprint;
 pub mod floor;
 pub mod policy;
 
+pub use fingerprint::fingerprint;
 pub use floor::{ScanFloor, SignatureFloor, VerificationFloor};
 pub use policy::{Failure, Observations, RequiredBy, SignatureChecks, Verdict, evaluate};

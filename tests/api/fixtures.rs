@@ -95,6 +95,7 @@ pub fn promoted_status() -> ImagePromotionStatus {
                 signature_digest: None,
             }),
         }),
+        last_handled_reconcile_at: None,
     }
 }
 

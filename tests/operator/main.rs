@@ -26,11 +26,17 @@ mod proxy;
 #[allow(dead_code)]
 mod cluster;
 
+mod concurrency;
 mod configuration;
 mod faults;
+mod finished;
+mod forged;
+mod forgotten;
 mod harness;
 mod mirrored;
+mod paced;
 mod promoted;
+mod rechecked;
 mod refused;
 mod replicas;
 mod restart;

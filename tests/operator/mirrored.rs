@@ -16,7 +16,7 @@ use crate::oci::{Auth, Registry, TestImage};
 use crate::support::unique_name;
 
 /// The test world's Quay registry, as its robot account.
-fn quay_registry(cluster: &Cluster) -> Registry {
+pub fn quay_registry(cluster: &Cluster) -> Registry {
     let env = &cluster.env;
     Registry::new(
         env.get("PROMOTER_TEST_QUAY_REGISTRY"),
@@ -29,7 +29,7 @@ fn quay_registry(cluster: &Cluster) -> Registry {
 }
 
 /// Creates a RegistryMirror with `spec` in the cluster's namespace; its name.
-async fn create_mirror(cluster: &Cluster, spec: serde_json::Value) -> String {
+pub async fn create_mirror(cluster: &Cluster, spec: serde_json::Value) -> String {
     let name = unique_name("mirror");
     cluster
         .create(&json!({

@@ -284,6 +284,19 @@ impl World {
         name
     }
 
+    #[allow(dead_code)]
+    /// Makes the source's repository immutable in moto (as a release engineer
+    /// fixes a refused repository in ECR).
+    pub async fn set_immutable(&self, source: &Source) {
+        self.ecr
+            .put_image_tag_mutability()
+            .repository_name(&source.name)
+            .image_tag_mutability(ImageTagMutability::Immutable)
+            .send()
+            .await
+            .expect("PutImageTagMutability in moto");
+    }
+
     /// Registers the image tagged [`TAG`] in moto with its real digest.
     async fn register(&self, name: &str, manifest: &[u8], media_type: &str, digest: &str) {
         self.ecr
@@ -451,6 +464,18 @@ impl World {
     pub async fn public_tag(&self, name: &str, tag: &str) -> Result<String, StatusCode> {
         let path = format!("{}/{name}", self.env.get("PROMOTER_TEST_PUBLIC_ALIAS"));
         self.public_registry.manifest_digest(&path, tag).await
+    }
+
+    #[allow(dead_code)]
+    /// Creates the ECR Public repository `name` in the stand-in, as someone
+    /// with access to the console would.
+    pub async fn create_public_repository(&self, name: &str) {
+        self.public
+            .create_repository()
+            .repository_name(name)
+            .send()
+            .await
+            .expect("CreateRepository on the ECR Public stand-in");
     }
 
     /// Whether the ECR Public repository `name` exists in the stand-in.

@@ -356,6 +356,34 @@ impl Registry {
         ))
     }
 
+    /// The repository's tags (one `tags/list` page of up to 1,000), or the HTTP status.
+    #[allow(dead_code)]
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, StatusCode> {
+        let auth = self
+            .authorization(repo, "pull")
+            .await
+            .map_err(|_| StatusCode::UNAUTHORIZED)?;
+        let mut request = self
+            .http
+            .get(format!("https://{}/v2/{repo}/tags/list?n=1000", self.host));
+        if let Some(value) = &auth {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let response = request.send().await.expect("tags/list request");
+        if !response.status().is_success() {
+            return Err(response.status());
+        }
+        let body: serde_json::Value = response.json().await.expect("a tags/list body");
+        Ok(body["tags"]
+            .as_array()
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// HEAD a manifest; its digest, or the HTTP status.
     pub async fn manifest_digest(&self, repo: &str, reference: &str) -> Result<String, StatusCode> {
         let response = self

@@ -278,6 +278,17 @@ impl Engine {
         }
     }
 
+    /// This engine with the tag locks and blob gates of `other`: engines
+    /// built one after another (a configuration reload) keep one writer per
+    /// tag between them.
+    pub fn sharing_locks_of(self, other: &Engine) -> Self {
+        Self {
+            gates: other.gates.clone(),
+            tag_locks: other.tag_locks.clone(),
+            ..self
+        }
+    }
+
     pub fn registries(&self) -> &Registries {
         &self.registries
     }
