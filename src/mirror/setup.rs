@@ -308,7 +308,8 @@ tenancy:
     fn the_mirrors_own_secret_wins_and_every_use_of_the_operators_is_checked() {
         let file = config(RULES);
         // (targets, Ok(listing of the first target) or Err(reason, text))
-        let cases: [(&str, Result<ListingApi, (&str, &str)>); 6] = [
+        type Expected = Result<ListingApi, (&'static str, &'static str)>;
+        let cases: [(&str, Expected); 6] = [
             (
                 "[{name: a, repository: public.test/acme/team-a-web}]",
                 Ok(ListingApi::EcrPublic {
