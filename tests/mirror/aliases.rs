@@ -28,10 +28,6 @@ async fn a_target_under_another_alias_is_not_read_from_the_operators_registry() 
     // The operator's own repository of the same name holds the same image.
     let name = unique_name("foreign-alias");
     fixtures::create_public_repository(&env, &name).await;
-    let (code, answer) = standin
-        .call("CreateRepository", json!({"repositoryName": name}))
-        .await;
-    assert_eq!(code, 200, "{answer}");
     let token = ecr_public_client(&env)
         .get_authorization_token()
         .send()

@@ -4,8 +4,9 @@
 //! world's ECR Public registry, with a second account whose alias is
 //! [`FOREIGN_ALIAS`]. Its API is always the code of this checkout, whatever
 //! the world's long-running stand-in was started from; the world's registry
-//! and token realm stay the world's (registry tokens come from the world's
-//! stand-in, `--auth-upstream`). Stopped when dropped.
+//! and token realm stay the world's, and so do the main account's
+//! repositories and tokens (`--upstream`: every action of the main account
+//! but DescribeRegistries is the world stand-in's). Stopped when dropped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ impl StandIn {
             ))
             .arg(format!("--alias={}", env.get("PROMOTER_TEST_PUBLIC_ALIAS")))
             .arg(format!(
-                "--auth-upstream={}",
+                "--upstream={}",
                 env.get("AWS_ENDPOINT_URL_ECR_PUBLIC")
             ))
             .arg(format!(

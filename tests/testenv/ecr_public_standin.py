@@ -31,8 +31,9 @@ What it covers, on two listeners of one process:
 
 Token lifetimes are flags, so tests can make tokens expire quickly. A test may run a
 private instance of the API in front of the world's registry (tests/promote/standin.rs):
-`--auth-upstream` then hands out the world stand-in's registry tokens, the only ones
-the world's token realm accepts.
+with `--upstream` the main account's actions (but DescribeRegistries) are the world
+stand-in's, whose tokens and repositories the world's token realm knows; the second
+account is the private instance's own.
 """
 
 from __future__ import annotations
@@ -169,17 +170,33 @@ class Store:
 class Api:
     """The ECR Public JSON actions the product uses."""
 
-    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str, auth_upstream: str | None = None):
+    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str, upstream: str | None = None):
         self.store = store
         self.issuer = issuer
         self.tls = ssl.create_default_context(cafile=ca_path)
-        self.auth_upstream = auth_upstream
+        self.upstream = upstream
 
     def dispatch(self, action: str, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        if self.upstream and caller is self.store.main and action != "DescribeRegistries":
+            return self._forward(action, body)
         handler = getattr(self, "action_" + action, None)
         if handler is None:
             raise ApiError("UnsupportedCommandException", f"{action} is not supported by this stand-in")
         return handler(body, caller)
+
+    def _forward(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The main account's action, answered by the upstream stand-in."""
+        request = urllib.request.Request(
+            self.upstream,
+            data=json.dumps(body).encode(),
+            headers={"X-Amz-Target": f"SpencerFrontendService.{action}", "Content-Type": "application/x-amz-json-1.1"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            payload = json.loads(err.read() or b"{}")
+            raise ApiError(payload.get("__type", "ServerException"), payload.get("message", ""), err.code) from err
 
     def _repository(self, body: dict[str, Any], caller: Account) -> tuple[str, dict[str, Any]]:
         name = body.get("repositoryName", "")
@@ -212,19 +229,6 @@ class Api:
         return {"registries": [registry]}
 
     def action_GetAuthorizationToken(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
-        if self.auth_upstream and caller is self.store.main:
-            # A private API in front of the world's registry: the world's realm
-            # knows only the tokens of the world's stand-in.
-            request = urllib.request.Request(
-                self.auth_upstream,
-                data=b"{}",
-                headers={
-                    "X-Amz-Target": "SpencerFrontendService.GetAuthorizationToken",
-                    "Content-Type": "application/x-amz-json-1.1",
-                },
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.loads(response.read())
         token, expires = self.store.issue_auth_token(caller)
         return {
             "authorizationData": {
@@ -490,9 +494,9 @@ def main() -> None:
     parser.add_argument("--alias", default="promoter-test", help="the registry alias (public.ecr.aws/<alias>)")
     parser.add_argument("--account", default="123456789012")
     parser.add_argument(
-        "--auth-upstream",
-        help="the API URL of another stand-in whose GetAuthorizationToken answers for the main account "
-        "(a private API in front of a registry whose token realm is that stand-in's)",
+        "--upstream",
+        help="the API URL of another stand-in that answers every action of the main account but "
+        "DescribeRegistries (a private API in front of a registry whose token realm is that stand-in's)",
     )
     parser.add_argument(
         "--foreign",
@@ -521,7 +525,7 @@ def main() -> None:
         foreign[key] = Account(account, alias)
     store = Store(args.account, args.alias, args.registry, args.auth_token_ttl, foreign)
     issuer = TokenIssuer(args.signing_key, args.signing_cert, args.issuer, args.service, args.registry_token_ttl)
-    ApiHandler.api = Api(store, issuer, args.ca, args.auth_upstream)
+    ApiHandler.api = Api(store, issuer, args.ca, args.upstream)
     TokenHandler.store = store
     TokenHandler.issuer = issuer
 
