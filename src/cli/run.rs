@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 
 use super::{FAILED, usage_error};
 use crate::config::Config;
+use crate::controller::leader::Timing;
 use crate::controller::{self, Settings, http::parse_bind_address};
 
 /// Arguments of `run`.
@@ -34,6 +35,21 @@ pub struct RunArgs {
     /// The Lease's name.
     #[arg(long, default_value = "image-promoter")]
     pub leader_election_id: String,
+    /// How long a standby waits after the Lease was last renewed before it takes it.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// How long the leader keeps trying to renew the Lease before it stops leading
+    /// (and exits); shorter than the Lease duration.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// How often the leader renews the Lease and a standby reads it; shorter than the renew deadline.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
+    /// Reconcile only ImagePromotions and RegistryMirrors with these labels (a label
+    /// selector, e.g. `sharding.fluxcd.io/key=shard1`): one shard of several releases,
+    /// each with a Lease of its own.
+    #[arg(long, value_name = "SELECTOR")]
+    pub watch_label_selector: Option<String>,
     /// Watch only this namespace (repeatable); default: every namespace.
     #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
     pub watch_namespaces: Vec<String>,
@@ -122,6 +138,22 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
+    let leader_election_timing = Timing::new(
+        args.leader_election_lease_duration,
+        args.leader_election_renew_deadline,
+        args.leader_election_retry_period,
+    )
+    .map_err(|e| e.to_string())?;
+    let watch_label_selector = match args.watch_label_selector {
+        Some(selector) if selector.trim().is_empty() => {
+            return Err(
+                "--watch-label-selector is empty: give a label selector such as \
+                 sharding.fluxcd.io/key=shard1, or leave the flag out to watch every object"
+                    .into(),
+            );
+        }
+        selector => selector,
+    };
     Ok(Settings {
         config,
         config_path: args.config.clone(),
@@ -136,6 +168,8 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
         leader_elect: args.leader_elect,
         leader_election_id: args.leader_election_id,
         leader_election_namespace: args.leader_election_namespace,
+        leader_election_timing,
+        watch_label_selector,
         share_ports: args.share_ports,
     })
 }
@@ -143,6 +177,98 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parsed(flags: &[&str]) -> Result<Settings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        settings(cli.run)
+    }
+
+    #[test]
+    fn leader_election_timing_has_controller_runtimes_defaults_and_must_fit_together() {
+        let defaults = parsed(&[]).expect("the defaults");
+        assert_eq!(defaults.leader_election_timing, Timing::default());
+        assert_eq!(
+            defaults.leader_election_timing.lease_duration,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            defaults.leader_election_timing.renew_deadline,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            defaults.leader_election_timing.retry_period,
+            Duration::from_secs(2)
+        );
+        // Flags → (lease, renew deadline, retry period) in seconds, or a part of the error.
+        type Expected = Result<(u64, u64, u64), &'static str>;
+        let cases: [(&[&str], Expected); 5] = [
+            (
+                &[
+                    "--leader-election-lease-duration=6s",
+                    "--leader-election-renew-deadline=4s",
+                    "--leader-election-retry-period=1s",
+                ],
+                Ok((6, 4, 1)),
+            ),
+            (
+                &["--leader-election-renew-deadline=15s"],
+                Err(
+                    "--leader-election-renew-deadline (15s) must be shorter than --leader-election-lease-duration (15s)",
+                ),
+            ),
+            (
+                &["--leader-election-lease-duration=8s"],
+                Err(
+                    "--leader-election-renew-deadline (10s) must be shorter than --leader-election-lease-duration (8s)",
+                ),
+            ),
+            (
+                &["--leader-election-retry-period=10s"],
+                Err(
+                    "--leader-election-retry-period (10s) must be shorter than --leader-election-renew-deadline (10s)",
+                ),
+            ),
+            (
+                &["--leader-election-retry-period=2"],
+                Err("\"2\" is not a duration"),
+            ),
+        ];
+        for (flags, expected) in cases {
+            let result = parsed(flags).map(|s| {
+                let t = s.leader_election_timing;
+                (
+                    t.lease_duration.as_secs(),
+                    t.renew_deadline.as_secs(),
+                    t.retry_period.as_secs(),
+                )
+            });
+            match (result, expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{flags:?}"),
+                (Err(error), Err(want)) => assert!(error.contains(want), "{flags:?}: {error}"),
+                (got, want) => panic!("{flags:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_shard_is_chosen_by_a_label_selector() {
+        assert_eq!(parsed(&[]).unwrap().watch_label_selector, None);
+        let shard = parsed(&["--watch-label-selector", "sharding.fluxcd.io/key=shard1"]).unwrap();
+        assert_eq!(
+            shard.watch_label_selector.as_deref(),
+            Some("sharding.fluxcd.io/key=shard1")
+        );
+        let error = parsed(&["--watch-label-selector", " "]).unwrap_err();
+        assert!(error.contains("--watch-label-selector is empty"), "{error}");
+    }
 
     #[test]
     fn durations_are_written_as_go_writes_them() {

@@ -70,6 +70,17 @@ pub enum RunError {
         /// The apiserver's message.
         message: String,
     },
+    /// `--watch-label-selector` is not a label selector.
+    #[error(
+        "--watch-label-selector {selector:?} is not a label selector ({message}): write it as \
+         `kubectl get -l` takes it, e.g. sharding.fluxcd.io/key=shard1"
+    )]
+    LabelSelector {
+        /// The flag's value.
+        selector: String,
+        /// The apiserver's message.
+        message: String,
+    },
     /// The apiserver could not be asked.
     #[error("checking the ImagePromotion CRD: {0}")]
     Apiserver(#[source] kube::Error),

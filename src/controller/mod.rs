@@ -84,6 +84,10 @@ pub struct Settings {
     pub leader_election_id: String,
     /// `--leader-election-namespace` (default: the pod's).
     pub leader_election_namespace: Option<String>,
+    /// `--leader-election-lease-duration`, `-renew-deadline`, `-retry-period`.
+    pub leader_election_timing: leader::Timing,
+    /// `--watch-label-selector`: only objects with these labels (a shard).
+    pub watch_label_selector: Option<String>,
     /// `--share-ports`: bind the metrics and probe ports with SO_REUSEPORT.
     pub share_ports: bool,
 }
@@ -226,7 +230,12 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
-    check_crds(&client, &settings.watch_namespaces).await?;
+    check_crds(
+        &client,
+        &settings.watch_namespaces,
+        settings.watch_label_selector.as_deref(),
+    )
+    .await?;
     let shared = Shared::load(&settings.config).await?;
     let lease = settings.leader_election_id.clone();
     let metrics = Metrics::new(settings.concurrency, &lease);
@@ -291,7 +300,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         info!(lease = %format!("{}/{}", election.namespace, election.name), identity = %election.identity, "standby: campaigning for the leader Lease");
         // A standby is healthy and ready; it only does not reconcile.
         health.set_synced();
-        let mut campaign = Leadership::campaign(client.clone(), &election).await?;
+        let mut campaign =
+            Leadership::campaign(client.clone(), &election, settings.leader_election_timing)
+                .await?;
         tokio::select! {
             acquired = campaign.acquired() => if !acquired {
                 return Err(RunError::LeaseLost);
@@ -316,9 +327,13 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let mut mirror_stores = Vec::new();
     let mut controllers = Vec::new();
     let mut reconcile_all = Vec::new();
+    let watched = match &settings.watch_label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
     for namespace in namespaces {
         let promotions: Api<ImagePromotion> = scoped(&client, &namespace);
-        let controller = Controller::new(promotions.clone(), watcher::Config::default());
+        let controller = Controller::new(promotions.clone(), watched.clone());
         let store = controller.store();
         stores.push(store.clone());
         let mut promotion_stopping = stopping.clone();
@@ -355,7 +370,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         ));
 
         let mirrors: Api<RegistryMirror> = scoped(&client, &namespace);
-        let controller = Controller::new(mirrors, watcher::Config::default());
+        let controller = Controller::new(mirrors, watched.clone());
         let store = controller.store();
         mirror_stores.push(store.clone());
         let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
@@ -671,14 +686,28 @@ async fn signal() {
 
 /// Lists ImagePromotions once: a missing CRD or missing RBAC fails the start
 /// with what to do.
-async fn check_crds(client: &kube::Client, namespaces: &[String]) -> Result<(), RunError> {
+async fn check_crds(
+    client: &kube::Client,
+    namespaces: &[String],
+    selector: Option<&str>,
+) -> Result<(), RunError> {
     let api: Api<ImagePromotion> = match namespaces.first() {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
-    match api.list(&ListParams::default().limit(1)).await {
+    let mut params = ListParams::default().limit(1);
+    if let Some(selector) = selector {
+        params = params.labels(selector);
+    }
+    match api.list(&params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Err(RunError::CrdsMissing),
+        Err(kube::Error::Api(status)) if status.code == 400 && selector.is_some() => {
+            Err(RunError::LabelSelector {
+                selector: selector.unwrap_or_default().to_string(),
+                message: status.message.clone(),
+            })
+        }
         Err(kube::Error::Api(status)) if status.code == 403 => Err(RunError::Forbidden {
             what: "list imagepromotions".into(),
             message: status.message.clone(),

@@ -212,6 +212,7 @@ def default(docs: list[dict]) -> None:
     args = container(docs)["args"]
     check("--leader-elect" in args and f"--leader-election-namespace={NAMESPACE}" in args, "default: leader election is not on")
     check(not any(a.startswith("--watch-namespace") for a in args), "default: watches namespaces")
+    check(not any(a.startswith("--watch-label-selector") for a in args), "default: watches a shard")
     check(len(find(docs, "PodDisruptionBudget")) == 1, "default: no PodDisruptionBudget")
     check(not find(docs, "ServiceMonitor") and not find(docs, "NetworkPolicy"), "default: optional objects rendered")
     check(not deployment(docs)["spec"]["template"]["spec"].get("hostNetwork"), "default: hostNetwork")
@@ -235,6 +236,8 @@ def everything(docs: list[dict]) -> None:
     tenancy = yaml.safe_load(find(docs, "ConfigMap")[0]["data"]["config.yaml"])["tenancy"]
     check([rule["namespaces"] for rule in tenancy] == [["payments", "payments-*"]], f"everything: tenancy {tenancy} is not the one given")
     check(len(find(docs, "ServiceMonitor")) == 1, "everything: no ServiceMonitor")
+    args = container(docs)["args"]
+    check("--watch-label-selector=sharding.fluxcd.io/key=shard1" in args and "--leader-election-id=promoter-leader" in args, "everything: the shard's selector or its Lease missing")
     policy = find(docs, "NetworkPolicy")
     check(len(policy) == 1 and policy[0]["spec"]["policyTypes"] == ["Ingress", "Egress"], "everything: no NetworkPolicy restricting egress")
     env = env_names(docs)

@@ -93,8 +93,32 @@ async fn a_status_patched_to_verified_publishes_nothing() {
         operator.log()
     );
 
-    // A restarted operator finds the forged status and verifies again.
+    // A restarted operator finds a forged status naming another digest: the
+    // source must still resolve to what the status claims, or nothing moves.
     operator.kill();
+    let other = format!("sha256:{}", "0".repeat(64));
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(&forged(&other)),
+    )
+    .await
+    .expect("patching the status");
+    let mut restarted = Operator::start_with_config(&cluster, &kubeconfig, &config, &[]);
+    let status = restarted
+        .wait_status(&cluster, &name, "Stalled=True SourceDigestMismatch", |s| {
+            is(s, "Stalled", ("True", "SourceDigestMismatch"))
+        })
+        .await;
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(ready.message.contains(&other), "{}", ready.message);
+
+    // And one naming the right digest: verified again, refused again.
+    restarted.kill();
     api.patch_status(
         &name,
         &PatchParams::default(),

@@ -80,24 +80,23 @@ async fn deleted_promotions_leave_no_gauge_behind() {
 }
 
 #[tokio::test]
-async fn a_mirror_whose_target_changes_starts_from_a_full_listing() {
+async fn a_mirror_whose_source_changes_starts_from_a_full_listing() {
     let cluster = Cluster::start("op-ledger").await;
     let quay = quay_registry(&cluster);
     let quay_host = cluster.env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
-    let source = unique_name("mirror/op-ledger-source");
-    let mut digests = Vec::new();
-    for i in 0..10 {
-        let tag = format!("1.{i}.0");
-        let image = TestImage::new(&format!("{source}-{tag}"));
-        digests.push((
-            tag.clone(),
-            quay.push_image(&source, &image, &tag).await.unwrap(),
-        ));
-    }
+    // Two sources with the same ten tag names and different images.
     let first = unique_name("mirror/op-ledger-first");
     let second = unique_name("mirror/op-ledger-second");
+    let tags: Vec<String> = (0..10).map(|i| format!("1.{i}.0")).collect();
+    for source in [&first, &second] {
+        for tag in &tags {
+            let image = TestImage::new(&format!("{source}-{tag}"));
+            quay.push_image(source, &image, tag).await.unwrap();
+        }
+    }
+    let target = unique_name("mirror/op-ledger-target");
     let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
-    let spec = |target: &str| {
+    let spec = |source: &str| {
         json!({
             "source": {"repository": format!("{quay_host}/{source}")},
             "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
@@ -106,7 +105,7 @@ async fn a_mirror_whose_target_changes_starts_from_a_full_listing() {
     };
     let name = create_mirror(&cluster, spec(&first)).await;
     let api: Api<RegistryMirror> = cluster.typed();
-    let in_sync = |generation: i64| {
+    let counts = |generation: i64| {
         let api = api.clone();
         let name = name.clone();
         move || {
@@ -114,17 +113,17 @@ async fn a_mirror_whose_target_changes_starts_from_a_full_listing() {
             let name = name.clone();
             async move {
                 let status = api.get(&name).await.ok()?.status?;
-                (status.observed_generation == Some(generation)
-                    && status.tags.as_ref()?.in_sync == 10)
-                    .then_some(())
+                (status.observed_generation == Some(generation)).then_some(status.tags?)
             }
         }
     };
-    operator
-        .eventually("10 tags in sync at the first target", in_sync(1))
+    let synced = operator
+        .eventually("the first sync of the first source", counts(1))
         .await;
+    assert_eq!(synced.in_sync, 10, "{synced:?}");
 
-    // Same target name, another repository: nothing there yet.
+    // Another source: its tags are read again, and every one of them now
+    // differs from what the target holds (reported as drift, never rewritten).
     api.patch(
         &name,
         &PatchParams::default(),
@@ -132,14 +131,76 @@ async fn a_mirror_whose_target_changes_starts_from_a_full_listing() {
     )
     .await
     .unwrap();
-    operator
-        .eventually("10 tags in sync at the new target", in_sync(2))
+    let after = operator
+        .eventually("the first sync of the new source", counts(2))
         .await;
-    for (tag, digest) in &digests {
-        assert_eq!(
-            &quay.manifest_digest(&second, tag).await.unwrap(),
-            digest,
-            "{tag}"
-        );
-    }
+    assert_eq!(
+        (after.in_sync, after.drifted),
+        (0, 10),
+        "the old source's digests were trusted: {after:?}\n{}",
+        operator.log()
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_mirror_cancels_its_sync() {
+    use crate::harness::config_with;
+    use crate::proxy::{Fault, Proxy, Rule};
+    use std::time::Duration;
+    let cluster = Cluster::start("op-mirror-delete").await;
+    let env = &cluster.env;
+    let quay = quay_registry(&cluster);
+    let source = unique_name("mirror/op-delete-source");
+    let image = TestImage::new(&source);
+    quay.push_image(&source, &image, "1.0.0").await.unwrap();
+    // The Quay registry behind a proxy whose blob reads hang: a sync caught mid-copy.
+    let proxy = Proxy::start(
+        env.get("PROMOTER_TEST_QUAY_REGISTRY"),
+        &env.ca_pem(),
+        vec![Rule::new(
+            "GET",
+            "^/v2/.*/blobs/sha256:",
+            Fault::StallAfter(0),
+        )],
+    )
+    .await;
+    let password_file =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("quay-password"));
+    std::fs::write(&password_file, env.get("PROMOTER_TEST_QUAY_PASSWORD")).unwrap();
+    let config = config_with(
+        &cluster,
+        vec![json!({
+            "host": proxy.host(),
+            "plainHttp": true,
+            "auth": {"basic": {
+                "username": env.get("PROMOTER_TEST_QUAY_USER"),
+                "passwordFile": password_file,
+            }},
+        })],
+    );
+    let mut operator = Operator::start_configured(&cluster, &config, &[]).await;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
+    let target = unique_name("mirror/op-delete-target");
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{}/{source}", proxy.host())},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
+            "interval": "1h",
+        }),
+    )
+    .await;
+    proxy
+        .wait_for("a hanging blob read", Duration::from_secs(60), |log| {
+            log.iter().any(|e| e.fault.is_some())
+        })
+        .await;
+    let api: Api<RegistryMirror> = cluster.typed();
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    operator.wait_log("the sync was cancelled").await;
+    assert_eq!(
+        quay.manifest_digest(&target, "1.0.0").await,
+        Err(reqwest::StatusCode::NOT_FOUND),
+        "a tag was written for a deleted mirror"
+    );
 }

@@ -254,6 +254,25 @@ impl Operator {
         .await;
     }
 
+    /// Waits until the operator has ended at least `n` reconciles, whatever their result.
+    #[allow(dead_code)]
+    pub async fn wait_reconciles(&mut self, n: f64) {
+        let url = self.metrics_url.clone();
+        self.eventually(&format!("{n} reconciles"), || {
+            let url = url.clone();
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                let total: f64 = text
+                    .lines()
+                    .filter(|l| l.starts_with("controller_runtime_reconcile_total{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                (total >= n).then_some(())
+            }
+        })
+        .await;
+    }
+
     /// Waits until metric `series` has `value`.
     pub async fn wait_metric(&mut self, series: &str, value: f64) {
         let url = self.metrics_url.clone();
@@ -495,4 +514,19 @@ pub fn config_with(cluster: &Cluster, entries: Vec<Value>) -> PathBuf {
         .join(format!("{}.yaml", unique_name("operator-config")));
     std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
     path
+}
+
+/// A configuration entry for `proxy` in front of the test world's Quay
+/// registry (plain HTTP to the proxy, Quay's robot account from the
+/// environment the operator inherits).
+pub fn quay_through(cluster: &Cluster, proxy: &crate::proxy::Proxy) -> Value {
+    json!({
+        "host": proxy.host(),
+        "kind": "generic",
+        "plainHttp": true,
+        "auth": {"basic": {
+            "username": cluster.env.get("PROMOTER_TEST_QUAY_USER"),
+            "passwordEnv": "PROMOTER_TEST_QUAY_PASSWORD",
+        }},
+    })
 }

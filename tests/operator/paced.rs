@@ -1,6 +1,7 @@
 //! A sync is paced by its budget, not by its own status writes: a mirror of
 //! 12 tags with `maxCopiesPerSync: 2` and an hour's interval copies 2 tags,
-//! writes its status, and copies nothing more while the interval runs.
+//! writes its status, and copies nothing more while the interval runs; a
+//! requested reconcile (`image-promoter reconcile mirror`) is one more sync.
 
 use std::time::{Duration, Instant};
 
@@ -68,4 +69,25 @@ async fn a_backfill_copies_its_budget_once_per_interval() {
     let status = api.get(&name).await.unwrap().status.unwrap();
     assert_eq!(status.tags.as_ref().unwrap().in_sync, 2, "{status:#?}");
     assert_eq!(status.tags.as_ref().unwrap().pending, 10, "{status:#?}");
+
+    // A requested reconcile is one more sync, with one more budget.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_image-promoter"))
+        .args([
+            "reconcile",
+            "mirror",
+            &name,
+            "-n",
+            &cluster.namespace,
+            "--timeout",
+            "90s",
+        ])
+        .env("KUBECONFIG", cluster.env.get("KUBECONFIG"))
+        .output()
+        .expect("running image-promoter reconcile");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(1), "still backfilling: {text}");
+    assert!(text.contains("Ready=False Backfilling"), "{text}");
+    let status = api.get(&name).await.unwrap().status.unwrap();
+    assert_eq!(status.tags.as_ref().unwrap().in_sync, 4, "{status:#?}");
+    assert_eq!(quay.tags(&target).await.unwrap().len(), 4);
 }

@@ -50,7 +50,9 @@ async fn a_promotion_refused_for_a_mutable_repository_is_promoted_once_ecr_is_fi
         })
         .await;
 
-    // Fixed in ECR; nothing about the object changes.
+    // The status write woke the promotion once more; only then is ECR fixed,
+    // and nothing about the object changes.
+    operator.wait_reconciles(2.0).await;
     world.set_immutable(&source).await;
     let status = operator
         .wait_status(&cluster, &name, "Ready=True after the fix in ECR", |s| {
@@ -187,6 +189,8 @@ async fn a_mirror_waiting_for_its_secret_syncs_once_the_secret_exists() {
         })
         .await;
 
+    // The status write woke the mirror once more; only then is the Secret created.
+    operator.wait_reconciles(2.0).await;
     let auth = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
         format!(

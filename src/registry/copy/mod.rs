@@ -984,4 +984,15 @@ mod tests {
             assert_eq!(options.listed_at_source(tag), expected, "{tag}");
         }
     }
+
+    #[test]
+    fn an_engine_built_after_a_reload_keeps_the_tag_locks_and_gates() {
+        let running = Engine::new(Registries::new());
+        let reloaded = Engine::new(Registries::new()).sharing_locks_of(&running);
+        assert!(Arc::ptr_eq(&running.tag_locks, &reloaded.tag_locks));
+        assert!(Arc::ptr_eq(&running.gates, &reloaded.gates));
+        assert!(!Arc::ptr_eq(&running.registries, &reloaded.registries));
+        let unrelated = Engine::new(Registries::new());
+        assert!(!Arc::ptr_eq(&running.tag_locks, &unrelated.tag_locks));
+    }
 }
