@@ -33,6 +33,7 @@ mod faults_world;
 #[path = "../promote/world.rs"]
 mod promote_world;
 
+#[allow(dead_code)]
 #[path = "../promote/standin.rs"]
 mod standin;
 
