@@ -91,6 +91,11 @@ class Demo:
             # Only the demo's namespace: the operator gets Roles there, no ClusterRole,
             # and leaves the tests' namespaces of the same world alone.
             "--set", f"watchNamespaces={{{NAMESPACE}}}",
+            # The aggregated -view/-edit ClusterRoles are cluster-wide and named after the
+            # release, which the deploy test also installs: leave them to it.
+            "--set", "rbac.aggregateClusterRoles=false",
+            # Tenancy is closed by default (only the release namespace): grant the demo's.
+            "--set-json", f'config.tenancy=[{{"namespaces":["{NAMESPACE}"],"sources":["**"],"targets":["**"]}}]',
             "--wait", "--timeout", "3m",
         )
         print(f"helm: the Deployment is available ({time.monotonic() - started:.0f}s)")

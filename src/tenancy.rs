@@ -9,10 +9,14 @@
 //! configuration file's `tenancy` section limits that: each rule grants the
 //! namespaces matching its patterns a list of source and target repository
 //! patterns. An object whose source or operator-credentialed target no rule
-//! grants is refused before any request (`RepositoryNotAllowed`). Targets
-//! written with the namespace's own Secret are the namespace's business and
-//! are not limited here. Without a `tenancy` section the operator is
-//! single-tenant: every namespace may do everything (docs/config.md).
+//! grants is refused before any request (`RepositoryNotAllowed`). Every
+//! call made with the operator's identity is checked for that exact
+//! repository, `createRepository` included; what a plan sends where is
+//! decided in [`crate::promotion::plan`]. A target written only with the
+//! namespace's own Secret is the namespace's business and is not limited
+//! here. Without a `tenancy` section the operator is single-tenant: every
+//! namespace may do everything (docs/config.md); the Helm chart writes a
+//! section that grants only its own namespace unless told otherwise.
 //!
 //! Everything here is pure.
 

@@ -7,8 +7,13 @@
 //! catalog data in line only when it differs ([`super::catalog_update`]), so
 //! a repository that already matches sees no write at all.
 //!
+//! The API addresses only the operator's own registry: a repository under
+//! another account's alias (`public.ecr.aws/<their-alias>/app`) is never
+//! listed, described or created through it ([`EcrPublic::own_aliases`]
+//! tells which aliases are the operator's).
+//!
 //! Permissions: `ecr-public:GetAuthorizationToken`, `sts:GetServiceBearerToken`,
-//! `ecr-public:DescribeRepositories`, and for `createRepository`
+//! `ecr-public:DescribeRegistries`, `ecr-public:DescribeRepositories`, and for `createRepository`
 //! `ecr-public:CreateRepository`, `ecr-public:GetRepositoryCatalogData`,
 //! `ecr-public:PutRepositoryCatalogData`.
 
@@ -44,6 +49,13 @@ pub enum EcrPublicError {
     ListTags {
         /// The repository name (without the registry alias).
         repository: String,
+        /// What AWS said.
+        #[source]
+        source: AwsFailure,
+    },
+    /// DescribeRegistries failed (the operator's own aliases).
+    #[error("reading the operator's ECR Public registry aliases: {source}")]
+    DescribeRegistries {
         /// What AWS said.
         #[source]
         source: AwsFailure,
@@ -90,6 +102,7 @@ impl EcrPublicError {
     fn failure(&self) -> Option<&AwsFailure> {
         match self {
             Self::AuthorizationToken { source }
+            | Self::DescribeRegistries { source }
             | Self::ListTags { source, .. }
             | Self::DescribeRepository { source, .. }
             | Self::CreateRepository { source, .. }
@@ -242,6 +255,34 @@ impl EcrPublic {
         })
         .await;
         listed.map_err(error)
+    }
+
+    /// The registry aliases of the operator's own account (DescribeRegistries,
+    /// every page): only repositories under these are the API's to list,
+    /// describe or create.
+    pub async fn own_aliases(&self) -> Result<Vec<String>, EcrPublicError> {
+        let mut aliases = Vec::new();
+        let mut next: Option<String> = None;
+        // A registry has a handful of aliases: a few pages at most.
+        for _ in 0..10 {
+            let output = self
+                .client
+                .describe_registries()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|err| EcrPublicError::DescribeRegistries {
+                    source: AwsFailure::from_sdk(&err),
+                })?;
+            for registry in output.registries() {
+                aliases.extend(registry.aliases().iter().map(|a| a.name().to_string()));
+            }
+            match output.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_string()),
+                _ => break,
+            }
+        }
+        Ok(aliases)
     }
 
     /// The repository `name` of the account's registry, or `None` when it does not exist.

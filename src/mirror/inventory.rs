@@ -3,7 +3,11 @@
 //! - any registry: `/v2/<name>/tags/list`, following `Link` headers on the
 //!   same host, at most [`MAX_LISTING_PAGES`] pages of at most 1 MiB;
 //! - ECR: DescribeImages, tags with digests and push times, 1,000 per page;
-//! - ECR Public (targets): DescribeImageTags, likewise.
+//! - ECR Public (targets): DescribeImageTags, likewise, under the operator's
+//!   own aliases only: the API sees only the operator's registry, so a
+//!   repository under another account's alias is listed through the registry
+//!   (reading the operator's same-named repository instead would report the
+//!   wrong tags and digests).
 //!
 //! A listing that gives digests spares a manifest request per tag; one that
 //! does not leaves the sync to HEAD only what its ledger cannot vouch for.
@@ -17,7 +21,7 @@ use aws_config::SdkConfig;
 
 use super::plan::Problem;
 use super::setup::ListingApi;
-use crate::aws::{EcrInspector, EcrPublic, TaggedImage};
+use crate::aws::{EcrInspector, EcrPublic, EcrPublicError, TaggedImage};
 use crate::registry::digest::Digest;
 use crate::registry::reference::is_valid_tag;
 use crate::registry::{RegistryClient, Repository};
@@ -88,20 +92,7 @@ pub async fn list(
     repository: &Repository,
 ) -> Result<Option<Listing>, ListingError> {
     match api {
-        ListingApi::Registry => {
-            let listing = client
-                .list_tags(&repository.name, MAX_LISTING_PAGES)
-                .await
-                .map_err(|e| ListingError::new(e.reason(), e.to_string(), e.is_transient()))?;
-            Ok(listing.tags.map(|tags| Listing {
-                tags: tags
-                    .into_iter()
-                    .filter(|t| is_valid_tag(t))
-                    .map(|t| (t, ListedTag::default()))
-                    .collect(),
-                pages: listing.pages,
-            }))
-        }
+        ListingApi::Registry => registry_listing(client, repository).await,
         ListingApi::Ecr { registry, endpoint } => {
             let inspector = EcrInspector::new(sdk, registry.clone(), endpoint.as_deref());
             let listed = inspector
@@ -110,15 +101,44 @@ pub async fn list(
                 .map_err(|e| ListingError::new(e.reason(), e.to_string(), e.is_transient()))?;
             Ok(listed.map(|(images, pages)| from_images(images, pages)))
         }
-        ListingApi::EcrPublic { endpoint, name } => {
+        ListingApi::EcrPublic {
+            endpoint,
+            alias,
+            name,
+        } => {
             let public = EcrPublic::new(sdk, endpoint.as_deref());
+            let failed =
+                |e: EcrPublicError| ListingError::new(e.reason(), e.to_string(), e.is_transient());
+            let own = public.own_aliases().await.map_err(failed)?;
+            if !own.contains(alias) {
+                return registry_listing(client, repository).await;
+            }
             let listed = public
                 .tagged_images(name, MAX_LISTING_PAGES)
                 .await
-                .map_err(|e| ListingError::new(e.reason(), e.to_string(), e.is_transient()))?;
+                .map_err(failed)?;
             Ok(listed.map(|(images, pages)| from_images(images, pages)))
         }
     }
+}
+
+/// `/v2/<name>/tags/list`: tags without digests.
+async fn registry_listing(
+    client: &RegistryClient,
+    repository: &Repository,
+) -> Result<Option<Listing>, ListingError> {
+    let listing = client
+        .list_tags(&repository.name, MAX_LISTING_PAGES)
+        .await
+        .map_err(|e| ListingError::new(e.reason(), e.to_string(), e.is_transient()))?;
+    Ok(listing.tags.map(|tags| Listing {
+        tags: tags
+            .into_iter()
+            .filter(|t| is_valid_tag(t))
+            .map(|t| (t, ListedTag::default()))
+            .collect(),
+        pages: listing.pages,
+    }))
 }
 
 #[cfg(test)]

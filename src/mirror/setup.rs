@@ -2,13 +2,17 @@
 //! request: pure, from the validated object and the configuration file.
 //!
 //! The same trust rules as promotions ([`crate::promotion::plan`]): the
-//! configuration file's entry for a host, else the object's credentials or
-//! what the host implies (the operator's AWS identity only to ECR and ECR
-//! Public hosts), one set of credentials per host, and the tenancy rules for
-//! an object that names its namespace. It also picks how each repository is
-//! listed: ECR's DescribeImages for ECR hosts, ECR Public's DescribeImageTags
-//! for ECR Public targets (tags with digests, no request per tag), and
-//! `/v2/<name>/tags/list` everywhere else.
+//! object's own Secret first, else the configuration file's entry for a
+//! host, else what the object's credentials or the host imply (the
+//! operator's AWS identity only to ECR and ECR Public hosts), one set of
+//! credentials per host, and the tenancy rules for every repository the
+//! operator's credentials touch in an object that names its namespace. It
+//! also picks how each repository is listed: ECR's DescribeImages for ECR
+//! hosts, ECR Public's DescribeImageTags for ECR Public targets (tags with
+//! digests, no request per tag; under another account's alias the registry's
+//! own listing, decided when the operator's aliases are known), and
+//! `/v2/<name>/tags/list` everywhere else, and for any repository read with
+//! the object's own Secret (the operator's AWS identity lists nothing for it).
 
 use std::time::Duration;
 
@@ -16,8 +20,8 @@ use crate::api::{RegistryMirror, reasons};
 use crate::aws::{ECR_PUBLIC_HOST, EcrRegistry, parse_ecr_host, resolve_ecr_registry};
 use crate::config::{Config, RegistryKind};
 use crate::promotion::plan::{
-    InferredCredentials, PlanError, PublicRepositoryPlan, SecretAccess, SecretCredentials,
-    public_repository, reach, tenancy,
+    HostAccess, InferredCredentials, PlanError, PublicRepositoryPlan, Reach, SecretAccess,
+    SecretCredentials, TargetUse, public_repository, reach_host, tenancy,
 };
 use crate::registry::copy::MountSources;
 use crate::registry::{CopyOptions, Repository};
@@ -35,9 +39,13 @@ pub enum ListingApi {
         registry: EcrRegistry,
         endpoint: Option<String>,
     },
-    /// ECR Public DescribeImageTags; `name` is the repository without the alias.
+    /// ECR Public DescribeImageTags when `alias` is one of the operator's
+    /// own (the API lists only the operator's registry); the registry's
+    /// `tags/list` under any other alias. `name` is the repository without
+    /// the alias.
     EcrPublic {
         endpoint: Option<String>,
+        alias: String,
         name: String,
     },
 }
@@ -98,32 +106,40 @@ pub fn setup(
         .repository
         .parse()
         .map_err(|e| PlanError::invalid(format!("spec.source.repository: {e}")))?;
-    let (mut inferred, mut secrets) = (Vec::new(), Vec::new());
-    reach(
+    let mut reach = Reach::default();
+    reach_host(
         config,
         access,
         "spec.source",
         &source.registry,
         spec.source.credentials.as_ref(),
-        &mut inferred,
-        &mut secrets,
+        &mut reach,
     )?;
-    let mut targets = Vec::with_capacity(spec.targets.len());
+    let mut parsed = Vec::with_capacity(spec.targets.len());
     for target in &spec.targets {
         let field = format!("spec.targets[{}]", target.name);
         let repository: Repository = target
             .repository
             .parse()
             .map_err(|e| PlanError::invalid(format!("{field}.repository: {e}")))?;
-        reach(
+        reach_host(
             config,
             access,
             &field,
             &repository.registry,
             target.credentials.as_ref(),
-            &mut inferred,
-            &mut secrets,
+            &mut reach,
         )?;
+        parsed.push((target, repository));
+    }
+    let own_secret = |repository: &Repository| {
+        matches!(
+            reach.access(&repository.registry),
+            Some(HostAccess::Secret(_))
+        )
+    };
+    let mut targets = Vec::with_capacity(parsed.len());
+    for (target, repository) in parsed {
         let create = match &target.create_repository {
             Some(catalog) => Some(public_repository(
                 &target.name,
@@ -135,33 +151,43 @@ pub fn setup(
         };
         targets.push(TargetSetup {
             name: target.name.clone(),
-            listing: listing_api(config, &repository, true),
+            listing: listing_api(config, &repository, true, own_secret(&repository)),
             repository,
             create,
         });
     }
-    let target_repositories: Vec<(String, &Repository)> = targets
+    let source_listing = listing_api(config, &source, false, own_secret(&source));
+    let target_uses: Vec<TargetUse<'_>> = targets
         .iter()
         .map(|t| {
-            (
-                format!("spec.targets[{}].repository", t.name),
+            let api_listing = t.listing != ListingApi::Registry;
+            TargetUse::new(
+                &t.name,
                 &t.repository,
+                &reach,
+                t.create.is_some(),
+                api_listing,
             )
         })
         .collect();
+    // The source is the operator's business only when its credentials read it.
+    let source_is_operators = reach
+        .access(&source.registry)
+        .is_some_and(HostAccess::is_operators)
+        || source_listing != ListingApi::Registry;
     let namespace = mirror.metadata.namespace.as_deref();
     tenancy(
         namespace,
         config,
-        (&source, "spec.source.repository"),
-        &target_repositories,
-        &secrets,
+        source_is_operators.then_some((&source, "spec.source.repository")),
+        &target_uses,
     )?;
+    let (inferred, secrets) = (reach.inferred(), reach.secrets());
     Ok(MirrorSetup {
         name: mirror.metadata.name.clone().unwrap_or_default(),
         namespace: mirror.metadata.namespace.clone(),
         generation: mirror.metadata.generation,
-        source_listing: listing_api(config, &source, false),
+        source_listing,
         source,
         targets,
         selection,
@@ -182,12 +208,22 @@ pub fn setup(
     })
 }
 
-/// How `repository` is listed: through ECR's API when the host is ECR (the
-/// configuration's `kind: ecr` entry or an ECR host name), through ECR
-/// Public's for a target there (the API lists only the account's own
-/// repositories), otherwise through the registry.
-pub fn listing_api(config: &Config, repository: &Repository, target: bool) -> ListingApi {
+/// How `repository` is listed: through the registry when the object reads
+/// it with its own Secret (`own_secret`); else through ECR's API when the
+/// host is ECR (the configuration's `kind: ecr` entry or an ECR host name),
+/// through ECR Public's for a target there (the API lists only the account's
+/// own repositories: [`ListingApi::EcrPublic`] falls back to the registry
+/// under another alias), otherwise through the registry.
+pub fn listing_api(
+    config: &Config,
+    repository: &Repository,
+    target: bool,
+    own_secret: bool,
+) -> ListingApi {
     let host = repository.registry.as_str();
+    if own_secret {
+        return ListingApi::Registry;
+    }
     match config.registry(host) {
         Some(entry) if entry.kind == RegistryKind::Ecr => {
             let ecr = entry.auth.ecr.as_ref();
@@ -223,8 +259,9 @@ pub fn listing_api(config: &Config, repository: &Repository, target: bool) -> Li
 
 fn public_listing(repository: &Repository, endpoint: Option<String>) -> ListingApi {
     match repository.name.split_once('/') {
-        Some((_alias, name)) => ListingApi::EcrPublic {
+        Some((alias, name)) => ListingApi::EcrPublic {
             endpoint,
+            alias: alias.to_string(),
             name: name.to_string(),
         },
         None => ListingApi::Registry,
@@ -241,6 +278,100 @@ mod tests {
 
     fn repo(text: &str) -> Repository {
         text.parse().unwrap()
+    }
+
+    fn mirror(namespace: &str, targets: &str) -> RegistryMirror {
+        serde_yaml_ng::from_str(&format!(
+            r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: RegistryMirror
+metadata: {{name: m, namespace: {namespace}}}
+spec:
+  source: {{repository: quay.test/acme/app}}
+  targets: {targets}
+"#
+        ))
+        .unwrap()
+    }
+
+    const RULES: &str = r#"
+registries:
+  - {host: quay.test, auth: {dockerConfig: {path: /quay.json}}}
+  - {host: public.test, kind: ecrPublic, auth: {ecrPublic: {endpointUrl: "http://standin"}}}
+tenancy:
+  - namespaces: [team-a]
+    sources: [quay.test/acme]
+    targets: [public.test/acme/team-a-*]
+"#;
+
+    #[test]
+    fn the_mirrors_own_secret_wins_and_every_use_of_the_operators_is_checked() {
+        let file = config(RULES);
+        // (targets, Ok(listing of the first target) or Err(reason, text))
+        type Expected = Result<ListingApi, (&'static str, &'static str)>;
+        let cases: [(&str, Expected); 6] = [
+            (
+                "[{name: a, repository: public.test/acme/team-a-web}]",
+                Ok(ListingApi::EcrPublic {
+                    endpoint: Some("http://standin".into()),
+                    alias: "acme".into(),
+                    name: "team-a-web".into(),
+                }),
+            ),
+            (
+                "[{name: a, repository: public.test/acme/other}]",
+                Err(("RepositoryNotAllowed", "spec.targets[a].repository")),
+            ),
+            // Its own Secret on a declared host: used, listed through the
+            // registry with it, not limited by the rules.
+            (
+                "[{name: a, repository: public.test/acme/other, credentials: {secretRef: {name: s}}}]",
+                Ok(ListingApi::Registry),
+            ),
+            // createRepository is the operator's AWS identity whatever the Secret.
+            (
+                "[{name: a, repository: public.test/acme/other, credentials: {secretRef: {name: s}}, createRepository: {}}]",
+                Err(("RepositoryNotAllowed", "spec.targets[a].createRepository")),
+            ),
+            (
+                "[{name: a, repository: public.test/acme/other}, {name: b, repository: public.test/acme/team-a-x, credentials: {secretRef: {name: s}}}]",
+                Err(("InvalidSpec", "one set of credentials per registry host")),
+            ),
+            (
+                "[{name: b, repository: public.test/acme/team-a-x, credentials: {secretRef: {name: s}}}, {name: a, repository: public.test/acme/other}]",
+                Err(("InvalidSpec", "one set of credentials per registry host")),
+            ),
+        ];
+        for (targets, expected) in cases {
+            let result = setup(&mirror("team-a", targets), &file, SecretAccess::Api);
+            match (result, expected) {
+                (Ok(planned), Ok(listing)) => {
+                    assert_eq!(planned.targets[0].listing, listing, "{targets}")
+                }
+                (Err(err), Err((reason, text))) => {
+                    assert_eq!(err.reason, reason, "{targets}: {err}");
+                    assert!(err.message.contains(text), "{targets}: {err}");
+                }
+                (result, expected) => panic!("{targets}: {result:?}, expected {expected:?}"),
+            }
+        }
+        let planned = setup(
+            &mirror(
+                "team-a",
+                "[{name: a, repository: public.test/acme/x, credentials: {secretRef: {name: s}}}]",
+            ),
+            &file,
+            SecretAccess::Api,
+        )
+        .unwrap();
+        assert_eq!(
+            planned.secrets,
+            [SecretCredentials {
+                host: "public.test".into(),
+                secret: "s".into()
+            }]
+        );
+        assert!(planned.inferred.is_empty());
     }
 
     #[test]
@@ -268,6 +399,7 @@ registries:
         };
         let public = |endpoint: Option<&str>| ListingApi::EcrPublic {
             endpoint: endpoint.map(str::to_string),
+            alias: "acme".into(),
             name: "app".into(),
         };
         let cases = [
@@ -282,7 +414,7 @@ registries:
         ];
         for (repository, target, expected) in cases {
             assert_eq!(
-                listing_api(&file, &repo(repository), target),
+                listing_api(&file, &repo(repository), target, false),
                 expected,
                 "{repository}"
             );
@@ -291,6 +423,7 @@ registries:
             listing_api(
                 &file,
                 &repo("123456789012.dkr.ecr.us-east-1.amazonaws.com/app"),
+                false,
                 false
             ),
             ListingApi::Ecr { endpoint: None, .. }

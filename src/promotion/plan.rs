@@ -3,10 +3,13 @@
 //!
 //! The plan pins nothing yet (the tag is resolved later); it settles what
 //! the object leaves to the cluster: which ECR registry and API endpoint the
-//! source is inspected through, which credentials each registry gets in CLI
-//! mode (the configuration file's entry, or the AWS identity for ECR and ECR
-//! Public hosts it does not list; Secrets cannot be read), which ECR Public
-//! repositories may be created, and the copy the engine is asked for.
+//! source is inspected through, whose credentials reach each registry host
+//! ([`HostAccess`]: the object's own Secret first, else the configuration
+//! file's entry, else the operator's AWS identity for ECR and ECR Public
+//! hosts), which ECR Public repositories may be created, and the copy the
+//! engine is asked for. Every use of the operator's credentials (its
+//! configuration entries, its AWS identity, `createRepository`) is held to
+//! the tenancy rules for that exact repository ([`tenancy`]).
 
 use std::fmt;
 
@@ -82,6 +85,10 @@ pub struct SourcePlan {
 /// An ECR Public repository to create when it is missing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicRepositoryPlan {
+    /// The registry alias the target names (`acme` in
+    /// `public.ecr.aws/acme/app`): the repository is created only when it
+    /// is one of the operator's own aliases.
+    pub alias: String,
     /// The repository name in the ECR Public API (the path after the alias).
     pub name: String,
     /// Its gallery catalog data.
@@ -194,7 +201,6 @@ pub fn plan_with(
     public_key: Option<PublicKey>,
     access: SecretAccess,
 ) -> Result<PromotionPlan, PlanError> {
-    let mut secrets: Vec<SecretCredentials> = Vec::new();
     let spec = &promotion.spec;
     let image = ImageReference::parse_image(&spec.source.image)
         .map_err(|e| PlanError::invalid(format!("spec.source.image: {e}")))?;
@@ -222,49 +228,54 @@ pub fn plan_with(
             })
         })
         .collect::<Result<Vec<_>, PlanError>>()?;
-    let mut inferred: Vec<InferredCredentials> = Vec::new();
+    let mut reach = Reach::default();
     let source_host = &source.image.repository.registry;
-    if entry(config, source_host).is_none() {
-        let credentials = match spec.source.credentials.as_ref().map(kind_of) {
-            Some(Kind::SecretRef(secret)) => {
-                use_secret(&mut secrets, access, "spec.source", secret, source_host)?;
-                Kind::Anonymous
-            }
-            Some(Kind::EcrPublic) => Kind::EcrPublic,
-            _ => Kind::Ecr(source.ecr.clone()),
-        };
-        inferred.extend(infer("spec.source.image", source_host, credentials)?);
-    }
+    let source_ecr = source.ecr.clone();
+    let implied = move || match spec.source.credentials.as_ref().map(kind_of) {
+        Some(Kind::EcrPublic) => Ok(Kind::EcrPublic),
+        _ => Ok(Kind::Ecr(source_ecr)),
+    };
+    let chosen = choose(
+        config,
+        access,
+        "spec.source.image",
+        source_host,
+        spec.source.credentials.as_ref(),
+        implied,
+    )?;
+    reach.add("spec.source", source_host, chosen)?;
     for (spec_target, planned) in spec.targets.iter().zip(&targets) {
         let field = format!("spec.targets[{}]", planned.name);
         let host = &planned.target.repository.registry;
-        let credentials = spec_target.credentials.as_ref();
-        reach(
+        reach_host(
             config,
             access,
             &field,
             host,
-            credentials,
-            &mut inferred,
-            &mut secrets,
+            spec_target.credentials.as_ref(),
+            &mut reach,
         )?;
     }
-    let target_repositories: Vec<(String, &Repository)> = targets
+    let target_uses: Vec<TargetUse<'_>> = targets
         .iter()
         .map(|t| {
-            (
-                format!("spec.targets[{}].repository", t.name),
+            TargetUse::new(
+                &t.name,
                 &t.target.repository,
+                &reach,
+                t.create.is_some(),
+                false,
             )
         })
         .collect();
     tenancy(
         promotion.metadata.namespace.as_deref(),
         config,
-        (&source.image.repository, "spec.source.image"),
-        &target_repositories,
-        &secrets,
+        // The source is always inspected with the operator's AWS identity.
+        Some((&source.image.repository, "spec.source.image")),
+        &target_uses,
     )?;
+    let (inferred, secrets) = (reach.inferred(), reach.secrets());
     Ok(PromotionPlan {
         name: promotion.metadata.name.clone().unwrap_or_default(),
         generation: promotion.metadata.generation.unwrap_or(0),
@@ -286,49 +297,202 @@ pub fn plan_with(
     })
 }
 
+/// Whose credentials reach one registry host for an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostAccess {
+    /// The configuration file's entry for the host: the operator's.
+    Configured,
+    /// A token from the operator's AWS identity.
+    Inferred(InferredCredentials),
+    /// A dockerconfigjson Secret of the object's namespace (its name).
+    Secret(String),
+    /// No credentials at all.
+    Anonymous,
+}
+
+impl HostAccess {
+    /// Whether requests to the host are the operator's to answer for:
+    /// everything but the object's own Secret. Anonymous requests count too,
+    /// since they come from where the operator stands (a registry inside the
+    /// cluster's network may accept them from it and no one else).
+    pub fn is_operators(&self) -> bool {
+        !matches!(self, Self::Secret(_))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Configured => "the operator's configured credentials".into(),
+            Self::Inferred(InferredCredentials::Ecr { registry, .. }) => format!(
+                "the operator's ECR token for registry {} in {}",
+                registry.registry_id, registry.region
+            ),
+            Self::Inferred(InferredCredentials::EcrPublic { .. }) => {
+                "the operator's ECR Public token".into()
+            }
+            Self::Secret(name) => format!("Secret {name:?}"),
+            Self::Anonymous => "no credentials".into(),
+        }
+    }
+}
+
+/// How an object reaches each registry host it names: one [`HostAccess`]
+/// per host, whatever order its fields come in (the engine has one client
+/// per host). A use that asks for no credentials takes the host's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    hosts: Vec<(String, HostAccess)>,
+}
+
+impl Reach {
+    /// Records `access` for `host`; another access for a host already
+    /// reached is refused (one object uses one set of credentials per host).
+    pub(crate) fn add(
+        &mut self,
+        field: &str,
+        host: &str,
+        access: HostAccess,
+    ) -> Result<(), PlanError> {
+        match self.hosts.iter_mut().find(|(h, _)| h == host) {
+            None => {
+                self.hosts.push((host.to_string(), access));
+                Ok(())
+            }
+            Some((_, existing)) if *existing == access || access == HostAccess::Anonymous => Ok(()),
+            // What asked for no credentials is reached with the host's
+            // (and judged by them: the tenancy check reads the final access).
+            Some((_, existing)) if *existing == HostAccess::Anonymous => {
+                *existing = access;
+                Ok(())
+            }
+            Some((_, existing)) => Err(PlanError::invalid(format!(
+                "{field}.credentials: {host} is reached with {} elsewhere in this object, and \
+                 here with {}; one object uses one set of credentials per registry host",
+                existing.describe(),
+                access.describe()
+            ))),
+        }
+    }
+
+    /// How `host` is reached, when the object names it.
+    pub fn access(&self, host: &str) -> Option<&HostAccess> {
+        self.hosts.iter().find(|(h, _)| h == host).map(|(_, a)| a)
+    }
+
+    /// The operator's token credentials, by host, in the object's order.
+    pub fn inferred(&self) -> Vec<InferredCredentials> {
+        self.hosts
+            .iter()
+            .filter_map(|(_, a)| match a {
+                HostAccess::Inferred(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The object's own Secrets, by host.
+    pub fn secrets(&self) -> Vec<SecretCredentials> {
+        self.hosts
+            .iter()
+            .filter_map(|(host, a)| match a {
+                HostAccess::Secret(secret) => Some(SecretCredentials {
+                    host: host.clone(),
+                    secret: secret.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Records how the object reaches `host` for a target-like use (written to,
-/// or a mirror's source): the configuration file's entry when it lists the
-/// host, else the object's `credentials` or what the host implies (the
-/// operator's AWS identity for ECR and ECR Public hosts, anonymous
-/// otherwise). One object uses one set of credentials per host.
-pub(crate) fn reach(
+/// or a mirror's source), with [`choose`].
+pub(crate) fn reach_host(
     config: &Config,
     access: SecretAccess,
     field: &str,
     host: &str,
     credentials: Option<&RegistryCredentials>,
-    inferred: &mut Vec<InferredCredentials>,
-    secrets: &mut Vec<SecretCredentials>,
+    reach: &mut Reach,
 ) -> Result<(), PlanError> {
-    if entry(config, host).is_some() {
-        return Ok(());
+    let chosen = choose(config, access, field, host, credentials, || {
+        target_credentials(credentials, host)
+            .map_err(|e| PlanError::invalid(format!("{field}.{}", e.message)))
+    })?;
+    reach.add(field, host, chosen)
+}
+
+/// Whose credentials reach `host` (pure). The object's own
+/// `credentials.secretRef` comes first: a Secret the object names is always
+/// the one used, on a host the configuration declares too, so a wrong or
+/// missing Secret fails instead of quietly writing with the operator's
+/// credentials (the command line cannot read Secrets: there the
+/// configuration's entry stands in for it). Otherwise the configuration
+/// file's entry when it lists the host, else what the object's credentials
+/// or the host imply (`implied`): the operator's AWS identity only for ECR
+/// and ECR Public hosts, anonymous otherwise.
+pub(crate) fn choose(
+    config: &Config,
+    access: SecretAccess,
+    field: &str,
+    host: &str,
+    credentials: Option<&RegistryCredentials>,
+    implied: impl FnOnce() -> Result<Kind, PlanError>,
+) -> Result<HostAccess, PlanError> {
+    let secret = credentials
+        .and_then(|c| c.secret_ref.as_ref())
+        .map(|s| s.name.clone());
+    let configured = entry(config, host).is_some();
+    match (secret, access) {
+        (Some(secret), SecretAccess::Api) => return Ok(HostAccess::Secret(secret)),
+        (Some(secret), SecretAccess::None) if !configured => {
+            let field = field.trim_end_matches(".image");
+            return Err(no_secrets(field, &secret, host));
+        }
+        _ => {}
     }
-    let credentials = target_credentials(credentials, host)
-        .map_err(|e| PlanError::invalid(format!("{field}.{}", e.message)))?;
-    let credentials = match credentials {
-        Kind::SecretRef(secret) => return use_secret(secrets, access, field, secret, host),
-        kind => kind,
-    };
-    if secrets.iter().any(|s| s.host == *host) {
-        return Err(PlanError::invalid(format!(
-            "{field}.credentials: {host} is reached with a Secret elsewhere in this object; \
-             one object uses one set of credentials per registry host"
-        )));
+    if configured {
+        return Ok(HostAccess::Configured);
     }
-    let Some(wanted) = infer(field, host, credentials)? else {
-        return Ok(());
-    };
-    match inferred.iter().find(|i| i.host() == host) {
-        None => inferred.push(wanted),
-        Some(existing) if *existing == wanted => {}
-        Some(_) => {
-            return Err(PlanError::invalid(format!(
-                "{field}.credentials: {host} is reached with other credentials elsewhere in \
-                 this object; one object uses one set of credentials per registry host"
-            )));
+    Ok(match infer(field, host, implied()?)? {
+        Some(inferred) => HostAccess::Inferred(inferred),
+        None => HostAccess::Anonymous,
+    })
+}
+
+/// One target repository and whether anything done to it uses the
+/// operator's credentials: the host's access, `createRepository` (always the
+/// operator's AWS identity), or a listing through the operator's AWS API.
+#[derive(Clone, Debug)]
+pub(crate) struct TargetUse<'a> {
+    pub field: String,
+    pub repository: &'a Repository,
+    pub operators: bool,
+}
+
+impl<'a> TargetUse<'a> {
+    pub(crate) fn new(
+        name: &str,
+        repository: &'a Repository,
+        reach: &Reach,
+        create: bool,
+        api_listing: bool,
+    ) -> Self {
+        let by_host = reach
+            .access(&repository.registry)
+            .is_some_and(HostAccess::is_operators);
+        let field = if create && !by_host {
+            // Written with the object's own credentials, but created with
+            // the operator's AWS identity: say so in a refusal.
+            format!("spec.targets[{name}].createRepository (it uses the operator's AWS identity)")
+        } else {
+            format!("spec.targets[{name}].repository")
+        };
+        Self {
+            field,
+            repository,
+            operators: by_host || create || api_listing,
         }
     }
-    Ok(())
 }
 
 impl InferredCredentials {
@@ -386,7 +550,7 @@ pub(crate) fn public_repository(
     catalog: &EcrPublicRepository,
     config: &Config,
 ) -> Result<PublicRepositoryPlan, PlanError> {
-    let (_alias, name) = repository.name.split_once('/').ok_or_else(|| {
+    let (alias, name) = repository.name.split_once('/').ok_or_else(|| {
         PlanError::invalid(format!(
             "spec.targets[{target}].repository: {repository} has no registry alias; ECR Public \
              repositories are <registry>/<alias>/<name>, e.g. public.ecr.aws/acme/app"
@@ -396,6 +560,7 @@ pub(crate) fn public_repository(
         .and_then(|r| r.auth.ecr_public.as_ref())
         .and_then(|p| p.endpoint_url.clone());
     Ok(PublicRepositoryPlan {
+        alias: alias.to_string(),
         name: name.to_string(),
         catalog: catalog.clone(),
         endpoint,
@@ -403,10 +568,11 @@ pub(crate) fn public_repository(
 }
 
 /// Which credentials member is set.
-enum Kind {
+pub(crate) enum Kind {
     Ecr(EcrRegistry),
     EcrPublic,
-    SecretRef(String),
+    /// Chosen before these are asked for ([`choose`]).
+    SecretRef,
     Anonymous,
 }
 
@@ -416,7 +582,7 @@ fn kind_of(credentials: &RegistryCredentials) -> Kind {
         &credentials.ecr_public,
         &credentials.secret_ref,
     ) {
-        (_, _, Some(secret)) => Kind::SecretRef(secret.name.clone()),
+        (_, _, Some(_)) => Kind::SecretRef,
         (_, Some(_), _) => Kind::EcrPublic,
         _ => Kind::Anonymous,
     }
@@ -468,20 +634,20 @@ fn infer(field: &str, host: &str, kind: Kind) -> Result<Option<InferredCredentia
              it in the configuration file: registries: [{{host: \"{host}\", kind: ecrPublic, \
              auth: {{ecrPublic: {{}}}}}}]"
         ))),
-        Kind::SecretRef(_) | Kind::Anonymous => Ok(None),
+        Kind::SecretRef | Kind::Anonymous => Ok(None),
     }
 }
 
 /// The operator's tenancy rules, for an object that names its namespace:
-/// its source and the targets (field, repository) it writes. Targets written
-/// with the object's own Secret are the namespace's business: only those
-/// written with the operator's credentials are checked.
+/// its source (None when nothing reads it with the operator's credentials)
+/// and its targets. Every target something is done to with the operator's
+/// credentials is checked for that exact repository; the rest are written
+/// with the object's own Secret or anonymously, the namespace's business.
 pub(crate) fn tenancy(
     namespace: Option<&str>,
     config: &Config,
-    (source, source_field): (&Repository, &str),
-    targets: &[(String, &Repository)],
-    secrets: &[SecretCredentials],
+    source: Option<(&Repository, &str)>,
+    targets: &[TargetUse<'_>],
 ) -> Result<(), PlanError> {
     let Some(namespace) = namespace else {
         return Ok(());
@@ -491,46 +657,17 @@ pub(crate) fn tenancy(
         reason: reasons::REPOSITORY_NOT_ALLOWED,
         message: e.message,
     };
-    rules
-        .check(namespace, Use::Source, source, source_field)
-        .map_err(refused)?;
-    let own_secret =
-        |repository: &Repository| secrets.iter().any(|s| s.host == repository.registry);
-    for (field, repository) in targets.iter().filter(|(_, r)| !own_secret(r)) {
+    if let Some((source, field)) = source {
         rules
-            .check(namespace, Use::Target, repository, field)
+            .check(namespace, Use::Source, source, field)
+            .map_err(refused)?;
+    }
+    for target in targets.iter().filter(|t| t.operators) {
+        rules
+            .check(namespace, Use::Target, target.repository, &target.field)
             .map_err(refused)?;
     }
     Ok(())
-}
-
-/// Records that `host` is reached with `secret`, or refuses it when Secrets
-/// cannot be read or the host already has other credentials.
-fn use_secret(
-    secrets: &mut Vec<SecretCredentials>,
-    access: SecretAccess,
-    field: &str,
-    secret: String,
-    host: &str,
-) -> Result<(), PlanError> {
-    if access == SecretAccess::None {
-        return Err(no_secrets(field, &secret, host));
-    }
-    match secrets.iter().find(|s| s.host == host) {
-        Some(existing) if existing.secret != secret => Err(PlanError::invalid(format!(
-            "{field}.credentials: {host} is reached with Secret {:?} elsewhere in this object; \
-             one object uses one set of credentials per registry host",
-            existing.secret
-        ))),
-        Some(_) => Ok(()),
-        None => {
-            secrets.push(SecretCredentials {
-                host: host.to_string(),
-                secret,
-            });
-            Ok(())
-        }
-    }
 }
 
 fn no_secrets(field: &str, secret: &str, host: &str) -> PlanError {
@@ -881,6 +1018,192 @@ tenancy:
         });
         let planned = plan_with(&own, &rules, None, SecretAccess::Api).unwrap();
         assert_eq!(planned.secrets[0].host, "evil.io");
+    }
+
+    const TWO_ON_PUBLIC: &str = r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: ImagePromotion
+metadata: {name: app, namespace: team-a}
+spec:
+  source: {image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1"}
+  targets: [{name: replaced, repository: quay.io/replaced/app, tags: ["1"]}]
+"#;
+
+    fn team_a_rules() -> Config {
+        config(
+            r#"
+registries: [{host: quay.io, auth: {dockerConfig: {path: /quay.json}}}]
+tenancy:
+  - namespaces: [team-a]
+    sources: [123456789012.dkr.ecr.us-east-1.amazonaws.com/team]
+    targets: [public.ecr.aws/acme/team-a-*]
+"#,
+        )
+    }
+
+    fn target(
+        name: &str,
+        repository: &str,
+        secret: Option<&str>,
+        create: bool,
+    ) -> crate::api::PromotionTarget {
+        let mut target: crate::api::PromotionTarget = serde_json::from_value(serde_json::json!({
+            "name": name,
+            "repository": repository,
+            "tags": ["1"],
+        }))
+        .unwrap();
+        target.credentials = secret.map(|name| RegistryCredentials {
+            secret_ref: Some(crate::api::LocalSecretReference { name: name.into() }),
+            ..RegistryCredentials::default()
+        });
+        if create {
+            target.create_repository = Some(EcrPublicRepository {
+                description: Some("not team-a's".into()),
+                ..EcrPublicRepository::default()
+            });
+        }
+        target
+    }
+
+    #[test]
+    fn every_use_of_the_operators_credentials_is_inside_tenancy() {
+        let rules = team_a_rules();
+        let with = |targets: Vec<crate::api::PromotionTarget>| {
+            let mut object = promotion(TWO_ON_PUBLIC);
+            object.spec.targets = targets;
+            plan_with(&object, &rules, None, SecretAccess::Api)
+        };
+        let elsewhere = "public.ecr.aws/acme/anything";
+        let granted = "public.ecr.aws/acme/team-a-web";
+        // (targets, the reason of the refusal, text it contains); None: planned.
+        type Case = (
+            Vec<crate::api::PromotionTarget>,
+            Option<(&'static str, &'static str)>,
+        );
+        let cases: Vec<Case> = vec![
+            // A junk Secret on the same host does not lend its exemption to a
+            // target written (and created) with the operator's identity, in
+            // either order.
+            (
+                vec![
+                    target("x", elsewhere, None, true),
+                    target("y", granted, Some("junk"), false),
+                ],
+                Some(("InvalidSpec", "one set of credentials per registry host")),
+            ),
+            (
+                vec![
+                    target("y", granted, Some("junk"), false),
+                    target("x", elsewhere, None, true),
+                ],
+                Some(("InvalidSpec", "one set of credentials per registry host")),
+            ),
+            // createRepository always uses the operator's AWS identity, even
+            // for a target written with the object's own Secret.
+            (
+                vec![target("x", elsewhere, Some("junk"), true)],
+                Some(("RepositoryNotAllowed", "spec.targets[x].createRepository")),
+            ),
+            (
+                vec![
+                    target("x", elsewhere, Some("junk"), true),
+                    target("y", granted, Some("junk"), false),
+                ],
+                Some((
+                    "RepositoryNotAllowed",
+                    "may not write with the operator's credentials to public.ecr.aws/acme/anything",
+                )),
+            ),
+            (vec![target("x", granted, Some("junk"), true)], None),
+            (vec![target("x", granted, None, true)], None),
+            // Written with the object's own Secret, nothing of the operator's.
+            (vec![target("x", elsewhere, Some("robot"), false)], None),
+            (
+                vec![target("x", elsewhere, None, false)],
+                Some(("RepositoryNotAllowed", "spec.targets[x].repository")),
+            ),
+        ];
+        for (i, (targets, expected)) in cases.into_iter().enumerate() {
+            match (with(targets), expected) {
+                (Ok(_), None) => {}
+                (Err(err), Some((reason, text))) => {
+                    assert_eq!(err.reason, reason, "case {i}: {err}");
+                    assert!(
+                        err.message.contains(text),
+                        "case {i}: {text:?} not in {err}"
+                    );
+                }
+                (result, expected) => panic!("case {i}: {result:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_objects_own_secret_wins_over_the_configuration() {
+        let rules = team_a_rules();
+        let mut object = promotion(TWO_ON_PUBLIC);
+        object.spec.targets = vec![target(
+            "quay",
+            "quay.io/elsewhere/app",
+            Some("wrong"),
+            false,
+        )];
+        // In the cluster: the object's Secret, on a host the configuration
+        // declares too, and tenancy does not limit it.
+        let planned = plan_with(&object, &rules, None, SecretAccess::Api).unwrap();
+        assert_eq!(
+            planned.secrets,
+            [SecretCredentials {
+                host: "quay.io".into(),
+                secret: "wrong".into()
+            }]
+        );
+        // Without it, the operator's configured credentials, held to the rules.
+        object.spec.targets[0].credentials = None;
+        let err = plan_with(&object, &rules, None, SecretAccess::Api).unwrap_err();
+        assert_eq!(err.reason, "RepositoryNotAllowed", "{err}");
+        // The command line reads no Secrets: the configuration stands in.
+        object.spec.targets[0].credentials = Some(RegistryCredentials {
+            secret_ref: Some(crate::api::LocalSecretReference {
+                name: "wrong".into(),
+            }),
+            ..RegistryCredentials::default()
+        });
+        object.metadata.namespace = None;
+        let planned = plan(&object, &rules, None).unwrap();
+        assert!(planned.secrets.is_empty());
+    }
+
+    #[test]
+    fn one_host_one_access_whatever_the_order() {
+        let mut reach = Reach::default();
+        let public = || {
+            HostAccess::Inferred(InferredCredentials::EcrPublic {
+                host: "public.ecr.aws".into(),
+            })
+        };
+        // (access, accepted, the host's access afterwards)
+        let steps = [
+            (HostAccess::Anonymous, true, HostAccess::Anonymous),
+            (public(), true, public()),
+            (HostAccess::Anonymous, true, public()),
+            (public(), true, public()),
+            (HostAccess::Secret("s".into()), false, public()),
+            (HostAccess::Configured, false, public()),
+        ];
+        for (i, (access, accepted, after)) in steps.into_iter().enumerate() {
+            assert_eq!(
+                reach
+                    .add("spec.targets[t]", "public.ecr.aws", access)
+                    .is_ok(),
+                accepted,
+                "step {i}"
+            );
+            assert_eq!(reach.access("public.ecr.aws"), Some(&after), "step {i}");
+        }
+        assert_eq!(reach.inferred().len(), 1);
+        assert!(reach.secrets().is_empty());
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! ECR / ECR Public hosts the configuration does not list. The command line
 //! makes one for its single run; the controller makes one per process.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use k8s_openapi::jiff::Timestamp;
@@ -18,7 +18,9 @@ use super::status::{Problem, Progress, Run, TargetOutcome};
 use super::{observe, registries, status};
 use crate::aws::{EcrInspector, EcrPublic, EcrPublicError, RepositoryCreation};
 use crate::config::{Config, ConfigError};
+use crate::registry::bounded::BoundedCache;
 use crate::registry::copy::report::TargetReport;
+use crate::registry::registries::KEEP_IDLE;
 use crate::registry::{Engine, ImageReference, RegistryClient};
 use crate::verify::{Verdict, evaluate};
 
@@ -28,9 +30,13 @@ pub struct Shared {
     pub sdk: SdkConfig,
     /// The engine of the configuration file's registries.
     pub engine: Engine,
-    /// Token clients of hosts the configuration does not list, by host.
-    inferred: Mutex<HashMap<String, RegistryClient>>,
+    /// Token clients of hosts the configuration does not list, by host and
+    /// what the token is for; objects choose the hosts, so it is bounded.
+    inferred: Mutex<BoundedCache<String, RegistryClient>>,
 }
+
+/// Token clients of inferred hosts kept at most.
+pub const MAX_INFERRED: usize = 256;
 
 impl Shared {
     /// Loads the AWS configuration once and builds the configuration file's
@@ -45,7 +51,7 @@ impl Shared {
         Ok(Self {
             sdk,
             engine: Engine::new(registries),
-            inferred: Mutex::default(),
+            inferred: Mutex::new(BoundedCache::new(MAX_INFERRED, KEEP_IDLE)),
         })
     }
 
@@ -97,11 +103,12 @@ impl Shared {
             }
             InferredCredentials::EcrPublic { host } => format!("{host} ecr-public"),
         };
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
+        let now = Instant::now();
+        if let Some(client) = clients.get(&key, now) {
+            return Ok(client);
         }
         let client = registries::token_client(credentials, &self.sdk)?;
-        clients.insert(key, client.clone());
+        clients.insert(key, client.clone(), now);
         Ok(client)
     }
 }
@@ -289,7 +296,10 @@ async fn copy(
 }
 
 /// Creates the ECR Public repository when it is missing. An existing one is
-/// used as it is: its catalog data is left alone (docs/api.md).
+/// used as it is: its catalog data is left alone (docs/api.md). The API
+/// reaches only the operator's own registry, so a repository under another
+/// account's alias is refused before anything is asked about it
+/// ([`foreign_alias`]).
 pub(crate) async fn create_repository(
     sdk: &SdkConfig,
     plan: &PublicRepositoryPlan,
@@ -300,6 +310,10 @@ pub(crate) async fn create_repository(
         message: error.to_string(),
         transient: error.is_transient(),
     };
+    let own = public.own_aliases().await.map_err(problem)?;
+    if let Some(refusal) = foreign_alias(plan, &own) {
+        return Err(refusal);
+    }
     if public
         .repository(&plan.name)
         .await
@@ -319,4 +333,65 @@ pub(crate) async fn create_repository(
         )),
         RepositoryCreation::AlreadyExists => None,
     })
+}
+
+/// The refusal of `createRepository` under an alias that is not one of
+/// `own` (the operator's registry aliases): the API would create the name in
+/// the operator's own registry instead (pure).
+pub(crate) fn foreign_alias(plan: &PublicRepositoryPlan, own: &[String]) -> Option<Problem> {
+    if own.contains(&plan.alias) {
+        return None;
+    }
+    let own = if own.is_empty() {
+        "none".to_string()
+    } else {
+        own.join(", ")
+    };
+    Some(Problem {
+        reason: crate::tenancy::REPOSITORY_NOT_ALLOWED.to_string(),
+        message: format!(
+            "createRepository: ECR Public alias {:?} is not one of the operator's own registry \
+             aliases ({own}); the operator's AWS identity creates repositories only in its own \
+             registry, so {}/{} is created by the account that owns that alias: create it \
+             there, or remove createRepository",
+            plan.alias, plan.alias, plan.name
+        ),
+        transient: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_repository_only_under_the_operators_own_aliases() {
+        let plan = |alias: &str| PublicRepositoryPlan {
+            alias: alias.into(),
+            name: "app".into(),
+            catalog: Default::default(),
+            endpoint: None,
+        };
+        let own = ["acme".to_string(), "acme-labs".to_string()];
+        let cases = [
+            ("acme", &own[..], false),
+            ("acme-labs", &own[..], false),
+            ("other-org", &own[..], true),
+            ("acm", &own[..], true),
+            ("acme", &[][..], true),
+        ];
+        for (alias, own, refused) in cases {
+            let refusal = foreign_alias(&plan(alias), own);
+            assert_eq!(refusal.is_some(), refused, "{alias} among {own:?}");
+            if let Some(problem) = refusal {
+                assert_eq!(problem.reason, "RepositoryNotAllowed");
+                assert!(!problem.transient);
+                assert!(
+                    problem.message.contains(&format!("{alias:?}")),
+                    "{}",
+                    problem.message
+                );
+            }
+        }
+    }
 }

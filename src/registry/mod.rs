@@ -3,6 +3,7 @@
 //! knows about Kubernetes.
 
 pub mod auth;
+pub mod bounded;
 pub mod client;
 pub mod copy;
 pub mod digest;

@@ -6,12 +6,17 @@
 //! that reach one host with different Secrets get different clients, each
 //! with its own credential and token cache, while connections and
 //! per-registry limits stay those of the host ([`RegistryClient::with_source`]).
+//!
+//! Objects choose the hosts and the Secrets, so both caches are bounded
+//! ([`BoundedCache`]: least recently used out, no thrash past the cap).
 
 use super::auth::{Credential, SharedSource, StaticCredential};
+use super::bounded::BoundedCache;
 use super::client::{ClientSettings, RegistryClient};
 use super::error::RegistryError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where a credential came from: what it is (e.g. `Secret team-a/quay-robot`)
 /// and which version of it (the Secret's resourceVersion), so a rotated
@@ -24,21 +29,31 @@ pub struct CredentialOrigin {
 
 /// Clients with borrowed credentials, by (host, origin id): the version they
 /// were built from and the client.
-type Borrowed = HashMap<(String, String), (String, RegistryClient)>;
+type Borrowed = BoundedCache<(String, String), (String, RegistryClient)>;
 
-/// Anonymous clients (hosts the configuration does not declare) kept at most;
-/// past it the map starts over (a client is cheap to make again, and objects
-/// can name any host, so the map must not grow without end).
+/// Anonymous clients (hosts the configuration does not declare) kept at most.
 pub const MAX_ANONYMOUS: usize = 256;
-/// Clients with borrowed credentials kept at most, likewise.
+/// Clients with borrowed credentials kept at most.
 pub const MAX_BORROWED: usize = 1024;
+/// How long a cached client must have been idle before a new key may take
+/// its place in a full cache.
+pub const KEEP_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Registry clients by host (`host[:port]`, as in image references).
-#[derive(Default)]
 pub struct Registries {
     configured: HashMap<String, RegistryClient>,
-    anonymous: Mutex<HashMap<String, RegistryClient>>,
+    anonymous: Mutex<BoundedCache<String, RegistryClient>>,
     borrowed: Mutex<Borrowed>,
+}
+
+impl Default for Registries {
+    fn default() -> Self {
+        Self {
+            configured: HashMap::new(),
+            anonymous: Mutex::new(BoundedCache::new(MAX_ANONYMOUS, KEEP_IDLE)),
+            borrowed: Mutex::new(BoundedCache::new(MAX_BORROWED, KEEP_IDLE)),
+        }
+    }
 }
 
 impl Registries {
@@ -56,19 +71,17 @@ impl Registries {
         if let Some(client) = self.configured.get(host) {
             return Ok(client.clone());
         }
+        let now = Instant::now();
         let mut anonymous = self.anonymous.lock().expect("lock never poisoned");
-        if let Some(client) = anonymous.get(host) {
-            return Ok(client.clone());
+        if let Some(client) = anonymous.get(&host.to_string(), now) {
+            return Ok(client);
         }
         let client = RegistryClient::new(
             host,
             Arc::new(StaticCredential(Credential::Anonymous)),
             ClientSettings::default(),
         )?;
-        if anonymous.len() >= MAX_ANONYMOUS {
-            anonymous.clear();
-        }
-        anonymous.insert(host.to_string(), client.clone());
+        anonymous.insert(host.to_string(), client.clone(), now);
         Ok(client)
     }
 
@@ -83,18 +96,21 @@ impl Registries {
         source: impl FnOnce() -> SharedSource,
     ) -> Result<RegistryClient, RegistryError> {
         let key = (host.to_string(), origin.id.clone());
-        if let Some((version, client)) =
-            self.borrowed.lock().expect("lock never poisoned").get(&key)
-            && *version == origin.version
+        if let Some((version, client)) = self
+            .borrowed
+            .lock()
+            .expect("lock never poisoned")
+            .get(&key, Instant::now())
+            && version == origin.version
         {
-            return Ok(client.clone());
+            return Ok(client);
         }
         let client = self.client(host)?.with_source(source());
-        let mut borrowed = self.borrowed.lock().expect("lock never poisoned");
-        if borrowed.len() >= MAX_BORROWED && !borrowed.contains_key(&key) {
-            borrowed.clear();
-        }
-        borrowed.insert(key, (origin.version.clone(), client.clone()));
+        self.borrowed.lock().expect("lock never poisoned").insert(
+            key,
+            (origin.version.clone(), client.clone()),
+            Instant::now(),
+        );
         Ok(client)
     }
 
@@ -104,6 +120,14 @@ impl Registries {
             .lock()
             .expect("lock never poisoned")
             .retain(|(_, id), _| id != origin_id);
+    }
+
+    /// How many anonymous and borrowed clients are cached.
+    pub fn cached(&self) -> (usize, usize) {
+        (
+            self.anonymous.lock().expect("lock never poisoned").len(),
+            self.borrowed.lock().expect("lock never poisoned").len(),
+        )
     }
 }
 
@@ -153,5 +177,35 @@ mod tests {
         registries.forget("Secret team-a/robot");
         registries.client_with(host, &a, source("a")).unwrap();
         assert_eq!(built.get(), 4);
+    }
+
+    #[test]
+    fn hosts_and_secrets_chosen_by_objects_stay_within_the_caps() {
+        let registries = Registries::new();
+        let hot = origin("Secret team-a/robot", "1");
+        let built = std::cell::Cell::new(0);
+        let source = || {
+            built.set(built.get() + 1);
+            basic("p")
+        };
+        registries.client_with("hot.example", &hot, source).unwrap();
+        for i in 0..(MAX_ANONYMOUS + 50) {
+            registries.client(&format!("h{i}.example")).unwrap();
+        }
+        for i in 0..(MAX_BORROWED + 50) {
+            registries
+                .client_with(
+                    "quay.example",
+                    &origin(&format!("Secret s/{i}"), "1"),
+                    source,
+                )
+                .unwrap();
+        }
+        let (anonymous, borrowed) = registries.cached();
+        assert!(anonymous <= MAX_ANONYMOUS, "{anonymous}");
+        assert!(borrowed <= MAX_BORROWED, "{borrowed}");
+        let before = built.get();
+        registries.client_with("hot.example", &hot, source).unwrap();
+        assert_eq!(built.get(), before, "the busy client survived the flood");
     }
 }

@@ -2,7 +2,8 @@
 //! install, the examples are accepted, invalid objects are refused with a
 //! message that names the field and what is allowed, status goes through the
 //! status subresource with server-side apply, and `kubectl get` prints the
-//! documented columns.
+//! documented columns, and the chart's aggregated roles give people what
+//! `view` and `edit` promise and never `/status`.
 //!
 //! Every test works in a namespace of its own, so the tests run in parallel
 //! and again without cleaning up. The CRDs are cluster-wide: every test
@@ -18,4 +19,5 @@ mod fixtures;
 mod install;
 mod invalid;
 mod printing;
+mod rbac;
 mod status;

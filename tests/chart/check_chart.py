@@ -173,9 +173,40 @@ def common(name: str, docs: list[dict]) -> None:
         check(rendered["metadata"].get("annotations", {}).get("helm.sh/resource-policy") == "keep", f"{name}: CRD without resource-policy keep")
 
 
+AGGREGATED = ("-view", "-edit")
+
+
+def operator_cluster_roles(docs: list[dict]) -> list[dict]:
+    return [r for r in find(docs, "ClusterRole") if not r["metadata"]["name"].endswith(AGGREGATED)]
+
+
+def aggregated(name: str, docs: list[dict]) -> None:
+    """`<fullname>-view` and `-edit`: both kinds, the documented verbs and aggregation labels, never /status."""
+    roles = {r["metadata"]["name"].rsplit("-", 1)[1]: r for r in find(docs, "ClusterRole") if r["metadata"]["name"].endswith(AGGREGATED)}
+    check(sorted(roles) == ["edit", "view"], f"{name}: aggregated ClusterRoles {sorted(roles)}")
+    wanted = {
+        "view": (["get", "list", "watch"], {"view", "edit", "admin"}),
+        "edit": (["create", "update", "patch", "delete"], {"edit", "admin"}),
+    }
+    for kind, (verbs, into) in wanted.items():
+        role = roles.get(kind)
+        if not role:
+            continue
+        labels = {k.rsplit("aggregate-to-", 1)[1] for k, v in role["metadata"]["labels"].items() if "aggregate-to-" in k and v == "true"}
+        check(labels == into, f"{name}: -{kind} aggregates to {sorted(labels)}, not {sorted(into)}")
+        resources = sorted(r for rule in role["rules"] for r in rule["resources"])
+        check(resources == ["imagepromotions", "registrymirrors"], f"{name}: -{kind} covers {resources}")
+        check(all(rule["verbs"] == verbs for rule in role["rules"]), f"{name}: -{kind} verbs are not {verbs}")
+        check(not any("/" in r for rule in role["rules"] for r in rule["resources"]), f"{name}: -{kind} grants a subresource")
+
+
 def default(docs: list[dict]) -> None:
-    roles = find(docs, "ClusterRole")
+    roles = operator_cluster_roles(docs)
     check(len(roles) == 1 and roles[0]["rules"] == rbac_rules("ClusterRole"), "default: the ClusterRole's rules differ from deploy/rbac.yaml")
+    aggregated("default", docs)
+    config = yaml.safe_load(find(docs, "ConfigMap")[0]["data"]["config.yaml"])
+    closed = [{"namespaces": [NAMESPACE], "sources": ["**"], "targets": ["**"]}]
+    check(config.get("tenancy") == closed, f"default: tenancy is {config.get('tenancy')}, not only the release namespace")
     check(len(find(docs, "ClusterRoleBinding")) == 1, "default: no ClusterRoleBinding")
     check(deployment(docs)["spec"]["replicas"] == 2, "default: replicas is not 2")
     args = container(docs)["args"]
@@ -191,7 +222,7 @@ def default(docs: list[dict]) -> None:
 
 
 def watch_namespaces(docs: list[dict]) -> None:
-    check(not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding"), "watch-namespaces: a ClusterRole is rendered")
+    check(not operator_cluster_roles(docs) and not find(docs, "ClusterRoleBinding"), "watch-namespaces: a ClusterRole is rendered")
     for namespace in ("team-a", "team-b"):
         roles = find(docs, "Role", namespace)
         check(len(roles) == 1 and roles[0]["rules"] == rbac_rules("ClusterRole"), f"watch-namespaces: no Role with the operator's rules in {namespace}")
@@ -201,6 +232,9 @@ def watch_namespaces(docs: list[dict]) -> None:
 
 
 def everything(docs: list[dict]) -> None:
+    aggregated("everything", docs)
+    tenancy = yaml.safe_load(find(docs, "ConfigMap")[0]["data"]["config.yaml"])["tenancy"]
+    check([rule["namespaces"] for rule in tenancy] == [["payments", "payments-*"]], f"everything: tenancy {tenancy} is not the one given")
     check(len(find(docs, "ServiceMonitor")) == 1, "everything: no ServiceMonitor")
     args = container(docs)["args"]
     check("--watch-label-selector=sharding.fluxcd.io/key=shard1" in args and "--leader-election-id=promoter-leader" in args, "everything: the shard's selector or its Lease missing")
@@ -278,6 +312,13 @@ def switches(default_values: Path) -> None:
     check(before != after, "a changed config does not change checksum/config (pods would not roll)")
     single = objects(render([default_values], ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"]))
     check(not find(single, "PodDisruptionBudget") and "--leader-elect" not in container(single)["args"], "one replica without a Lease still renders a PDB or --leader-elect")
+    opened = objects(render([default_values], ["--set", "defaultTenancy=open"]))
+    check("tenancy" not in yaml.safe_load(find(opened, "ConfigMap")[0]["data"]["config.yaml"]), "defaultTenancy=open still writes a tenancy section")
+    granted = objects(render([default_values], ["--set-json", 'config.tenancy=[{"namespaces":["team-a"],"targets":["quay.io/acme/*"]}]']))
+    tenancy = yaml.safe_load(find(granted, "ConfigMap")[0]["data"]["config.yaml"])["tenancy"]
+    check(tenancy == [{"namespaces": ["team-a"], "targets": ["quay.io/acme/*"]}], f"config.tenancy is not used as written: {tenancy}")
+    unaggregated = objects(render([default_values], ["--set", "rbac.aggregateClusterRoles=false"]))
+    check(len(find(unaggregated, "ClusterRole")) == 1, "rbac.aggregateClusterRoles=false still renders the -view and -edit roles")
 
 
 def refusals(crd_schemas: Path) -> None:

@@ -33,6 +33,11 @@ mod faults_world;
 #[path = "../promote/world.rs"]
 mod promote_world;
 
+#[allow(dead_code)]
+#[path = "../promote/standin.rs"]
+mod standin;
+
+mod aliases;
 mod ecr;
 mod filters;
 mod follow;

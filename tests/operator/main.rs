@@ -43,3 +43,4 @@ mod replicas;
 mod restart;
 mod secrets;
 mod shards;
+mod tenancy;

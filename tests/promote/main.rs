@@ -18,6 +18,7 @@ mod oci;
 mod invalid;
 mod promoted;
 mod refused;
+mod standin;
 mod subset;
 mod tenancy;
 mod world;

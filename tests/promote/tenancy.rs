@@ -1,14 +1,20 @@
 //! The operator's trust rules from the command line: an object that names its
 //! namespace is held to the configuration's tenancy rules, and the operator's
 //! AWS identity goes only to AWS hosts. Refusals exit 1 before any request.
+//! ECR Public's API is the operator's own registry only: `createRepository`
+//! under another account's alias is refused (against a private stand-in
+//! with a second account, [`crate::standin`]).
 
 use std::path::PathBuf;
 
 use reqwest::StatusCode;
 use serde_json::json;
 
+use image_promoter::api::TargetState;
+
+use crate::standin::{FOREIGN_ALIAS, StandIn};
 use crate::support::unique_name;
-use crate::world::{GOOD, TAG, World, promotion, quay_target};
+use crate::world::{GOOD, TAG, World, catalog_data, promotion, quay_target};
 
 /// The test world's configuration with a tenancy section granting namespace
 /// `team-a` the source repository and the Quay repositories under `allowed`.
@@ -101,4 +107,58 @@ async fn the_operators_aws_identity_is_not_sent_to_an_undeclared_host() {
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test]
+async fn create_repository_under_another_accounts_alias_is_refused_and_creates_nothing() {
+    let world = World::new().await;
+    let standin = StandIn::start(&world.env).await;
+    let source = world.source("foreign-alias", GOOD).await;
+    world.scan(&source, "COMPLETE", &[]).await;
+    let name = unique_name("foreign-alias");
+    let registry = world.env.get("PROMOTER_TEST_PUBLIC_REGISTRY");
+    let object = promotion(
+        &world,
+        &source,
+        json!({}),
+        json!([{
+            "name": "public",
+            "repository": format!("{registry}/{FOREIGN_ALIAS}/{name}"),
+            "tags": [TAG],
+            "credentials": {"ecrPublic": {}},
+            "createRepository": catalog_data(),
+        }]),
+    );
+    let config = standin.config(&world.env, "");
+
+    let run = world.promote_configured(&config, &serde_yaml_ng::to_string(&object).unwrap(), &[]);
+
+    let status = run.status();
+    let target = &status.targets[0];
+    assert_eq!(target.state, TargetState::Failed, "{}", run.stdout);
+    let message = target.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "alias \"{FOREIGN_ALIAS}\" is not one of the operator's own"
+        )),
+        "{message}"
+    );
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.reason == "RepositoryNotAllowed"),
+        "{:?}",
+        status.conditions
+    );
+    // Nothing was created in the operator's own registry under that name.
+    let (code, answer) = standin
+        .call("DescribeRepositories", json!({"repositoryNames": [name]}))
+        .await;
+    assert_eq!(
+        (code, answer["__type"].as_str()),
+        (400, Some("RepositoryNotFoundException")),
+        "{answer}"
+    );
+    std::fs::remove_file(&config).ok();
 }

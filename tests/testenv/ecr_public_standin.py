@@ -8,9 +8,14 @@ What it covers, on two listeners of one process:
 
 * The ECR Public JSON API (awsJson1.1, `X-Amz-Target: SpencerFrontendService.<Action>`),
   plain HTTP, for `AWS_ENDPOINT_URL_ECR_PUBLIC`. Actions: GetAuthorizationToken,
-  CreateRepository, DescribeRepositories, PutRepositoryCatalogData,
-  GetRepositoryCatalogData, DescribeImages, DescribeImageTags (the RegistryMirror's
-  target listing). Request signatures are not checked. DescribeImages and
+  DescribeRegistries (the caller's own alias), CreateRepository, DescribeRepositories,
+  PutRepositoryCatalogData, GetRepositoryCatalogData, DescribeImages,
+  DescribeImageTags (the RegistryMirror's target listing). Request signatures are not
+  checked, but the access key id of the SigV4 `Authorization` header picks the calling
+  account: `--foreign KEY=ACCOUNT:ALIAS` declares a second account with its own alias
+  (another organisation's registry on the same host), every other key is the main
+  account (`--account`, `--alias`). Every action works on the caller's own registry
+  only, as ECR Public's does. DescribeImages and
   DescribeImageTags read the real registry (tags, manifests) with a token they mint
   themselves; those reads go straight to the registry, not through any proxy a test
   puts in front of it.
@@ -19,11 +24,16 @@ What it covers, on two listeners of one process:
   whose root is the test CA, and are really checked by the registry.
   - Anonymous requests get `pull` only (ECR Public allows anonymous pulls).
   - `Basic AWS:<token>` where `<token>` came from GetAuthorizationToken (as ECR Public
-    hands it out) gets `pull` and, on repositories created through CreateRepository,
-    `push` (ECR Public refuses pushes to a repository that does not exist).
+    hands it out) gets `pull` and, on repositories its account created through
+    CreateRepository under its own alias, `push` (ECR Public refuses pushes to a
+    repository that does not exist, and to another account's).
   - Wrong credentials get 401, as the real realm answers.
 
-Token lifetimes are flags, so tests can make tokens expire quickly.
+Token lifetimes are flags, so tests can make tokens expire quickly. A test may run a
+private instance of the API in front of the world's registry (tests/promote/standin.rs):
+with `--upstream` the main account's actions (but DescribeRegistries) are the world
+stand-in's, whose tokens and repositories the world's token realm knows; the second
+account is the private instance's own.
 """
 
 from __future__ import annotations
@@ -111,73 +121,115 @@ class TokenIssuer:
         return signing_input + "." + b64url(signature), self.ttl
 
 
-class Store:
-    """Repositories, catalog data and authorization tokens, in memory."""
+class Account:
+    """One AWS account's public registry: its alias, repositories and catalog data."""
 
-    def __init__(self, account: str, alias: str, registry: str, auth_ttl: int):
-        self.lock = threading.Lock()
+    def __init__(self, account: str, alias: str):
         self.account = account
         self.alias = alias
-        self.registry = registry
-        self.auth_ttl = auth_ttl
         self.repositories: dict[str, dict[str, Any]] = {}
         self.catalog: dict[str, dict[str, Any]] = {}
-        self.tokens: dict[str, float] = {}
 
-    def issue_auth_token(self) -> tuple[str, float]:
+
+class Store:
+    """Accounts (by access key id) and authorization tokens, in memory."""
+
+    def __init__(self, account: str, alias: str, registry: str, auth_ttl: int, foreign: dict[str, Account]):
+        self.lock = threading.Lock()
+        self.main = Account(account, alias)
+        self.foreign = foreign
+        self.registry = registry
+        self.auth_ttl = auth_ttl
+        self.tokens: dict[str, tuple[float, Account]] = {}
+
+    def account_for(self, access_key: str | None) -> Account:
+        return self.foreign.get(access_key or "", self.main)
+
+    def issue_auth_token(self, account: Account) -> tuple[str, float]:
         token = secrets.token_urlsafe(32)
         expires = time.time() + self.auth_ttl
         with self.lock:
-            self.tokens[token] = expires
+            self.tokens[token] = (expires, account)
         return token, expires
 
-    def token_valid(self, token: str) -> bool:
+    def token_account(self, token: str) -> Account | None:
         with self.lock:
-            expires = self.tokens.get(token)
-        return expires is not None and expires > time.time()
+            entry = self.tokens.get(token)
+        if entry is None or entry[0] <= time.time():
+            return None
+        return entry[1]
 
-    def has_repository(self, path: str) -> bool:
-        prefix = self.alias + "/"
+    def has_repository(self, account: Account, path: str) -> bool:
+        prefix = account.alias + "/"
         if not path.startswith(prefix):
             return False
         with self.lock:
-            return path[len(prefix) :] in self.repositories
+            return path[len(prefix) :] in account.repositories
 
 
 class Api:
     """The ECR Public JSON actions the product uses."""
 
-    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str):
+    def __init__(self, store: Store, issuer: TokenIssuer, ca_path: str, upstream: str | None = None):
         self.store = store
         self.issuer = issuer
         self.tls = ssl.create_default_context(cafile=ca_path)
+        self.upstream = upstream
 
-    def dispatch(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    def dispatch(self, action: str, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        if self.upstream and caller is self.store.main and action != "DescribeRegistries":
+            return self._forward(action, body)
         handler = getattr(self, "action_" + action, None)
         if handler is None:
             raise ApiError("UnsupportedCommandException", f"{action} is not supported by this stand-in")
-        return handler(body)
+        return handler(body, caller)
 
-    def _repository(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _forward(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The main account's action, answered by the upstream stand-in."""
+        request = urllib.request.Request(
+            self.upstream,
+            data=json.dumps(body).encode(),
+            headers={"X-Amz-Target": f"SpencerFrontendService.{action}", "Content-Type": "application/x-amz-json-1.1"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            payload = json.loads(err.read() or b"{}")
+            raise ApiError(payload.get("__type", "ServerException"), payload.get("message", ""), err.code) from err
+
+    def _repository(self, body: dict[str, Any], caller: Account) -> tuple[str, dict[str, Any]]:
         name = body.get("repositoryName", "")
-        self._check_registry(body)
+        self._check_registry(body, caller)
         with self.store.lock:
-            repo = self.store.repositories.get(name)
+            repo = caller.repositories.get(name)
         if repo is None:
             raise ApiError(
                 "RepositoryNotFoundException",
                 f"The repository with name '{name}' does not exist in the registry "
-                f"with id '{self.store.account}'",
+                f"with id '{caller.account}'",
             )
         return name, repo
 
-    def _check_registry(self, body: dict[str, Any]) -> None:
+    def _check_registry(self, body: dict[str, Any], caller: Account) -> None:
         registry_id = body.get("registryId")
-        if registry_id not in (None, self.store.account):
+        if registry_id not in (None, caller.account):
             raise ApiError("RegistryNotFoundException", f"registry '{registry_id}' does not exist")
 
-    def action_GetAuthorizationToken(self, body: dict[str, Any]) -> dict[str, Any]:
-        token, expires = self.store.issue_auth_token()
+    def action_DescribeRegistries(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        registry = {
+            "registryId": caller.account,
+            "registryArn": f"arn:aws:ecr-public::{caller.account}:registry/{caller.account}",
+            "registryUri": f"{self.store.registry}/{caller.alias}",
+            "verified": False,
+            "aliases": [
+                {"name": caller.alias, "status": "ACTIVE", "primaryRegistryAlias": True, "defaultRegistryAlias": True}
+            ],
+        }
+        return {"registries": [registry]}
+
+    def action_GetAuthorizationToken(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        token, expires = self.store.issue_auth_token(caller)
         return {
             "authorizationData": {
                 "authorizationToken": base64.b64encode(f"AWS:{token}".encode()).decode(),
@@ -185,61 +237,61 @@ class Api:
             }
         }
 
-    def action_CreateRepository(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._check_registry(body)
+    def action_CreateRepository(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        self._check_registry(body, caller)
         name = body.get("repositoryName", "")
         if not (2 <= len(name) <= 205) or not REPOSITORY_NAME.match(name):
             raise ApiError("InvalidParameterException", f"Invalid parameter at 'repositoryName': '{name}'")
         repo = {
-            "repositoryArn": f"arn:aws:ecr-public::{self.store.account}:repository/{name}",
-            "registryId": self.store.account,
+            "repositoryArn": f"arn:aws:ecr-public::{caller.account}:repository/{name}",
+            "registryId": caller.account,
             "repositoryName": name,
-            "repositoryUri": f"{self.store.registry}/{self.store.alias}/{name}",
+            "repositoryUri": f"{self.store.registry}/{caller.alias}/{name}",
             "createdAt": time.time(),
         }
         with self.store.lock:
-            if name in self.store.repositories:
+            if name in caller.repositories:
                 raise ApiError(
                     "RepositoryAlreadyExistsException",
                     f"The repository with name '{name}' already exists in the registry "
-                    f"with id '{self.store.account}'",
+                    f"with id '{caller.account}'",
                 )
-            self.store.repositories[name] = repo
-            self.store.catalog[name] = self._catalog(body.get("catalogData") or {})
-        return {"repository": repo, "catalogData": self.store.catalog[name]}
+            caller.repositories[name] = repo
+            caller.catalog[name] = self._catalog(body.get("catalogData") or {})
+        return {"repository": repo, "catalogData": caller.catalog[name]}
 
-    def action_DescribeRepositories(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._check_registry(body)
+    def action_DescribeRepositories(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        self._check_registry(body, caller)
         names = body.get("repositoryNames")
         with self.store.lock:
             if names:
-                missing = [n for n in names if n not in self.store.repositories]
+                missing = [n for n in names if n not in caller.repositories]
                 if missing:
                     raise ApiError(
                         "RepositoryNotFoundException",
                         f"The repository with name '{missing[0]}' does not exist in the "
-                        f"registry with id '{self.store.account}'",
+                        f"registry with id '{caller.account}'",
                     )
-                repos = [self.store.repositories[n] for n in names]
+                repos = [caller.repositories[n] for n in names]
             else:
-                repos = sorted(self.store.repositories.values(), key=lambda r: r["repositoryName"])
+                repos = sorted(caller.repositories.values(), key=lambda r: r["repositoryName"])
         return self._page(repos, body, "repositories")
 
-    def action_PutRepositoryCatalogData(self, body: dict[str, Any]) -> dict[str, Any]:
-        name, _ = self._repository(body)
+    def action_PutRepositoryCatalogData(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        name, _ = self._repository(body, caller)
         data = self._catalog(body.get("catalogData") or {})
         with self.store.lock:
-            self.store.catalog[name] = data
+            caller.catalog[name] = data
         return {"catalogData": data}
 
-    def action_GetRepositoryCatalogData(self, body: dict[str, Any]) -> dict[str, Any]:
-        name, _ = self._repository(body)
+    def action_GetRepositoryCatalogData(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        name, _ = self._repository(body, caller)
         with self.store.lock:
-            return {"catalogData": dict(self.store.catalog.get(name, {}))}
+            return {"catalogData": dict(caller.catalog.get(name, {}))}
 
-    def action_DescribeImages(self, body: dict[str, Any]) -> dict[str, Any]:
-        name, _ = self._repository(body)
-        path = f"{self.store.alias}/{name}"
+    def action_DescribeImages(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        name, _ = self._repository(body, caller)
+        path = f"{caller.alias}/{name}"
         token, _ = self.issuer.mint("ecr-public-standin", [{"type": "repository", "name": path, "actions": ["pull"]}])
         tags = self._registry_json(f"/v2/{path}/tags/list", token).get("tags") or []
         images: dict[str, dict[str, Any]] = {}
@@ -248,7 +300,7 @@ class Api:
             image = images.setdefault(
                 digest,
                 {
-                    "registryId": self.store.account,
+                    "registryId": caller.account,
                     "repositoryName": name,
                     "imageDigest": digest,
                     "imageTags": [],
@@ -270,9 +322,9 @@ class Api:
                 raise ApiError("ImageNotFoundException", f"The image requested does not exist in '{name}'")
         return self._page(result, body, "imageDetails")
 
-    def action_DescribeImageTags(self, body: dict[str, Any]) -> dict[str, Any]:
-        name, _ = self._repository(body)
-        path = f"{self.store.alias}/{name}"
+    def action_DescribeImageTags(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
+        name, _ = self._repository(body, caller)
+        path = f"{caller.alias}/{name}"
         token, _ = self.issuer.mint("ecr-public-standin", [{"type": "repository", "name": path, "actions": ["pull"]}])
         tags = self._registry_json(f"/v2/{path}/tags/list", token).get("tags") or []
         details = []
@@ -349,9 +401,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b"{}"
         target = self.headers.get("X-Amz-Target", "")
         action = target.rsplit(".", 1)[-1]
+        credential = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
+        caller = self.api.store.account_for(credential.group(1) if credential else None)
         try:
             body = json.loads(raw or b"{}")
-            status, payload = 200, self.api.dispatch(action, body)
+            status, payload = 200, self.api.dispatch(action, body, caller)
         except ApiError as err:
             status, payload = err.status, {"__type": err.kind, "message": err.message}
         except (ValueError, TypeError) as err:
@@ -391,13 +445,14 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        access = [self._grant(scope, subject is not None) for scope in query.get("scope", [])]
-        token, ttl = self.issuer.mint(subject or "anonymous", [a for a in access if a])
+        access = [self._grant(scope, subject) for scope in query.get("scope", [])]
+        name = f"AWS:{subject.account}" if subject else "anonymous"
+        token, ttl = self.issuer.mint(name, [a for a in access if a])
         issued = dt.datetime.now(dt.timezone.utc).isoformat()
         self._reply(200, {"token": token, "access_token": token, "expires_in": ttl, "issued_at": issued})
 
-    def _authenticate(self) -> str | None | bool:
-        """The subject for valid credentials, None when anonymous, False when refused."""
+    def _authenticate(self) -> Account | None | bool:
+        """The account of valid credentials, None when anonymous, False when refused."""
         header = self.headers.get("Authorization")
         if not header:
             return None
@@ -408,18 +463,17 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
             user, _, password = base64.b64decode(value).decode().partition(":")
         except ValueError:
             return False
-        if user == "AWS" and self.store.token_valid(password):
-            return "AWS"
-        return False
+        account = self.store.token_account(password) if user == "AWS" else None
+        return account if account is not None else False
 
-    def _grant(self, scope: str, authenticated: bool) -> dict[str, Any] | None:
+    def _grant(self, scope: str, account: Account | None) -> dict[str, Any] | None:
         parts = scope.split(":")
         if len(parts) != 3 or parts[0] != "repository":
             return None
         _, name, actions = parts
         wanted = set(actions.split(","))
         granted = {"pull"} & wanted
-        if authenticated and self.store.has_repository(name):
+        if account is not None and self.store.has_repository(account, name):
             granted |= {"push", "delete"} & wanted
         return {"type": "repository", "name": name, "actions": sorted(granted)}
 
@@ -439,6 +493,18 @@ def main() -> None:
     parser.add_argument("--registry", required=True, help="host:port of the ECR Public stand-in registry")
     parser.add_argument("--alias", default="promoter-test", help="the registry alias (public.ecr.aws/<alias>)")
     parser.add_argument("--account", default="123456789012")
+    parser.add_argument(
+        "--upstream",
+        help="the API URL of another stand-in that answers every action of the main account but "
+        "DescribeRegistries (a private API in front of a registry whose token realm is that stand-in's)",
+    )
+    parser.add_argument(
+        "--foreign",
+        action="append",
+        default=[],
+        metavar="KEY=ACCOUNT:ALIAS",
+        help="another account, chosen by the caller's access key id, with its own alias (repeatable)",
+    )
     parser.add_argument("--service", default="ecr-public-test")
     parser.add_argument("--issuer", default="ecr-public-standin")
     parser.add_argument("--signing-key", required=True)
@@ -450,9 +516,16 @@ def main() -> None:
     parser.add_argument("--auth-token-ttl", type=int, default=int(os.environ.get("STANDIN_AUTH_TOKEN_TTL", str(12 * 3600))))
     args = parser.parse_args()
 
-    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl)
+    foreign = {}
+    for spec in args.foreign:
+        key, _, rest = spec.partition("=")
+        account, _, alias = rest.partition(":")
+        if not (key and account and alias) or alias == args.alias:
+            parser.error(f"--foreign {spec!r}: write KEY=ACCOUNT:ALIAS with an alias of its own")
+        foreign[key] = Account(account, alias)
+    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl, foreign)
     issuer = TokenIssuer(args.signing_key, args.signing_cert, args.issuer, args.service, args.registry_token_ttl)
-    ApiHandler.api = Api(store, issuer, args.ca)
+    ApiHandler.api = Api(store, issuer, args.ca, args.upstream)
     TokenHandler.store = store
     TokenHandler.issuer = issuer
 

@@ -58,6 +58,11 @@ STATE_FILE = STATE / "state.json"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PUBLIC_ALIAS = "promoter-test"
+# A second account on the ECR Public stand-in with an alias of its own: another
+# organisation's registry on the same host, which the operator's identity must not touch.
+PUBLIC_FOREIGN_ALIAS = "other-org"
+PUBLIC_FOREIGN_ACCOUNT = "210987654321"
+PUBLIC_FOREIGN_ACCESS_KEY = "foreign-testing"
 PUBLIC_SERVICE = "ecr-public-test"
 PUBLIC_ISSUER = "ecr-public-standin"
 QUAY_USER = "promoter+robot"
@@ -585,6 +590,7 @@ def start_ecr_public(world: World, registry: str) -> tuple[str, str]:
             f"--registry={registry}",
             f"--alias={PUBLIC_ALIAS}",
             f"--account={ACCOUNT}",
+            f"--foreign={PUBLIC_FOREIGN_ACCESS_KEY}={PUBLIC_FOREIGN_ACCOUNT}:{PUBLIC_FOREIGN_ALIAS}",
             f"--service={PUBLIC_SERVICE}",
             f"--issuer={PUBLIC_ISSUER}",
             f"--signing-key={CERTS / 'token-signer.key'}",
@@ -1330,6 +1336,8 @@ def up() -> None:
         "PROMOTER_TEST_QUAY_PASSWORD": quay_password,
         "PROMOTER_TEST_PUBLIC_REGISTRY": public,
         "PROMOTER_TEST_PUBLIC_ALIAS": PUBLIC_ALIAS,
+        "PROMOTER_TEST_PUBLIC_FOREIGN_ALIAS": PUBLIC_FOREIGN_ALIAS,
+        "PROMOTER_TEST_PUBLIC_FOREIGN_ACCESS_KEY": PUBLIC_FOREIGN_ACCESS_KEY,
         "PROMOTER_TEST_PUBLIC_TOKEN_REALM": realm,
         "PROMOTER_TEST_PUBLIC_SERVICE": PUBLIC_SERVICE,
         "PROMOTER_TEST_DOCKER_CONFIG": str(docker),
