@@ -12,17 +12,19 @@
 
 use std::time::Duration;
 
-use crate::api::{RegistryMirror, reasons};
+use crate::api::{RegistryMirror, VerificationPolicy, reasons};
 use crate::aws::{ECR_PUBLIC_HOST, EcrRegistry, parse_ecr_host, resolve_ecr_registry};
 use crate::config::{Config, RegistryKind};
 use crate::promotion::plan::{
     InferredCredentials, PlanError, PublicRepositoryPlan, SecretAccess, SecretCredentials,
-    public_repository, reach, tenancy,
+    public_repository, reach, tenancy, verifiers,
 };
 use crate::registry::copy::MountSources;
 use crate::registry::{CopyOptions, Repository};
 
 use super::selection::TagSelection;
+use super::verification::MirrorPolicy;
+use crate::verify::cosign::PublicKey;
 
 /// How a repository's tags (and, where the API gives them, digests and push
 /// times) are listed.
@@ -76,17 +78,22 @@ pub struct MirrorSetup {
     pub inferred: Vec<InferredCredentials>,
     /// dockerconfigjson Secrets to read (the controller only).
     pub secrets: Vec<SecretCredentials>,
+    /// What each tag's image must satisfy before it is copied.
+    pub verification: MirrorPolicy,
 }
 
 fn duration(field: &str, text: &str) -> Result<Duration, PlanError> {
-    crate::cli::run::parse_duration(text).map_err(|e| PlanError::invalid(format!("{field}: {e}")))
+    crate::api::parse_duration(text).map_err(|e| PlanError::invalid(format!("{field}: {e}")))
 }
 
-/// Decides how `mirror` reaches and lists its repositories.
+/// Decides how `mirror` reaches and lists its repositories and what its
+/// images must satisfy; `public_key` is the key of
+/// `spec.verify.signature.publicKey` (the Secret's, or `--public-key`).
 pub fn setup(
     mirror: &RegistryMirror,
     config: &Config,
     access: SecretAccess,
+    public_key: Option<PublicKey>,
 ) -> Result<MirrorSetup, PlanError> {
     let spec = &mirror.spec;
     let selection = TagSelection::new(&spec.tags).map_err(|e| PlanError {
@@ -157,11 +164,27 @@ pub fn setup(
         &target_repositories,
         &secrets,
     )?;
+    let source_listing = listing_api(config, &source, false);
+    let no_policy = VerificationPolicy {
+        signature: None,
+        ..VerificationPolicy::default()
+    };
+    let verifiers = verifiers(
+        spec.verify.as_ref().unwrap_or(&no_policy),
+        config,
+        public_key,
+    )?;
+    let verification = MirrorPolicy::new(
+        spec.verify.clone(),
+        config.verify.clone(),
+        verifiers,
+        &source_listing,
+    );
     Ok(MirrorSetup {
         name: mirror.metadata.name.clone().unwrap_or_default(),
         namespace: mirror.metadata.namespace.clone(),
         generation: mirror.metadata.generation,
-        source_listing: listing_api(config, &source, false),
+        source_listing,
         source,
         targets,
         selection,
@@ -179,6 +202,7 @@ pub fn setup(
         },
         inferred,
         secrets,
+        verification,
     })
 }
 

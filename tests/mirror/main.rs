@@ -33,8 +33,10 @@ mod faults_world;
 #[path = "../promote/world.rs"]
 mod promote_world;
 
+mod backoff;
 mod ecr;
 mod filters;
+mod floor;
 mod follow;
 mod throttled;
 mod world;
