@@ -267,6 +267,37 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// What the CRD's rule accepts, the mirror runs with (the CEL rule and
+    /// the mirror once disagreed on `1.5h`, and the mirror stalled).
+    #[test]
+    fn intervals_the_crd_accepts_are_the_mirrors_intervals() {
+        let cases = [
+            ("1.5h", "90m", 5_400, 5_400),
+            ("1h30m", "24h", 5_400, 86_400),
+            ("1m", "1.25h", 60, 4_500),
+        ];
+        for (interval, full, every, full_every) in cases {
+            let text = format!(
+                "apiVersion: imagepromoter.dev/v1alpha1\nkind: RegistryMirror\n\
+                 metadata: {{name: m, namespace: team}}\n\
+                 spec:\n  source: {{repository: quay.io/acme/app}}\n\
+                 \x20 targets: [{{name: quay, repository: quay.io/acme/copy}}]\n\
+                 \x20 interval: {interval}\n  fullResyncInterval: {full}\n"
+            );
+            let mirror: RegistryMirror =
+                crate::cli::promote::input::parse_as(&text, "test.yaml", "RegistryMirror")
+                    .unwrap_or_else(|e| panic!("{interval}: {e}"));
+            let setup = setup(&mirror, &Config::default(), SecretAccess::None, None)
+                .unwrap_or_else(|e| panic!("{interval}: {e}"));
+            assert_eq!(setup.interval, Duration::from_secs(every), "{interval}");
+            assert_eq!(
+                setup.full_resync_every,
+                Duration::from_secs(full_every),
+                "{full}"
+            );
+        }
+    }
+
     #[test]
     fn listing_follows_what_the_host_is() {
         let file = config(
