@@ -249,3 +249,60 @@ async fn idle_runs_with_refused_tags_stay_within_the_request_budget() {
         idle_requests.len()
     );
 }
+
+#[tokio::test]
+async fn a_running_scan_makes_the_tag_wait_until_the_scan_completes() {
+    let world = World::new().await;
+    let env = &world.env;
+    let source = world.source("mirror-floor-pending", GOOD).await;
+    world.sign(&source, Key::Signer);
+    world.scan(&source, "IN_PROGRESS", &[]).await;
+    let (quay_name, quay) = quay_target(env, "floor-pending");
+    // spec.verify with its key given on the command line, as `promote` takes it.
+    let object = mirror(
+        &format!("{}/{}", env.get("PROMOTER_TEST_ECR_REGISTRY"), source.name),
+        &[("quay", &quay)],
+        json!({"verify": {
+            "scan": {"required": true, "failOnSeverity": "CRITICAL"},
+            "signature": {"publicKey": {"secretRef": {"name": "cosign-public-key"}}},
+        }}),
+    );
+    let key = public_key_file(env, Key::Signer);
+    let key_arg = key.to_str().unwrap();
+    let state = state_file();
+    let state_arg = state.to_str().unwrap();
+    let args = ["--public-key", key_arg, "--state", state_arg];
+    let without_key = run(&world_config(env), &object, &["--state", state_arg]);
+    without_key.expect_exit(2);
+    assert!(
+        without_key.stderr.contains("--public-key FILE"),
+        "{}",
+        without_key.stderr
+    );
+
+    let waiting = run(&world_config(env), &object, &args);
+    waiting.expect_exit(0);
+    let report = waiting.report();
+    assert!(copied(&report).is_empty(), "{report:#}");
+    assert_eq!(count(&report, "pending"), 1, "{report:#}");
+    assert_eq!(count(&report, "refused"), 0, "{report:#}");
+    assert_eq!(report["decisions"][0]["state"], "waiting", "{report:#}");
+    assert_eq!(
+        report["decisions"][0]["reason"], "ScanPending",
+        "{report:#}"
+    );
+    assert_eq!(report["status"]["phase"], "Backfilling");
+
+    world
+        .rescan(&source, "COMPLETE", &[("CVE-2026-4242", "HIGH")])
+        .await;
+    let copied_now = run(&world_config(env), &object, &args);
+    copied_now.expect_exit(0);
+    let report = copied_now.report();
+    assert_eq!(copied(&report), [TAG], "{report:#}");
+    assert_eq!(count(&report, "inSync"), 1, "{report:#}");
+    assert_eq!(
+        world.quay.manifest_digest(&quay_name, TAG).await.unwrap(),
+        source.digest
+    );
+}
