@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::EcrPublicRepository;
 use super::credentials::RegistryCredentials;
 use super::rules;
+use super::verify::VerificationPolicy;
 
 /// Which repository to mirror, which of its tags, where to, and how often.
 // Each printcolumn(...) repeats type_ and json_path, which the lint mistakes for duplicates.
@@ -111,6 +112,15 @@ pub struct RegistryMirrorSpec {
     #[schemars(length(max = 32))]
     #[x_kube(validation = rules::mirror_interval())]
     pub full_resync_interval: String,
+    /// What each tag's image must satisfy before it is copied, raised to the
+    /// operator's floor (docs/config.md): the same schema as an
+    /// ImagePromotion's `spec.verify`. Tag immutability, encryption and scan
+    /// rules need a source in Amazon ECR (a source elsewhere fails a rule that
+    /// requires them, saying so); signatures are checked wherever the source
+    /// is. A tag that fails is not copied and is reported with reason
+    /// `VerificationFailed`. Absent: only the floor applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerificationPolicy>,
     /// Migration tier of the repository, for the migration plan and for
     /// filtering: by convention `Gold`, `Silver` or `Bronze`, but any label
     /// value is accepted.
@@ -221,7 +231,8 @@ pub struct RegistryMirrorStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     pub targets: Vec<TargetTagCounts>,
-    /// The first tags that drifted or failed, with reasons (at most 10).
+    /// The first tags that drifted, failed or were refused by verification,
+    /// with reasons (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<TagFailure>,
     /// When the last sync that changed the status finished (a status write
@@ -268,6 +279,9 @@ pub struct TargetTagCounts {
     /// Tags whose copy to this target failed.
     #[serde(default)]
     pub failed: i32,
+    /// Tags not copied to this target because their image fails verification.
+    #[serde(default)]
+    pub refused: i32,
 }
 
 /// Number of selected tags in each state. A tag counts once, in the worst
@@ -290,6 +304,10 @@ pub struct TagCounts {
     /// Tags whose copy failed at some target.
     #[serde(default)]
     pub failed: i32,
+    /// Tags not copied because their image fails verification (spec.verify
+    /// raised to the operator's floor).
+    #[serde(default)]
+    pub refused: i32,
 }
 
 /// One tag that failed or drifted at one target.
@@ -300,7 +318,7 @@ pub struct TagFailure {
     pub tag: String,
     /// The target's name from spec.targets.
     pub target: String,
-    /// PascalCase reason, e.g. TagDrifted or RegistryUnavailable.
+    /// PascalCase reason, e.g. TagDrifted, VerificationFailed or RegistryUnavailable.
     pub reason: String,
     /// What happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]

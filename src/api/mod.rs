@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod conditions;
 pub mod crd;
 pub mod credentials;
+pub mod duration;
 pub mod mirror;
 pub mod promotion;
 pub mod reasons;
@@ -26,6 +27,7 @@ pub use crd::{crds, crds_yaml};
 pub use credentials::{
     EcrCredentials, EcrPublicCredentials, LocalSecretReference, RegistryCredentials,
 };
+pub use duration::{DurationError, parse_duration};
 pub use mirror::{
     MirrorPhase, MirrorTarget, RegistryMirror, RegistryMirrorSpec, RegistryMirrorStatus,
     SourceRepository, TagCounts, TagFailure, TagSelector, TargetTagCounts,

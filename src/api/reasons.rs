@@ -43,6 +43,11 @@ pub const TAG_DRIFTED: &str = "TagDrifted";
 pub const TAGS_DRIFTED: &str = "TagsDrifted";
 /// Ready=False (mirror): some selected tags could not be copied; retried at the next interval.
 pub const TAGS_FAILED: &str = "TagsFailed";
+/// Ready=False (mirror): some selected tags' images fail the verification policy
+/// (spec.verify raised to the operator's floor) and are not copied; each tag's failure
+/// names the check. Tried again when the policy, the floor or the keys change, and at
+/// every full resync.
+pub const VERIFICATION_FAILED: &str = "VerificationFailed";
 /// Ready=False, Reconciling=True (mirror): selected tags remain to be copied; each sync
 /// copies at most spec.maxCopiesPerSync of them, newest first.
 pub const BACKFILLING: &str = "Backfilling";
@@ -99,6 +104,7 @@ pub const ALL: &[&str] = &[
     TAG_DRIFTED,
     TAGS_DRIFTED,
     TAGS_FAILED,
+    VERIFICATION_FAILED,
     BACKFILLING,
     SOURCE_TAG_DELETED,
     SOURCE_NOT_FOUND,

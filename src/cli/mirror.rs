@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::promote::input;
+use super::promote::{input, read_public_key};
 use super::{FAILED, usage_error};
 use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
 use crate::config::Config;
@@ -40,6 +40,12 @@ target, the rotating check's position, the last full resync) for the next run;
 without it every run starts from a full listing. The file is written
 atomically with mode 0600 and belongs to one mirror.
 
+Verification: as for `promote`, each tag's image must satisfy spec.verify
+raised to the --config file's floor before it is copied; a tag that fails is
+reported as refused (VerificationFailed) and not copied. The PEM key of
+spec.verify.signature.publicKey is given with --public-key. Verdicts are kept
+in the --state file under a fingerprint of the policy, the floor and the keys.
+
 Credentials: as for `promote`, from the --config file's entries, or the
 environment's AWS identity for ECR and ECR Public hosts it does not list;
 Secrets are not read.
@@ -48,7 +54,7 @@ A mirror with spec.suspend: true is not synced (exit 0, nothing read or written)
 
 Exit status: 0 no selected tag failed or drifted (all in sync, or phase
 Backfilling: the rest is copied by the next runs; with --dry-run: the plan was
-printed); 1 a tag failed or drifted, the sync could not run, or the
+printed); 1 a tag failed, drifted or was refused, the sync could not run, or the
 configuration refuses the object; 2 bad usage, an invalid object or an
 unusable --state file.";
 
@@ -64,6 +70,10 @@ pub struct MirrorArgs {
     /// Registry configuration (auth, CAs, limits, tenancy); see docs/config.md.
     #[arg(long, value_name = "FILE", env = "IMAGE_PROMOTER_CONFIG")]
     pub config: Option<PathBuf>,
+    /// PEM cosign public key standing in for the Secret that
+    /// spec.verify.signature.publicKey names.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
     /// The mirror's ledger, loaded before the sync and saved after it.
     #[arg(long, value_name = "STATE.json")]
     pub state: Option<PathBuf>,
@@ -99,6 +109,7 @@ struct JsonReport<'a> {
     targets: &'a [RepositoryRequests],
     copies: &'a [mirror::sync::CopyMade],
     decisions: &'a [mirror::plan::Decision],
+    newly_refused: &'a [mirror::sync::RefusedTag],
     status: &'a RegistryMirrorStatus,
 }
 
@@ -121,7 +132,11 @@ pub fn run(args: MirrorArgs) -> ExitCode {
         },
         None => Config::default(),
     };
-    let setup = match mirror::setup(&object, &config, SecretAccess::None) {
+    let public_key = match args.public_key.as_deref().map(read_public_key).transpose() {
+        Ok(key) => key,
+        Err(error) => return usage_error(error),
+    };
+    let setup = match mirror::setup(&object, &config, SecretAccess::None, public_key) {
         Ok(setup) => setup,
         Err(e) if e.is_refusal() => {
             eprintln!("image-promoter: {}: {}: {e}", file.display(), e.reason);
@@ -207,6 +222,7 @@ pub fn run(args: MirrorArgs) -> ExitCode {
             targets: &report.target_requests,
             copies: &report.copies,
             decisions: &report.decisions,
+            newly_refused: &report.newly_refused,
             status: &status,
         })
     } else {
@@ -302,6 +318,14 @@ fn print_text(
                 "{:<10} {} at {}: {}: {}",
                 "failed", decision.tag, decision.target_name, problem.reason, problem.message
             ),
+            TagState::Refused(problem) => format!(
+                "{:<10} {} for {}: {}: {}",
+                "refused", decision.tag, decision.target_name, problem.reason, problem.message
+            ),
+            TagState::Waiting(problem) => format!(
+                "{:<10} {} for {}: {}: {}",
+                "waiting", decision.tag, decision.target_name, problem.reason, problem.message
+            ),
             TagState::DeletedAtSource => format!(
                 "{:<10} {} still at {} (kept)",
                 "deleted", decision.tag, decision.target_name
@@ -311,19 +335,20 @@ fn print_text(
     }
     let _ = writeln!(
         out,
-        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "TARGET", "SELECTED", "IN SYNC", "PENDING", "DRIFTED", "FAILED"
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "TARGET", "SELECTED", "IN SYNC", "PENDING", "DRIFTED", "FAILED", "REFUSED"
     );
     for target in &status.targets {
         let _ = writeln!(
             out,
-            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             target.name,
             target.selected,
             target.in_sync,
             target.pending,
             target.drifted,
-            target.failed
+            target.failed,
+            target.refused
         );
     }
     let requests = |r: &RepositoryRequests| {

@@ -133,7 +133,8 @@ fn prepare(args: &PromoteArgs) -> Result<(PromotionPlan, Config), Unusable> {
     Ok((plan, config))
 }
 
-fn read_public_key(path: &Path) -> Result<PublicKey, String> {
+/// The PEM key of `--public-key`, shared by `promote` and `mirror`.
+pub(crate) fn read_public_key(path: &Path) -> Result<PublicKey, String> {
     let pem = std::fs::read(path).map_err(|e| format!("--public-key {}: {e}", path.display()))?;
     PublicKey::from_pem(&pem).map_err(|e| {
         format!(

@@ -17,9 +17,9 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::run::parse_duration;
 use super::{FAILED, usage_error};
 use crate::api::conditions::{READY, RECONCILE_REQUESTED_AT, find_condition};
+use crate::api::parse_duration;
 use crate::api::{ImagePromotion, RegistryMirror};
 
 /// The kinds that can be asked to reconcile.

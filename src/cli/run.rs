@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::{FAILED, usage_error};
+use crate::api::parse_duration;
 use crate::config::Config;
 use crate::controller::leader::Timing;
 use crate::controller::{self, Settings, http::parse_bind_address};
@@ -79,39 +80,6 @@ pub enum LogFormat {
     Json,
     /// Human-readable text.
     Text,
-}
-
-/// Parses `250ms`, `30s`, `5m`, `1h`, or combinations such as `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not a duration: use e.g. 30s, 5m, 1h or 1h30m");
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?;
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value * 60),
-            "h" => Duration::from_secs(value * 3600),
-            _ => return Err(invalid()),
-        };
-        total += unit;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
 }
 
 /// Runs the operator.
@@ -271,25 +239,21 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_written_as_go_writes_them() {
-        let cases = [
-            ("250ms", Some(250)),
-            ("30s", Some(30_000)),
-            ("5m", Some(300_000)),
-            ("1h", Some(3_600_000)),
-            ("1h30m", Some(5_400_000)),
-            ("", None),
-            ("10", None),
-            ("s", None),
-            ("1d", None),
-            ("-1s", None),
-        ];
-        for (text, millis) in cases {
-            assert_eq!(
-                parse_duration(text).ok().map(|d| d.as_millis() as u64),
-                millis,
-                "{text:?}"
-            );
-        }
+    fn duration_flags_take_the_api_grammar() {
+        let flags = Cli::try_parse_from([
+            "run",
+            "--resync-interval",
+            "1.5h",
+            "--shutdown-grace",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(flags.run.resync_interval, Duration::from_secs(5400));
+        assert_eq!(flags.run.shutdown_grace, Duration::from_secs(90));
+        let refused = Cli::try_parse_from(["run", "--resync-interval", "1d"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(refused.contains("\"1d\" is not a duration"), "{refused}");
     }
 }

@@ -59,11 +59,18 @@ impl MirrorMemory {
 /// Whether `mirror` names the Secret `name` (of its own namespace).
 pub fn references_secret(mirror: &RegistryMirror, name: &str) -> bool {
     let spec = &mirror.spec;
-    std::iter::once(spec.source.credentials.as_ref())
+    let credentials = std::iter::once(spec.source.credentials.as_ref())
         .chain(spec.targets.iter().map(|t| t.credentials.as_ref()))
         .flatten()
         .filter_map(|c| c.secret_ref.as_ref())
-        .any(|s| s.name == name)
+        .any(|s| s.name == name);
+    let key = spec
+        .verify
+        .as_ref()
+        .and_then(|v| v.signature.as_ref())
+        .and_then(|s| s.public_key.as_ref())
+        .is_some_and(|k| k.secret_ref.name == name);
+    credentials || key
 }
 
 /// Whether writing `new` changes more than timestamps.
@@ -155,8 +162,13 @@ async fn reconcile_mirror(
     }
     let setup = ctx.setup();
     let namespace = object.namespace().unwrap_or_default();
-    let prepared = match mirror::setup(object, &setup.config, SecretAccess::Api) {
-        Err(e) => Err((e.reason.to_string(), e.message, false)),
+    let prepared = match mirror_public_key(object, ctx, &namespace)
+        .await
+        .and_then(|key| {
+            mirror::setup(object, &setup.config, SecretAccess::Api, key)
+                .map_err(|e| (e.reason.to_string(), e.message, false))
+        }) {
+        Err(e) => Err(e),
         Ok(mirror_setup) => {
             ctx.mirrors
                 .with(&uid, |m| m.interval = Some(mirror_setup.interval));
@@ -189,6 +201,7 @@ async fn reconcile_mirror(
             }
         }
     };
+    let mut refusals = Vec::new();
     let (status, outcome) = match prepared {
         Err((reason, message, transient)) => {
             let status = blocked_status(
@@ -257,6 +270,19 @@ async fn reconcile_mirror(
                             }
                         }
                     }
+                    refusals = report
+                        .newly_refused
+                        .iter()
+                        .map(|r| Notice {
+                            warning: true,
+                            reason: crate::api::reasons::VERIFICATION_FAILED,
+                            action: format!(
+                                "Verify/{}",
+                                r.tag.chars().take(120).collect::<String>()
+                            ),
+                            note: format!("{}: {}: {}", r.tag, r.problem.reason, r.problem.message),
+                        })
+                        .collect();
                     let status = synced_status(&previous, &summary, &SystemClock);
                     (status, Outcome::Done)
                 }
@@ -291,6 +317,9 @@ async fn reconcile_mirror(
     if let Some(notice) = transition(&previous, &status) {
         events::publish(&ctx.recorder, object, vec![notice]).await;
     }
+    if !refusals.is_empty() {
+        events::publish(&ctx.recorder, object, refusals).await;
+    }
     Ok(match next {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
@@ -312,6 +341,27 @@ async fn write(
     };
     ctx.mirrors.set_written(uid, stored);
     Ok(())
+}
+
+/// The key of `spec.verify.signature.publicKey`, read from its Secret.
+async fn mirror_public_key(
+    object: &RegistryMirror,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<crate::verify::cosign::PublicKey>, (String, String, bool)> {
+    let key = object
+        .spec
+        .verify
+        .as_ref()
+        .and_then(|v| v.signature.as_ref())
+        .and_then(|s| s.public_key.as_ref());
+    let Some(key) = key.map(|k| &k.secret_ref) else {
+        return Ok(None);
+    };
+    secrets::public_key(&ctx.client, namespace, &key.name, &key.key)
+        .await
+        .map(Some)
+        .map_err(|e| (e.reason().to_string(), e.to_string(), e.is_transient()))
 }
 
 #[cfg(test)]
@@ -347,5 +397,30 @@ mod tests {
         let notice = transition(&a, &drifted).unwrap();
         assert_eq!((notice.reason, notice.warning), ("TagsDrifted", true));
         assert_eq!(transition(&drifted, &a).unwrap().reason, "Synced");
+    }
+
+    #[test]
+    fn a_mirror_references_its_credentials_and_its_key_secrets() {
+        let mirror: RegistryMirror = serde_yaml_ng::from_str(
+            r#"
+apiVersion: imagepromoter.dev/v1alpha1
+kind: RegistryMirror
+metadata: {name: m, namespace: team}
+spec:
+  source: {repository: quay.io/acme/app, credentials: {secretRef: {name: source}}}
+  targets:
+    - {name: a, repository: public.ecr.aws/acme/app, credentials: {secretRef: {name: target}}}
+  verify: {signature: {publicKey: {secretRef: {name: key}}}}
+"#,
+        )
+        .unwrap();
+        for (name, expected) in [
+            ("source", true),
+            ("target", true),
+            ("key", true),
+            ("other", false),
+        ] {
+            assert_eq!(references_secret(&mirror, name), expected, "{name}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The per-mirror ledger: what a mirror last knew of each selected tag (its
 //! digest at the source and at each target), where the rotating re-check
-//! stands, and when every tag was last read again.
+//! stands, when every tag was last read again, which tags' copies keep
+//! failing and when each is tried again, and the verification verdicts of
+//! the images (under the policy they were made with).
 //!
 //! The ledger is what makes an idle sync cheap: a tag whose digest the ledger
 //! knows is not asked for again until the rotating re-check reaches it or the
@@ -11,6 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+use super::plan::{CopyHistory, Problem};
 
 /// How many known tags each sync reads again (source and every target), in
 /// a rotating order, so a change behind the ledger's back is found within
@@ -46,6 +50,90 @@ pub struct Ledger {
     /// When every selected tag was last read again (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_full_resync: Option<i64>,
+    /// Tags whose last copies failed, by tag.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub copy_failures: BTreeMap<String, CopyFailures>,
+    /// Verification verdicts of the source's images.
+    #[serde(default, skip_serializing_if = "Verdicts::is_empty")]
+    pub verdicts: Verdicts,
+}
+
+/// A tag whose copies failed, one after another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CopyFailures {
+    /// The source digest whose copies failed; another digest starts afresh.
+    pub digest: String,
+    /// Failed copies in a row.
+    pub count: u32,
+    /// When the tag may be tried again (seconds since the epoch).
+    pub next_try: i64,
+    /// The last failure.
+    pub problem: Problem,
+}
+
+/// What verification decided about the source's images, under one policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdicts {
+    /// Fingerprint of the effective policy the verdicts were made under
+    /// (`spec.verify`, the floor, the keys): another policy forgets them.
+    pub policy: String,
+    /// Image digest → tag → verdict (a tag, because ECR's tag immutability
+    /// can depend on the tag's name).
+    pub images: BTreeMap<String, BTreeMap<String, Verdict>>,
+}
+
+impl Verdicts {
+    fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// The verdict for `tag` at `digest` under the policy `fingerprint`.
+    pub fn get(&self, fingerprint: &str, digest: &str, tag: &str) -> Option<&Verdict> {
+        if self.policy != fingerprint {
+            return None;
+        }
+        self.images.get(digest)?.get(tag)
+    }
+
+    /// Remembers `verdict` for `tag` at `digest` under `fingerprint`,
+    /// forgetting what another policy decided.
+    pub fn record(&mut self, fingerprint: &str, digest: &str, tag: &str, verdict: Verdict) {
+        if self.policy != fingerprint {
+            *self = Self {
+                policy: fingerprint.to_string(),
+                images: BTreeMap::new(),
+            };
+        }
+        self.images
+            .entry(digest.to_string())
+            .or_default()
+            .insert(tag.to_string(), verdict);
+    }
+}
+
+/// A verification verdict that stands until the image or the policy changes
+/// (or the next full resync, for a refusal: a signature may be pushed later).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// Every check passed.
+    Passed,
+    /// A check failed: the first failure's reason, every failure in the message.
+    Refused(Problem),
+}
+
+/// How long a tag whose copies failed `count` times in a row waits before it
+/// is tried again, in seconds: none after the first failure (the next sync),
+/// then 1, 3, 7 … intervals (2^(count-1) - 1), at most `cap` (the full
+/// resync interval), so it is tried at least once per full resync.
+pub fn retry_delay(count: u32, interval: i64, cap: i64) -> i64 {
+    let intervals = 1i64
+        .checked_shl(count.saturating_sub(1).min(62))
+        .unwrap_or(i64::MAX)
+        - 1;
+    intervals.saturating_mul(interval).min(cap.max(0))
 }
 
 impl Ledger {
@@ -58,6 +146,58 @@ impl Ledger {
     /// The digest the ledger has for `tag` at target `target`.
     pub fn at_target(&self, target: &str, tag: &str) -> Option<&str> {
         self.targets.get(target)?.get(tag).map(String::as_str)
+    }
+
+    /// How the copies of `tag` at `digest` went so far, at `now`.
+    pub fn copy_history(&self, tag: &str, digest: &str, now: i64) -> CopyHistory {
+        match self.copy_failures.get(tag) {
+            Some(failures) if failures.digest == digest => {
+                if now >= failures.next_try {
+                    CopyHistory::Retry(failures.problem.clone())
+                } else {
+                    CopyHistory::BackingOff(failures.problem.clone())
+                }
+            }
+            _ => CopyHistory::Fresh,
+        }
+    }
+
+    /// Records that copying `tag` at `digest` failed at `now`, for a mirror
+    /// synced every `interval` seconds with a full resync every `cap`. The
+    /// next try is due half an interval early, so a jittered sync a little
+    /// before the exact time still takes it.
+    pub fn copy_failed(
+        &mut self,
+        tag: &str,
+        digest: &str,
+        problem: Problem,
+        now: i64,
+        (interval, cap): (i64, i64),
+    ) {
+        let count = match self.copy_failures.get(tag) {
+            Some(failures) if failures.digest == digest => failures.count.saturating_add(1),
+            _ => 1,
+        };
+        let delay = retry_delay(count, interval, cap);
+        let next_try = if delay == 0 {
+            now
+        } else {
+            now + delay - interval / 2
+        };
+        self.copy_failures.insert(
+            tag.to_string(),
+            CopyFailures {
+                digest: digest.to_string(),
+                count,
+                next_try,
+                problem,
+            },
+        );
+    }
+
+    /// Records that `tag` was copied: its failures are forgotten.
+    pub fn copy_succeeded(&mut self, tag: &str) {
+        self.copy_failures.remove(tag);
     }
 
     /// Records that `tag` names `digest` at target `target`.
@@ -109,6 +249,73 @@ mod tests {
             );
         }
         assert_eq!(rotating_sample(&[], 7, 4), (BTreeSet::new(), 0));
+    }
+
+    #[test]
+    fn a_failing_tag_backs_off_by_intervals_up_to_the_full_resync() {
+        let (interval, cap) = (600, 86_400);
+        let cases = [
+            (1, 0),
+            (2, 600),
+            (3, 1_800),
+            (4, 4_200),
+            (8, 76_200),
+            (9, 86_400),
+            (40, 86_400),
+            (u32::MAX, 86_400),
+        ];
+        for (count, delay) in cases {
+            assert_eq!(retry_delay(count, interval, cap), delay, "{count}");
+        }
+    }
+
+    #[test]
+    fn copy_failures_count_per_digest_and_clear_on_success() {
+        let problem = Problem {
+            reason: "BlobUnknown".into(),
+            message: "m".into(),
+        };
+        let timing = (600, 86_400);
+        let mut ledger = Ledger::default();
+        assert_eq!(ledger.copy_history("t", "d1", 0), CopyHistory::Fresh);
+        ledger.copy_failed("t", "d1", problem.clone(), 1_000, timing);
+        let retry = CopyHistory::Retry(problem.clone());
+        assert_eq!(
+            ledger.copy_history("t", "d1", 1_000),
+            retry,
+            "the first failure is tried again at the next sync"
+        );
+        ledger.copy_failed("t", "d1", problem.clone(), 1_600, timing);
+        assert_eq!(ledger.copy_failures["t"].count, 2);
+        let backing_off = CopyHistory::BackingOff(problem.clone());
+        assert_eq!(ledger.copy_history("t", "d1", 1_800), backing_off);
+        assert_eq!(
+            ledger.copy_history("t", "d1", 1_600 + 540),
+            retry,
+            "a jittered sync a little early still retries"
+        );
+        assert_eq!(
+            ledger.copy_history("t", "d2", 1_800),
+            CopyHistory::Fresh,
+            "a new digest starts afresh"
+        );
+        ledger.copy_failed("t", "d2", problem, 1_800, timing);
+        assert_eq!(ledger.copy_failures["t"].count, 1);
+        ledger.copy_succeeded("t");
+        assert_eq!(ledger.copy_history("t", "d2", 1_800), CopyHistory::Fresh);
+    }
+
+    #[test]
+    fn verdicts_stand_under_their_policy_only() {
+        let mut verdicts = Verdicts::default();
+        assert_eq!(verdicts.get("p1", "d", "t"), None);
+        verdicts.record("p1", "d", "t", Verdict::Passed);
+        assert_eq!(verdicts.get("p1", "d", "t"), Some(&Verdict::Passed));
+        assert_eq!(verdicts.get("p1", "d", "other"), None);
+        assert_eq!(verdicts.get("p2", "d", "t"), None);
+        verdicts.record("p2", "e", "t", Verdict::Passed);
+        assert_eq!(verdicts.get("p2", "d", "t"), None, "another policy forgets");
+        assert_eq!(verdicts.images.len(), 1);
     }
 
     #[test]

@@ -11,16 +11,23 @@
 //!
 //! Copies go newest tag first; a tag to copy counts once against
 //! `maxCopiesPerSync` however many targets lack it, and tags beyond the
-//! budget stay pending for the next sync. A tag that could not be read fails
-//! alone: the others are planned as usual.
+//! budget stay pending for the next sync. A tag whose copy failed before is
+//! tried again only when its own backoff allows, and after every tag never
+//! tried, so tags that keep failing cannot starve the budget. A tag that
+//! could not be read fails alone: the others are planned as usual.
+//!
+//! Nothing is copied that verification has not passed: a tag whose image
+//! fails the policy is refused, one whose scan is still running waits, and
+//! one not yet checked is planned with `verified: false` so the sync checks
+//! it and plans again ([`super::verification`]).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api::reasons;
 
-/// Why a tag could not be observed or copied: a PascalCase reason and a
-/// message free of credentials.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Why a tag could not be observed, verified or copied: a PascalCase reason
+/// and a message free of credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub reason: String,
     pub message: String,
@@ -34,6 +41,42 @@ pub struct SelectedTag {
     pub digest: Result<String, Problem>,
     /// Whether the tag may move at the targets.
     pub floating: bool,
+    /// What verification says of its image.
+    pub verification: Verification,
+    /// How its earlier copies went.
+    pub history: CopyHistory,
+}
+
+/// What verification says of a tag's image, as far as this sync knows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Verification {
+    /// Nothing to check, or every check passed.
+    #[default]
+    Passed,
+    /// Not checked yet under the current policy: checked before it is copied.
+    Unchecked,
+    /// A check waits for ECR (a scan still running): not copied, looked at
+    /// again at the next sync.
+    Waiting(Problem),
+    /// A check failed: not copied.
+    Refused(Problem),
+    /// What verification needs could not be read: the tag fails this sync.
+    Unreadable(Problem),
+}
+
+/// How a tag's earlier copies went, from the ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CopyHistory {
+    /// No copy of it failed (since its digest last changed).
+    #[default]
+    Fresh,
+    /// Its last copies failed (the last failure) and its backoff has
+    /// passed: tried after the fresh tags, reported as failed while the
+    /// budget does not reach it.
+    Retry(Problem),
+    /// Its last copies failed and its backoff has not passed: not tried;
+    /// reported with the last failure.
+    BackingOff(Problem),
 }
 
 /// What one target holds under a tag.
@@ -72,8 +115,13 @@ pub enum TagState {
     Pending,
     /// A write-once tag that points elsewhere at the target: left alone.
     Drifted { message: String },
-    /// Could not be read or copied; tried again at the next sync.
+    /// Could not be read or copied; tried again at the next sync (a tag whose
+    /// copies keep failing, once its backoff has passed).
     Failed(Problem),
+    /// Its image fails verification: not copied.
+    Refused(Problem),
+    /// Verification waits for ECR (a scan still running): not copied yet.
+    Waiting(Problem),
     /// No longer at the source; the target keeps it.
     DeletedAtSource,
 }
@@ -84,9 +132,10 @@ impl TagState {
     pub fn severity(&self) -> u8 {
         match self {
             Self::InSync | Self::DeletedAtSource => 0,
-            Self::Copy | Self::Move { .. } | Self::Pending => 1,
+            Self::Copy | Self::Move { .. } | Self::Pending | Self::Waiting(_) => 1,
             Self::Drifted { .. } => 2,
-            Self::Failed(_) => 3,
+            Self::Refused(_) => 3,
+            Self::Failed(_) => 4,
         }
     }
 
@@ -96,7 +145,8 @@ impl TagState {
             Self::InSync => reasons::IN_SYNC,
             Self::Copy | Self::Move { .. } | Self::Pending => reasons::BACKFILLING,
             Self::Drifted { .. } => reasons::TAG_DRIFTED,
-            Self::Failed(problem) => &problem.reason,
+            Self::Failed(problem) | Self::Waiting(problem) => &problem.reason,
+            Self::Refused(_) => reasons::VERIFICATION_FAILED,
             Self::DeletedAtSource => reasons::SOURCE_TAG_DELETED,
         }
     }
@@ -128,6 +178,9 @@ pub struct CopyJob {
     /// Target indexes.
     pub targets: Vec<usize>,
     pub floating: bool,
+    /// Whether verification passed; when not, the sync checks the image and
+    /// plans again before copying anything.
+    pub verified: bool,
 }
 
 /// Everything one sync decided.
@@ -139,13 +192,16 @@ pub struct MirrorPlan {
     pub copies: Vec<CopyJob>,
 }
 
-/// Plans one sync from `observation`, copying at most `max_copies` tags.
+/// Plans one sync from `observation`, copying at most `max_copies` tags:
+/// the newest tags never tried first, then those whose backoff has passed.
 pub fn plan(observation: &Observation, max_copies: usize) -> MirrorPlan {
     let mut result = MirrorPlan::default();
     let name = |t: usize| observation.targets[t].clone();
+    let mut rows: Vec<Vec<TagState>> = Vec::with_capacity(observation.selected.len());
+    // (the last failure of a retry, row, targets wanting the tag)
+    let mut candidates: Vec<(Option<&Problem>, usize, Vec<usize>)> = Vec::new();
     for (i, selected) in observation.selected.iter().enumerate() {
         let mut states: Vec<TagState> = Vec::with_capacity(observation.targets.len());
-        let digest = selected.digest.as_ref().ok().cloned();
         for t in 0..observation.targets.len() {
             let at = observation.at_targets.get(i).and_then(|row| row.get(t));
             let state = match (&selected.digest, at) {
@@ -171,20 +227,51 @@ pub fn plan(observation: &Observation, max_copies: usize) -> MirrorPlan {
             .filter(|(_, s)| matches!(s, TagState::Copy | TagState::Move { .. }))
             .map(|(t, _)| t)
             .collect();
-        if let (Some(digest), false) = (&digest, wanting.is_empty()) {
-            if result.copies.len() < max_copies {
-                result.copies.push(CopyJob {
-                    tag: selected.tag.clone(),
-                    digest: digest.clone(),
-                    targets: wanting,
-                    floating: selected.floating,
-                });
-            } else {
-                for t in wanting {
-                    states[t] = TagState::Pending;
+        if selected.digest.is_ok() && !wanting.is_empty() {
+            let held = match (&selected.verification, &selected.history) {
+                (Verification::Refused(problem), _) => Some(TagState::Refused(problem.clone())),
+                (Verification::Waiting(problem), _) => Some(TagState::Waiting(problem.clone())),
+                (Verification::Unreadable(problem), _) | (_, CopyHistory::BackingOff(problem)) => {
+                    Some(TagState::Failed(problem.clone()))
+                }
+                (_, CopyHistory::Retry(problem)) => {
+                    candidates.push((Some(problem), i, wanting.clone()));
+                    None
+                }
+                (_, CopyHistory::Fresh) => {
+                    candidates.push((None, i, wanting.clone()));
+                    None
+                }
+            };
+            if let Some(state) = held {
+                for t in &wanting {
+                    states[*t] = state.clone();
                 }
             }
         }
+        rows.push(states);
+    }
+    // Tags never tried first, then retries, each newest first.
+    candidates.sort_by_key(|(retry, i, _)| (retry.is_some(), *i));
+    for (n, (retry, i, wanting)) in candidates.into_iter().enumerate() {
+        let selected = &observation.selected[i];
+        if n < max_copies {
+            result.copies.push(CopyJob {
+                tag: selected.tag.clone(),
+                digest: selected.digest.clone().expect("candidates have a digest"),
+                targets: wanting,
+                floating: selected.floating,
+                verified: selected.verification == Verification::Passed,
+            });
+        } else {
+            let state = retry.map_or(TagState::Pending, |p| TagState::Failed(p.clone()));
+            for t in wanting {
+                rows[i][t] = state.clone();
+            }
+        }
+    }
+    for (selected, states) in observation.selected.iter().zip(rows) {
+        let digest = selected.digest.as_ref().ok().cloned();
         for (t, state) in states.into_iter().enumerate() {
             result.decisions.push(Decision {
                 tag: selected.tag.clone(),
@@ -247,6 +334,8 @@ mod tests {
             tag: name.into(),
             digest: Ok(digest.into()),
             floating,
+            verification: Verification::Passed,
+            history: CopyHistory::Fresh,
         }
     }
 
@@ -270,9 +359,8 @@ mod tests {
                 tag("latest", "d3", true),
                 tag("2.0.0", "d2", false),
                 SelectedTag {
-                    tag: "1.0.0".into(),
                     digest: Err(problem("RegistryThrottled")),
-                    floating: false,
+                    ..tag("1.0.0", "", false)
                 },
             ],
             at_targets: vec![
@@ -321,13 +409,15 @@ mod tests {
                     tag: "3.0.0".into(),
                     digest: "d3".into(),
                     targets: vec![0],
-                    floating: false
+                    floating: false,
+                    verified: true
                 },
                 CopyJob {
                     tag: "latest".into(),
                     digest: "d3".into(),
                     targets: vec![0],
-                    floating: true
+                    floating: true,
+                    verified: true
                 },
             ]
         );
@@ -363,6 +453,151 @@ mod tests {
                 .count();
             assert_eq!(pending, (5 - copied) * 2, "budget {budget}");
         }
+    }
+
+    #[test]
+    fn tags_that_failed_before_come_after_the_tags_never_tried() {
+        use CopyHistory::{BackingOff, Fresh};
+        let retry = || CopyHistory::Retry(problem("BlobUnknown"));
+        // Five tags, newest first, all missing at the one target.
+        let histories = |h: [CopyHistory; 5]| Observation {
+            targets: vec!["a".into()],
+            selected: h
+                .into_iter()
+                .enumerate()
+                .map(|(i, history)| SelectedTag {
+                    history,
+                    ..tag(&format!("t{i}"), &format!("d{i}"), false)
+                })
+                .collect(),
+            at_targets: (0..5).map(|_| vec![AtTarget::Missing]).collect(),
+            deleted: vec![],
+        };
+        let waiting = || BackingOff(problem("ManifestUnknown"));
+        // (case, histories newest first, budget, copied in order, reported failed)
+        type Case<'a> = (
+            &'a str,
+            [CopyHistory; 5],
+            usize,
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "nothing failed: newest first",
+                [Fresh, Fresh, Fresh, Fresh, Fresh],
+                2,
+                &["t0", "t1"],
+                &[],
+            ),
+            (
+                "retries after every fresh tag, even older ones; beyond the budget they stay failed",
+                [retry(), retry(), Fresh, Fresh, Fresh],
+                3,
+                &["t2", "t3", "t4"],
+                &["t0", "t1"],
+            ),
+            (
+                "retries fill what the fresh tags leave, newest first",
+                [retry(), Fresh, retry(), Fresh, retry()],
+                4,
+                &["t1", "t3", "t0", "t2"],
+                &["t4"],
+            ),
+            (
+                "a tag backing off is not tried and keeps its failure",
+                [waiting(), Fresh, waiting(), retry(), Fresh],
+                5,
+                &["t1", "t4", "t3"],
+                &["t0", "t2"],
+            ),
+            (
+                "a budget of one goes to the newest fresh tag",
+                [retry(), waiting(), retry(), retry(), Fresh],
+                1,
+                &["t4"],
+                &["t0", "t1", "t2", "t3"],
+            ),
+        ];
+        for (case, history, budget, copied, failed) in cases {
+            let planned = plan(&histories(history), budget);
+            let tags: Vec<&str> = planned.copies.iter().map(|c| c.tag.as_str()).collect();
+            assert_eq!(tags, copied, "{case}");
+            let failing: Vec<&str> = planned
+                .decisions
+                .iter()
+                .filter(|d| matches!(d.state, TagState::Failed(_)))
+                .map(|d| d.tag.as_str())
+                .collect();
+            assert_eq!(failing, failed, "{case}");
+            let pending = planned
+                .decisions
+                .iter()
+                .filter(|d| d.state == TagState::Pending)
+                .count();
+            assert_eq!(pending, 5 - copied.len() - failed.len(), "{case}");
+        }
+    }
+
+    #[test]
+    fn only_verified_images_are_copied_and_refusals_spend_no_budget() {
+        let verified = |v: Verification, name: &str| SelectedTag {
+            verification: v,
+            ..tag(name, &format!("d-{name}"), false)
+        };
+        let observation = Observation {
+            targets: vec!["a".into(), "b".into()],
+            selected: vec![
+                verified(Verification::Refused(problem("SignatureMissing")), "5"),
+                verified(Verification::Waiting(problem("ScanPending")), "4"),
+                verified(
+                    Verification::Unreadable(problem("RegistryUnavailable")),
+                    "3",
+                ),
+                verified(Verification::Unchecked, "2"),
+                verified(Verification::Passed, "1"),
+                verified(Verification::Refused(problem("SignatureMissing")), "0"),
+            ],
+            at_targets: vec![
+                vec![AtTarget::Missing, AtTarget::Missing],
+                vec![AtTarget::Missing, AtTarget::Missing],
+                vec![AtTarget::Missing, AtTarget::Missing],
+                vec![AtTarget::Missing, AtTarget::Missing],
+                vec![AtTarget::Missing, AtTarget::Missing],
+                // Already published: in sync stays in sync.
+                vec![at("d-0"), AtTarget::Missing],
+            ],
+            deleted: vec![],
+        };
+        let planned = plan(&observation, 2);
+        let copies: Vec<(&str, bool)> = planned
+            .copies
+            .iter()
+            .map(|c| (c.tag.as_str(), c.verified))
+            .collect();
+        assert_eq!(copies, [("2", false), ("1", true)]);
+        let reasons: Vec<(&str, &str, &str)> = planned
+            .decisions
+            .iter()
+            .map(|d| (d.tag.as_str(), d.target_name.as_str(), d.state.reason()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("5", "a", reasons::VERIFICATION_FAILED),
+                ("5", "b", reasons::VERIFICATION_FAILED),
+                ("4", "a", "ScanPending"),
+                ("4", "b", "ScanPending"),
+                ("3", "a", "RegistryUnavailable"),
+                ("3", "b", "RegistryUnavailable"),
+                ("2", "a", reasons::BACKFILLING),
+                ("2", "b", reasons::BACKFILLING),
+                ("1", "a", reasons::BACKFILLING),
+                ("1", "b", reasons::BACKFILLING),
+                ("0", "a", reasons::IN_SYNC),
+                ("0", "b", reasons::VERIFICATION_FAILED),
+            ]
+        );
     }
 
     #[test]

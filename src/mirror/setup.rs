@@ -16,17 +16,19 @@
 
 use std::time::Duration;
 
-use crate::api::{RegistryMirror, reasons};
+use crate::api::{RegistryMirror, VerificationPolicy, reasons};
 use crate::aws::{ECR_PUBLIC_HOST, EcrRegistry, parse_ecr_host, resolve_ecr_registry};
 use crate::config::{Config, RegistryKind};
 use crate::promotion::plan::{
     HostAccess, InferredCredentials, PlanError, PublicRepositoryPlan, Reach, SecretAccess,
-    SecretCredentials, TargetUse, public_repository, reach_host, tenancy,
+    SecretCredentials, TargetUse, public_repository, reach_host, tenancy, verifiers,
 };
 use crate::registry::copy::MountSources;
 use crate::registry::{CopyOptions, Repository};
 
 use super::selection::TagSelection;
+use super::verification::MirrorPolicy;
+use crate::verify::cosign::PublicKey;
 
 /// How a repository's tags (and, where the API gives them, digests and push
 /// times) are listed.
@@ -84,17 +86,22 @@ pub struct MirrorSetup {
     pub inferred: Vec<InferredCredentials>,
     /// dockerconfigjson Secrets to read (the controller only).
     pub secrets: Vec<SecretCredentials>,
+    /// What each tag's image must satisfy before it is copied.
+    pub verification: MirrorPolicy,
 }
 
 fn duration(field: &str, text: &str) -> Result<Duration, PlanError> {
-    crate::cli::run::parse_duration(text).map_err(|e| PlanError::invalid(format!("{field}: {e}")))
+    crate::api::parse_duration(text).map_err(|e| PlanError::invalid(format!("{field}: {e}")))
 }
 
-/// Decides how `mirror` reaches and lists its repositories.
+/// Decides how `mirror` reaches and lists its repositories and what its
+/// images must satisfy; `public_key` is the key of
+/// `spec.verify.signature.publicKey` (the Secret's, or `--public-key`).
 pub fn setup(
     mirror: &RegistryMirror,
     config: &Config,
     access: SecretAccess,
+    public_key: Option<PublicKey>,
 ) -> Result<MirrorSetup, PlanError> {
     let spec = &mirror.spec;
     let selection = TagSelection::new(&spec.tags).map_err(|e| PlanError {
@@ -183,6 +190,21 @@ pub fn setup(
         &target_uses,
     )?;
     let (inferred, secrets) = (reach.inferred(), reach.secrets());
+    let no_policy = VerificationPolicy {
+        signature: None,
+        ..VerificationPolicy::default()
+    };
+    let verifiers = verifiers(
+        spec.verify.as_ref().unwrap_or(&no_policy),
+        config,
+        public_key,
+    )?;
+    let verification = MirrorPolicy::new(
+        spec.verify.clone(),
+        config.verify.clone(),
+        verifiers,
+        &source_listing,
+    );
     Ok(MirrorSetup {
         name: mirror.metadata.name.clone().unwrap_or_default(),
         namespace: mirror.metadata.namespace.clone(),
@@ -205,6 +227,7 @@ pub fn setup(
         },
         inferred,
         secrets,
+        verification,
     })
 }
 
@@ -343,7 +366,7 @@ tenancy:
             ),
         ];
         for (targets, expected) in cases {
-            let result = setup(&mirror("team-a", targets), &file, SecretAccess::Api);
+            let result = setup(&mirror("team-a", targets), &file, SecretAccess::Api, None);
             match (result, expected) {
                 (Ok(planned), Ok(listing)) => {
                     assert_eq!(planned.targets[0].listing, listing, "{targets}")
@@ -362,6 +385,7 @@ tenancy:
             ),
             &file,
             SecretAccess::Api,
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -372,6 +396,37 @@ tenancy:
             }]
         );
         assert!(planned.inferred.is_empty());
+    }
+
+    /// What the CRD's rule accepts, the mirror runs with (the CEL rule and
+    /// the mirror once disagreed on `1.5h`, and the mirror stalled).
+    #[test]
+    fn intervals_the_crd_accepts_are_the_mirrors_intervals() {
+        let cases = [
+            ("1.5h", "90m", 5_400, 5_400),
+            ("1h30m", "24h", 5_400, 86_400),
+            ("1m", "1.25h", 60, 4_500),
+        ];
+        for (interval, full, every, full_every) in cases {
+            let text = format!(
+                "apiVersion: imagepromoter.dev/v1alpha1\nkind: RegistryMirror\n\
+                 metadata: {{name: m, namespace: team}}\n\
+                 spec:\n  source: {{repository: quay.io/acme/app}}\n\
+                 \x20 targets: [{{name: quay, repository: quay.io/acme/copy}}]\n\
+                 \x20 interval: {interval}\n  fullResyncInterval: {full}\n"
+            );
+            let mirror: RegistryMirror =
+                crate::cli::promote::input::parse_as(&text, "test.yaml", "RegistryMirror")
+                    .unwrap_or_else(|e| panic!("{interval}: {e}"));
+            let setup = setup(&mirror, &Config::default(), SecretAccess::None, None)
+                .unwrap_or_else(|e| panic!("{interval}: {e}"));
+            assert_eq!(setup.interval, Duration::from_secs(every), "{interval}");
+            assert_eq!(
+                setup.full_resync_every,
+                Duration::from_secs(full_every),
+                "{full}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A mirror's status from the previous status and one sync's decisions: pure.
 //!
 //! Counts are per target and overall (a tag counts once, in its worst state
-//! at any target); `failures` lists the first 10 drifted, failed or
+//! at any target; a tag refused by verification counts as `refused`);
+//! `failures` lists the first 10 drifted, failed, refused or
 //! deleted-at-source tags, newest first; `Ready` is true when every selected
 //! tag is in sync at every target. Condition transition times move only when
 //! a condition's status flips ([`set_condition`]).
@@ -39,9 +40,12 @@ pub struct SyncSummary<'a> {
 fn count(counts: &mut TargetTagCounts, state: &TagState) {
     match state {
         TagState::InSync => counts.in_sync += 1,
-        TagState::Copy | TagState::Move { .. } | TagState::Pending => counts.pending += 1,
+        TagState::Copy | TagState::Move { .. } | TagState::Pending | TagState::Waiting(_) => {
+            counts.pending += 1
+        }
         TagState::Drifted { .. } => counts.drifted += 1,
         TagState::Failed(_) => counts.failed += 1,
+        TagState::Refused(_) => counts.refused += 1,
         TagState::DeletedAtSource => {}
     }
 }
@@ -86,6 +90,7 @@ pub fn counts(summary: &SyncSummary<'_>) -> (TagCounts, Vec<TargetTagCounts>) {
         pending: overall.pending,
         drifted: overall.drifted,
         failed: overall.failed,
+        refused: overall.refused,
     };
     (total, targets)
 }
@@ -96,7 +101,10 @@ fn failures(decisions: &[Decision]) -> Vec<TagFailure> {
         .filter(|d| {
             matches!(
                 d.state,
-                TagState::Drifted { .. } | TagState::Failed(_) | TagState::DeletedAtSource
+                TagState::Drifted { .. }
+                    | TagState::Failed(_)
+                    | TagState::Refused(_)
+                    | TagState::DeletedAtSource
             )
         })
         .take(MAX_LISTED_FAILURES)
@@ -107,6 +115,7 @@ fn failures(decisions: &[Decision]) -> Vec<TagFailure> {
             message: Some(match &d.state {
                 TagState::Drifted { message } => message.clone(),
                 TagState::Failed(problem) => problem.message.clone(),
+                TagState::Refused(problem) => format!("{}: {}", problem.reason, problem.message),
                 _ => "no longer at the source; the target keeps it".to_string(),
             }),
         })
@@ -133,6 +142,15 @@ pub fn synced_status(
             false,
             reasons::TAGS_FAILED,
             format!("{} of {} selected tags failed", tags.failed, tags.selected),
+        )
+    } else if tags.refused > 0 {
+        (
+            false,
+            reasons::VERIFICATION_FAILED,
+            format!(
+                "{} of {} selected tags fail verification and were not copied",
+                tags.refused, tags.selected
+            ),
         )
     } else if tags.drifted > 0 {
         (
@@ -322,7 +340,8 @@ mod tests {
                 in_sync: 1,
                 pending: 1,
                 drifted: 1,
-                failed: 1
+                failed: 1,
+                refused: 0
             }
         );
         let row = |t: &TargetTagCounts| (t.in_sync, t.pending, t.drifted, t.failed);

@@ -7,8 +7,12 @@
 //! [`RECHECKS_PER_SYNC`] known tags, and every tag at a full resync. The plan
 //! is [`super::plan::plan`]'s; acting copies each planned tag by digest with
 //! the copy engine (every platform, signatures, referrers, the engine's tag
-//! locks and write-once check), a few tags at a time. A tag that fails fails
-//! alone. The ledger is updated with everything read or written.
+//! locks and write-once check), a few tags at a time, once each planned
+//! tag's image passed verification ([`super::verification`]: a tag not
+//! checked yet is checked and the sync plans again, so a refused tag spends
+//! none of the budget). A tag that fails fails alone, and a tag whose copies
+//! keep failing waits out its own backoff. The ledger is updated with
+//! everything read, decided or written.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,8 +21,11 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::inventory::{self, Listing, ListingError};
-use super::ledger::{Ledger, RECHECKS_PER_SYNC, SourceRecord, rotating_sample};
-use super::plan::{self, AtTarget, Decision, Observation, Problem, SelectedTag, TagState};
+use super::ledger::{Ledger, RECHECKS_PER_SYNC, SourceRecord, Verdict, rotating_sample};
+use super::plan::{
+    self, AtTarget, CopyHistory, Decision, Observation, Problem, SelectedTag, TagState,
+    Verification,
+};
 use super::selection::SourceTag;
 use super::setup::MirrorSetup;
 use crate::api::reasons;
@@ -61,6 +68,15 @@ pub struct CopyMade {
     pub reports: Vec<TargetReport>,
 }
 
+/// A tag whose image verification refused.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedTag {
+    pub tag: String,
+    pub digest: String,
+    pub problem: Problem,
+}
+
 /// What one sync found and did.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,6 +93,9 @@ pub struct SyncReport {
     pub decisions: Vec<Decision>,
     /// The copies made.
     pub copies: Vec<CopyMade>,
+    /// Tags verification refused in this sync that it had not refused so
+    /// before (for one event each).
+    pub newly_refused: Vec<RefusedTag>,
     /// Observation cost: the source, then each target.
     pub source_requests: RepositoryRequests,
     pub target_requests: Vec<RepositoryRequests>,
@@ -90,11 +109,14 @@ impl SyncReport {
             .all(|d| matches!(d.state, TagState::InSync | TagState::DeletedAtSource))
     }
 
-    /// True when a tag failed or drifted.
+    /// True when a tag failed, drifted or was refused by verification.
     pub fn troubled(&self) -> bool {
-        self.decisions
-            .iter()
-            .any(|d| matches!(d.state, TagState::Failed(_) | TagState::Drifted { .. }))
+        self.decisions.iter().any(|d| {
+            matches!(
+                d.state,
+                TagState::Failed(_) | TagState::Drifted { .. } | TagState::Refused(_)
+            )
+        })
     }
 }
 
@@ -240,10 +262,43 @@ pub async fn sync(
                 tag: t.tag.clone(),
                 digest,
                 floating: setup.selection.is_floating(&t.tag),
+                verification: Verification::Passed,
+                history: CopyHistory::Fresh,
             }
         })
         .collect();
     update_source_ledger(ledger, &source_listing, &selected);
+    // A refusal is looked at again once per full resync: a signature may
+    // have been pushed since. What was refused before is kept aside, so only
+    // a new refusal is announced.
+    let earlier_verdicts = if full {
+        std::mem::take(&mut ledger.verdicts)
+    } else {
+        Default::default()
+    };
+    let digests: BTreeSet<&str> = selected
+        .iter()
+        .filter_map(|t| t.digest.as_deref().ok())
+        .collect();
+    ledger
+        .verdicts
+        .images
+        .retain(|digest, _| digests.contains(digest.as_str()));
+    ledger
+        .copy_failures
+        .retain(|tag, _| ledger.source.contains_key(tag));
+    let selected: Vec<SelectedTag> = selected
+        .into_iter()
+        .map(|mut t| {
+            if let Ok(digest) = &t.digest {
+                t.verification = setup
+                    .verification
+                    .remembered(&ledger.verdicts, &t.tag, digest);
+                t.history = ledger.copy_history(&t.tag, digest, options.now);
+            }
+            t
+        })
+        .collect();
     let source_requests = RepositoryRequests {
         repository: setup.source.to_string(),
         listing_pages: source_listing.pages,
@@ -286,13 +341,75 @@ pub async fn sync(
         .retain(|name, _| setup.targets.iter().any(|t| t.name == *name));
     observation.selected = selected;
 
-    let mut planned = plan::plan(&observation, setup.max_copies);
+    // Plan, check what the plan would copy unchecked, and plan again until
+    // every planned copy passed: each round decides at least one tag.
+    let now = k8s_openapi::jiff::Timestamp::from_second(options.now)
+        .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now());
+    let mut newly_refused = Vec::new();
+    let mut planned = loop {
+        let planned = plan::plan(&observation, setup.max_copies);
+        let unchecked: Vec<(String, String)> = planned
+            .copies
+            .iter()
+            .filter(|c| !c.verified)
+            .map(|c| (c.tag.clone(), c.digest.clone()))
+            .collect();
+        if unchecked.is_empty() {
+            break planned;
+        }
+        let checked = super::verification::check(
+            &setup.verification,
+            &source_client,
+            sdk,
+            &setup.source,
+            &mut ledger.verdicts,
+            &unchecked,
+            now,
+        )
+        .await;
+        for tag in &mut observation.selected {
+            let (Some(verification), Ok(digest)) = (checked.get(&tag.tag), &tag.digest) else {
+                continue;
+            };
+            if let Verification::Refused(problem) = verification {
+                let before =
+                    earlier_verdicts.get(&setup.verification.fingerprint, digest, &tag.tag);
+                if before != Some(&Verdict::Refused(problem.clone())) {
+                    newly_refused.push(RefusedTag {
+                        tag: tag.tag.clone(),
+                        digest: digest.clone(),
+                        problem: problem.clone(),
+                    });
+                }
+            }
+            tag.verification = verification.clone();
+        }
+    };
+    let source_requests = RepositoryRequests {
+        registry_requests: source_client.requests(),
+        ..source_requests
+    };
     let mut copies = Vec::new();
     if !options.dry_run {
         let source_tags = std::sync::Arc::new(source_listing.tags.keys().cloned().collect());
         let outcomes = act(setup, engine, &planned.copies, source_tags).await;
         let mut by_tag: BTreeMap<(String, usize), Result<(), Problem>> = BTreeMap::new();
+        let timing = (
+            setup.interval.as_secs() as i64,
+            setup.full_resync_every.as_secs() as i64,
+        );
         for (job, outcome) in planned.copies.iter().zip(outcomes) {
+            let failure = outcome.results.iter().find_map(|r| {
+                r.as_ref()
+                    .err()
+                    .filter(|p| p.reason != reasons::TAG_CONFLICT)
+            });
+            match failure {
+                Some(problem) => {
+                    ledger.copy_failed(&job.tag, &job.digest, problem.clone(), options.now, timing)
+                }
+                None => ledger.copy_succeeded(&job.tag),
+            }
             for (t, result) in job.targets.iter().zip(outcome.results) {
                 if result.is_ok() {
                     ledger.record_target(&setup.targets[*t].name, &job.tag, &job.digest);
@@ -326,6 +443,7 @@ pub async fn sync(
         dry_run: options.dry_run,
         decisions: planned.decisions,
         copies,
+        newly_refused,
         source_requests,
         target_requests,
     })
@@ -568,6 +686,8 @@ mod tests {
                 message: String::new(),
             }),
             floating: false,
+            verification: Verification::Passed,
+            history: CopyHistory::Fresh,
         }
     }
 

@@ -7,12 +7,12 @@
 //! [`Observations`]. A read that fails says which, with its reason and
 //! whether trying again later may help.
 
-use super::plan::PromotionPlan;
+use super::plan::{PromotionPlan, Verifiers};
 use crate::api::reasons;
 use crate::aws::{EcrError, EcrInspector};
 use crate::registry::error::RegistryError;
 use crate::registry::manifest::Manifest;
-use crate::registry::{Engine, Platforms, RegistryClient};
+use crate::registry::{Engine, Platforms, RegistryClient, Repository};
 use crate::verify::cosign::registry::{RepositorySignatures, SignatureReadError};
 use crate::verify::cosign::{FetchError, SignatureOutcome, fetch_signatures, verify};
 use crate::verify::{Observations, SignatureChecks};
@@ -143,7 +143,7 @@ pub async fn observe(
         Ok(Observations {
             digest: digest.clone(),
             source_tag: plan.source.image.tag.clone(),
-            repository: settings,
+            repository: Some(settings),
             scan,
             signatures,
         })
@@ -197,10 +197,25 @@ async fn signatures(
         Platforms::All => vec![(None, digest.to_string())],
         Platforms::Only(_) => subset_platforms(plan, &client, digest).await?,
     };
+    check_signatures(client, repository, verifiers, &signed).await
+}
+
+/// Checks the signatures of each `(platform, digest)` in `signed` (one
+/// entry, without a platform, for a whole image) against each verifier:
+/// what promotions and mirrors both run before copying.
+pub async fn check_signatures(
+    client: RegistryClient,
+    repository: &Repository,
+    verifiers: &Verifiers,
+    signed: &[(Option<String>, String)],
+) -> Result<SignatureChecks, ObserveError> {
+    if !verifiers.any() {
+        return Ok(SignatureChecks::default());
+    }
     let store = RepositorySignatures::new(client, &repository.name);
     let mut object = Vec::new();
     let mut floor = Vec::new();
-    for (platform, digest) in &signed {
+    for (platform, digest) in signed {
         let candidates =
             fetch_signatures(&store, digest)
                 .await

@@ -678,7 +678,7 @@ fn no_secrets(field: &str, secret: &str, host: &str) -> PlanError {
     ))
 }
 
-fn verifiers(
+pub(crate) fn verifiers(
     policy: &VerificationPolicy,
     config: &Config,
     public_key: Option<PublicKey>,

@@ -7,15 +7,15 @@
 //! compared across versions), so any stable encoding within one process will
 //! do: the JSON of the policy and the floor, and the trusted key ids.
 
-use crate::api::VerificationPolicy;
 use crate::registry::Digest;
 
 use super::VerificationFloor;
 use super::cosign::Verifier;
 
-/// The fingerprint of `policy` raised to `floor`, with `verifiers`' keys.
+/// The fingerprint of `policy` (an object's `spec.verify`, or `None` for a
+/// mirror without one) raised to `floor`, with `verifiers`' keys.
 pub fn fingerprint<'a>(
-    policy: &VerificationPolicy,
+    policy: &impl serde::Serialize,
     floor: &VerificationFloor,
     verifiers: impl IntoIterator<Item = &'a Verifier>,
 ) -> String {
@@ -31,7 +31,7 @@ pub fn fingerprint<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Severity;
+    use crate::api::{Severity, VerificationPolicy};
 
     #[test]
     fn any_change_of_policy_floor_or_keys_changes_the_fingerprint() {

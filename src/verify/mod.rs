@@ -23,4 +23,6 @@ pub mod policy;
 
 pub use fingerprint::fingerprint;
 pub use floor::{ScanFloor, SignatureFloor, VerificationFloor};
-pub use policy::{Failure, Observations, RequiredBy, SignatureChecks, Verdict, evaluate};
+pub use policy::{
+    Failure, Observations, RequiredBy, SignatureChecks, Verdict, evaluate, evaluate_with,
+};

@@ -40,8 +40,9 @@ pub struct Observations {
     pub digest: String,
     /// The source tag, when the source was named by tag.
     pub source_tag: Option<String>,
-    /// The source repository's settings.
-    pub repository: RepositorySettings,
+    /// The source repository's settings; `None` for a source outside Amazon
+    /// ECR (a mirror of another registry), which has no such facts and no scan.
+    pub repository: Option<RepositorySettings>,
     /// The image's scan.
     pub scan: ScanReport,
     /// The signature checks that were made.
@@ -166,11 +167,22 @@ pub fn evaluate(
     observed: &Observations,
     now: Timestamp,
 ) -> Verdict {
+    evaluate_with(Some(policy), floor, observed, now)
+}
+
+/// [`evaluate`] for an object whose policy is optional (a RegistryMirror's
+/// `spec.verify`): without one only the floor applies.
+pub fn evaluate_with(
+    policy: Option<&VerificationPolicy>,
+    floor: &VerificationFloor,
+    observed: &Observations,
+    now: Timestamp,
+) -> Verdict {
     let today = now.to_zoned(TimeZone::UTC).date();
     let mut failures = Vec::new();
     let mut pending = Vec::new();
     failures.extend(tag_mutability(policy, floor, observed));
-    failures.extend(encryption(policy, floor, &observed.repository));
+    failures.extend(encryption(policy, floor, observed));
     let scan = scan(policy, floor, observed, today);
     failures.extend(scan.failures);
     pending.extend(scan.pending);
@@ -179,25 +191,56 @@ pub fn evaluate(
         failures,
         pending,
         evidence: VerificationEvidence {
-            tag_mutability: Some(observed.repository.tag_mutability.as_str().to_string()),
-            encryption_type: Some(observed.repository.encryption.kind.as_str().to_string()),
+            tag_mutability: observed
+                .repository
+                .as_ref()
+                .map(|r| r.tag_mutability.as_str().to_string()),
+            encryption_type: observed
+                .repository
+                .as_ref()
+                .map(|r| r.encryption.kind.as_str().to_string()),
             scan: scan.evidence,
             signature: signature_evidence(&observed.signatures),
         },
     }
 }
 
+/// The image as messages name it: `repository@digest`.
+fn image(observed: &Observations) -> String {
+    let name = observed.repository.as_ref().map_or("", |r| r.name.as_str());
+    format!("{name}@{}", observed.digest)
+}
+
+/// Why a source outside ECR cannot show `what`, for a failure message.
+fn outside_ecr(observed: &Observations, what: &str, remedy: &str) -> String {
+    format!(
+        "the source of {} is not an Amazon ECR repository, so nothing vouches for {what}; {remedy}",
+        observed.digest
+    )
+}
+
 fn tag_mutability(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
     observed: &Observations,
 ) -> Option<Failure> {
     let required_by = RequiredBy::of(
-        policy.require_tag_immutability,
+        policy.is_some_and(|p| p.require_tag_immutability),
         floor.require_tag_immutability,
     )?;
-    let repository = &observed.repository;
     let tag = observed.source_tag.as_deref();
+    let Some(repository) = &observed.repository else {
+        return Some(Failure {
+            reason: reasons::TAG_MUTABLE,
+            required_by,
+            message: outside_ecr(
+                observed,
+                &format!("tag {} staying on it", tag.unwrap_or("(none)")),
+                "immutable source tags are required: mirror from an ECR repository with \
+                 immutable tags, or set requireTagImmutability: false",
+            ),
+        });
+    };
     if repository.tag_is_immutable(tag) {
         return None;
     }
@@ -235,22 +278,41 @@ fn requirement_name(requirement: EncryptionRequirement) -> &'static str {
 }
 
 fn encryption(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
-    repository: &RepositorySettings,
+    observed: &Observations,
 ) -> Option<Failure> {
+    let asked = policy.map_or(EncryptionRequirement::Any, |p| p.encryption);
+    let Some(repository) = &observed.repository else {
+        let required_by = RequiredBy::of(
+            asked > EncryptionRequirement::Any,
+            floor.encryption > EncryptionRequirement::Any,
+        )?;
+        return Some(Failure {
+            reason: reasons::ENCRYPTION_TOO_WEAK,
+            required_by,
+            message: outside_ecr(
+                observed,
+                "its encryption at rest",
+                &format!(
+                    "encryption {} is required: mirror from an ECR repository encrypted so",
+                    requirement_name(asked.max(floor.encryption))
+                ),
+            ),
+        });
+    };
     let strength = match repository.encryption.kind {
         EncryptionType::Aes256 => EncryptionRequirement::Aes256,
         EncryptionType::Kms | EncryptionType::KmsDsse => EncryptionRequirement::Kms,
         EncryptionType::Other(_) => EncryptionRequirement::Any,
     };
-    let object_fails = policy.encryption > strength;
+    let object_fails = asked > strength;
     let floor_fails = floor.encryption > strength;
     let required_by = RequiredBy::of(object_fails, floor_fails)?;
     let required = match required_by {
-        RequiredBy::Object => policy.encryption,
+        RequiredBy::Object => asked,
         RequiredBy::Floor => floor.encryption,
-        RequiredBy::Both => policy.encryption.max(floor.encryption),
+        RequiredBy::Both => asked.max(floor.encryption),
     };
     Some(Failure {
         reason: reasons::ENCRYPTION_TOO_WEAK,
@@ -314,16 +376,16 @@ struct Blocking<'a> {
 }
 
 fn scan(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
     observed: &Observations,
     today: Date,
 ) -> ScanChecks {
     let report = &observed.scan;
-    let (ignores, mut failures) = ignores(&policy.scan.ignore, today);
+    let (ignores, mut failures) = ignores(policy.map_or(&[], |p| &p.scan.ignore), today);
     let mut pending = Vec::new();
-    let required_by = RequiredBy::of(policy.scan.required, floor.scan.required);
-    let image = format!("{}@{}", observed.repository.name, observed.digest);
+    let required_by = RequiredBy::of(policy.is_some_and(|p| p.scan.required), floor.scan.required);
+    let image = image(observed);
     let described = report
         .description
         .as_deref()
@@ -340,6 +402,17 @@ fn scan(
                 required_by,
                 message: format!(
                     "the scan of {image} is {status}{described}; verification continues when it completes"
+                ),
+            });
+        } else if observed.repository.is_none() {
+            failures.push(Failure {
+                reason: reasons::SCAN_MISSING,
+                required_by,
+                message: outside_ecr(
+                    observed,
+                    "what it contains: it has no ECR scan",
+                    "a completed scan is required: mirror from an ECR repository that scans \
+                     its images, or set scan.required: false",
                 ),
             });
         } else if report.status == ScanStatus::NotScanned {
@@ -383,7 +456,7 @@ fn scan(
 }
 
 fn findings(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
     report: &ScanReport,
     ignores: &BTreeMap<&str, Ignore>,
@@ -406,7 +479,7 @@ fn findings(
         let rank = severity.unwrap_or(Severity::Informational);
         let ignore = ignores.get(id).copied();
         let active = ignore == Some(Ignore::Active);
-        let by_object = rank >= policy.scan.fail_on_severity && !active;
+        let by_object = policy.is_some_and(|p| rank >= p.scan.fail_on_severity) && !active;
         let by_floor = floor.scan.fail_on_severity.is_some_and(|t| rank >= t)
             && !(active && floor.scan.allow_ignores);
         if !(by_object || by_floor) {
@@ -429,13 +502,11 @@ fn findings(
         });
     }
     let required_by = RequiredBy::of(object_fails, floor_fails)?;
+    let asked = policy.map_or(Severity::Critical, |p| p.scan.fail_on_severity);
     let threshold = match required_by {
-        RequiredBy::Object => policy.scan.fail_on_severity,
+        RequiredBy::Object => asked,
         RequiredBy::Floor => floor.scan.fail_on_severity.unwrap_or(Severity::Critical),
-        RequiredBy::Both => policy
-            .scan
-            .fail_on_severity
-            .min(floor.scan.fail_on_severity.unwrap_or(Severity::Critical)),
+        RequiredBy::Both => asked.min(floor.scan.fail_on_severity.unwrap_or(Severity::Critical)),
     };
     blocking.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     let count = blocking.len();
@@ -474,12 +545,13 @@ fn findings(
 }
 
 fn signatures(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
     observed: &Observations,
 ) -> Vec<Failure> {
     let mut failures = Vec::new();
-    if let Some(signature) = &policy.signature {
+    let asked = policy.and_then(|p| p.signature.as_ref());
+    if let Some(signature) = asked {
         if signature.keyless.is_some() {
             failures.push(Failure {
                 reason: reasons::INVALID_SPEC,
@@ -502,7 +574,7 @@ fn signatures(
             RequiredBy::Floor,
             &observed.digest,
         ));
-    } else if floor.signature.required && policy.signature.is_none() {
+    } else if floor.signature.required && asked.is_none() {
         failures.push(Failure {
             reason: reasons::INVALID_SPEC,
             required_by: RequiredBy::Floor,
@@ -615,7 +687,7 @@ mod tests {
         Observations {
             digest: DIGEST.into(),
             source_tag: Some("1.2.3".into()),
-            repository: RepositorySettings {
+            repository: Some(RepositorySettings {
                 name: "team/app".into(),
                 tag_mutability: TagMutability::Immutable,
                 exclusion_filters: Vec::new(),
@@ -623,7 +695,7 @@ mod tests {
                     kind: EncryptionType::Kms,
                     kms_key: Some("arn:aws:kms:us-east-1:123456789012:key/k".into()),
                 },
-            },
+            }),
             scan: ScanReport {
                 status: ScanStatus::Complete,
                 description: None,
@@ -671,6 +743,57 @@ mod tests {
     }
 
     #[test]
+    fn without_an_object_policy_only_the_floor_applies_and_outside_ecr_fails_closed() {
+        use crate::verify::floor::ScanFloor;
+        let floor = VerificationFloor {
+            require_tag_immutability: true,
+            encryption: EncryptionRequirement::Kms,
+            scan: ScanFloor {
+                required: true,
+                ..ScanFloor::default()
+            },
+            ..VerificationFloor::default()
+        };
+        // An ECR image with a HIGH finding: the object's default threshold
+        // would refuse it, the floor has none.
+        let mut high = good();
+        high.scan.findings = vec![finding("CVE-2026-0002", Some(Severity::High))];
+        let verdict = evaluate_with(None, &floor, &high, now());
+        assert!(verdict.passed(), "{:?}", verdict.failures);
+        assert!(evaluate(&VerificationPolicy::default(), &floor, &high, now()).refused());
+        assert!(evaluate_with(None, &VerificationFloor::default(), &high, now()).passed());
+
+        let outside = Observations {
+            repository: None,
+            scan: ScanReport::not_scanned(),
+            ..good()
+        };
+        let verdict = evaluate_with(None, &floor, &outside, now());
+        let reasons: Vec<(&str, RequiredBy)> = verdict
+            .failures
+            .iter()
+            .map(|f| (f.reason, f.required_by))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (reasons::TAG_MUTABLE, RequiredBy::Floor),
+                (reasons::ENCRYPTION_TOO_WEAK, RequiredBy::Floor),
+                (reasons::SCAN_MISSING, RequiredBy::Floor),
+            ]
+        );
+        for failure in &verdict.failures {
+            assert!(
+                failure.message.contains("is not an Amazon ECR repository"),
+                "{failure}"
+            );
+        }
+        assert_eq!(verdict.evidence.tag_mutability, None);
+        let nothing_asked = evaluate_with(None, &VerificationFloor::default(), &outside, now());
+        assert!(nothing_asked.passed(), "{:?}", nothing_asked.failures);
+    }
+
+    #[test]
     fn a_good_image_passes_with_its_evidence() {
         let verdict = evaluate(
             &signed_policy(),
@@ -705,15 +828,16 @@ mod tests {
         let cases: Vec<(&str, Change, &str, &[&str])> = vec![
             (
                 "mutable repository",
-                |o, _| o.repository.tag_mutability = TagMutability::Mutable,
+                |o, _| o.repository.as_mut().unwrap().tag_mutability = TagMutability::Mutable,
                 "TagMutable",
                 &["tag 1.2.3", "team/app", "MUTABLE", "make it IMMUTABLE"],
             ),
             (
                 "tag excluded from immutability",
                 |o, _| {
-                    o.repository.tag_mutability = TagMutability::ImmutableWithExclusion;
-                    o.repository.exclusion_filters = vec!["1.2.*".into()];
+                    o.repository.as_mut().unwrap().tag_mutability =
+                        TagMutability::ImmutableWithExclusion;
+                    o.repository.as_mut().unwrap().exclusion_filters = vec!["1.2.*".into()];
                 },
                 "TagMutable",
                 &[
@@ -725,15 +849,16 @@ mod tests {
             (
                 "tag not covered by a mutable repository's exclusion",
                 |o, _| {
-                    o.repository.tag_mutability = TagMutability::MutableWithExclusion;
-                    o.repository.exclusion_filters = vec!["release-*".into()];
+                    o.repository.as_mut().unwrap().tag_mutability =
+                        TagMutability::MutableWithExclusion;
+                    o.repository.as_mut().unwrap().exclusion_filters = vec!["release-*".into()];
                 },
                 "TagMutable",
                 &["MUTABLE_WITH_EXCLUSION", "no exclusion filter matches"],
             ),
             (
                 "AES256 where KMS is required",
-                |o, _| o.repository.encryption.kind = EncryptionType::Aes256,
+                |o, _| o.repository.as_mut().unwrap().encryption.kind = EncryptionType::Aes256,
                 "EncryptionTooWeak",
                 &["encrypted with AES256", "required KMS"],
             ),
@@ -875,7 +1000,7 @@ mod tests {
         // A failure elsewhere still refuses while the scan runs.
         let mut observed = good();
         observed.scan.status = ScanStatus::InProgress;
-        observed.repository.tag_mutability = TagMutability::Mutable;
+        observed.repository.as_mut().unwrap().tag_mutability = TagMutability::Mutable;
         let verdict = evaluate(
             &signed_policy(),
             &VerificationFloor::default(),
@@ -981,8 +1106,8 @@ mod tests {
             },
         };
         let mut observed = good();
-        observed.repository.tag_mutability = TagMutability::Mutable;
-        observed.repository.encryption.kind = EncryptionType::Aes256;
+        observed.repository.as_mut().unwrap().tag_mutability = TagMutability::Mutable;
+        observed.repository.as_mut().unwrap().encryption.kind = EncryptionType::Aes256;
         observed
             .scan
             .findings

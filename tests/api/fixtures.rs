@@ -139,6 +139,7 @@ pub fn drifted_status() -> RegistryMirrorStatus {
             pending: 0,
             drifted: 1,
             failed: 0,
+            refused: 0,
         }),
         failures: vec![TagFailure {
             tag: "v1.2.0".into(),

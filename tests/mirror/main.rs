@@ -38,8 +38,10 @@ mod promote_world;
 mod standin;
 
 mod aliases;
+mod backoff;
 mod ecr;
 mod filters;
+mod floor;
 mod follow;
 mod throttled;
 mod world;

@@ -232,3 +232,93 @@ async fn a_suspended_mirror_is_not_synced() {
         "nothing was copied"
     );
 }
+
+/// A mirror whose `spec.verify` names a key in a Secret: the operator reads
+/// the Secret, copies the signed tag, refuses the unsigned one (counted,
+/// listed with `VerificationFailed`) and says so in one Warning event.
+#[tokio::test]
+async fn a_mirror_refuses_an_unsigned_tag_with_a_warning_event() {
+    let cluster = Cluster::start("op-mirror-verify").await;
+    let world = crate::world::World::new().await;
+    crate::harness::public_key_secret(&cluster, &world).await;
+    let env = &cluster.env;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
+    let quay = quay_registry(&cluster);
+    let source = unique_name("mirror/op-verify");
+    let mut digests = std::collections::BTreeMap::new();
+    for tag in ["1.0.0", "1.1.0"] {
+        let image = TestImage::new(&format!("{source}-{tag}"));
+        let digest = quay.push_image(&source, &image, tag).await.expect("push");
+        digests.insert(tag, digest);
+    }
+    world.sign_reference(
+        &format!("{quay_host}/{source}@{}", digests["1.0.0"]),
+        crate::world::Key::Signer,
+        &[],
+    );
+    let target = unique_name("mirror/op-verify-target");
+    let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{quay_host}/{source}")},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
+            "verify": {
+                "requireTagImmutability": false,
+                "scan": {"required": false},
+                "signature": {"publicKey": {"secretRef": {"name": "cosign-public-key"}}},
+            },
+        }),
+    )
+    .await;
+    operator.wait_ready().await;
+    let api: Api<RegistryMirror> = cluster.typed();
+    let status = operator
+        .eventually("one tag in sync and one refused", || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let status = api.get(&name).await.ok()?.status?;
+                let tags = status.tags.as_ref()?;
+                (tags.in_sync == 1 && tags.refused == 1).then_some(status)
+            }
+        })
+        .await;
+    assert_eq!(status.failures.len(), 1, "{:?}", status.failures);
+    assert_eq!(
+        (
+            status.failures[0].tag.as_str(),
+            status.failures[0].reason.as_str()
+        ),
+        ("1.1.0", "VerificationFailed")
+    );
+    assert_eq!(
+        quay.manifest_digest(&target, "1.0.0").await.unwrap(),
+        digests["1.0.0"]
+    );
+    assert_eq!(
+        quay.manifest_digest(&target, "1.1.0")
+            .await
+            .unwrap_err()
+            .as_u16(),
+        404,
+        "the unsigned tag was published"
+    );
+    let refused = operator
+        .eventually("a VerificationFailed event", || {
+            let client = cluster.client.clone();
+            let (namespace, name) = (cluster.namespace.clone(), name.clone());
+            async move {
+                let all = events(&client, &namespace, &name).await;
+                let refused: Vec<_> = all
+                    .into_iter()
+                    .filter(|(reason, _, _)| reason == "VerificationFailed")
+                    .collect();
+                (!refused.is_empty()).then_some(refused)
+            }
+        })
+        .await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].1, "Verify/1.1.0");
+    assert!(refused[0].2.contains("SignatureMissing"), "{refused:?}");
+}

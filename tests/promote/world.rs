@@ -418,13 +418,19 @@ impl World {
     }
 
     fn sign_with(&self, source: &Source, key: Key, extra: &[&str]) {
-        let keys = keys(&self.env);
         let reference = format!("{}@{}", self.source_repository(source), source.digest);
+        self.sign_reference(&reference, key, extra);
+    }
+
+    /// Signs `reference` (`host/name@digest`, in any of the world's
+    /// registries) with `key`. (Used by tests/mirror, which shares this world.)
+    pub fn sign_reference(&self, reference: &str, key: Key, extra: &[&str]) {
+        let keys = keys(&self.env);
         let key_file = keys.join(key.dir()).join("cosign.key");
         let key_file = key_file.to_str().unwrap();
         let mut args = vec!["sign", "--key", key_file, "--tlog-upload=false", "--yes"];
         args.extend(extra);
-        args.push(&reference);
+        args.push(reference);
         cosign(&self.env, keys, keys, &args);
     }
 

@@ -112,10 +112,12 @@ impl Repository {
             .await
             .expect("resolving the tag");
         Observations {
-            repository: inspector
-                .repository_settings(&self.name)
-                .await
-                .expect("repository settings"),
+            repository: Some(
+                inspector
+                    .repository_settings(&self.name)
+                    .await
+                    .expect("repository settings"),
+            ),
             scan: inspector
                 .scan_report(&self.name, &digest)
                 .await
@@ -180,10 +182,28 @@ async fn an_immutable_kms_repository_with_a_clean_scan_passes() {
         observed.digest, digest,
         "the tag resolves to the real digest"
     );
-    assert_eq!(observed.repository.tag_mutability, TagMutability::Immutable);
-    assert_eq!(observed.repository.encryption.kind.as_str(), "KMS");
     assert_eq!(
-        observed.repository.encryption.kms_key.as_deref(),
+        observed.repository.as_ref().unwrap().tag_mutability,
+        TagMutability::Immutable
+    );
+    assert_eq!(
+        observed
+            .repository
+            .as_ref()
+            .unwrap()
+            .encryption
+            .kind
+            .as_str(),
+        "KMS"
+    );
+    assert_eq!(
+        observed
+            .repository
+            .as_ref()
+            .unwrap()
+            .encryption
+            .kms_key
+            .as_deref(),
         Some(KMS_KEY)
     );
     assert_eq!(observed.scan.status, ScanStatus::Complete);
@@ -261,7 +281,10 @@ async fn a_tag_excluded_from_immutability_can_move() {
     repo.scan(&dev, "COMPLETE", basic(&[])).await;
 
     let observed = repo.observe("1.0.0").await;
-    assert_eq!(observed.repository.exclusion_filters, ["dev-*"]);
+    assert_eq!(
+        observed.repository.as_ref().unwrap().exclusion_filters,
+        ["dev-*"]
+    );
     let verdict = evaluate(
         &policy(vec![]),
         &VerificationFloor::default(),

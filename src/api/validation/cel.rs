@@ -115,40 +115,8 @@ fn exactly_one_of_fields(rule: &str) -> Option<Vec<&str>> {
         .collect()
 }
 
-/// A Go duration (`1h30m`, `90s`, `1.5h`) in seconds.
-fn go_duration_seconds(text: &str) -> Option<f64> {
-    let mut rest = text;
-    let mut total = 0.0;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        if !rest[..number_len].starts_with(|c: char| c.is_ascii_digit()) {
-            return None;
-        }
-        rest = &rest[number_len..];
-        let (unit, seconds) = [
-            ("ns", 1e-9),
-            ("us", 1e-6),
-            ("ms", 1e-3),
-            ("s", 1.0),
-            ("m", 60.0),
-            ("h", 3600.0),
-        ]
-        .into_iter()
-        .find(|(unit, _)| rest.starts_with(unit) && !rest[unit.len()..].starts_with('s'))?;
-        total += number * seconds;
-        rest = &rest[unit.len()..];
-    }
-    Some(total)
-}
-
 fn is_mirror_interval(text: &str) -> bool {
-    go_duration_seconds(text).is_some_and(|seconds| seconds >= 60.0)
+    crate::api::duration::parse_duration(text).is_ok_and(|d| d.as_secs() >= 60)
 }
 
 fn is_label_value(text: &str) -> bool {

@@ -60,11 +60,16 @@ fn why_not(mirror: &RegistryMirror) -> Option<String> {
         pending,
         drifted,
         failed,
+        refused,
         ..
     } = counts;
-    if pending + drifted + failed > 0 {
+    if pending + drifted + failed + refused > 0 {
+        let refused = match refused {
+            0 => String::new(),
+            n => format!(", {n} refused by verification"),
+        };
         return Some(format!(
-            "{pending} pending, {drifted} drifted, {failed} failed"
+            "{pending} pending, {drifted} drifted, {failed} failed{refused}"
         ));
     }
     if !is_true(&status.conditions, READY) {
