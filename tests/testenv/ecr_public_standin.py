@@ -23,7 +23,10 @@ What it covers, on two listeners of one process:
     `push` (ECR Public refuses pushes to a repository that does not exist).
   - Wrong credentials get 401, as the real realm answers.
 
-Token lifetimes are flags, so tests can make tokens expire quickly.
+Token lifetimes are flags, so tests can make tokens expire quickly. With
+`--state-file`, repositories, catalog data and authorization tokens are kept in a JSON
+file and read back at start: a stand-in stopped and started again (the soak's outage of
+ECR Public) comes back with what it knew, as the real service does after an outage.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ class TokenIssuer:
 class Store:
     """Repositories, catalog data and authorization tokens, in memory."""
 
-    def __init__(self, account: str, alias: str, registry: str, auth_ttl: int):
+    def __init__(self, account: str, alias: str, registry: str, auth_ttl: int, state_file: str | None = None):
         self.lock = threading.Lock()
         self.account = account
         self.alias = alias
@@ -123,12 +126,27 @@ class Store:
         self.repositories: dict[str, dict[str, Any]] = {}
         self.catalog: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, float] = {}
+        self.state_file = state_file
+        if state_file and os.path.exists(state_file):
+            with open(state_file) as f:
+                saved = json.load(f)
+            self.repositories, self.catalog, self.tokens = saved["repositories"], saved["catalog"], saved["tokens"]
+
+    def save(self) -> None:
+        """Writes what the store knows to the state file, if any; call with the lock held."""
+        if not self.state_file:
+            return
+        saved = {"repositories": self.repositories, "catalog": self.catalog, "tokens": self.tokens}
+        with open(self.state_file + ".tmp", "w") as f:
+            json.dump(saved, f)
+        os.replace(self.state_file + ".tmp", self.state_file)
 
     def issue_auth_token(self) -> tuple[str, float]:
         token = secrets.token_urlsafe(32)
         expires = time.time() + self.auth_ttl
         with self.lock:
             self.tokens[token] = expires
+            self.save()
         return token, expires
 
     def token_valid(self, token: str) -> bool:
@@ -206,6 +224,7 @@ class Api:
                 )
             self.store.repositories[name] = repo
             self.store.catalog[name] = self._catalog(body.get("catalogData") or {})
+            self.store.save()
         return {"repository": repo, "catalogData": self.store.catalog[name]}
 
     def action_DescribeRepositories(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -230,6 +249,7 @@ class Api:
         data = self._catalog(body.get("catalogData") or {})
         with self.store.lock:
             self.store.catalog[name] = data
+            self.store.save()
         return {"catalogData": data}
 
     def action_GetRepositoryCatalogData(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -448,9 +468,10 @@ def main() -> None:
     parser.add_argument("--ca", required=True)
     parser.add_argument("--registry-token-ttl", type=int, default=int(os.environ.get("STANDIN_REGISTRY_TOKEN_TTL", "300")))
     parser.add_argument("--auth-token-ttl", type=int, default=int(os.environ.get("STANDIN_AUTH_TOKEN_TTL", str(12 * 3600))))
+    parser.add_argument("--state-file", help="keep repositories, catalog data and tokens in this JSON file across restarts")
     args = parser.parse_args()
 
-    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl)
+    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl, args.state_file)
     issuer = TokenIssuer(args.signing_key, args.signing_cert, args.issuer, args.service, args.registry_token_ttl)
     ApiHandler.api = Api(store, issuer, args.ca)
     TokenHandler.store = store
