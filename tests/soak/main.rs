@@ -28,7 +28,6 @@
 mod support;
 
 #[path = "../smoke/oci.rs"]
-#[allow(dead_code)]
 mod oci;
 
 #[path = "../promote/world.rs"]

@@ -45,6 +45,22 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// The last error a replica logged (JSON lines): its message and error.
+fn last_error(log: &str) -> String {
+    log.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["level"] == "ERROR")
+        .map(|line| {
+            format!(
+                "{} ({})",
+                line["message"].as_str().unwrap_or_default(),
+                line["error"].as_str().unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| "no error logged".into())
+}
+
 impl Replicas {
     pub fn new(
         cluster: &Cluster,
@@ -105,13 +121,7 @@ impl Replicas {
                 replica.peak_rss_mib = replica.peak_rss_mib.max(hwm);
             }
             if let Some(status) = operator.exited() {
-                let log = operator.log();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                exited.push((
-                    i,
-                    status.to_string(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-                ));
+                exited.push((i, status.to_string(), last_error(&operator.log())));
             }
         }
         for (i, status, tail) in exited {

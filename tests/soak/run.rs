@@ -59,6 +59,8 @@ struct Soak {
     rss_before: Option<f64>,
     rss_after: Option<f64>,
     measured_on: Option<usize>,
+    /// The leader's RSS at the end when it is not the replica measured before.
+    rss_after_elsewhere: Option<(String, f64)>,
 }
 
 struct MirrorSource {
@@ -191,6 +193,7 @@ impl Soak {
             rss_before: None,
             rss_after: None,
             measured_on: None,
+            rss_after_elsewhere: None,
         }
     }
 }
@@ -575,10 +578,16 @@ impl Soak {
         let leader = self.wait_leader().await;
         let name = leader.map(|l| self.replicas.all[l].name.clone());
         self.replicas.note(format!("settled; leader: {name:?}"));
-        if let Some(leader) = leader.filter(|l| Some(*l) == self.measured_on) {
-            self.rss_after = self.sample_rss(leader).await;
+        if let Some(leader) = leader {
+            let rss = self.sample_rss(leader).await;
+            let name = self.replicas.all[leader].name.clone();
             self.replicas
-                .note(format!("RSS after the churn: {:?} MiB", self.rss_after));
+                .note(format!("RSS after the churn on {name}: {rss:?} MiB"));
+            if Some(leader) == self.measured_on {
+                self.rss_after = rss;
+            } else {
+                self.rss_after_elsewhere = rss.map(|rss| (name, rss));
+            }
         }
         leader
     }
@@ -945,7 +954,13 @@ impl Soak {
              | waves not all Ready within their time (wave: Ready/created) | {} |\n",
             peaks.join(", "),
             self.rss_before.map_or("—".into(), |v| format!("{v:.1}")),
-            self.rss_after.map_or("—".into(), |v| format!("{v:.1}")),
+            match (&self.rss_after, &self.rss_after_elsewhere) {
+                (Some(v), _) => format!("{v:.1}"),
+                (None, Some((name, v))) => format!(
+                    "— (the replica measured before exited; {name}, leading at the end: {v:.1})"
+                ),
+                _ => "—".into(),
+            },
             requests(&self.quay),
             requests(&self.public),
             if self.slow_waves.is_empty() {
