@@ -880,6 +880,22 @@ impl Soak {
         checks
     }
 
+    /// Requests the Quay proxy saw for mirror target repositories, per
+    /// mirror and minute it existed (the churn mirrors for their wave).
+    fn mirror_requests_per_minute(&self) -> f64 {
+        let prefix = format!("/v2/{}/m", self.run);
+        let requests = self
+            .quay
+            .exchanges()
+            .iter()
+            .filter(|e| e.path.starts_with(&prefix))
+            .count();
+        let s = &self.settings;
+        let base = s.base_mirrors() as f64 * self.at().as_secs_f64();
+        let churn = (s.mirrors - s.base_mirrors()) as f64 * s.wave_length().as_secs_f64();
+        requests as f64 / ((base + churn) / 60.0).max(1.0)
+    }
+
     fn report(&self, checks: &[Check]) -> String {
         let s = &self.settings;
         let build = match std::env::var("IMAGE_PROMOTER_BIN") {
@@ -951,6 +967,7 @@ impl Soak {
              | leader's RSS with the base population, before / after the churn | {} / {} MiB |\n\
              | registry requests at the Quay proxy | {} |\n\
              | registry requests at the ECR Public proxy | {} |\n\
+             | requests to the mirrors' target repositories per mirror and minute of its life | {:.1} |\n\
              | waves not all Ready within their time (wave: Ready/created) | {} |\n",
             peaks.join(", "),
             self.rss_before.map_or("—".into(), |v| format!("{v:.1}")),
@@ -963,6 +980,7 @@ impl Soak {
             },
             requests(&self.quay),
             requests(&self.public),
+            self.mirror_requests_per_minute(),
             if self.slow_waves.is_empty() {
                 "none".to_string()
             } else {
