@@ -550,8 +550,8 @@ impl Soak {
                 self.measured_on = Some(leader);
                 let name = self.replicas.all[leader].name.clone();
                 self.replicas.note(format!(
-                    "RSS before the churn on {name}: {:?} MiB",
-                    self.rss_before
+                    "RSS before the churn on {name}: {} MiB",
+                    self.rss_before.map_or("—".into(), |v| format!("{v:.1}"))
                 ));
             }
         }
@@ -581,8 +581,10 @@ impl Soak {
         if let Some(leader) = leader {
             let rss = self.sample_rss(leader).await;
             let name = self.replicas.all[leader].name.clone();
-            self.replicas
-                .note(format!("RSS after the churn on {name}: {rss:?} MiB"));
+            self.replicas.note(format!(
+                "RSS after the churn on {name}: {} MiB",
+                rss.map_or("—".into(), |v| format!("{v:.1}"))
+            ));
             if Some(leader) == self.measured_on {
                 self.rss_after = rss;
             } else {
