@@ -109,8 +109,16 @@ demo: env-up image ## The operator end to end: the test world with its node, the
 demo-down: ## Stop the demo: the whole test world (as make env-down)
 	@$(MAKE) --no-print-directory env-down
 
+.PHONY: soak
+soak: env-up release ## The soak: 10 minutes of the release build under churn (1,000 promotions, 20 mirrors; apiserver restarted, ECR Public down 30 s, leader killed); checks, then writes docs/benchmarks-operator.md's soak section (SOAK_MINUTES, SOAK_PROMOTIONS, SOAK_MIRRORS override)
+	@set -a && . $(TESTENV)/env && set +a && \
+	  export IMAGE_PROMOTER_BIN=$$(realpath $${CARGO_TARGET_DIR:-target})/release/image-promoter \
+	    SOAK_MINUTES=$(or $(SOAK_MINUTES),10) SOAK_PROMOTIONS=$(or $(SOAK_PROMOTIONS),1000) SOAK_MIRRORS=$(or $(SOAK_MIRRORS),20) \
+	    SOAK_REPORT=$(CURDIR)/docs/benchmarks-operator.md && \
+	  $(CARGO) test --release --locked --test soak -- --nocapture
+
 .PHONY: bench bench-operator bench-mirror
-bench-operator: env-up ## The operator at scale: 100 promotions at once, then 1,000 through one resync; writes docs/benchmarks-operator.md
+bench-operator: env-up ## The operator at scale (bench profile = release): 100 and 1,000 promotions at once, 1,000 and 10,000 through one resync (requests per object at the registry and the apiserver); writes docs/benchmarks-operator.md (BENCH_QUICK=1: 100 and 1,000 only)
 	@set -a && . $(TESTENV)/env && set +a && $(CARGO) bench --locked --bench operator
 
 bench-mirror: env-up ## The RegistryMirror against regsync and skopeo sync: 1,000 tags, backfill and idle interval, requests counted at the registries (docs/benchmarks-mirror.md; BENCH_QUICK=1: 100 tags)

@@ -33,7 +33,11 @@ pub struct Cluster {
 impl Cluster {
     /// Connects as administrator, installs the CRDs, creates a namespace.
     pub async fn start(test: &str) -> Self {
-        let env = TestEnv::load();
+        Self::start_in(TestEnv::load(), test).await
+    }
+
+    /// The same against the apiserver `env` names (a private control plane).
+    pub async fn start_in(env: TestEnv, test: &str) -> Self {
         let client = env.kube_admin().await;
         install_crds(&client).await;
         let namespace = unique_name(test);

@@ -129,6 +129,8 @@ pub struct Exchange {
     pub fault: Option<Fault>,
     /// Response body bytes sent to the client.
     pub response_bytes: u64,
+    /// The registry's `Docker-Content-Digest` (what a manifest `PUT` wrote).
+    pub digest: Option<String>,
     pub received: Instant,
 }
 
@@ -332,6 +334,7 @@ impl RequestHead {
             upstream_status: None,
             fault: None,
             response_bytes: 0,
+            digest: None,
             received,
         }
     }
@@ -642,6 +645,11 @@ async fn forward(
 
     let upstream_status = response.status().as_u16();
     log.upstream_status = Some(upstream_status);
+    log.digest = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     match &fault {
         Some(Fault::LoseAnswer) => {
             drop(response);

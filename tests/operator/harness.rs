@@ -109,6 +109,12 @@ impl Operator {
         self.child.id()
     }
 
+    /// Its exit status, if it has exited (the soak restarts replicas that did).
+    #[allow(dead_code)]
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// What the operator logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

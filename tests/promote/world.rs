@@ -143,7 +143,11 @@ fn split_token(token: &str) -> (String, String) {
 
 impl World {
     pub async fn new() -> Self {
-        let env = TestEnv::load();
+        Self::with_env(TestEnv::load()).await
+    }
+
+    /// The world as `env` describes it (a private control plane's ECR Public).
+    pub async fn with_env(env: TestEnv) -> Self {
         let ecr = aws_sdk_ecr::Client::from_conf(
             aws_sdk_ecr::Config::builder()
                 .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())

@@ -20,7 +20,13 @@ pub struct TestEnv {
 impl TestEnv {
     /// Reads the env file, or panics with the command that creates it.
     pub fn load() -> Self {
-        let path = env_file();
+        Self::load_from(&env_file())
+    }
+
+    /// Reads another env file of the same shape (a private control plane's,
+    /// `testenv.py private`).
+    pub fn load_from(path: &std::path::Path) -> Self {
+        let path = path.to_path_buf();
         let text = std::fs::read_to_string(&path).unwrap_or_else(|err| {
             panic!(
                 "the test world is not running ({}: {err}); start it with `make env-up` \

@@ -29,7 +29,11 @@ What it covers, on two listeners of one process:
     repository that does not exist, and to another account's).
   - Wrong credentials get 401, as the real realm answers.
 
-Token lifetimes are flags, so tests can make tokens expire quickly. A test may run a
+Token lifetimes are flags, so tests can make tokens expire quickly. With
+`--state-file`, every account's repositories and catalog data and the authorization
+tokens are kept in a JSON file and read back at start: a stand-in stopped and started
+again (the soak's outage of ECR Public) comes back with what it knew, as the real
+service does after an outage. A test may run a
 private instance of the API in front of the world's registry (tests/promote/standin.rs):
 with `--upstream` the main account's actions (but DescribeRegistries) are the world
 stand-in's, whose tokens and repositories the world's token realm knows; the second
@@ -134,13 +138,52 @@ class Account:
 class Store:
     """Accounts (by access key id) and authorization tokens, in memory."""
 
-    def __init__(self, account: str, alias: str, registry: str, auth_ttl: int, foreign: dict[str, Account]):
+    def __init__(
+        self,
+        account: str,
+        alias: str,
+        registry: str,
+        auth_ttl: int,
+        foreign: dict[str, Account],
+        state_file: str | None = None,
+    ):
         self.lock = threading.Lock()
         self.main = Account(account, alias)
         self.foreign = foreign
         self.registry = registry
         self.auth_ttl = auth_ttl
         self.tokens: dict[str, tuple[float, Account]] = {}
+        self.state_file = state_file
+        if state_file and os.path.exists(state_file):
+            with open(state_file) as f:
+                saved = json.load(f)
+            by_id = {a.account: a for a in self.accounts()}
+            for account_id, held in saved["accounts"].items():
+                if account_id in by_id:
+                    by_id[account_id].repositories = held["repositories"]
+                    by_id[account_id].catalog = held["catalog"]
+            self.tokens = {
+                token: (expires, by_id[account_id])
+                for token, (expires, account_id) in saved["tokens"].items()
+                if account_id in by_id
+            }
+
+    def accounts(self) -> list[Account]:
+        return [self.main, *self.foreign.values()]
+
+    def save(self) -> None:
+        """Writes what the store knows to the state file, if any; call with the lock held."""
+        if not self.state_file:
+            return
+        saved = {
+            "accounts": {
+                a.account: {"repositories": a.repositories, "catalog": a.catalog} for a in self.accounts()
+            },
+            "tokens": {token: (expires, a.account) for token, (expires, a) in self.tokens.items()},
+        }
+        with open(self.state_file + ".tmp", "w") as f:
+            json.dump(saved, f)
+        os.replace(self.state_file + ".tmp", self.state_file)
 
     def account_for(self, access_key: str | None) -> Account:
         return self.foreign.get(access_key or "", self.main)
@@ -150,6 +193,7 @@ class Store:
         expires = time.time() + self.auth_ttl
         with self.lock:
             self.tokens[token] = (expires, account)
+            self.save()
         return token, expires
 
     def token_account(self, token: str) -> Account | None:
@@ -258,6 +302,7 @@ class Api:
                 )
             caller.repositories[name] = repo
             caller.catalog[name] = self._catalog(body.get("catalogData") or {})
+            self.store.save()
         return {"repository": repo, "catalogData": caller.catalog[name]}
 
     def action_DescribeRepositories(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
@@ -282,6 +327,7 @@ class Api:
         data = self._catalog(body.get("catalogData") or {})
         with self.store.lock:
             caller.catalog[name] = data
+            self.store.save()
         return {"catalogData": data}
 
     def action_GetRepositoryCatalogData(self, body: dict[str, Any], caller: Account) -> dict[str, Any]:
@@ -514,6 +560,7 @@ def main() -> None:
     parser.add_argument("--ca", required=True)
     parser.add_argument("--registry-token-ttl", type=int, default=int(os.environ.get("STANDIN_REGISTRY_TOKEN_TTL", "300")))
     parser.add_argument("--auth-token-ttl", type=int, default=int(os.environ.get("STANDIN_AUTH_TOKEN_TTL", str(12 * 3600))))
+    parser.add_argument("--state-file", help="keep repositories, catalog data and tokens in this JSON file across restarts")
     args = parser.parse_args()
 
     foreign = {}
@@ -523,7 +570,7 @@ def main() -> None:
         if not (key and account and alias) or alias == args.alias:
             parser.error(f"--foreign {spec!r}: write KEY=ACCOUNT:ALIAS with an alias of its own")
         foreign[key] = Account(account, alias)
-    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl, foreign)
+    store = Store(args.account, args.alias, args.registry, args.auth_token_ttl, foreign, args.state_file)
     issuer = TokenIssuer(args.signing_key, args.signing_cert, args.issuer, args.service, args.registry_token_ttl)
     ApiHandler.api = Api(store, issuer, args.ca, args.upstream)
     TokenHandler.store = store

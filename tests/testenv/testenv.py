@@ -17,7 +17,8 @@ Every component is a plain process on 127.0.0.1, started from the state folder
 starts a world without the node, for a second world on the same machine (one machine
 runs one node); the node's tests then fail, as they must, for want of it. It writes
 `target/testenv/env` (`export KEY=VALUE` lines for tests and shells) and a docker
-`config.json` with every registry's credentials. `down` stops everything and
+`config.json` with every registry's credentials. `private FOLDER up|down|stop NAME`
+runs a private control plane beside it (see "a private control plane" below). `down` stops everything and
 checks that nothing is left behind: no process, mount, network namespace,
 container or pod cgroup.
 
@@ -426,7 +427,7 @@ def start_etcd(world: World) -> str:
     return url
 
 
-def start_apiserver(world: World, etcd_url: str) -> str:
+def start_apiserver(world: World, etcd_url: str, extra: list[str] | None = None) -> str:
     port = world.port("kube-apiserver")
     token = world.secret("admin-token")
     kube = STATE / "kube"
@@ -469,6 +470,7 @@ def start_apiserver(world: World, etcd_url: str) -> str:
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--v=0",
+            *(extra or []),
         ],
         lambda: http_status(f"{url}/readyz", token, tls_context()) == 200,
     )
@@ -577,7 +579,7 @@ def start_registry(world: World, name: str, auth: dict) -> str:
     return f"127.0.0.1:{port}"
 
 
-def start_ecr_public(world: World, registry: str) -> tuple[str, str]:
+def start_ecr_public(world: World, registry: str, state_file: Path | None = None) -> tuple[str, str]:
     api, realm = world.port("ecr-public-api"), world.port("ecr-public-token")
     url = f"http://127.0.0.1:{api}"
     world.start(
@@ -598,6 +600,7 @@ def start_ecr_public(world: World, registry: str) -> tuple[str, str]:
             f"--tls-cert={CERTS / 'server.pem'}",
             f"--tls-key={CERTS / 'server.key'}",
             f"--ca={CERTS / 'ca.pem'}",
+            *([f"--state-file={state_file}"] if state_file else []),
         ],
         lambda: http_status(f"https://127.0.0.1:{realm}/token?service={PUBLIC_SERVICE}", context=tls_context()) == 200,
     )
@@ -1426,8 +1429,140 @@ def status() -> None:
         print(f"{name:18} pid {pid:>7} {'running' if process_matches(pid, name) else 'stopped'}")
 
 
+# --- a private control plane --------------------------------------------------------
+#
+# The soak (tests/soak) restarts the apiserver and takes ECR Public down; the operator
+# benchmark counts the operator's requests in an audit log. Doing that to the shared
+# world would disturb every other test running on it, so they get private copies: an
+# etcd, a kube-apiserver (with an audit log of every ServiceAccount's requests), a
+# registry for ECR Public and its stand-in (whose state survives a restart), in a
+# folder of their own with their own ports. The tools, the certificates, moto, the
+# internal ECR and the Quay registry stay the shared world's.
+
+PRIVATE_COMPONENTS = ["etcd", "kube-apiserver", "registry-public", "ecr-public"]
+
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def read_env(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export ") :].partition("=")
+            values[key] = value
+    return values
+
+
+def use_private_state(folder: Path) -> dict[str, str]:
+    """Points the state (ports, PIDs, secrets, logs, data) at `folder`; the tools
+    and certificates stay the shared world's. Returns the shared world's env."""
+    global STATE, LOGS, STATE_FILE
+    shared_env = STATE / "env"
+    if not shared_env.exists():
+        raise SystemExit(f"testenv: the shared world is not up ({shared_env} is missing); run `make env-up`")
+    env = read_env(shared_env)
+    STATE = folder.resolve()
+    LOGS = STATE / "logs"
+    STATE_FILE = STATE / "state.json"
+    STATE.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def private_up(folder: Path) -> None:
+    """Starts (or reuses; restarts what was stopped) the private control plane in
+    `folder` and writes `folder/env`: the shared world's env with the private
+    apiserver, ECR Public and configuration in place of the shared ones."""
+    shared = use_private_state(folder)
+    world = World()
+    etcd_url = start_etcd(world)
+    kube = STATE / "kube"
+    kube.mkdir(parents=True, exist_ok=True)
+    (kube / "audit-policy.yaml").write_text(AUDIT_POLICY)
+    audit_log = kube / "audit.log"
+    kubeconfig = start_apiserver(
+        world,
+        etcd_url,
+        [f"--audit-policy-file={kube / 'audit-policy.yaml'}", f"--audit-log-path={audit_log}", "--audit-log-format=json", "--audit-log-maxbackup=0"],
+    )
+    realm = f"https://127.0.0.1:{world.port('ecr-public-token')}/token"
+    auth = {"token": {"realm": realm, "service": PUBLIC_SERVICE, "issuer": PUBLIC_ISSUER, "rootcertbundle": str(CERTS / "ca.pem"), "signingalgorithms": ["ES256"]}}
+    public = start_registry(world, "registry-public", auth)
+    public_api, realm = start_ecr_public(world, public, STATE / "ecr-public-state.json")
+    world.save()
+    config = STATE / "promoter.yaml"
+    config.write_text(
+        promoter_config(
+            shared["PROMOTER_TEST_ECR_REGISTRY"],
+            shared["PROMOTER_TEST_QUAY_REGISTRY"],
+            public,
+            Path(shared["PROMOTER_TEST_DOCKER_CONFIG"]) / "config.json",
+            shared["AWS_ENDPOINT_URL_ECR"],
+            public_api,
+        )
+    )
+    env = shared | {
+        "KUBECONFIG": kubeconfig,
+        "PROMOTER_TEST_CONFIG": str(config),
+        "PROMOTER_TEST_PUBLIC_REGISTRY": public,
+        "PROMOTER_TEST_PUBLIC_TOKEN_REALM": realm,
+        "AWS_ENDPOINT_URL_ECR_PUBLIC": public_api,
+        "PROMOTER_TEST_APISERVER_PORT": str(world.port("kube-apiserver")),
+        "PROMOTER_TEST_AUDIT_LOG": str(audit_log),
+        "PROMOTER_TEST_PRIVATE_WORLD": str(STATE),
+    }
+    lines = ["# A private control plane of the image-promoter test world; written by `testenv.py private`."]
+    lines += [f"export {key}={value}" for key, value in env.items() if key != "PATH"]
+    (STATE / "env").write_text("\n".join(lines) + "\n")
+    log(f"private control plane ready; source {STATE / 'env'}")
+
+
+def private_stop(folder: Path, name: str) -> None:
+    if name not in PRIVATE_COMPONENTS:
+        raise SystemExit(f"testenv: {name!r} is not one of {', '.join(PRIVATE_COMPONENTS)}")
+    use_private_state(folder)
+    world = World()
+    world.stop(name)
+    world.save()
+
+
+def private_down(folder: Path) -> None:
+    use_private_state(folder)
+    world = World()
+    for name in reversed(PRIVATE_COMPONENTS):
+        world.stop(name)
+    world.save()
+    for data in [STATE / "etcd", STATE / "registries"]:
+        if data.exists():
+            subprocess.run(["rm", "-rf", str(data)], check=True)
+
+
+def private(args: list[str]) -> None:
+    usage = f"usage: {sys.argv[0]} private FOLDER up|down|stop COMPONENT ({', '.join(PRIVATE_COMPONENTS)})"
+    if len(args) < 2:
+        raise SystemExit(usage)
+    folder, command = Path(args[0]), args[1:]
+    if command == ["up"]:
+        private_up(folder)
+    elif command == ["down"]:
+        private_down(folder)
+    elif len(command) == 2 and command[0] == "stop":
+        private_stop(folder, command[1])
+    else:
+        raise SystemExit(usage)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["private"]:
+        private(sys.argv[2:])
+        raise SystemExit(0)
     commands = {"up": up, "down": down, "status": status}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        raise SystemExit(f"usage: {sys.argv[0]} {'|'.join(commands)}")
+        raise SystemExit(f"usage: {sys.argv[0]} {'|'.join(commands)}|private FOLDER …")
     commands[sys.argv[1]]()
