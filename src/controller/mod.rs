@@ -341,13 +341,16 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
         reconcile_all.push(again);
         let poking = ctx.clone();
+        let versions = SecretVersions::default();
         let running = controller
             .watches(
                 scoped(&client, &namespace),
                 watcher::Config::default(),
                 move |secret| {
                     let objects = referencing(&store, &secret, decision::references_secret);
-                    poke(&poking.promotions, &objects);
+                    if versions.changed(&secret) {
+                        poke(&poking.promotions, &objects);
+                    }
                     objects
                 },
             )
@@ -376,6 +379,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
         reconcile_all.push(again);
         let poking = ctx.clone();
+        let versions = SecretVersions::default();
         let mut stopping = stopping.clone();
         let mirror_health = health.clone();
         let running = controller
@@ -384,7 +388,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 watcher::Config::default(),
                 move |secret| {
                     let objects = referencing(&store, &secret, mirror::references_secret);
-                    poke(&poking.mirrors, &objects);
+                    if versions.changed(&secret) {
+                        poke(&poking.mirrors, &objects);
+                    }
                     objects
                 },
             )
@@ -551,6 +557,22 @@ where
         .collect()
 }
 
+/// The resourceVersion of each Secret seen, by namespace and name: a watch
+/// that lists again after an outage sends every Secret once more, and only
+/// a Secret whose content changed makes its objects due.
+#[derive(Default)]
+struct SecretVersions(std::sync::Mutex<std::collections::HashMap<(String, String), String>>);
+
+impl SecretVersions {
+    /// Whether `secret` is new or changed since it was last seen.
+    fn changed(&self, secret: &PartialObjectMeta<Secret>) -> bool {
+        let key = (secret.namespace().unwrap_or_default(), secret.name_any());
+        let version = secret.resource_version().unwrap_or_default();
+        let mut seen = self.0.lock().expect("lock never poisoned");
+        seen.insert(key, version.clone()).as_deref() != Some(version.as_str())
+    }
+}
+
 /// Marks `objects` due now: a Secret they reference changed.
 fn poke<K, T: Default>(records: &Records<T>, objects: &[ObjectRef<K>])
 where
@@ -713,5 +735,29 @@ async fn check_crds(
             message: status.message.clone(),
         }),
         Err(error) => Err(RunError::Apiserver(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, version: &str) -> PartialObjectMeta<Secret> {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": "team", "resourceVersion": version},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_new_or_changed_secret_makes_its_objects_due() {
+        let versions = SecretVersions::default();
+        assert!(versions.changed(&secret("a", "1")), "first seen");
+        assert!(!versions.changed(&secret("a", "1")), "listed again");
+        assert!(versions.changed(&secret("a", "2")), "changed");
+        assert!(versions.changed(&secret("b", "2")), "another Secret");
+        assert!(!versions.changed(&secret("a", "2")));
     }
 }
