@@ -91,11 +91,14 @@ fn known(memory: &PromotionMemory, generation: i64) -> bool {
     memory.generation == Some(generation)
 }
 
-/// Whether the promotion is done: every target of the plan holds the image
-/// under every tag it asks for. The memory decides when this process ran this
-/// generation; otherwise the previous status does (it describes this
-/// generation, the source is pinned and every target is promoted with every
-/// tag), which can only lead to a drift check, never to a copy.
+/// Whether the promotion is done and says so: every target of the plan holds
+/// the image under every tag it asks for, and the previous status (the one
+/// the operator last wrote, or the object's) describes this generation with
+/// every target promoted. When this process ran this generation, its memory
+/// must agree; otherwise the status alone is a hint that can only lead to a
+/// drift check, never to a copy. A promotion whose copy finished but whose
+/// status write failed is not done: its next run writes the status from
+/// memory, without a request to any registry.
 pub fn finished(
     generation: i64,
     memory: &PromotionMemory,
@@ -105,24 +108,25 @@ pub fn finished(
     if plan.targets.is_empty() {
         return false;
     }
-    if known(memory, generation) {
-        let Some(pin) = &memory.pin else {
-            return false;
-        };
-        return plan.targets.iter().all(|t| {
-            memory.published.get(&t.name).is_some_and(|p| {
-                p.repository == t.target.repository.to_string()
-                    && p.source_digest == pin.digest
-                    && t.target.tags.iter().all(|tag| p.tags.contains(tag))
-            })
-        });
-    }
-    previous.observed_generation == Some(generation)
+    let said = previous.observed_generation == Some(generation)
         && previous.source_digest.is_some()
         && plan
             .targets
             .iter()
-            .all(|t| promoted_by_status(previous, t).is_some())
+            .all(|t| promoted_by_status(previous, t).is_some());
+    if !known(memory, generation) {
+        return said;
+    }
+    let Some(pin) = &memory.pin else {
+        return false;
+    };
+    said && plan.targets.iter().all(|t| {
+        memory.published.get(&t.name).is_some_and(|p| {
+            p.repository == t.target.repository.to_string()
+                && p.source_digest == pin.digest
+                && t.target.tags.iter().all(|tag| p.tags.contains(tag))
+        })
+    })
 }
 
 /// Whether the promotion looks done before any plan (so its public key
@@ -652,12 +656,18 @@ spec:
             ),
             (
                 memory(&[("a", &["1.0", "latest"]), ("b", &["1.0"])]),
-                ImagePromotionStatus::default(),
+                status(2, "True", both.clone()),
                 true,
             ),
             (
                 memory(&[("a", &["1.0", "latest"])]),
                 status(2, "True", both.clone()),
+                false,
+            ),
+            // Copied, but the status write failed: not done until it says so.
+            (
+                memory(&[("a", &["1.0", "latest"]), ("b", &["1.0"])]),
+                ImagePromotionStatus::default(),
                 false,
             ),
         ];
