@@ -437,19 +437,7 @@ mod tests {
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn plan() -> PromotionPlan {
-        let object: ImagePromotion = serde_yaml_ng::from_str(
-            r#"
-apiVersion: imagepromoter.dev/v1alpha1
-kind: ImagePromotion
-metadata: {name: app, namespace: team, generation: 2}
-spec:
-  source: {image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1.0"}
-  targets:
-    - {name: a, repository: quay.io/acme/app, tags: ["1.0", latest], floatingTags: [latest]}
-    - {name: b, repository: public.ecr.aws/acme/app}
-"#,
-        )
-        .unwrap();
+        let object = object();
         crate::promotion::plan_with(
             &object,
             &Config::default(),
