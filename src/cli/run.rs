@@ -54,7 +54,7 @@ pub struct RunArgs {
     /// Watch only this namespace (repeatable); default: every namespace.
     #[arg(long = "watch-namespace", value_name = "NAMESPACE")]
     pub watch_namespaces: Vec<String>,
-    /// Promotions reconciled at once.
+    /// Reconciles at work at once in the whole process (both kinds, every watched namespace).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// How often finished promotions are checked for drift (jittered ±10 %), e.g. 1h, 30m, 90s.
