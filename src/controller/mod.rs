@@ -368,6 +368,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         tokio::spawn(forget_deleted::<ImagePromotion>(
             client.clone(),
             namespace.clone(),
+            watched.clone(),
             ctx.clone(),
             Context::forget_promotion,
         ));
@@ -408,6 +409,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         tokio::spawn(forget_deleted::<RegistryMirror>(
             client.clone(),
             namespace.clone(),
+            watched.clone(),
             ctx.clone(),
             Context::forget_mirror,
         ));
@@ -592,6 +594,7 @@ where
 async fn forget_deleted<K>(
     client: kube::Client,
     namespace: Option<String>,
+    watched: watcher::Config,
     ctx: Arc<Context>,
     forget: fn(&Context, &str),
 ) where
@@ -607,7 +610,7 @@ async fn forget_deleted<K>(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let mut events = watcher(api, watcher::Config::default())
+    let mut events = watcher(api, watched)
         .default_backoff()
         .boxed();
     while let Some(event) = events.next().await {
