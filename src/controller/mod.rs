@@ -610,9 +610,7 @@ async fn forget_deleted<K>(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let mut events = watcher(api, watched)
-        .default_backoff()
-        .boxed();
+    let mut events = watcher(api, watched).default_backoff().boxed();
     while let Some(event) = events.next().await {
         if let Ok(watcher::Event::Delete(object)) = event
             && let Some(uid) = object.uid()
