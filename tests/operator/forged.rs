@@ -26,6 +26,17 @@ fn require_signature(path: &std::path::Path, world: &World) {
     std::fs::rename(&next, path).unwrap();
 }
 
+/// Writes [`forged`] into the status of `name`, as someone with the role would.
+async fn forge(api: &Api<ImagePromotion>, name: &str, digest: &str) {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&forged(digest)),
+    )
+    .await
+    .expect("patching the status");
+}
+
 /// What someone with `imagepromotions/status` rights writes to make an
 /// unverified image look verified.
 fn forged(digest: &str) -> serde_json::Value {
@@ -72,13 +83,7 @@ async fn a_status_patched_to_verified_publishes_nothing() {
         .await;
 
     let api: Api<ImagePromotion> = cluster.typed();
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(&forged(&source.digest)),
-    )
-    .await
-    .expect("patching the status");
+    forge(&api, &name, &source.digest).await;
     operator
         .wait_status(&cluster, &name, "the operator's own status back", refused)
         .await;
@@ -93,13 +98,7 @@ async fn a_status_patched_to_verified_publishes_nothing() {
     // source must still resolve to what the status claims, or nothing moves.
     operator.kill();
     let other = format!("sha256:{}", "0".repeat(64));
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(&forged(&other)),
-    )
-    .await
-    .expect("patching the status");
+    forge(&api, &name, &other).await;
     let mut restarted = Operator::start_with_config(&cluster, &kubeconfig, &config, &[]);
     let status = restarted
         .wait_status(&cluster, &name, "Stalled=True SourceDigestMismatch", |s| {
@@ -115,13 +114,7 @@ async fn a_status_patched_to_verified_publishes_nothing() {
 
     // And one naming the right digest: verified again, refused again.
     restarted.kill();
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(&forged(&source.digest)),
-    )
-    .await
-    .expect("patching the status");
+    forge(&api, &name, &source.digest).await;
     let mut restarted = Operator::start_with_config(&cluster, &kubeconfig, &config, &[]);
     restarted
         .wait_status(&cluster, &name, "Stalled again after a restart", refused)
