@@ -14,6 +14,7 @@
 #![deny(rust_2018_idioms)]
 pub mod api;
 pub mod aws;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod controller;
