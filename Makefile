@@ -20,7 +20,7 @@ help: ## List the entry points
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl, regsync; containerd, runc, CNI plugins, skopeo from Debian)
+tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl, regsync, cargo-cyclonedx; containerd, runc, CNI plugins, skopeo from Debian)
 	@tests/testenv/install-tools.sh
 
 .PHONY: env-up
@@ -89,6 +89,15 @@ chart-check: env-up ## helm lint --strict; every value set rendered, validated o
 .PHONY: release-binary
 release-binary: ## Build the release binary (target/release/image-promoter) that the image holds
 	@$(CARGO) build --release --locked --bin image-promoter
+
+.PHONY: release
+release: tools $(if $(REGISTRY),,env-up) ## Publish VERSION (Cargo.toml's) to REGISTRY=host/path (default: the test world's internal ECR): the image, the chart as oci://REGISTRY/charts, both signed with COSIGN_KEY, the crates' SBOM attested (hack/release/release.py)
+	@if [ -z "$(REGISTRY)" ]; then set -a && . $(TESTENV)/env && set +a; fi; \
+	  export PATH=$(CURDIR)/$(TESTENV)/bin:$$PATH; \
+	  registry="$(or $(REGISTRY),$$PROMOTER_TEST_ECR_REGISTRY)"; \
+	  hack/release/release.py --preflight --version $(VERSION) --registry "$$registry" && \
+	  $(MAKE) --no-print-directory release-binary && \
+	  hack/release/release.py --version $(VERSION) --registry "$$registry"
 
 .PHONY: image
 image: tools $(if $(IMAGE),,env-up) release-binary ## Build the operator's image without Docker (OCI layout in target/image/) and push it to IMAGE=host/repo:tag (default: the test world's internal ECR; any world registry gets its CA and credentials)

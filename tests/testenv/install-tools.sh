@@ -89,6 +89,20 @@ install_helm() {
   link "$dir/helm" helm
 }
 
+# cargo-cyclonedx writes the SBOM of the crates that `make release` attaches to the
+# image; built with `cargo install --locked` and cached per version.
+install_cargo_tool() {
+  local name=$1 version=$2
+  local dir=$cache/tools/$name-$version
+  if [ ! -x "$dir/bin/$name" ]; then
+    say "building $name $version with cargo (cached afterwards)"
+    rm -rf "$dir.tmp"
+    cargo install --locked --quiet --root "$dir.tmp" "$name@$version"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/bin/$name" "$name"
+}
+
 install_python() {
   local key
   key=$(cat "$here/requirements.txt" | sha256sum | cut -c1-16)
@@ -212,6 +226,7 @@ install_wrapped kube "$kube_ldflags" \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
 install_helm v3.22.0
+install_cargo_tool cargo-cyclonedx 0.5.9
 install_kube_schemas "$kube_version"
 install_debian_tools
 say "ready in $bin"
