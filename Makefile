@@ -106,8 +106,9 @@ image: tools $(if $(IMAGE),,env-up) release-binary ## Build the operator's image
 	    --push "$(or $(IMAGE),$$PROMOTER_TEST_ECR_REGISTRY/image-promoter)"
 
 .PHONY: image-check
-image-check: env-up release-binary ## Build the image twice (same digest), check its config and layer, push it to the test world
+image-check: env-up release-binary ## Build the image twice (same digest), check its config and layer, push it to the test world; hack/release's pure checks
 	@set -a && . $(TESTENV)/env && set +a && python3 hack/image/test_build.py
+	@python3 hack/release/test_release.py
 
 .PHONY: demo demo-down
 demo: env-up image ## The operator end to end: the test world with its node, the image, the chart, seeded images, the examples applied and watched until they settle (docs in README)
