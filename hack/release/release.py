@@ -11,9 +11,10 @@ In order, each step stopping the release when it fails:
    (so HOST/PATH/charts/image-promoter:X.Y.Z);
 3. both signed with cosign and the key in COSIGN_KEY (COSIGN_PASSWORD unlocks
    it); without a key nothing is built or pushed;
-4. an SBOM of the binary's crates (CycloneDX JSON from Cargo.lock, written by
-   cargo-cyclonedx, which `make tools` installs) attached to the image as a
-   signed cosign attestation of type `cyclonedx`.
+4. an SBOM of the binary's crates (CycloneDX 1.5 JSON from Cargo.lock, written
+   by cargo-cyclonedx, which `make tools` installs; no dev- or build-only
+   crates) attached to the image as a signed cosign attestation of type
+   `cyclonedx`.
 
 Signatures are not uploaded to a transparency log (verify with
 `--insecure-ignore-tlog=true`). Registry credentials come from DOCKER_CONFIG
@@ -133,17 +134,14 @@ def push_chart(package: Path, registry: str, env: dict[str, str]) -> str:
 
 
 def sbom(out: Path, env: dict[str, str]) -> Path:
-    """CycloneDX JSON of the crates the binary is built from (normal dependencies
-    of the package, from Cargo.lock; no dev or build-only crates)."""
-    name = "image-promoter-sbom"
-    run(["cargo", "cyclonedx", "--format", "json", "--spec-version", "1.5", "--describe", "crate",
-         "--override-filename", name, "--manifest-path", str(ROOT / "Cargo.toml")],
+    """CycloneDX JSON of the crates the binary is built from: the dependencies
+    Cargo.lock resolves for the host, without dev- and build-only crates."""
+    run(["cargo", "cyclonedx", "--format", "json", "--spec-version", "1.5", "--describe", "binaries",
+         "--no-build-deps", "--manifest-path", str(ROOT / "Cargo.toml")],
         env, "cargo cyclonedx (installed by `make tools`)")
-    written = ROOT / f"{name}.json"
     target = out / "sbom.cdx.json"
-    shutil.move(written, target)
-    components = json.loads(target.read_text()).get("components", [])
-    if not components:
+    shutil.move(ROOT / "image-promoter_bin.cdx.json", target)
+    if not json.loads(target.read_text()).get("components"):
         raise ReleaseError(f"{target} names no crates")
     return target
 

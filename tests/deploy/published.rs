@@ -277,6 +277,10 @@ async fn the_quick_start_installs_the_signed_release_from_its_oci_chart_and_prom
             "the SBOM lacks {name}: {components:?}"
         );
     }
+    assert!(
+        !components.contains(&"proptest"),
+        "the SBOM names a dev-dependency (proptest)"
+    );
     let unknown: Vec<&&str> = components
         .iter()
         .filter(|name| !locked.iter().any(|locked| locked == *name))

@@ -247,6 +247,20 @@ impl<'a> Release<'a> {
     }
 }
 
+/// A test that failed halfway leaves no release behind: its cluster-scoped
+/// objects would refuse the next test's (see [`ONE_AT_A_TIME`]).
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new(self.cluster.env.tool("helm"))
+                .args(["uninstall", NAME, "--ignore-not-found", "--wait"])
+                .args(["--timeout", "1m", "--namespace", &self.cluster.namespace])
+                .env("KUBECONFIG", self.cluster.env.get("KUBECONFIG"))
+                .output();
+        }
+    }
+}
+
 /// Lets the release in `cluster`'s namespace adopt the CRDs the tests applied,
 /// as a cluster whose CRDs were applied with kubectl would (chart README).
 pub fn adopt_crds(cluster: &Cluster) {
