@@ -90,14 +90,15 @@ install_helm() {
 }
 
 # cargo-cyclonedx writes the SBOM of the crates that `make release` attaches to the
-# image; built with `cargo install --locked` and cached per version.
+# image; built with `cargo install --locked` (in a build folder of its own, not
+# CARGO_TARGET_DIR) and cached per version.
 install_cargo_tool() {
   local name=$1 version=$2
   local dir=$cache/tools/$name-$version
   if [ ! -x "$dir/bin/$name" ]; then
     say "building $name $version with cargo (cached afterwards)"
     rm -rf "$dir.tmp"
-    cargo install --locked --quiet --root "$dir.tmp" "$name@$version"
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$dir.tmp" "$name@$version"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
   link "$dir/bin/$name" "$name"
