@@ -140,7 +140,11 @@ def sbom(out: Path, env: dict[str, str]) -> Path:
          "--no-build-deps", "--manifest-path", str(ROOT / "Cargo.toml")],
         env, "cargo cyclonedx (installed by `make tools`)")
     target = out / "sbom.cdx.json"
-    shutil.move(ROOT / "image-promoter_bin.cdx.json", target)
+    for written in ROOT.glob("*_bin.cdx.json"):  # one per binary of the package, beside Cargo.toml
+        if written.name == "image-promoter_bin.cdx.json":
+            shutil.move(written, target)
+        else:
+            written.unlink()
     if not json.loads(target.read_text()).get("components"):
         raise ReleaseError(f"{target} names no crates")
     return target
