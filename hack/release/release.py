@@ -145,6 +145,8 @@ def sbom(out: Path, env: dict[str, str]) -> Path:
             shutil.move(written, target)
         else:
             written.unlink()
+    if not target.is_file():
+        raise ReleaseError("cargo cyclonedx wrote no image-promoter_bin.cdx.json beside Cargo.toml")
     if not json.loads(target.read_text()).get("components"):
         raise ReleaseError(f"{target} names no crates")
     return target
