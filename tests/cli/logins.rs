@@ -43,7 +43,8 @@ fn copy_args(env: &TestEnv, seeded: &fixtures::Seeded, target: &str) -> Vec<Stri
             seeded.repository
         ),
         target.into(),
-        "-o".into(),
+        // The spelling main already had, so these tests fail there on credentials.
+        "--output".into(),
         "json".into(),
     ]
 }
