@@ -236,3 +236,82 @@ fn summarize(name: &str, status: &ImagePromotionStatus) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promotion::status::{Problem, TargetOutcome};
+
+    fn run(progress: Progress) -> Run {
+        Run {
+            generation: 1,
+            targets: vec!["quay".into(), "public".into()],
+            digest: None,
+            verdict: None,
+            progress,
+        }
+    }
+
+    fn problem(transient: bool) -> Problem {
+        Problem {
+            reason: "RegistryUnavailable".into(),
+            message: "503".into(),
+            transient,
+        }
+    }
+
+    fn target(failure: Option<Problem>) -> TargetOutcome {
+        TargetOutcome {
+            failure,
+            ..TargetOutcome::default()
+        }
+    }
+
+    #[test]
+    fn a_run_ends_in_the_exit_code_its_parts_call_for() {
+        use crate::cli::exit::{DONE, FAILED, TRY_LATER, exit_code};
+        let cases = [
+            (Progress::DryRun, DONE),
+            (Progress::Waiting, TRY_LATER),
+            (Progress::Refused, FAILED),
+            (Progress::Blocked(problem(true)), TRY_LATER),
+            (Progress::Blocked(problem(false)), FAILED),
+            (Progress::Copied(vec![target(None), target(None)]), DONE),
+            (
+                Progress::Copied(vec![target(None), target(Some(problem(true)))]),
+                TRY_LATER,
+            ),
+            (
+                Progress::Copied(vec![
+                    target(Some(problem(false))),
+                    target(Some(problem(true))),
+                ]),
+                FAILED,
+            ),
+        ];
+        for (progress, code) in cases {
+            let shown = format!("{progress:?}");
+            assert_eq!(exit_code(&outcomes(&run(progress))), code, "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_text_status_has_a_line_per_condition_and_target() {
+        let status: ImagePromotionStatus = serde_yaml_ng::from_str(
+            "sourceDigest: sha256:abc\n\
+             conditions:\n\
+             - {type: Ready, status: 'False', reason: TagConflict, message: 1/2 targets promoted, lastTransitionTime: '2026-12-07T04:00:00Z'}\n\
+             targets:\n\
+             - {name: quay, tags: [v1], state: Promoted}\n\
+             - {name: public, tags: [v1, latest], state: Conflict, message: v1 points elsewhere}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            text(&status),
+            "source digest  sha256:abc\n\
+             Ready          False TagConflict: 1/2 targets promoted\n\
+             target quay    Promoted [v1]\n\
+             target public  Conflict [v1, latest]: v1 points elsewhere\n"
+        );
+    }
+}
