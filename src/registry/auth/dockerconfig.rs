@@ -26,16 +26,6 @@ pub enum DockerConfigError {
     BadAuth(String),
     #[error("dockerconfigjson has no credentials for {host} (it has entries for: {known})")]
     NoEntry { host: String, known: String },
-    /// An OAuth2 refresh token (`identitytoken`, or a helper's `<token>` user),
-    /// which this client cannot exchange yet.
-    #[error(
-        "the credentials for {0} are an identity token (OAuth2 refresh token), which \
-         image-promoter cannot use; log in with a user name and a password or access token \
-         (a robot account), or declare the registry in --config with auth.basic"
-    )]
-    IdentityToken(String),
-    #[error("{0}")]
-    Helper(String),
 }
 
 /// Where one host's credentials come from in a docker client's config file.
@@ -263,12 +253,8 @@ pub fn credential_for(document: &[u8], host: &str) -> Result<Credential, DockerC
 
 /// The credential an `auths` entry holds.
 fn entry_credential(key: &str, entry: &Entry) -> Result<Credential, DockerConfigError> {
-    if entry
-        .identity_token
-        .as_deref()
-        .is_some_and(|t| !t.is_empty())
-    {
-        return Err(DockerConfigError::IdentityToken(normalise_host(key)));
+    if let Some(token) = entry.identity_token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Credential::IdentityToken(Secret::new(token)));
     }
     if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
         return Ok(Credential::Basic {
@@ -437,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn helper_names_and_identity_tokens_are_checked() {
+    fn helper_names_are_checked_and_identity_tokens_kept() {
         let secret = "hunter2-s3cret";
         let refused = [
             format!(r#"{{"credHelpers": {{"x.io": "../../bin/{secret}"}}}}"#),
@@ -454,12 +440,15 @@ mod tests {
             assert!(!message.contains(secret), "{document}: {message}");
         }
         let token = ClientConfig::parse(
-            format!(r#"{{"auths": {{"x.io": {{"identitytoken": "{secret}"}}}}}}"#).as_bytes(),
+            format!(r#"{{"auths": {{"x.io": {{"auth": "", "identitytoken": "{secret}"}}}}}}"#)
+                .as_bytes(),
         )
         .unwrap()
         .lookup("x.io")
-        .unwrap_err();
-        assert_eq!(token, DockerConfigError::IdentityToken("x.io".into()));
-        assert!(!token.to_string().contains(secret));
+        .unwrap();
+        assert_eq!(
+            token,
+            HostCredentials::Stored(Credential::IdentityToken(Secret::new(secret)))
+        );
     }
 }

@@ -36,7 +36,7 @@ struct Answer {
     secret: String,
 }
 
-/// The user name with which a helper answers an identity (refresh) token.
+/// The user name with which a helper answers an identity (OAuth2 refresh) token.
 const IDENTITY_TOKEN_USER: &str = "<token>";
 
 /// What a helper's answer means: a credential, `None` when it has none for
@@ -61,10 +61,7 @@ pub fn parse_answer(
         format!("{program} get printed something other than {{\"Username\", \"Secret\"}} JSON")
     })?;
     if answer.username == IDENTITY_TOKEN_USER {
-        return Err(format!(
-            "{program} get answered an identity token (OAuth2 refresh token), which \
-             image-promoter cannot use; log in with a user name and a password or access token"
-        ));
+        return Ok(Some(Credential::IdentityToken(Secret::new(answer.secret))));
     }
     if answer.username.is_empty() && answer.secret.is_empty() {
         return Ok(None);
@@ -219,13 +216,14 @@ mod tests {
             parse_answer("t", true, br#"{"Username":"","Secret":""}"#),
             Ok(None)
         );
+        let token = format!(r#"{{"Username":"<token>","Secret":"{SECRET}"}}"#);
+        assert_eq!(
+            parse_answer("t", true, token.as_bytes()),
+            Ok(Some(Credential::IdentityToken(Secret::new(SECRET))))
+        );
         let refused = [
             (false, format!("error: {SECRET}")),
             (true, format!("not json {SECRET}")),
-            (
-                true,
-                format!(r#"{{"Username":"<token>","Secret":"{SECRET}"}}"#),
-            ),
             (true, format!(r#"{{"Username":1,"Secret":"{SECRET}"}}"#)),
         ];
         for (success, output) in refused {
