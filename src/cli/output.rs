@@ -15,7 +15,7 @@ use serde::Serialize;
 /// The format of a command's result on standard output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
-    /// Lines for a person (`human` is the deprecated spelling of `copy`).
+    /// Lines for a person (`human`, its old name in `copy`, still works).
     #[default]
     #[value(alias = "human")]
     Text,
