@@ -90,6 +90,8 @@ apt_packages=(
   "busybox-static|1:1.35"
   "skopeo|1.9"
 )
+# --- Argo CD: its Redis (the application controller's and repo server's cache).
+apt_packages+=("redis-server|5:7.0")
 
 apt_install() {
   local missing=() entry name
@@ -141,7 +143,7 @@ install_debian_tools() {
   apt_install
   check_apt_versions
   local name
-  for name in skopeo containerd ctr runc busybox; do
+  for name in skopeo containerd ctr runc busybox redis-server; do
     link "$(system_command "$name")" "$name"
   done
 }
@@ -189,5 +191,37 @@ install_wrapped kube "$kube_ldflags" \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
 install_kube_schemas "$kube_version"
+
+# --- Argo CD (tests/gitops, `make env-up-argocd`) -------------------------------
+# One `argocd` binary serves every component; it dispatches on the name it is
+# started as, so the application controller, the repo server and the API server
+# are links to it, and `argocd` is the CLI. Built from the wrapper module
+# tests/testenv/go/argocd at the release its go.mod pins; that release needs a
+# newer Go than the machine's, which the go command fetches from the module
+# proxy (GOTOOLCHAIN=auto). Argo CD's CRDs (Application, AppProject) come from
+# the same module and are cached beside the binary.
+install_argocd() {
+  local src=$here/go/argocd
+  local key
+  key=$( (cat "$src/go.mod" "$src/go.sum"; echo "-s -w") | sha256sum | cut -c1-16)
+  local dir=$cache/tools/argocd-$key
+  if [ ! -x "$dir/argocd" ] || [ ! -f "$dir/crds/appproject-crd.yaml" ]; then
+    say "building Argo CD from $src (cached afterwards)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/crds"
+    (cd "$src" && GOTOOLCHAIN=auto go build -ldflags="-s -w" -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
+    local version module
+    version=$(awk '$1 == "require" && $2 == "github.com/argoproj/argo-cd/v3" {print $3}' "$src/go.mod")
+    module=$(cd "$src" && GOTOOLCHAIN=auto go mod download -json "github.com/argoproj/argo-cd/v3@$version" \
+      | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+    cp "$module/manifests/crds/application-crd.yaml" "$module/manifests/crds/appproject-crd.yaml" "$dir.tmp/crds/"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  local name
+  for name in argocd argocd-application-controller argocd-repo-server argocd-server; do
+    link "$dir/argocd" "$name"
+  done
+  ln -sfn "$dir/crds" "$root/target/testenv/argocd-crds"
+}
+install_argocd
 install_debian_tools
 say "ready in $bin"
