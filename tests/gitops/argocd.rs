@@ -71,13 +71,20 @@ impl ArgoCd {
             String::from_utf8_lossy(&output.stderr)
         );
         let docs = std::fs::read_to_string(root.join("docs/argocd.md")).unwrap();
-        assert!(docs.contains(INSTALL), "docs/argocd.md no longer shows:\n{INSTALL}");
+        assert!(
+            docs.contains(INSTALL),
+            "docs/argocd.md no longer shows:\n{INSTALL}"
+        );
     }
 
     /// Creates an Application syncing `repository`'s [`FOLDER`] into the
     /// cluster's namespace, automated with pruning and self-heal, with the
     /// options docs/argocd.md shows; its name.
-    pub async fn create_application(&self, cluster: &Cluster, repository: &GitRepository) -> String {
+    pub async fn create_application(
+        &self,
+        cluster: &Cluster,
+        repository: &GitRepository,
+    ) -> String {
         let name = unique_name("releases");
         let mut application = application_from_docs();
         application["metadata"] = json!({"name": name, "namespace": self.namespace});
@@ -85,7 +92,10 @@ impl ArgoCd {
         application["spec"]["source"]["targetRevision"] = json!("HEAD");
         application["spec"]["destination"]["namespace"] = json!(cluster.namespace);
         self.applications
-            .create(&PostParams::default(), &serde_json::from_value(application).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(application).unwrap(),
+            )
             .await
             .expect("creating the Application");
         name
@@ -102,7 +112,11 @@ impl ArgoCd {
 
     /// The Application object.
     pub async fn application(&self, name: &str) -> Value {
-        let object = self.applications.get(name).await.expect("reading the Application");
+        let object = self
+            .applications
+            .get(name)
+            .await
+            .expect("reading the Application");
         serde_json::to_value(object).unwrap()
     }
 
@@ -143,7 +157,14 @@ impl ArgoCd {
     }
 
     /// `argocd app actions run` on an object of the Application.
-    pub fn run_action(&self, application: &str, action: &str, kind: &str, object: &str, namespace: &str) {
+    pub fn run_action(
+        &self,
+        application: &str,
+        action: &str,
+        kind: &str,
+        object: &str,
+        namespace: &str,
+    ) {
         let output = self.cli(&[
             "app",
             "actions",
@@ -191,25 +212,17 @@ impl ArgoCd {
         }
     }
 
-    /// `(sync status, revision)` of the Application.
-    pub async fn sync(&self, name: &str) -> (String, String) {
-        let app = self.application(name).await;
-        let sync = &app["status"]["sync"];
-        (
-            sync["status"].as_str().unwrap_or_default().to_string(),
-            sync["revision"].as_str().unwrap_or_default().to_string(),
-        )
-    }
-
     /// Waits until the Application is Synced at `revision` with its last
     /// sync operation Succeeded at that revision.
     pub async fn wait_synced(&self, name: &str, revision: &str) {
         self.eventually(name, &format!("sync to {revision}"), || async {
             let app = self.application(name).await;
             let status = &app["status"];
-            let synced = status["sync"]["status"] == "Synced" && status["sync"]["revision"] == revision;
+            let synced =
+                status["sync"]["status"] == "Synced" && status["sync"]["revision"] == revision;
             let operation = &status["operationState"];
-            let done = operation["phase"] == "Succeeded" && operation["syncResult"]["revision"] == revision;
+            let done = operation["phase"] == "Succeeded"
+                && operation["syncResult"]["revision"] == revision;
             (synced && done).then_some(())
         })
         .await;
@@ -222,12 +235,18 @@ pub const INSTALL: &str = "python3 integrations/argocd/argocd-cm.py \\\n  | kube
 /// The Application of docs/argocd.md ("An Application that syncs a folder of
 /// promotions"), read from the document so the two cannot differ.
 fn application_from_docs() -> Value {
-    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/argocd.md")).unwrap();
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/argocd.md"))
+            .unwrap();
     let marker = "kind: Application\n";
-    let start = docs.find(marker).expect("docs/argocd.md shows an Application");
-    let block_start = docs[..start].rfind("```yaml\n").expect("in a yaml block") + "```yaml\n".len();
+    let start = docs
+        .find(marker)
+        .expect("docs/argocd.md shows an Application");
+    let block_start =
+        docs[..start].rfind("```yaml\n").expect("in a yaml block") + "```yaml\n".len();
     let block_end = start + docs[start..].find("```").expect("the block ends");
-    serde_yaml_ng::from_str(&docs[block_start..block_end]).expect("the Application of docs/argocd.md parses")
+    serde_yaml_ng::from_str(&docs[block_start..block_end])
+        .expect("the Application of docs/argocd.md parses")
 }
 
 fn path_with(bin: &str) -> String {
@@ -246,7 +265,16 @@ impl GitRepository {
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name(prefix));
         let (bare, work) = (root.join("repository.git"), root.join("work"));
         std::fs::create_dir_all(work.join(FOLDER)).unwrap();
-        git(&root, &["init", "--quiet", "--bare", "--initial-branch=main", "repository.git"]);
+        git(
+            &root,
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "repository.git",
+            ],
+        );
         git(&work, &["init", "--quiet", "--initial-branch=main"]);
         git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
         Self { bare, work }
@@ -277,7 +305,12 @@ impl GitRepository {
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
-        .args(["-c", "user.name=Release Engineer", "-c", "user.email=release@example.com"])
+        .args([
+            "-c",
+            "user.name=Release Engineer",
+            "-c",
+            "user.email=release@example.com",
+        ])
         .args(["-c", "commit.gpgsign=false"])
         .args(args)
         .current_dir(dir)

@@ -15,7 +15,6 @@
 mod support;
 
 #[path = "../smoke/oci.rs"]
-#[allow(dead_code)]
 mod oci;
 
 #[path = "../promote/world.rs"]
@@ -34,6 +33,6 @@ mod cluster;
 #[allow(dead_code)]
 mod harness;
 
+mod actions;
 mod argocd;
 mod synced;
-mod actions;

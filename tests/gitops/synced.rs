@@ -17,12 +17,21 @@ use image_promoter::api::ImagePromotion;
 /// A signed, scanned source (`findings` in its scan) and a promotion of it to a
 /// new Quay repository: the source, the promotion (its `metadata.name` is the
 /// file name) and the Quay repository's name.
-pub async fn promotion_in_git(world: &World, prefix: &str, findings: &[(&str, &str)]) -> (Source, Value, String) {
+pub async fn promotion_in_git(
+    world: &World,
+    prefix: &str,
+    findings: &[(&str, &str)],
+) -> (Source, Value, String) {
     let source = world.source(prefix, GOOD).await;
     world.scan(&source, "COMPLETE", findings).await;
     world.sign(&source, Key::Signer);
     let (quay_name, quay_repository) = world.quay_target(prefix);
-    let object = promotion(world, &source, signed_kms_policy(), json!([quay_target("quay", &quay_repository)]));
+    let object = promotion(
+        world,
+        &source,
+        signed_kms_policy(),
+        json!([quay_target("quay", &quay_repository)]),
+    );
     (source, object, quay_name)
 }
 
@@ -69,7 +78,9 @@ pub fn quay_registry(cluster: &Cluster) -> Registry {
 
 pub async fn push_tag(quay: &Registry, repository: &str, tag: &str) -> String {
     let image = TestImage::new(&format!("{repository}-{tag}"));
-    quay.push_image(repository, &image, tag).await.expect("pushing to Quay")
+    quay.push_image(repository, &image, tag)
+        .await
+        .expect("pushing to Quay")
 }
 
 /// Everything a test here starts with: the world, its namespace with the
@@ -79,7 +90,8 @@ pub struct Setup {
     pub world: World,
     pub cluster: Cluster,
     pub argocd: ArgoCd,
-    pub operator: Operator,
+    /// Runs for as long as the test (killed when dropped).
+    pub _operator: Operator,
     pub repository: GitRepository,
 }
 
@@ -92,16 +104,32 @@ impl Setup {
         let mut operator = Operator::start(&cluster, Rbac::Full, &[]).await;
         operator.wait_ready().await;
         let repository = GitRepository::new(test);
-        Self { world, cluster, argocd, operator, repository }
+        Self {
+            world,
+            cluster,
+            argocd,
+            _operator: operator,
+            repository,
+        }
     }
 
     /// Waits until `kind`/`name` shows `health` in the resource tree; its message.
-    pub async fn wait_health(&self, application: &str, kind: &str, name: &str, health: &str) -> String {
+    pub async fn wait_health(
+        &self,
+        application: &str,
+        kind: &str,
+        name: &str,
+        health: &str,
+    ) -> String {
         self.argocd
-            .eventually(application, &format!("{kind} {name} {health} in the resource tree"), || async {
-                let (status, message) = self.argocd.health(application, kind, name).await?;
-                (status == health).then_some(message)
-            })
+            .eventually(
+                application,
+                &format!("{kind} {name} {health} in the resource tree"),
+                || async {
+                    let (status, message) = self.argocd.health(application, kind, name).await?;
+                    (status == health).then_some(message)
+                },
+            )
             .await
     }
 }
@@ -110,26 +138,57 @@ impl Setup {
 async fn a_folder_of_promotions_and_a_mirror_is_synced_with_the_operators_verdicts_as_health() {
     let setup = Setup::start("gitops-synced").await;
     let (_, good, good_quay) = promotion_in_git(&setup.world, "gitops-good", &[]).await;
-    let (_, refused, refused_quay) =
-        promotion_in_git(&setup.world, "gitops-refused", &[("CVE-2026-4343", "CRITICAL")]).await;
+    let (_, refused, refused_quay) = promotion_in_git(
+        &setup.world,
+        "gitops-refused",
+        &[("CVE-2026-4343", "CRITICAL")],
+    )
+    .await;
     let (mirror, _, _) = mirror_in_git(&setup.cluster, &["1.0.0", "1.1.0"]).await;
     let repository = &setup.repository;
     repository.write("good.yaml", &good);
     repository.write("refused.yaml", &refused);
     repository.write("mirror.yaml", &mirror);
     let revision = repository.commit("Promote the app, the refused app, and mirror");
-    let application = setup.argocd.create_application(&setup.cluster, repository).await;
+    let application = setup
+        .argocd
+        .create_application(&setup.cluster, repository)
+        .await;
     setup.argocd.wait_synced(&application, &revision).await;
 
-    let message = setup.wait_health(&application, "ImagePromotion", &name_of(&good), "Healthy").await;
+    let message = setup
+        .wait_health(&application, "ImagePromotion", &name_of(&good), "Healthy")
+        .await;
     assert_eq!(message, "1/1 targets promoted");
-    let message = setup.wait_health(&application, "ImagePromotion", &name_of(&refused), "Degraded").await;
-    assert!(message.contains("CVE-2026-4343"), "the operator's message, not {message:?}");
-    setup.wait_health(&application, "RegistryMirror", &name_of(&mirror), "Healthy").await;
-    assert!(setup.world.quay_tag(&good_quay, TAG).await.is_ok(), "the good image was promoted");
-    assert!(setup.world.quay_tag(&refused_quay, TAG).await.is_err(), "the refused one was not");
+    let message = setup
+        .wait_health(
+            &application,
+            "ImagePromotion",
+            &name_of(&refused),
+            "Degraded",
+        )
+        .await;
+    assert!(
+        message.contains("CVE-2026-4343"),
+        "the operator's message, not {message:?}"
+    );
+    setup
+        .wait_health(&application, "RegistryMirror", &name_of(&mirror), "Healthy")
+        .await;
+    assert!(
+        setup.world.quay_tag(&good_quay, TAG).await.is_ok(),
+        "the good image was promoted"
+    );
+    assert!(
+        setup.world.quay_tag(&refused_quay, TAG).await.is_err(),
+        "the refused one was not"
+    );
     let app = setup.argocd.application(&application).await;
-    assert_eq!(app["status"]["health"]["status"], "Degraded", "{:#}", app["status"]);
+    assert_eq!(
+        app["status"]["health"]["status"], "Degraded",
+        "{:#}",
+        app["status"]
+    );
 }
 
 #[tokio::test]
@@ -139,16 +198,23 @@ async fn a_commit_that_adds_a_promotion_is_synced_and_promoted() {
     let repository = &setup.repository;
     repository.write("first.yaml", &first);
     let revision = repository.commit("Promote the first release");
-    let application = setup.argocd.create_application(&setup.cluster, repository).await;
+    let application = setup
+        .argocd
+        .create_application(&setup.cluster, repository)
+        .await;
     setup.argocd.wait_synced(&application, &revision).await;
-    setup.wait_health(&application, "ImagePromotion", &name_of(&first), "Healthy").await;
+    setup
+        .wait_health(&application, "ImagePromotion", &name_of(&first), "Healthy")
+        .await;
 
     let (source, second, second_quay) = promotion_in_git(&setup.world, "gitops-second", &[]).await;
     repository.write("second.yaml", &second);
     let revision = repository.commit("Promote the second release");
     setup.argocd.refresh(&application).await;
     setup.argocd.wait_synced(&application, &revision).await;
-    setup.wait_health(&application, "ImagePromotion", &name_of(&second), "Healthy").await;
+    setup
+        .wait_health(&application, "ImagePromotion", &name_of(&second), "Healthy")
+        .await;
     assert_eq!(
         setup.world.quay_tag(&second_quay, TAG).await.as_deref(),
         Ok(source.digest.as_str()),
@@ -165,10 +231,15 @@ async fn a_commit_that_deletes_a_promotion_prunes_it_and_deletes_no_image() {
     repository.write("kept.yaml", &kept);
     repository.write("gone.yaml", &gone);
     let revision = repository.commit("Promote two releases");
-    let application = setup.argocd.create_application(&setup.cluster, repository).await;
+    let application = setup
+        .argocd
+        .create_application(&setup.cluster, repository)
+        .await;
     setup.argocd.wait_synced(&application, &revision).await;
     for object in [&kept, &gone] {
-        setup.wait_health(&application, "ImagePromotion", &name_of(object), "Healthy").await;
+        setup
+            .wait_health(&application, "ImagePromotion", &name_of(object), "Healthy")
+            .await;
     }
 
     repository.remove("gone.yaml");
@@ -186,7 +257,10 @@ async fn a_commit_that_deletes_a_promotion_prunes_it_and_deletes_no_image() {
             (absent && !listed).then_some(())
         })
         .await;
-    assert!(promotions.get(&name_of(&kept)).await.is_ok(), "the other promotion stays");
+    assert!(
+        promotions.get(&name_of(&kept)).await.is_ok(),
+        "the other promotion stays"
+    );
     for (quay, source) in [(&kept_quay, &kept_source), (&gone_quay, &gone_source)] {
         assert_eq!(
             setup.world.quay_tag(quay, TAG).await.as_deref(),
@@ -205,10 +279,17 @@ async fn the_status_the_operator_writes_never_makes_the_application_out_of_sync(
     repository.write("good.yaml", &good);
     repository.write("mirror.yaml", &mirror);
     let revision = repository.commit("Promote and mirror");
-    let application = setup.argocd.create_application(&setup.cluster, repository).await;
+    let application = setup
+        .argocd
+        .create_application(&setup.cluster, repository)
+        .await;
     setup.argocd.wait_synced(&application, &revision).await;
-    setup.wait_health(&application, "ImagePromotion", &name_of(&good), "Healthy").await;
-    setup.wait_health(&application, "RegistryMirror", &name_of(&mirror), "Healthy").await;
+    setup
+        .wait_health(&application, "ImagePromotion", &name_of(&good), "Healthy")
+        .await;
+    setup
+        .wait_health(&application, "RegistryMirror", &name_of(&mirror), "Healthy")
+        .await;
 
     // More status writes: ask the operator to look again (as `image-promoter
     // reconcile` does, outside Git) and wait until its status says it did.
@@ -216,15 +297,23 @@ async fn the_status_the_operator_writes_never_makes_the_application_out_of_sync(
     let requested = "2026-12-07T00:00:00Z";
     let patch = json!({"metadata": {"annotations": {"imagepromoter.dev/reconcile-requested-at": requested}}});
     promotions
-        .patch(&name_of(&good), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &name_of(&good),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .unwrap();
     setup
         .argocd
-        .eventually(&application, "the operator's status for the request", || async {
-            let status = promotions.get(&name_of(&good)).await.ok()?.status?;
-            (status.last_handled_reconcile_at.as_deref() == Some(requested)).then_some(())
-        })
+        .eventually(
+            &application,
+            "the operator's status for the request",
+            || async {
+                let status = promotions.get(&name_of(&good)).await.ok()?.status?;
+                (status.last_handled_reconcile_at.as_deref() == Some(requested)).then_some(())
+            },
+        )
         .await;
     // Argo CD compares again after the writes: a refresh it finished is one
     // whose reconciledAt moved past the one before it.
@@ -232,12 +321,16 @@ async fn the_status_the_operator_writes_never_makes_the_application_out_of_sync(
     setup.argocd.refresh(&application).await;
     let app = setup
         .argocd
-        .eventually(&application, "a comparison after the status writes", || async {
-            let app = setup.argocd.application(&application).await;
-            let refreshed = app["status"]["reconciledAt"] != before
-                && app["metadata"]["annotations"]["argocd.argoproj.io/refresh"].is_null();
-            refreshed.then_some(app)
-        })
+        .eventually(
+            &application,
+            "a comparison after the status writes",
+            || async {
+                let app = setup.argocd.application(&application).await;
+                let refreshed = app["status"]["reconciledAt"] != before
+                    && app["metadata"]["annotations"]["argocd.argoproj.io/refresh"].is_null();
+                refreshed.then_some(app)
+            },
+        )
         .await;
     let status = &app["status"];
     assert_eq!(status["sync"]["status"], "Synced", "{status:#}");

@@ -205,7 +205,7 @@ install_argocd() {
   local key
   key=$( (cat "$src/go.mod" "$src/go.sum"; echo "-s -w") | sha256sum | cut -c1-16)
   local dir=$cache/tools/argocd-$key
-  if [ ! -x "$dir/argocd" ] || [ ! -f "$dir/crds/appproject-crd.yaml" ]; then
+  if [ ! -x "$dir/argocd" ] || [ ! -x "$dir/git-verify-wrapper.sh" ]; then
     say "building Argo CD from $src (cached afterwards)"
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/crds"
     (cd "$src" && GOTOOLCHAIN=auto go build -ldflags="-s -w" -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
@@ -214,12 +214,17 @@ install_argocd() {
     module=$(cd "$src" && GOTOOLCHAIN=auto go mod download -json "github.com/argoproj/argo-cd/v3@$version" \
       | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
     cp "$module/manifests/crds/application-crd.yaml" "$module/manifests/crds/appproject-crd.yaml" "$dir.tmp/crds/"
+    # The repo server runs these two scripts of Argo CD's image (it verifies
+    # commit signatures, a no-op for unsigned commits, before every manifest).
+    install -m 0755 "$module/hack/git-verify-wrapper.sh" "$module/hack/gpg-wrapper.sh" "$dir.tmp/"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
   local name
   for name in argocd argocd-application-controller argocd-repo-server argocd-server; do
     link "$dir/argocd" "$name"
   done
+  link "$dir/git-verify-wrapper.sh" git-verify-wrapper.sh
+  link "$dir/gpg-wrapper.sh" gpg-wrapper.sh
   ln -sfn "$dir/crds" "$root/target/testenv/argocd-crds"
 }
 install_argocd

@@ -1333,7 +1333,13 @@ def start_argocd(world: World, kubeconfig: str) -> dict[str, str]:
     crds = argocd_crds()
     for crd in ["application-crd.yaml", "appproject-crd.yaml"]:
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "--field-manager=testenv", "-f", str(crds / crd))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd/applications.argoproj.io", "crd/appprojects.argoproj.io")
+
+    def established() -> bool:
+        out = kubectl(kubeconfig, "get", "crd", "applications.argoproj.io", "appprojects.argoproj.io", "-o",
+                      'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}')
+        return out.split() == ["True", "True"]
+
+    wait_until("Argo CD's CRDs Established", established)
     kubectl(
         kubeconfig,
         "apply",
@@ -1362,12 +1368,15 @@ def start_argocd(world: World, kubeconfig: str) -> dict[str, str]:
         "ARGOCD_TLS_DATA_PATH": str(home / "tls"),
         "ARGOCD_SSH_DATA_PATH": str(home / "ssh"),
         "TMPDIR": str(home / "tmp"),
+        # git-verify-wrapper.sh, from Argo CD's image (install-tools.sh).
+        "PATH": f"{STATE / 'bin'}:{BIN}:{os.environ.get('PATH', '')}",
     }
     common = ["--redis", f"127.0.0.1:{redis}", "--loglevel", "info"]
+    local = ["--address", "127.0.0.1", "--metrics-address", "127.0.0.1"]
     repo_server, repo_metrics = world.port("argocd-repo-server"), world.port("argocd-repo-server-metrics")
     world.start(
         "argocd-repo-server",
-        [tool("argocd-repo-server"), "--port", str(repo_server), "--metrics-port", str(repo_metrics), "--disable-tls", *common],
+        [tool("argocd-repo-server"), *local, "--port", str(repo_server), "--metrics-port", str(repo_metrics), "--disable-tls", "--client-ca-path", "", *common],
         lambda: tcp_open(repo_server),
         env=env,
     )
@@ -1398,6 +1407,7 @@ def start_argocd(world: World, kubeconfig: str) -> dict[str, str]:
             tool("argocd-server"),
             "--namespace",
             ARGOCD_NAMESPACE,
+            *local,
             "--insecure",
             "--disable-auth",
             "--port",
