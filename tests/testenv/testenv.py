@@ -885,11 +885,11 @@ def component_kubeconfig(world: World, component: str, url: str) -> Path:
     return path
 
 
-def start_controller_manager(world: World, url: str) -> None:
+def start_controller_manager(world: World, url: str, name: str = "kube-controller-manager", controllers: str = "*") -> None:
     kubeconfig = component_kubeconfig(world, "kube-controller-manager", url)
-    port = world.port("kube-controller-manager")
+    port = world.port(name)
     world.start(
-        "kube-controller-manager",
+        name,
         [
             tool("kube-controller-manager"),
             f"--kubeconfig={kubeconfig}",
@@ -906,6 +906,7 @@ def start_controller_manager(world: World, url: str) -> None:
             f"--service-account-private-key-file={CERTS / 'service-account.key'}",
             f"--service-cluster-ip-range={SERVICE_SUBNET}",
             f"--flex-volume-plugin-dir={NODE / 'volume-plugins'}",
+            *([f"--controllers={controllers}"] if controllers != "*" else []),
             "--v=0",
         ],
         lambda: http_status(f"https://127.0.0.1:{port}/healthz", context=tls_context()) == 200,
@@ -1276,7 +1277,7 @@ def stop_node(world: World) -> None:
 # docs/argocd.md tells users to, into the argocd-cm this creates.
 
 ARGOCD_NAMESPACE = "argocd"
-ARGOCD_COMPONENTS = ["argocd-redis", "argocd-repo-server", "argocd-application-controller", "argocd-server"]
+ARGOCD_COMPONENTS = ["argocd-garbage-collector", "argocd-redis", "argocd-repo-server", "argocd-application-controller", "argocd-server"]
 
 
 def argocd_wanted() -> bool:
@@ -1351,10 +1352,19 @@ def start_argocd(world: World, kubeconfig: str) -> dict[str, str]:
         stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": argocd_objects(world)}),
     )
 
+    # Argo CD prunes with foreground deletion, which waits for the garbage collector to
+    # remove the foregroundDeletion finalizer. The node's kube-controller-manager runs
+    # it; a world without the node (a private control plane, PROMOTER_TESTENV_NODE=0)
+    # gets a kube-controller-manager that runs only the garbage collector.
+    if not world.running("kube-controller-manager"):
+        api_url = f"https://127.0.0.1:{world.port('kube-apiserver')}"
+        start_controller_manager(world, api_url, "argocd-garbage-collector", "garbagecollector")
+
     redis = world.port("argocd-redis")
     world.start(
         "argocd-redis",
-        [tool("redis-server"), "--port", str(redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(home)],
+        # No process title: redis would overwrite the environment that marks it as ours.
+        [tool("redis-server"), "--port", str(redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--set-proc-title", "no", "--dir", str(home)],
         lambda: tcp_open(redis),
     )
     # The environment of Argo CD's containers, pointed at this world's folder: no GnuPG
