@@ -296,7 +296,7 @@ class Demo:
         while True:
             app = json.loads(self.kubectl("get", "applications.argoproj.io", "demo", "-n", namespace, "-o", "json"))
             status = app.get("status") or {}
-            if status.get("sync", {}).get("status") == "Synced" and status.get("health", {}).get("status") in ("Healthy", "Degraded"):
+            if status.get("sync", {}).get("status") == "Synced" and status.get("health", {}).get("status") in ("Healthy", "Degraded", "Suspended"):
                 break
             if time.monotonic() - started > SETTLE_DEADLINE:
                 raise Failure(f"the Application did not sync within {SETTLE_DEADLINE:.0f}s: {json.dumps(status)}")

@@ -202,21 +202,24 @@ install_kube_schemas "$kube_version"
 # the same module and are cached beside the binary.
 install_argocd() {
   local src=$here/go/argocd
-  local key
-  key=$( (cat "$src/go.mod" "$src/go.sum"; echo "-s -w") | sha256sum | cut -c1-16)
+  local version ldflags key
+  version=$(awk '$1 == "require" && $2 == "github.com/argoproj/argo-cd/v3" {print $3}' "$src/go.mod")
+  # The version `argocd version` reports, as Argo CD's own Makefile sets it.
+  ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=${version#v}"
+  key=$( (cat "$src/go.mod" "$src/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
   local dir=$cache/tools/argocd-$key
   if [ ! -x "$dir/argocd" ] || [ ! -x "$dir/git-verify-wrapper.sh" ]; then
-    say "building Argo CD from $src (cached afterwards)"
+    say "building Argo CD $version from $src (cached afterwards)"
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/crds"
-    (cd "$src" && GOTOOLCHAIN=auto go build -ldflags="-s -w" -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
-    local version module
-    version=$(awk '$1 == "require" && $2 == "github.com/argoproj/argo-cd/v3" {print $3}' "$src/go.mod")
+    (cd "$src" && GOTOOLCHAIN=auto go build -ldflags="$ldflags" -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
+    local module
     module=$(cd "$src" && GOTOOLCHAIN=auto go mod download -json "github.com/argoproj/argo-cd/v3@$version" \
       | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
     cp "$module/manifests/crds/application-crd.yaml" "$module/manifests/crds/appproject-crd.yaml" "$dir.tmp/crds/"
     # The repo server runs these two scripts of Argo CD's image (it verifies
     # commit signatures, a no-op for unsigned commits, before every manifest).
     install -m 0755 "$module/hack/git-verify-wrapper.sh" "$module/hack/gpg-wrapper.sh" "$dir.tmp/"
+    chmod -R u+w "$dir.tmp"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
   local name
