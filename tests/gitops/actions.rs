@@ -113,6 +113,18 @@ async fn the_suspend_action_stops_a_mirror_shown_suspended_and_resume_starts_it(
         )
         .await;
     let synced_before = suspended.status.as_ref().unwrap().last_sync_time.clone();
+    // Git does not set spec.suspend: Argo CD leaves it alone (self-heal included)
+    // and the Application stays Synced, as docs/argocd.md says.
+    let app = setup.argocd.compared_again(&application).await;
+    assert_eq!(
+        app["status"]["sync"]["status"], "Synced",
+        "{:#}",
+        app["status"]
+    );
+    assert!(
+        mirrors.get(&name).await.unwrap().spec.suspend,
+        "still suspended after a comparison"
+    );
 
     // A tag pushed while suspended is not copied until the mirror is resumed.
     let quay = quay_registry(&setup.cluster);

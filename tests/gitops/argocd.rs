@@ -212,6 +212,20 @@ impl ArgoCd {
         }
     }
 
+    /// Asks for a refresh and waits until Argo CD has compared again (its
+    /// `reconciledAt` moved and the refresh annotation is gone); the Application.
+    pub async fn compared_again(&self, name: &str) -> Value {
+        let before = self.application(name).await["status"]["reconciledAt"].clone();
+        self.refresh(name).await;
+        self.eventually(name, "a new comparison", || async {
+            let app = self.application(name).await;
+            let refreshed = app["status"]["reconciledAt"] != before
+                && app["metadata"]["annotations"]["argocd.argoproj.io/refresh"].is_null();
+            refreshed.then_some(app)
+        })
+        .await
+    }
+
     /// Waits until the Application is Synced at `revision` with its last
     /// sync operation Succeeded at that revision.
     pub async fn wait_synced(&self, name: &str, revision: &str) {

@@ -315,23 +315,8 @@ async fn the_status_the_operator_writes_never_makes_the_application_out_of_sync(
             },
         )
         .await;
-    // Argo CD compares again after the writes: a refresh it finished is one
-    // whose reconciledAt moved past the one before it.
-    let before = setup.argocd.application(&application).await["status"]["reconciledAt"].clone();
-    setup.argocd.refresh(&application).await;
-    let app = setup
-        .argocd
-        .eventually(
-            &application,
-            "a comparison after the status writes",
-            || async {
-                let app = setup.argocd.application(&application).await;
-                let refreshed = app["status"]["reconciledAt"] != before
-                    && app["metadata"]["annotations"]["argocd.argoproj.io/refresh"].is_null();
-                refreshed.then_some(app)
-            },
-        )
-        .await;
+    // Argo CD compares again after the writes.
+    let app = setup.argocd.compared_again(&application).await;
     let status = &app["status"];
     assert_eq!(status["sync"]["status"], "Synced", "{status:#}");
     assert_eq!(status["sync"]["revision"], revision.as_str());
