@@ -27,6 +27,10 @@ tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller ma
 env-up: tools ## Start (or reuse) the local test world; writes target/testenv/env
 	@$(TESTENV_PY) up
 
+.PHONY: env-up-argocd
+env-up-argocd: tools ## The test world with Argo CD (application controller, repo server, API server, Redis) as `make env-up PROMOTER_TESTENV_ARGOCD=1`; tests/gitops needs it
+	@PROMOTER_TESTENV_ARGOCD=1 $(TESTENV_PY) up
+
 .PHONY: env-down
 env-down: ## Stop every process of the test world and remove what its pods left (mounts, network namespaces, containers)
 	@if [ -x $(TESTENV)/bin/python ]; then $(TESTENV_PY) down; else echo "testenv: not installed, nothing to stop"; fi
@@ -44,6 +48,8 @@ test: env-up ## Run every test: unit, integration against the test world (the ch
 	@$(MAKE) --no-print-directory image
 	@set -a && . $(TESTENV)/env && set +a && export PROMOTER_TEST_OPERATOR_IMAGE=$$PROMOTER_TEST_ECR_REGISTRY/image-promoter:$(VERSION) && \
 	  $(CARGO) test --locked --all-targets --no-fail-fast
+	@set -a && . $(TESTENV)/env && set +a && if [ -n "$$PROMOTER_TEST_ARGOCD_SERVER" ]; then \
+	  $(CARGO) test --locked --test gitops --no-fail-fast; else echo "test: the world has no Argo CD (PROMOTER_TESTENV_ARGOCD=1 make env-up): tests/gitops not run"; fi
 	@$(MAKE) --no-print-directory crds-check
 	@$(MAKE) --no-print-directory health-check
 	@$(MAKE) --no-print-directory chart-check
@@ -53,6 +59,7 @@ test: env-up ## Run every test: unit, integration against the test world (the ch
 lint: ## cargo fmt --check and clippy -D warnings
 	@$(CARGO) fmt --all -- --check
 	@$(CARGO) clippy --locked --all-targets -- -D warnings
+	@$(CARGO) clippy --locked --test gitops -- -D warnings
 
 .PHONY: crds
 crds: ## Regenerate crds/ from the Rust types
@@ -111,9 +118,9 @@ image-check: env-up release-binary ## Build the image twice (same digest), check
 	@python3 hack/release/test_release.py
 
 .PHONY: demo demo-down
-demo: env-up image ## The operator end to end: the test world with its node, the image, the chart, seeded images, the examples applied and watched until they settle (docs in README)
+demo: $(if $(ARGOCD),env-up-argocd,env-up) image ## (ARGOCD=1: and the Argo CD Application view) The operator end to end: the test world with its node, the image, the chart, seeded images, the examples applied and watched until they settle (docs in README)
 	@set -a && . $(TESTENV)/env && set +a && \
-	  $(TESTENV)/bin/python demo/demo.py --image $$PROMOTER_TEST_ECR_REGISTRY/image-promoter:$(VERSION)
+	  $(TESTENV)/bin/python demo/demo.py --image $$PROMOTER_TEST_ECR_REGISTRY/image-promoter:$(VERSION) $(if $(ARGOCD),--argocd)
 
 demo-down: ## Stop the demo: the whole test world (as make env-down)
 	@$(MAKE) --no-print-directory env-down

@@ -128,6 +128,8 @@ apt_packages=(
   "busybox-static|1:1.35"
   "skopeo|1.9"
 )
+# --- Argo CD: its Redis (the application controller's and repo server's cache).
+apt_packages+=("redis-server|5:7.0")
 
 apt_install() {
   local missing=() entry name
@@ -179,7 +181,7 @@ install_debian_tools() {
   apt_install
   check_apt_versions
   local name
-  for name in skopeo containerd ctr runc busybox; do
+  for name in skopeo containerd ctr runc busybox redis-server; do
     link "$(system_command "$name")" "$name"
   done
 }
@@ -229,5 +231,45 @@ for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; 
 install_helm v3.22.0
 install_cargo_tool cargo-cyclonedx 0.5.9
 install_kube_schemas "$kube_version"
+
+# --- Argo CD (tests/gitops, `make env-up-argocd`) -------------------------------
+# One `argocd` binary serves every component; it dispatches on the name it is
+# started as, so the application controller, the repo server and the API server
+# are links to it, and `argocd` is the CLI. Built from the wrapper module
+# tests/testenv/go/argocd at the release its go.mod pins; that release needs a
+# newer Go than the machine's, which the go command fetches from the module
+# proxy (GOTOOLCHAIN=auto). Argo CD's CRDs (Application, AppProject) come from
+# the same module and are cached beside the binary.
+install_argocd() {
+  local src=$here/go/argocd
+  local version ldflags key
+  version=$(awk '$1 == "require" && $2 == "github.com/argoproj/argo-cd/v3" {print $3}' "$src/go.mod")
+  # The version `argocd version` reports, as Argo CD's own Makefile sets it.
+  ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=${version#v}"
+  key=$( (cat "$src/go.mod" "$src/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
+  local dir=$cache/tools/argocd-$key
+  if [ ! -x "$dir/argocd" ] || [ ! -x "$dir/git-verify-wrapper.sh" ]; then
+    say "building Argo CD $version from $src (cached afterwards)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/crds"
+    (cd "$src" && GOTOOLCHAIN=auto go build -ldflags="$ldflags" -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
+    local module
+    module=$(cd "$src" && GOTOOLCHAIN=auto go mod download -json "github.com/argoproj/argo-cd/v3@$version" \
+      | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+    cp "$module/manifests/crds/application-crd.yaml" "$module/manifests/crds/appproject-crd.yaml" "$dir.tmp/crds/"
+    # The repo server runs these two scripts of Argo CD's image (it verifies
+    # commit signatures, a no-op for unsigned commits, before every manifest).
+    install -m 0755 "$module/hack/git-verify-wrapper.sh" "$module/hack/gpg-wrapper.sh" "$dir.tmp/"
+    chmod -R u+w "$dir.tmp"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  local name
+  for name in argocd argocd-application-controller argocd-repo-server argocd-server; do
+    link "$dir/argocd" "$name"
+  done
+  link "$dir/git-verify-wrapper.sh" git-verify-wrapper.sh
+  link "$dir/gpg-wrapper.sh" gpg-wrapper.sh
+  ln -sfn "$dir/crds" "$root/target/testenv/argocd-crds"
+}
+install_argocd
 install_debian_tools
 say "ready in $bin"
