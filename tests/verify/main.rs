@@ -16,6 +16,7 @@ mod oci;
 
 mod cosign;
 mod ecr;
+mod keyless;
 mod public;
 mod store;
 mod world;
