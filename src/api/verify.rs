@@ -160,6 +160,24 @@ pub struct SignaturePolicy {
     pub keyless: Option<KeylessSignature>,
 }
 
+impl SignaturePolicy {
+    /// Whether the policy reads the Secret `name` (its public key, or its
+    /// keyless trusted root), so a change to that Secret re-checks it.
+    pub fn names_secret(&self, name: &str) -> bool {
+        let key = self
+            .public_key
+            .as_ref()
+            .is_some_and(|k| k.secret_ref.name == name);
+        let root = self
+            .keyless
+            .as_ref()
+            .and_then(|k| k.trusted_root.as_ref())
+            .and_then(|r| r.secret_ref.as_ref())
+            .is_some_and(|r| r.name == name);
+        key || root
+    }
+}
+
 /// A cosign public key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -331,4 +349,52 @@ fn default_public_key_name() -> String {
 
 fn default_trusted_root_name() -> String {
     "trusted_root.json".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_names_the_secrets_of_its_key_and_of_its_trusted_root() {
+        let key = SignaturePolicy {
+            public_key: Some(PublicKeySignature {
+                secret_ref: SecretKeyReference {
+                    name: "cosign".into(),
+                    key: "cosign.pub".into(),
+                },
+            }),
+            keyless: None,
+        };
+        let root = |secret: Option<&str>, config_map: Option<&str>| SignaturePolicy {
+            public_key: None,
+            keyless: Some(KeylessSignature {
+                issuer: Some("https://issuer.example".into()),
+                subject: Some("ci".into()),
+                trusted_root: Some(TrustedRootReference {
+                    secret_ref: secret.map(|name| TrustedRootKey {
+                        name: name.into(),
+                        key: default_trusted_root_name(),
+                    }),
+                    config_map_ref: config_map.map(|name| TrustedRootKey {
+                        name: name.into(),
+                        key: default_trusted_root_name(),
+                    }),
+                }),
+                ..KeylessSignature::default()
+            }),
+        };
+        assert!(key.names_secret("cosign") && !key.names_secret("sigstore"));
+        assert!(root(Some("sigstore"), None).names_secret("sigstore"));
+        assert!(!root(None, Some("sigstore")).names_secret("sigstore"));
+        let parsed: KeylessSignature = serde_json::from_value(serde_json::json!({
+            "issuerRegExp": "^https://", "subject": "ci",
+            "trustedRoot": {"configMapRef": {"name": "sigstore"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed.trusted_root.unwrap().config_map_ref.unwrap().key,
+            "trusted_root.json"
+        );
+    }
 }
