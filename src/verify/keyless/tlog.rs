@@ -330,4 +330,58 @@ mod tests {
         let err = LogEntry::from_bundle_entry(&entry).unwrap_err().to_string();
         assert!(err.contains("no inclusion promise"), "{err}");
     }
+
+    /// A signed entry timestamp public-good Rekor made (2021), checked with
+    /// its real key (tests/fixtures/keyless/public-good).
+    #[test]
+    fn a_real_public_good_promise_verifies_with_the_rekor_key_and_not_when_changed() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keyless");
+        let read = |name: &str| std::fs::read_to_string(format!("{dir}/{name}")).unwrap();
+        let mut root: serde_json::Value = serde_json::from_str(&read("trusted_root.json")).unwrap();
+        let key = read("public-good/rekor.pub.b64").trim().to_string();
+        let key_id = {
+            use base64::Engine as _;
+            let der = decode_base64(&key).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(digest(&SHA256, &der).as_ref())
+        };
+        root["tlogs"] = serde_json::json!([{
+            "baseUrl": "https://rekor.sigstore.dev",
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": {"rawBytes": key, "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                          "validFor": {"start": "2021-01-12T11:53:27Z"}},
+            "logId": {"keyId": key_id},
+        }]);
+        let root = TrustedRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+        let entry =
+            LogEntry::from_cosign_annotation(&read("public-good/rekor-bundle-annotation.json"))
+                .unwrap();
+        assert_eq!(
+            hex(&entry.log_id),
+            "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d"
+        );
+        let log = entry
+            .verify(&root)
+            .expect("the public-good promise verifies");
+        assert_eq!(log.base_url, "https://rekor.sigstore.dev");
+        assert_eq!(
+            entry.integrated_at().unwrap().to_string(),
+            "2021-06-22T21:08:05Z"
+        );
+        // Not an entry of this signature: it records another kind of entry.
+        let err = entry.records(b"x", b"y", b"z").unwrap_err().to_string();
+        assert!(err.contains("a \"rekord\" entry"), "{err}");
+
+        let mut moved = entry.clone();
+        moved.log_index += 1;
+        assert!(matches!(
+            moved.verify(&root),
+            Err(EntryProblem::BadPromise { .. })
+        ));
+        let mut later = entry;
+        later.integrated_time += 1;
+        assert!(matches!(
+            later.verify(&root),
+            Err(EntryProblem::BadPromise { .. })
+        ));
+    }
 }
