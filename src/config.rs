@@ -160,8 +160,8 @@ pub enum ConfigError {
     Invalid { host: String, message: String },
     #[error("registry {0}")]
     Client(#[source] Box<RegistryError>),
-    #[error("verify.signature.publicKeys: {0}")]
-    FloorKey(#[source] crate::verify::cosign::KeyError),
+    #[error("{0}")]
+    Floor(#[source] crate::verify::FloorError),
     #[error("{0}")]
     Tenancy(#[from] crate::tenancy::RuleError),
 }
@@ -173,10 +173,12 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: Config = serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut config: Config =
+            serde_yaml_ng::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        config.verify.signature.load().map_err(ConfigError::Floor)?;
         config.validate()?;
         Ok(config)
     }
@@ -185,7 +187,7 @@ impl Config {
         self.verify
             .signature
             .verifier()
-            .map_err(ConfigError::FloorKey)?;
+            .map_err(ConfigError::Floor)?;
         if let Some(rules) = &self.tenancy {
             crate::tenancy::validate(rules)?;
         }

@@ -38,7 +38,8 @@ pub use promotion::{
 };
 pub use verify::{
     EncryptionRequirement, IgnoredFinding, KeylessSignature, PublicKeySignature, ScanPolicy,
-    SecretKeyReference, Severity, SignaturePolicy, VerificationEvidence, VerificationPolicy,
+    SecretKeyReference, Severity, SignaturePolicy, TrustedRootKey, TrustedRootReference,
+    VerificationEvidence, VerificationPolicy,
 };
 
 /// The API group of both kinds.

@@ -160,6 +160,24 @@ pub struct SignaturePolicy {
     pub keyless: Option<KeylessSignature>,
 }
 
+impl SignaturePolicy {
+    /// Whether the policy reads the Secret `name` (its public key, or its
+    /// keyless trusted root), so a change to that Secret re-checks it.
+    pub fn names_secret(&self, name: &str) -> bool {
+        let key = self
+            .public_key
+            .as_ref()
+            .is_some_and(|k| k.secret_ref.name == name);
+        let root = self
+            .keyless
+            .as_ref()
+            .and_then(|k| k.trusted_root.as_ref())
+            .and_then(|r| r.secret_ref.as_ref())
+            .is_some_and(|r| r.name == name);
+        key || root
+    }
+}
+
 /// A cosign public key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -181,19 +199,69 @@ pub struct SecretKeyReference {
     pub key: String,
 }
 
-/// The identity a keyless signature's certificate must carry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+/// The identity a keyless signature's certificate must carry, and the root
+/// of trust its certificate and log entry must chain to. Name the issuer and
+/// the subject each exactly or with a regular expression, as cosign's
+/// `--certificate-oidc-issuer(-regexp)` and `--certificate-identity(-regexp)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::exactly_one_of(&["issuer", "issuerRegExp"]))]
+#[x_kube(validation = rules::exactly_one_of(&["subject", "subjectRegExp"]))]
 pub struct KeylessSignature {
-    /// OIDC issuer URL, e.g. `https://token.actions.githubusercontent.com`.
+    /// OIDC issuer URL the certificate's Fulcio issuer extension must equal,
+    /// e.g. `https://token.actions.githubusercontent.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = kube::core::Rule::new("self.startsWith('https://') && isURL(self)")
         .message("must be an https:// URL"))]
-    pub issuer: String,
-    /// Certificate subject (SAN), e.g.
-    /// `https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main`.
+    pub issuer: Option<String>,
+    /// Regular expression (RE2 syntax, unanchored as in cosign: use `^…$`)
+    /// the certificate's OIDC issuer must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
-    pub subject: String,
+    pub issuer_reg_exp: Option<String>,
+    /// Certificate identity (a SAN: URI or e-mail) the certificate must carry, e.g.
+    /// `https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject: Option<String>,
+    /// Regular expression (RE2 syntax, unanchored as in cosign: use `^…$`)
+    /// one of the certificate's SANs must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub subject_reg_exp: Option<String>,
+    /// Sigstore `trusted_root.json` (certificate authorities and transparency
+    /// logs) to verify against. Absent: the operator's default
+    /// (`verify.signature.trustedRoot` in its configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<TrustedRootReference>,
+}
+
+/// Where a Sigstore `trusted_root.json` is kept, in the object's namespace.
+/// Set exactly one of secretRef or configMapRef.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::exactly_one_of(&["secretRef", "configMapRef"]))]
+pub struct TrustedRootReference {
+    /// A key of a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<TrustedRootKey>,
+    /// A key of a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<TrustedRootKey>,
+}
+
+/// One key of a Secret or ConfigMap holding `trusted_root.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedRootKey {
+    /// Name of the Secret or ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within its data.
+    #[serde(default = "default_trusted_root_name")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// What verification found, recorded in status so the decision can be audited.
@@ -277,4 +345,56 @@ fn default_fail_on_severity() -> Severity {
 
 fn default_public_key_name() -> String {
     "cosign.pub".to_string()
+}
+
+fn default_trusted_root_name() -> String {
+    "trusted_root.json".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_names_the_secrets_of_its_key_and_of_its_trusted_root() {
+        let key = SignaturePolicy {
+            public_key: Some(PublicKeySignature {
+                secret_ref: SecretKeyReference {
+                    name: "cosign".into(),
+                    key: "cosign.pub".into(),
+                },
+            }),
+            keyless: None,
+        };
+        let root = |secret: Option<&str>, config_map: Option<&str>| SignaturePolicy {
+            public_key: None,
+            keyless: Some(KeylessSignature {
+                issuer: Some("https://issuer.example".into()),
+                subject: Some("ci".into()),
+                trusted_root: Some(TrustedRootReference {
+                    secret_ref: secret.map(|name| TrustedRootKey {
+                        name: name.into(),
+                        key: default_trusted_root_name(),
+                    }),
+                    config_map_ref: config_map.map(|name| TrustedRootKey {
+                        name: name.into(),
+                        key: default_trusted_root_name(),
+                    }),
+                }),
+                ..KeylessSignature::default()
+            }),
+        };
+        assert!(key.names_secret("cosign") && !key.names_secret("sigstore"));
+        assert!(root(Some("sigstore"), None).names_secret("sigstore"));
+        assert!(!root(None, Some("sigstore")).names_secret("sigstore"));
+        let parsed: KeylessSignature = serde_json::from_value(serde_json::json!({
+            "issuerRegExp": "^https://", "subject": "ci",
+            "trustedRoot": {"configMapRef": {"name": "sigstore"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed.trusted_root.unwrap().config_map_ref.unwrap().key,
+            "trusted_root.json"
+        );
+    }
 }

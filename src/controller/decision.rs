@@ -402,8 +402,7 @@ pub fn references_secret(promotion: &ImagePromotion, name: &str) -> bool {
         .verify
         .signature
         .as_ref()
-        .and_then(|s| s.public_key.as_ref())
-        .is_some_and(|k| k.secret_ref.name == name);
+        .is_some_and(|s| s.names_secret(name));
     credentials || key
 }
 

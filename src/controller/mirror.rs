@@ -68,8 +68,7 @@ pub fn references_secret(mirror: &RegistryMirror, name: &str) -> bool {
         .verify
         .as_ref()
         .and_then(|v| v.signature.as_ref())
-        .and_then(|s| s.public_key.as_ref())
-        .is_some_and(|k| k.secret_ref.name == name);
+        .is_some_and(|s| s.names_secret(name));
     credentials || key
 }
 
@@ -343,25 +342,42 @@ async fn write(
     Ok(())
 }
 
-/// The key of `spec.verify.signature.publicKey`, read from its Secret.
+/// The key of `spec.verify.signature.publicKey`, read from its Secret, and
+/// the root of `keyless.trustedRoot`, from its Secret or ConfigMap.
 async fn mirror_public_key(
     object: &RegistryMirror,
     ctx: &Context,
     namespace: &str,
-) -> Result<Option<crate::verify::cosign::PublicKey>, (String, String, bool)> {
-    let key = object
+) -> Result<crate::promotion::plan::SignatureMaterial, (String, String, bool)> {
+    let problem =
+        |e: secrets::SecretError| (e.reason().to_string(), e.to_string(), e.is_transient());
+    let signature = object
         .spec
         .verify
         .as_ref()
-        .and_then(|v| v.signature.as_ref())
-        .and_then(|s| s.public_key.as_ref());
-    let Some(key) = key.map(|k| &k.secret_ref) else {
-        return Ok(None);
-    };
-    secrets::public_key(&ctx.secrets, namespace, &key.name, &key.key)
-        .await
-        .map(Some)
-        .map_err(|e| (e.reason().to_string(), e.to_string(), e.is_transient()))
+        .and_then(|v| v.signature.as_ref());
+    let mut material = crate::promotion::plan::SignatureMaterial::default();
+    if let Some(key) = signature
+        .and_then(|s| s.public_key.as_ref())
+        .map(|k| &k.secret_ref)
+    {
+        material.public_key = Some(
+            secrets::public_key(&ctx.secrets, namespace, &key.name, &key.key)
+                .await
+                .map_err(problem)?,
+        );
+    }
+    if let Some(reference) = signature
+        .and_then(|s| s.keyless.as_ref())
+        .and_then(|k| k.trusted_root.as_ref())
+    {
+        material.trusted_root = Some(
+            secrets::trusted_root(&ctx.secrets, namespace, reference)
+                .await
+                .map_err(problem)?,
+        );
+    }
+    Ok(material)
 }
 
 #[cfg(test)]

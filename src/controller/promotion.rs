@@ -368,8 +368,27 @@ async fn prepare(
         ),
         None => None,
     };
+    let trusted_root = match object
+        .spec
+        .verify
+        .signature
+        .as_ref()
+        .and_then(|s| s.keyless.as_ref())
+        .and_then(|k| k.trusted_root.as_ref())
+    {
+        Some(reference) => Some(
+            secrets::trusted_root(&ctx.secrets, &namespace, reference)
+                .await
+                .map_err(secret_problem)?,
+        ),
+        None => None,
+    };
+    let material = crate::promotion::plan::SignatureMaterial {
+        public_key,
+        trusted_root,
+    };
     let plan =
-        plan_with(object, &setup.config, public_key, SecretAccess::Api).map_err(|e| Problem {
+        plan_with(object, &setup.config, material, SecretAccess::Api).map_err(|e| Problem {
             reason: e.reason.to_string(),
             message: e.message,
             transient: false,

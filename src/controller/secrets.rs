@@ -1,7 +1,8 @@
 //! The object's Secrets, read through the API when a reconcile needs them:
 //! a `kubernetes.io/dockerconfigjson` Secret for a registry host
 //! (`credentials.secretRef`) and a cosign public key
-//! (`verify.signature.publicKey.secretRef`). A registry client made from a
+//! (`verify.signature.publicKey.secretRef`), and a Sigstore trusted root
+//! (`verify.signature.keyless.trustedRoot`, a Secret or a ConfigMap). A registry client made from a
 //! Secret is kept per Secret and resourceVersion ([`Registries::client_with`]),
 //! so a rotated Secret gets a fresh client and tokens on its next use.
 //! Nothing read here is ever logged or written to a status.
@@ -16,14 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 
-use crate::api::reasons;
+use crate::api::{TrustedRootReference, reasons};
 use crate::registry::auth::StaticCredential;
 use crate::registry::auth::dockerconfig::{self, DockerConfigError};
 use crate::registry::{CredentialOrigin, Engine, RegistryClient, RegistryError};
 use crate::verify::cosign::{KeyError, PublicKey};
+use crate::verify::keyless::{RootError, TrustedRoot};
 
 const DOCKER_CONFIG_TYPE: &str = "kubernetes.io/dockerconfigjson";
 const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
@@ -79,6 +81,40 @@ pub enum SecretError {
         #[source]
         source: KeyError,
     },
+    /// The ConfigMap does not exist.
+    #[error("ConfigMap {namespace}/{name} does not exist")]
+    ConfigMapNotFound { namespace: String, name: String },
+    /// The operator may not read the ConfigMap.
+    #[error(
+        "the operator may not read ConfigMap {namespace}/{name} (forbidden): its RBAC must allow \
+         get on configmaps in this namespace"
+    )]
+    ConfigMapForbidden { namespace: String, name: String },
+    /// Reading the ConfigMap failed.
+    #[error("reading ConfigMap {namespace}/{name}: {source}")]
+    ConfigMapRead {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// The ConfigMap lacks the key.
+    #[error("ConfigMap {namespace}/{name} has no key {key:?}")]
+    ConfigMapMissingKey {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    /// The trusted root does not parse.
+    #[error("{kind} {namespace}/{name} key {key:?}: {source}")]
+    TrustedRoot {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        key: String,
+        #[source]
+        source: RootError,
+    },
     /// No client could be made for the host.
     #[error("a client for {host} with Secret {namespace}/{name}: {source}")]
     Client {
@@ -94,8 +130,8 @@ impl SecretError {
     /// The PascalCase reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Forbidden { .. } => reasons::ACCESS_DENIED,
-            Self::Read { .. } => reasons::REGISTRY_UNAVAILABLE,
+            Self::Forbidden { .. } | Self::ConfigMapForbidden { .. } => reasons::ACCESS_DENIED,
+            Self::Read { .. } | Self::ConfigMapRead { .. } => reasons::REGISTRY_UNAVAILABLE,
             Self::Client { .. } => reasons::INVALID_SPEC,
             _ => reasons::CREDENTIALS_NOT_FOUND,
         }
@@ -104,7 +140,7 @@ impl SecretError {
     /// Whether reading again later may help without a change.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Read { source, .. } => !matches!(
+            Self::Read { source, .. } | Self::ConfigMapRead { source, .. } => !matches!(
                 source,
                 kube::Error::Api(status) if (400..500).contains(&status.code) && status.code != 429
             ),
@@ -251,6 +287,93 @@ pub async fn registry_client(
             name: name.into(),
             host: host.into(),
             source: Box::new(source),
+        })
+}
+
+/// The Sigstore `trusted_root.json` that `reference` names in `namespace`.
+pub async fn trusted_root(
+    secrets: &SecretReader,
+    namespace: &str,
+    reference: &TrustedRootReference,
+) -> Result<Arc<TrustedRoot>, SecretError> {
+    let (kind, bytes, name, key) = match (&reference.secret_ref, &reference.config_map_ref) {
+        (Some(r), _) => {
+            let secret = secrets.get(namespace, &r.name).await?;
+            let bytes = data(&secret, namespace, &r.name, &r.key)?.to_vec();
+            ("Secret", bytes, &r.name, &r.key)
+        }
+        (None, Some(r)) => (
+            "ConfigMap",
+            config_map_data(&secrets.client, namespace, &r.name, &r.key).await?,
+            &r.name,
+            &r.key,
+        ),
+        (None, None) => {
+            return Err(SecretError::TrustedRoot {
+                kind: "trustedRoot",
+                namespace: namespace.into(),
+                name: String::new(),
+                key: String::new(),
+                source: RootError("set secretRef or configMapRef".into()),
+            });
+        }
+    };
+    TrustedRoot::from_json(&bytes)
+        .map(Arc::new)
+        .map_err(|source| SecretError::TrustedRoot {
+            kind,
+            namespace: namespace.into(),
+            name: name.clone(),
+            key: key.clone(),
+            source,
+        })
+}
+
+/// The value of `key` of the ConfigMap `name` (`data`, else `binaryData`).
+async fn config_map_data(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Vec<u8>, SecretError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let (ns, n) = (namespace.to_string(), name.to_string());
+    let map = match api.get_opt(name).await {
+        Ok(Some(map)) => map,
+        Ok(None) => {
+            return Err(SecretError::ConfigMapNotFound {
+                namespace: ns,
+                name: n,
+            });
+        }
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            return Err(SecretError::ConfigMapForbidden {
+                namespace: ns,
+                name: n,
+            });
+        }
+        Err(source) => {
+            return Err(SecretError::ConfigMapRead {
+                namespace: ns,
+                name: n,
+                source,
+            });
+        }
+    };
+    map.data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.as_bytes().to_vec())
+        .or_else(|| {
+            map.binary_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| b.0.clone())
+        })
+        .ok_or(SecretError::ConfigMapMissingKey {
+            namespace: ns,
+            name: n,
+            key: key.into(),
         })
 }
 

@@ -21,14 +21,14 @@ use crate::aws::{ECR_PUBLIC_HOST, EcrRegistry, parse_ecr_host, resolve_ecr_regis
 use crate::config::{Config, RegistryKind};
 use crate::promotion::plan::{
     HostAccess, InferredCredentials, PlanError, PublicRepositoryPlan, Reach, SecretAccess,
-    SecretCredentials, TargetUse, public_repository, reach_host, tenancy, verifiers,
+    SecretCredentials, SignatureMaterial, TargetUse, public_repository, reach_host, tenancy,
+    verifiers,
 };
 use crate::registry::copy::MountSources;
 use crate::registry::{CopyOptions, Repository};
 
 use super::selection::TagSelection;
 use super::verification::MirrorPolicy;
-use crate::verify::cosign::PublicKey;
 
 /// How a repository's tags (and, where the API gives them, digests and push
 /// times) are listed.
@@ -101,7 +101,7 @@ pub fn setup(
     mirror: &RegistryMirror,
     config: &Config,
     access: SecretAccess,
-    public_key: Option<PublicKey>,
+    public_key: impl Into<SignatureMaterial>,
 ) -> Result<MirrorSetup, PlanError> {
     let spec = &mirror.spec;
     let selection = TagSelection::new(&spec.tags).map_err(|e| PlanError {
@@ -197,7 +197,7 @@ pub fn setup(
     let verifiers = verifiers(
         spec.verify.as_ref().unwrap_or(&no_policy),
         config,
-        public_key,
+        public_key.into(),
     )?;
     let verification = MirrorPolicy::new(
         spec.verify.clone(),

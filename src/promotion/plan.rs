@@ -22,6 +22,7 @@ use crate::registry::copy::MountSources;
 use crate::registry::{CopyOptions, ImageReference, Platforms, Repository, Target};
 use crate::tenancy::Use;
 use crate::verify::cosign::{PublicKey, Verifier};
+use crate::verify::keyless::{Identity, KeylessVerifier, TrustedRoot};
 
 pub use crate::aws::ECR_PUBLIC_HOST;
 
@@ -183,12 +184,31 @@ pub struct SecretCredentials {
     pub secret: String,
 }
 
+/// The key material an object's `spec.verify.signature` refers to, read by
+/// the caller: the public key of `publicKey`, the trusted root of `keyless`.
+#[derive(Clone, Debug, Default)]
+pub struct SignatureMaterial {
+    /// The PEM key `publicKey.secretRef` names (or `--public-key`).
+    pub public_key: Option<PublicKey>,
+    /// The root `keyless.trustedRoot` names; `None`: the floor's default.
+    pub trusted_root: Option<std::sync::Arc<TrustedRoot>>,
+}
+
+impl From<Option<PublicKey>> for SignatureMaterial {
+    fn from(public_key: Option<PublicKey>) -> Self {
+        Self {
+            public_key,
+            trusted_root: None,
+        }
+    }
+}
+
 /// Plans the run of a validated `promotion` with `config`; `public_key` is
 /// what `--public-key` gave for `spec.verify.signature.publicKey`.
 pub fn plan(
     promotion: &ImagePromotion,
     config: &Config,
-    public_key: Option<PublicKey>,
+    public_key: impl Into<SignatureMaterial>,
 ) -> Result<PromotionPlan, PlanError> {
     plan_with(promotion, config, public_key, SecretAccess::None)
 }
@@ -198,9 +218,10 @@ pub fn plan(
 pub fn plan_with(
     promotion: &ImagePromotion,
     config: &Config,
-    public_key: Option<PublicKey>,
+    public_key: impl Into<SignatureMaterial>,
     access: SecretAccess,
 ) -> Result<PromotionPlan, PlanError> {
+    let material = public_key.into();
     let spec = &promotion.spec;
     let image = ImageReference::parse_image(&spec.source.image)
         .map_err(|e| PlanError::invalid(format!("spec.source.image: {e}")))?;
@@ -279,7 +300,7 @@ pub fn plan_with(
     Ok(PromotionPlan {
         name: promotion.metadata.name.clone().unwrap_or_default(),
         generation: promotion.metadata.generation.unwrap_or(0),
-        verifiers: verifiers(&spec.verify, config, public_key)?,
+        verifiers: verifiers(&spec.verify, config, material)?,
         policy: spec.verify.clone(),
         source,
         targets,
@@ -681,12 +702,15 @@ fn no_secrets(field: &str, secret: &str, host: &str) -> PlanError {
 pub(crate) fn verifiers(
     policy: &VerificationPolicy,
     config: &Config,
-    public_key: Option<PublicKey>,
+    material: SignatureMaterial,
 ) -> Result<Verifiers, PlanError> {
     let signature = policy.signature.as_ref();
-    let keyless = signature.and_then(|s| s.keyless.clone());
-    let object = match (signature, public_key) {
-        (Some(_), _) if keyless.is_some() => keyless.map(Verifier::Keyless),
+    let object = match (signature, material.public_key) {
+        (Some(s), _) if s.keyless.is_some() => Some(keyless_verifier(
+            s.keyless.as_ref().expect("checked"),
+            config,
+            material.trusted_root,
+        )?),
         (Some(_), Some(key)) => Some(Verifier::PublicKeys(vec![key])),
         (Some(s), None) => {
             let secret = s.public_key.as_ref().map(|k| &k.secret_ref);
@@ -706,12 +730,57 @@ pub(crate) fn verifiers(
         }
         (None, None) => None,
     };
-    let floor = config.verify.signature.verifier().map_err(|e| {
-        PlanError::invalid(format!(
-            "verify.signature.publicKeys in the configuration file: {e}"
-        ))
-    })?;
+    let floor = config
+        .verify
+        .signature
+        .verifier()
+        .map_err(|e| PlanError::invalid(format!("{e} (in the configuration file)")))?;
     Ok(Verifiers { object, floor })
+}
+
+/// The verifier of `spec.verify.signature.keyless`: its identity (a bad
+/// pattern is an invalid spec) under its own root or the floor's default.
+fn keyless_verifier(
+    spec: &crate::api::KeylessSignature,
+    config: &Config,
+    own_root: Option<std::sync::Arc<TrustedRoot>>,
+) -> Result<Verifier, PlanError> {
+    let identity = Identity::from_spec(spec)
+        .map_err(|e| PlanError::invalid(format!("spec.verify.signature.keyless: {e}")))?;
+    let root = match (&spec.trusted_root, own_root) {
+        (_, Some(root)) => root,
+        (Some(reference), None) => {
+            let (kind, key) = match (&reference.secret_ref, &reference.config_map_ref) {
+                (Some(key), _) => ("Secret", key),
+                (None, Some(key)) => ("ConfigMap", key),
+                (None, None) => {
+                    return Err(PlanError::invalid(
+                        "spec.verify.signature.keyless.trustedRoot: set secretRef or configMapRef"
+                            .into(),
+                    ));
+                }
+            };
+            return Err(PlanError::invalid(format!(
+                "spec.verify.signature.keyless.trustedRoot names {kind} {:?} (key {:?}), which \
+                 the command line cannot read: leave trustedRoot out and name the root with \
+                 verify.signature.trustedRoot in the configuration file",
+                key.name, key.key
+            )));
+        }
+        (None, None) => config.verify.signature.default_root().ok_or_else(|| {
+            PlanError::invalid(
+                "spec.verify.signature.keyless names no trustedRoot and the operator's \
+                 configuration has no default (verify.signature.trustedRoot): add \
+                 keyless.trustedRoot with a Secret or ConfigMap holding Sigstore's \
+                 trusted_root.json"
+                    .into(),
+            )
+        })?,
+    };
+    Ok(Verifier::Keyless(KeylessVerifier {
+        identities: vec![identity],
+        root,
+    }))
 }
 
 fn copy_options(copy: &crate::api::CopyOptions) -> CopyOptions {

@@ -47,13 +47,10 @@ mod tests {
         }))
         .unwrap();
         assert_ne!(base, fingerprint(&policy, &floored, []));
-        let keyless = Verifier::Keyless(
-            serde_json::from_value(serde_json::json!({
-                "issuer": "https://token.actions.githubusercontent.com",
-                "subject": "a"
-            }))
-            .unwrap(),
-        );
+        let keyless = Verifier::Keyless(crate::verify::keyless::tests::verifier(
+            "https://token.actions.githubusercontent.com",
+            "a",
+        ));
         assert_ne!(base, fingerprint(&policy, &floor, [&keyless]));
     }
 }

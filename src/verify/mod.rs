@@ -19,10 +19,11 @@
 pub mod cosign;
 pub mod fingerprint;
 pub mod floor;
+pub mod keyless;
 pub mod policy;
 
 pub use fingerprint::fingerprint;
-pub use floor::{ScanFloor, SignatureFloor, VerificationFloor};
+pub use floor::{FloorError, ScanFloor, SignatureFloor, VerificationFloor};
 pub use policy::{
     Failure, Observations, RequiredBy, SignatureChecks, Verdict, evaluate, evaluate_with,
 };

@@ -551,24 +551,14 @@ fn signatures(
 ) -> Vec<Failure> {
     let mut failures = Vec::new();
     let asked = policy.and_then(|p| p.signature.as_ref());
-    if let Some(signature) = asked {
-        if signature.keyless.is_some() {
-            failures.push(Failure {
-                reason: reasons::INVALID_SPEC,
-                required_by: RequiredBy::Object,
-                message: "keyless signature verification is not supported yet; require a \
-                          signature with spec.verify.signature.publicKey instead"
-                    .into(),
-            });
-        } else {
-            failures.extend(signature_failure(
-                observed.signatures.object.as_ref(),
-                RequiredBy::Object,
-                &observed.digest,
-            ));
-        }
+    if asked.is_some() {
+        failures.extend(signature_failure(
+            observed.signatures.object.as_ref(),
+            RequiredBy::Object,
+            &observed.digest,
+        ));
     }
-    if !floor.signature.public_keys.is_empty() {
+    if floor.signature.names_signers() {
         failures.extend(signature_failure(
             observed.signatures.floor.as_ref(),
             RequiredBy::Floor,
@@ -579,7 +569,8 @@ fn signatures(
             reason: reasons::INVALID_SPEC,
             required_by: RequiredBy::Floor,
             message: "the operator requires every promotion to verify a cosign signature: set \
-                      spec.verify.signature.publicKey to the key the image is signed with"
+                      spec.verify.signature.publicKey to the key the image is signed with, or \
+                      spec.verify.signature.keyless to the identity that signs it"
                 .into(),
         });
     }
@@ -607,17 +598,21 @@ fn signature_failure(
             reasons::SIGNATURE_MISSING,
             format!(
                 "{digest} has no cosign signature (no sha256-<hex>.sig tag and no OCI 1.1 \
-                 referrer); sign it with cosign sign --key"
+                 referrer); sign it with cosign sign"
             ),
         ),
         SignatureOutcome::Invalid { trusted, problems } => (
             reasons::SIGNATURE_INVALID,
             format!(
                 "no signature of {digest} verifies with {} {}: {}",
-                if trusted.len() == 1 {
-                    "key"
-                } else {
-                    "any of the keys"
+                match (
+                    trusted.iter().all(|t| t.starts_with("sha256:")),
+                    trusted.len()
+                ) {
+                    (true, 1) => "key",
+                    (true, _) => "any of the keys",
+                    (false, 1) => "keyless identity",
+                    (false, _) => "any of the keyless identities",
                 },
                 trusted.join(", "),
                 problems.join("; ")
@@ -927,18 +922,26 @@ mod tests {
                 &["verifies with key sha256:aaaa", "not made by a trusted key"],
             ),
             (
-                "keyless policy",
-                |_, p| {
+                "keyless policy, signed by another identity",
+                |o, p| {
                     p.signature = Some(SignaturePolicy {
                         public_key: None,
                         keyless: Some(KeylessSignature {
-                            issuer: "https://issuer.example".into(),
-                            subject: "ci".into(),
+                            issuer: Some("https://issuer.example".into()),
+                            subject: Some("ci".into()),
+                            ..KeylessSignature::default()
                         }),
+                    });
+                    o.signatures.object = Some(SignatureOutcome::Invalid {
+                        trusted: vec!["issuer https://issuer.example, subject ci".into()],
+                        problems: vec!["its certificate names subject other".into()],
                     })
                 },
-                "InvalidSpec",
-                &["keyless", "not supported yet"],
+                "SignatureInvalid",
+                &[
+                    "verifies with keyless identity issuer https://issuer.example, subject ci",
+                    "names subject other",
+                ],
             ),
             (
                 "ignore entry with a bad date",
@@ -1102,7 +1105,7 @@ mod tests {
             },
             signature: crate::verify::SignatureFloor {
                 required: true,
-                public_keys: Vec::new(),
+                ..Default::default()
             },
         };
         let mut observed = good();
@@ -1254,6 +1257,7 @@ mod tests {
             signature: crate::verify::SignatureFloor {
                 required: true,
                 public_keys: vec!["(a PEM key)".into()],
+                ..Default::default()
             },
             ..Default::default()
         };

@@ -359,6 +359,44 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "keyless subject given exactly and as an expression",
+            object: set(
+                p(),
+                "/spec/verify/signature",
+                json!({"keyless": {"issuer": "https://token.actions.githubusercontent.com",
+                    "subject": "x", "subjectRegExp": "^x$"}}),
+            ),
+            expect: &[
+                "spec.verify.signature.keyless",
+                "set exactly one of subject, subjectRegExp",
+            ],
+        },
+        Case {
+            name: "keyless without issuer",
+            object: set(
+                p(),
+                "/spec/verify/signature",
+                json!({"keyless": {"subject": "x"}}),
+            ),
+            expect: &[
+                "spec.verify.signature.keyless",
+                "set exactly one of issuer, issuerRegExp",
+            ],
+        },
+        Case {
+            name: "keyless trusted root in a Secret and a ConfigMap at once",
+            object: set(
+                p(),
+                "/spec/verify/signature",
+                json!({"keyless": {"issuerRegExp": "^https://", "subject": "x", "trustedRoot": {
+                    "secretRef": {"name": "sigstore"}, "configMapRef": {"name": "sigstore"}}}}),
+            ),
+            expect: &[
+                "spec.verify.signature.keyless.trustedRoot",
+                "set exactly one of secretRef, configMapRef",
+            ],
+        },
+        Case {
             name: "malformed platform",
             object: set(p(), "/spec/copy", json!({"platforms": ["linux"]})),
             expect: &[

@@ -26,6 +26,10 @@ mod proxy;
 #[allow(dead_code)]
 mod cluster;
 
+#[path = "../verify/keyless_sigstore.rs"]
+#[allow(dead_code)]
+mod keyless_sigstore;
+
 mod concurrency;
 mod configuration;
 mod faults;
@@ -33,6 +37,7 @@ mod finished;
 mod forged;
 mod forgotten;
 mod harness;
+mod keyless;
 mod mirrored;
 mod paced;
 mod partition;

@@ -15,7 +15,12 @@ mod support;
 #[path = "../smoke/oci.rs"]
 mod oci;
 
+#[path = "../verify/keyless_sigstore.rs"]
+#[allow(dead_code)]
+mod keyless_sigstore;
+
 mod invalid;
+mod keyless;
 mod promoted;
 mod refused;
 mod standin;

@@ -16,6 +16,8 @@ mod oci;
 
 mod cosign;
 mod ecr;
+mod keyless;
+mod keyless_sigstore;
 mod public;
 mod store;
 mod world;

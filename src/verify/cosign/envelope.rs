@@ -61,6 +61,14 @@ pub(super) fn check_simple_signing(
     let Some(key) = keys.iter().find(|k| k.verifies(payload, &signature)) else {
         return Check::NotTrusted;
     };
+    match signed_image(payload) {
+        Ok(signed) => signed_digest_check(key, digest, signed),
+        Err(problem) => Check::Unusable(problem),
+    }
+}
+
+/// The image digest a simple-signing payload names, once its signature verified.
+pub(super) fn signed_image(payload: &[u8]) -> Result<String, String> {
     #[derive(Deserialize)]
     struct Payload {
         critical: Critical,
@@ -76,21 +84,19 @@ pub(super) fn check_simple_signing(
         #[serde(rename = "docker-manifest-digest")]
         digest: String,
     }
-    let payload: Payload = match serde_json::from_slice(payload) {
-        Ok(payload) => payload,
-        Err(err) => return Check::Unusable(format!("the signed payload is not cosign's: {err}")),
-    };
+    let payload: Payload = serde_json::from_slice(payload)
+        .map_err(|err| format!("the signed payload is not cosign's: {err}"))?;
     if !payload
         .critical
         .type_
         .eq_ignore_ascii_case(SIMPLE_SIGNING_TYPE)
     {
-        return Check::Unusable(format!(
+        return Err(format!(
             "the signed payload is of type {:?}, not a cosign image signature",
             payload.critical.type_
         ));
     }
-    signed_digest_check(key, digest, payload.critical.image.digest)
+    Ok(payload.critical.image.digest)
 }
 
 /// Checks a Sigstore bundle holding a DSSE envelope.
@@ -211,7 +217,7 @@ fn pre_authentication_encoding(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Base64 as cosign and the Sigstore bundle JSON write it: standard, padded or not.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_base64(text: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let text = text.trim();
     [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]

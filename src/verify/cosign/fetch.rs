@@ -103,6 +103,10 @@ pub enum SignatureContent {
         signature: String,
         /// The PEM certificate of a keyless signature.
         certificate: Option<String>,
+        /// The PEM intermediates of that certificate.
+        chain: Option<String>,
+        /// cosign's Rekor bundle annotation (log entry and signed entry timestamp).
+        log_entry: Option<String>,
     },
     /// A Sigstore bundle (JSON).
     Bundle(Vec<u8>),
@@ -265,10 +269,14 @@ where
                 LayerKind::SimpleSigning {
                     signature,
                     certificate,
+                    chain,
+                    log_entry,
                 } => SignatureContent::SimpleSigning {
                     payload: blob,
                     signature,
                     certificate,
+                    chain,
+                    log_entry,
                 },
                 LayerKind::Bundle => SignatureContent::Bundle(blob),
             };

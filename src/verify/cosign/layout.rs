@@ -28,6 +28,10 @@ pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesi
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Layer annotation holding a keyless signature's PEM certificate.
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+/// Layer annotation holding the PEM intermediates of a keyless signature's certificate.
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// Layer annotation holding a keyless signature's Rekor entry and signed entry timestamp.
+pub const REKOR_BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// Artifact type of cosign's OCI 1.1 signature manifests.
 pub const SIGNATURE_ARTIFACT_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// Media type prefix of Sigstore bundles (`…bundle.v0.3+json`, `…bundle+json;version=0.3`).
@@ -84,6 +88,10 @@ pub enum LayerKind {
         signature: String,
         /// The PEM certificate of a keyless signature.
         certificate: Option<String>,
+        /// The PEM intermediates of that certificate.
+        chain: Option<String>,
+        /// The Rekor bundle annotation (log entry and signed entry timestamp).
+        log_entry: Option<String>,
     },
     /// A Sigstore bundle.
     Bundle,
@@ -215,6 +223,8 @@ pub fn parse_signature_manifest(
                 Some(signature) => LayerKind::SimpleSigning {
                     signature: signature.clone(),
                     certificate: layer.annotations.get(CERTIFICATE_ANNOTATION).cloned(),
+                    chain: layer.annotations.get(CHAIN_ANNOTATION).cloned(),
+                    log_entry: layer.annotations.get(REKOR_BUNDLE_ANNOTATION).cloned(),
                 },
                 None => {
                     parsed.problems.push(format!(
@@ -282,7 +292,7 @@ mod tests {
         for layer in &parsed.layers {
             assert!(matches!(
                 &layer.kind,
-                LayerKind::SimpleSigning { certificate: None, signature } if signature.starts_with("ME")
+                LayerKind::SimpleSigning { certificate: None, signature, log_entry: None, .. } if signature.starts_with("ME")
             ));
             assert_eq!(layer.size, 255);
         }

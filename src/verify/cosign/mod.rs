@@ -14,10 +14,9 @@
 //!
 //! A signature on a different platform's child manifest is a signature of
 //! that child, not of the index that was pinned: it does not count.
-//! Keyless signatures (Fulcio certificates, Rekor entries) are a
-//! [`Verifier::Keyless`] that reports [`SignatureOutcome::Unsupported`]
-//! until their verification is built; the candidates already carry the
-//! certificate annotation it will need.
+//! Keyless signatures (a Fulcio certificate, a Rekor entry) are checked by
+//! a [`Verifier::Keyless`] through [`crate::verify::keyless`], from the
+//! certificate, chain and Rekor bundle annotations of a simple-signing layer.
 
 mod envelope;
 mod fetch;
@@ -32,17 +31,18 @@ pub use fetch::{
 pub use key::{KeyError, PublicKey};
 pub use layout::SignatureLayout;
 
-use crate::api::KeylessSignature;
 use envelope::Check;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::verify::keyless::{KeylessVerifier, LogEntry, SignedMaterial};
 
 /// What a signature must have been made with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verifier {
     /// A signature by any of these keys (several, so keys can be rotated).
     PublicKeys(Vec<PublicKey>),
-    /// A keyless signature whose certificate names this issuer and subject.
-    /// Not supported yet: verification reports [`SignatureOutcome::Unsupported`].
-    Keyless(KeylessSignature),
+    /// A keyless signature by one of these identities, under this trusted root.
+    Keyless(KeylessVerifier),
 }
 
 impl Verifier {
@@ -55,7 +55,7 @@ impl Verifier {
     pub fn trusted(&self) -> Vec<String> {
         match self {
             Self::PublicKeys(keys) => keys.iter().map(|k| k.key_id().to_string()).collect(),
-            Self::Keyless(identity) => vec![format!("{} {}", identity.issuer, identity.subject)],
+            Self::Keyless(keyless) => keyless.trusted(),
         }
     }
 }
@@ -63,9 +63,10 @@ impl Verifier {
 /// The result of checking an image's signatures against a [`Verifier`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignatureOutcome {
-    /// A trusted key signed the pinned digest.
+    /// A trusted key (or keyless identity) signed the pinned digest.
     Verified {
-        /// The key that verified (`sha256:<hex>` of its DER form).
+        /// The key that verified (`sha256:<hex>` of its DER form), or the
+        /// keyless identity (`<issuer> <subject>` as the certificate names them).
         key_id: String,
         /// Digest of the signature manifest holding the signature.
         signature_digest: String,
@@ -94,29 +95,35 @@ pub fn verify(
     digest: &str,
     candidates: &[SignatureCandidate],
 ) -> SignatureOutcome {
+    verify_at(verifier, digest, candidates, Timestamp::now())
+}
+
+/// [`verify`] at `now` (which only words the refusal of an expired keyless certificate).
+pub fn verify_at(
+    verifier: &Verifier,
+    digest: &str,
+    candidates: &[SignatureCandidate],
+    now: Timestamp,
+) -> SignatureOutcome {
     let keys = match verifier {
-        Verifier::PublicKeys(keys) => keys,
-        Verifier::Keyless(identity) => {
-            return SignatureOutcome::Unsupported {
-                what: format!(
-                    "keyless signature verification (issuer {}, subject {}) is not supported yet; \
-                     use a public key",
-                    identity.issuer, identity.subject
-                ),
-            };
-        }
+        Verifier::PublicKeys(keys) => keys.as_slice(),
+        Verifier::Keyless(_) => &[],
     };
     if candidates.is_empty() {
         return SignatureOutcome::Missing;
     }
     let mut problems = Vec::new();
     for candidate in candidates {
-        let check = match &candidate.content {
-            SignatureContent::SimpleSigning {
-                payload, signature, ..
-            } => envelope::check_simple_signing(keys, digest, payload, signature),
-            SignatureContent::Bundle(bundle) => envelope::check_bundle(keys, digest, bundle),
-            SignatureContent::Unusable(problem) => Check::Unusable(problem.clone()),
+        let check = match (&candidate.content, verifier) {
+            (_, Verifier::Keyless(keyless)) => check_keyless(keyless, digest, candidate, now),
+            (
+                SignatureContent::SimpleSigning {
+                    payload, signature, ..
+                },
+                _,
+            ) => envelope::check_simple_signing(keys, digest, payload, signature),
+            (SignatureContent::Bundle(bundle), _) => envelope::check_bundle(keys, digest, bundle),
+            (SignatureContent::Unusable(problem), _) => Check::Unusable(problem.clone()),
         };
         let problem = match check {
             Check::Verified { key_id } => {
@@ -129,8 +136,11 @@ pub fn verify(
             Check::NotTrusted => {
                 "not made by a trusted key, or the payload changed after signing".to_string()
             }
-            Check::OtherImage { key_id, signed } => {
+            Check::OtherImage { key_id, signed } if key_id.starts_with("sha256:") => {
                 format!("made by key {key_id} but for {signed}")
+            }
+            Check::OtherImage { key_id, signed } => {
+                format!("made by {key_id} but for {signed}")
             }
             Check::Unusable(problem) => problem,
         };
@@ -144,6 +154,63 @@ pub fn verify(
     SignatureOutcome::Invalid {
         trusted: verifier.trusted(),
         problems,
+    }
+}
+
+/// One candidate against a keyless verifier: a simple-signing layer with
+/// its certificate and Rekor bundle annotations.
+fn check_keyless(
+    keyless: &KeylessVerifier,
+    digest: &str,
+    candidate: &SignatureCandidate,
+    now: Timestamp,
+) -> Check {
+    let (payload, signature, certificate, chain, log_entry) = match &candidate.content {
+        SignatureContent::SimpleSigning {
+            payload,
+            signature,
+            certificate: Some(certificate),
+            chain,
+            log_entry,
+        } => (payload, signature, certificate, chain, log_entry),
+        SignatureContent::SimpleSigning { .. } => {
+            return Check::Unusable(
+                "made with a key, without a certificate: not a keyless signature".into(),
+            );
+        }
+        SignatureContent::Bundle(_) => {
+            return Check::Unusable(
+                "a Sigstore bundle (cosign --new-bundle-format): keyless bundles are not checked \
+                 yet; attach the signature in cosign's annotation layout"
+                    .into(),
+            );
+        }
+        SignatureContent::Unusable(problem) => return Check::Unusable(problem.clone()),
+    };
+    let Some(signature) = envelope::decode_base64(signature) else {
+        return Check::Unusable("the signature annotation is not base64".into());
+    };
+    let entry = log_entry.as_deref().map(LogEntry::from_cosign_annotation);
+    let signed = SignedMaterial {
+        payload,
+        signature: &signature,
+        certificate,
+        chain: chain.as_deref(),
+        log_entry: entry.as_ref(),
+    };
+    let accepted = match keyless.check(&signed, now) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return Check::Unusable(refusal.to_string()),
+    };
+    match envelope::signed_image(payload) {
+        Ok(signed) if signed == digest => Check::Verified {
+            key_id: accepted.identity,
+        },
+        Ok(signed) => Check::OtherImage {
+            key_id: accepted.identity,
+            signed,
+        },
+        Err(problem) => Check::Unusable(problem),
     }
 }
 
@@ -201,6 +268,8 @@ mod tests {
                 payload,
                 signature: signature.to_string(),
                 certificate: None,
+                chain: None,
+                log_entry: None,
             },
         }
     }
@@ -345,20 +414,27 @@ mod tests {
     }
 
     #[test]
-    fn no_candidates_is_missing_and_keyless_is_unsupported() {
+    fn no_candidates_is_missing_and_a_key_signature_is_not_keyless() {
         assert_eq!(
             verify(&verifier(&["key-a.pub"]), &digest(), &[]),
             SignatureOutcome::Missing
         );
-        let keyless = Verifier::Keyless(KeylessSignature {
-            issuer: "https://token.actions.githubusercontent.com".into(),
-            subject: "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
-                .into(),
-        });
-        assert!(matches!(
-            verify(&keyless, &digest(), &[]),
-            SignatureOutcome::Unsupported { what } if what.contains("not supported yet")
+        let keyless = Verifier::Keyless(crate::verify::keyless::tests::verifier(
+            "https://token.actions.githubusercontent.com",
+            "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main",
         ));
+        assert_eq!(verify(&keyless, &digest(), &[]), SignatureOutcome::Missing);
+        let [sig_a, _] = signatures().try_into().unwrap();
+        match verify(&keyless, &digest(), &[simple(fixture(PAYLOAD), &sig_a)]) {
+            SignatureOutcome::Invalid { trusted, problems } => {
+                assert_eq!(trusted, keyless.trusted());
+                assert!(
+                    problems[0].contains("not a keyless signature"),
+                    "{problems:?}"
+                );
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
     }
 
     /// A key pair made for the test, to sign payloads cosign would not.
