@@ -122,6 +122,20 @@ fn failures(decisions: &[Decision]) -> Vec<TagFailure> {
         .collect()
 }
 
+/// Whether a sync that ran left the mirror stalled: not ready, nothing
+/// pending, and only tags that failed, fail verification or drifted at a
+/// target (the operator never overwrites them) in the way.
+fn settled_problem(ready: bool, reason: &str, tags: &TagCounts) -> bool {
+    !ready
+        && tags.pending == 0
+        && [
+            reasons::TAGS_FAILED,
+            reasons::VERIFICATION_FAILED,
+            reasons::TAGS_DRIFTED,
+        ]
+        .contains(&reason)
+}
+
 /// The status after a sync that ran.
 pub fn synced_status(
     previous: &RegistryMirrorStatus,
@@ -188,6 +202,7 @@ pub fn synced_status(
             .generation(generation),
         clock,
     );
+    let stalled_message = message.clone();
     if tags.pending > 0 {
         set_condition(
             &mut status.conditions,
@@ -199,7 +214,19 @@ pub fn synced_status(
     } else {
         remove_condition(&mut status.conditions, RECONCILING);
     }
-    remove_condition(&mut status.conditions, STALLED);
+    if settled_problem(ready, reason, &tags) {
+        // Nothing left to copy, and what is wrong the next sync will not fix
+        // by itself: kstatus (Flux) says Failed, as Argo CD says Degraded.
+        set_condition(
+            &mut status.conditions,
+            ConditionUpdate::new(STALLED, true, reason)
+                .message(stalled_message)
+                .generation(generation),
+            clock,
+        );
+    } else {
+        remove_condition(&mut status.conditions, STALLED);
+    }
     status.failures = failures(summary.decisions);
     status.tags = Some(tags);
     status.targets = targets;
@@ -369,6 +396,73 @@ mod tests {
             ("False", "TagsFailed")
         );
         assert!(find_condition(&status.conditions, RECONCILING).is_some());
+    }
+
+    #[test]
+    fn only_a_settled_problem_stalls_the_mirror() {
+        let targets = ["a".to_string()];
+        let drifted = || TagState::Drifted {
+            message: "points elsewhere".into(),
+        };
+        let cases: Vec<(&str, Vec<Decision>, Option<&str>)> = vec![
+            ("in sync", vec![decision("1", 0, TagState::InSync)], None),
+            (
+                "drifted",
+                vec![decision("1", 0, drifted())],
+                Some("TagsDrifted"),
+            ),
+            (
+                "failed",
+                vec![decision("1", 0, failed())],
+                Some("TagsFailed"),
+            ),
+            (
+                "drifted, more to copy",
+                vec![
+                    decision("1", 0, drifted()),
+                    decision("2", 0, TagState::Pending),
+                ],
+                None,
+            ),
+            (
+                "failed, more to copy",
+                vec![
+                    decision("1", 0, failed()),
+                    decision("2", 0, TagState::Pending),
+                ],
+                None,
+            ),
+        ];
+        for (name, decisions, want) in cases {
+            let summary = SyncSummary {
+                generation: Some(1),
+                targets: &targets,
+                selected: 2,
+                decisions: &decisions,
+                full_resync: false,
+            };
+            let status = synced_status(&RegistryMirrorStatus::default(), &summary, &At(10));
+            let stalled = find_condition(&status.conditions, STALLED);
+            assert_eq!(stalled.map(|c| c.reason.as_str()), want, "{name}");
+            if let Some(stalled) = stalled {
+                let ready = find_condition(&status.conditions, READY).unwrap();
+                assert_eq!(stalled.message, ready.message, "{name}");
+            }
+            // The next sync that finds the tags in sync clears it.
+            let healed = [decision("1", 0, TagState::InSync)];
+            let next = synced_status(
+                &status,
+                &SyncSummary {
+                    decisions: &healed,
+                    ..summary
+                },
+                &At(20),
+            );
+            assert!(
+                find_condition(&next.conditions, STALLED).is_none(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

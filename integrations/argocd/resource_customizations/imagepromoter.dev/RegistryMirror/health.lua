@@ -52,16 +52,6 @@ for _, rule in ipairs(decisive) do
   end
 end
 
--- Nothing left to copy (not Reconciling) and some tags drifted or failed:
--- waiting does not fix them, so Degraded, as Argo CD's checks for Flux kinds
--- treat a settled Ready=False.
-local settled = condition(conditions, "Ready")
-if settled ~= nil and settled.status == "False" and (settled.reason == "TagsDrifted" or settled.reason == "TagsFailed") then
-  hs.status = "Degraded"
-  hs.message = text(settled)
-  return hs
-end
-
 local ready = condition(conditions, "Ready")
 hs.status = "Progressing"
 if ready ~= nil then
