@@ -109,8 +109,9 @@ impl KeyReference {
             let valid = |s: &str| {
                 !s.is_empty()
                     && s.len() <= 253
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    })
             };
             if !valid(namespace) || !valid(name) {
                 return Err(bad());
@@ -195,7 +196,9 @@ impl SigningKey {
             .map(|pair| Self::Local(Box::new(pair)))
             .map_err(|_| KeyError::Invalid {
                 reference: reference.into(),
-                message: "not an ECDSA P-256 private key (cosign's default kind, the only one supported)".into(),
+                message:
+                    "not an ECDSA P-256 private key (cosign's default kind, the only one supported)"
+                        .into(),
             })
     }
 
@@ -275,10 +278,7 @@ impl SigningKey {
                         operation: "Sign",
                         message: aws_sdk_kms::error::DisplayErrorContext(e).to_string(),
                     })?;
-                Ok(answer
-                    .signature
-                    .map(|b| b.into_inner())
-                    .unwrap_or_default())
+                Ok(answer.signature.map(|b| b.into_inner()).unwrap_or_default())
             }
         }
     }
@@ -352,7 +352,12 @@ pub fn decrypt_cosign_key(pem: &[u8], password: &[u8]) -> Result<Vec<u8>, String
     let n = encrypted.kdf.params.N;
     // cosign writes N = 2^15 (2^16 before); more than 2^20 would take
     // a gigabyte of memory to derive: refused.
-    if !n.is_power_of_two() || n < 2 || n > 1 << 20 || encrypted.kdf.params.r > 32 || encrypted.kdf.params.p > 16 {
+    if !n.is_power_of_two()
+        || n < 2
+        || n > 1 << 20
+        || encrypted.kdf.params.r > 32
+        || encrypted.kdf.params.p > 16
+    {
         return Err(format!(
             "scrypt parameters N={n} r={} p={} are outside what cosign writes",
             encrypted.kdf.params.r, encrypted.kdf.params.p
@@ -366,8 +371,7 @@ pub fn decrypt_cosign_key(pem: &[u8], password: &[u8]) -> Result<Vec<u8>, String
     )
     .map_err(|e| format!("invalid scrypt parameters: {e}"))?;
     let mut key = [0u8; 32];
-    scrypt::scrypt(password, &salt, &params, &mut key)
-        .map_err(|e| format!("scrypt: {e}"))?;
+    scrypt::scrypt(password, &salt, &params, &mut key).map_err(|e| format!("scrypt: {e}"))?;
     if nonce.len() != 24 {
         return Err("the key's nonce is not 24 bytes".into());
     }
@@ -431,7 +435,10 @@ mod tests {
                     key: "alias/promoter".into(),
                 }),
             ),
-            ("/etc/promoter/cosign.key", Some(KeyReference::File("/etc/promoter/cosign.key".into()))),
+            (
+                "/etc/promoter/cosign.key",
+                Some(KeyReference::File("/etc/promoter/cosign.key".into())),
+            ),
             ("k8s://only-namespace", None),
             ("k8s://Upper/name", None),
             ("k8s:///name", None),
@@ -450,8 +457,11 @@ mod tests {
 
     #[test]
     fn damaged_or_foreign_key_text_is_refused_with_a_reason() {
-        let err = decrypt_cosign_key(b"-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n", b"")
-            .unwrap_err();
+        let err = decrypt_cosign_key(
+            b"-----BEGIN PUBLIC KEY-----\nAA==\n-----END PUBLIC KEY-----\n",
+            b"",
+        )
+        .unwrap_err();
         assert!(err.contains("ENCRYPTED SIGSTORE PRIVATE KEY"), "{err}");
         let body = base64::engine::general_purpose::STANDARD.encode(
             br#"{"kdf":{"name":"scrypt","params":{"N":4294967296,"r":8,"p":1},"salt":"AA=="},"cipher":{"name":"nacl/secretbox","nonce":"AA=="},"ciphertext":"AA=="}"#,
@@ -461,6 +471,35 @@ mod tests {
         );
         let err = decrypt_cosign_key(pem.as_bytes(), b"").unwrap_err();
         assert!(err.contains("scrypt parameters"), "{err}");
+    }
+
+    const FIXTURE_KEY: &[u8] = include_bytes!("../../tests/fixtures/receipt/cosign.key");
+    const FIXTURE_PUB: &[u8] = include_bytes!("../../tests/fixtures/receipt/cosign.pub");
+
+    #[tokio::test]
+    async fn a_key_cosign_generated_decrypts_with_its_password_and_matches_its_public_key() {
+        // tests/fixtures/receipt: `cosign generate-key-pair`, password "fixture-password".
+        let key = SigningKey::from_cosign_pem(FIXTURE_KEY, b"fixture-password", "fixture").unwrap();
+        let SigningKey::Local(pair) = &key else {
+            panic!("a local key")
+        };
+        let spki = public_key_der(FIXTURE_PUB).unwrap();
+        assert!(
+            spki.ends_with(pair.public_key().as_ref()),
+            "cosign.pub is this key's"
+        );
+        let signature = key.sign(b"receipt").await.unwrap();
+        let public =
+            aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &spki).unwrap();
+        assert!(public.verify_sig(b"receipt", &signature).is_ok());
+
+        let wrong = SigningKey::from_cosign_pem(FIXTURE_KEY, b"other", "fixture").unwrap_err();
+        let message = wrong.to_string();
+        assert!(message.contains("wrong password"), "{message}");
+        assert!(
+            !message.contains("other"),
+            "no password in messages: {message}"
+        );
     }
 
     #[tokio::test]

@@ -72,7 +72,11 @@ pub fn open_envelope(bytes: &[u8]) -> Option<(String, Vec<u8>, Vec<Vec<u8>>)> {
         .iter()
         .filter_map(|s| b64.decode(s["sig"].as_str()?).ok())
         .collect();
-    Some((value["payloadType"].as_str()?.to_string(), payload, signatures))
+    Some((
+        value["payloadType"].as_str()?.to_string(),
+        payload,
+        signatures,
+    ))
 }
 
 /// The new `.att` manifest and config after appending a receipt layer.

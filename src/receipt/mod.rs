@@ -67,6 +67,13 @@ impl Ensured {
     }
 }
 
+/// Decrypts a cosign key off the async threads (scrypt takes a while on purpose).
+async fn decrypt(pem: Vec<u8>, password: Vec<u8>, name: String) -> Result<SigningKey, KeyError> {
+    tokio::task::spawn_blocking(move || SigningKey::from_cosign_pem(&pem, &password, &name))
+        .await
+        .expect("decrypting a key does not panic")
+}
+
 impl Receipts {
     /// Receipts signed with `key` (`reference` names it in messages and logs).
     pub fn new(key: SigningKey, reference: &str) -> Self {
@@ -86,14 +93,19 @@ impl Receipts {
         let name = reference.to_string();
         let key = match reference {
             KeyReference::File(path) => {
-                let pem = tokio::fs::read(path).await.map_err(|source| KeyError::File {
-                    path: path.clone(),
-                    source,
-                })?;
+                let pem = tokio::fs::read(path)
+                    .await
+                    .map_err(|source| KeyError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
                 let password = std::env::var("COSIGN_PASSWORD").unwrap_or_default();
-                SigningKey::from_cosign_pem(&pem, password.as_bytes(), &name)?
+                decrypt(pem, password.into_bytes(), name.clone()).await?
             }
-            KeyReference::Secret { namespace, name: secret } => {
+            KeyReference::Secret {
+                namespace,
+                name: secret,
+            } => {
                 let kube = kube.ok_or_else(|| KeyError::Secret {
                     reference: name.clone(),
                     message: "no Kubernetes client".into(),
@@ -114,7 +126,7 @@ impl Receipts {
                     message: "the Secret has no cosign.key (create it with cosign generate-key-pair k8s://NAMESPACE/NAME)".into(),
                 })?;
                 let password = field("cosign.password").unwrap_or_default();
-                SigningKey::from_cosign_pem(&pem, &password, &name)?
+                decrypt(pem, password, name.clone()).await?
             }
             KeyReference::AwsKms { endpoint, key } => {
                 SigningKey::kms(sdk, endpoint.as_deref(), key, &name).await?

@@ -9,8 +9,8 @@ use super::{Ensured, InputAttestation, PolicyObject, ReceiptFacts, Receipts};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{IgnoredFinding, ImagePromotion, ImagePromotionStatus, TargetState};
-use crate::promotion::status::Run;
 use crate::promotion::PromotionPlan;
+use crate::promotion::status::Run;
 use crate::registry::{Engine, Repository};
 use crate::verify::Verdict;
 
@@ -150,7 +150,8 @@ pub async fn settle(
         let Some(digest) = result.digest.clone() else {
             continue;
         };
-        let Some((_, repository)) = promotion.targets.iter().find(|(n, _)| *n == result.name) else {
+        let Some((_, repository)) = promotion.targets.iter().find(|(n, _)| *n == result.name)
+        else {
             continue;
         };
         let client = match engine.client(&repository.registry) {
@@ -247,10 +248,21 @@ mod tests {
             },
         };
         let now: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
-        let f = facts(&promotion, "quay.io/acme/app", "sha256:aa", "sha256:bb", &verdict, now);
+        let f = facts(
+            &promotion,
+            "quay.io/acme/app",
+            "sha256:aa",
+            "sha256:bb",
+            &verdict,
+            now,
+        );
         assert_eq!(f.inputs.len(), 1);
         assert_eq!(f.inputs[0].digest, "sha256:5151");
-        assert!(f.inputs[0].uri.ends_with("@sha256:5151"), "{}", f.inputs[0].uri);
+        assert!(
+            f.inputs[0].uri.ends_with("@sha256:5151"),
+            "{}",
+            f.inputs[0].uri
+        );
         assert!(f.source.ends_with("@sha256:bb"));
         assert_eq!(f.ignored.len(), 1);
         assert_eq!(f.ignored[0].id, "CVE-1");

@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(p["policy"]["digest"]["sha256"], "abcd");
         assert_eq!(p["policy"]["uid"], "0c5e-uid");
         assert_eq!(p["policy"]["generation"], 3);
-        assert_eq!(p["inputAttestations"][0]["digest"]["sha256"], &SIGNATURE[7..]);
+        assert_eq!(
+            p["inputAttestations"][0]["digest"]["sha256"],
+            &SIGNATURE[7..]
+        );
         let ext = &p[EXTENSION_KEY];
         assert_eq!(ext["scan"]["status"], "COMPLETE");
         assert_eq!(ext["ignored"][0]["id"], "CVE-2026-0001");

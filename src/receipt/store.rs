@@ -150,8 +150,7 @@ impl<'a> AttestationTag<'a> {
             return false;
         };
         let pae = layout::pre_authentication_encoding(&payload_type, &payload);
-        if payload_type != IN_TOTO_PAYLOAD_TYPE
-            || !signatures.iter().any(|s| key.verifies(&pae, s))
+        if payload_type != IN_TOTO_PAYLOAD_TYPE || !signatures.iter().any(|s| key.verifies(&pae, s))
         {
             return false;
         }
@@ -163,7 +162,11 @@ impl<'a> AttestationTag<'a> {
 
     /// Signs the receipt of `facts` and appends it to the `.att` manifest;
     /// the receipt layer's digest.
-    pub async fn write(&self, key: &SigningKey, facts: &ReceiptFacts) -> Result<String, ReceiptError> {
+    pub async fn write(
+        &self,
+        key: &SigningKey,
+        facts: &ReceiptFacts,
+    ) -> Result<String, ReceiptError> {
         let payload = serde_json::to_vec(&statement::statement(facts)).expect("JSON serialises");
         let pae = layout::pre_authentication_encoding(IN_TOTO_PAYLOAD_TYPE, &payload);
         let signature = key.sign(&pae).await?;
