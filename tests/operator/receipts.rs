@@ -353,3 +353,111 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `awskms:///alias/…`: moto's KMS signs with an ECC_NIST_P256 key (through the
+/// AWS SDK, as the operator does), the receipt is written to a Quay target
+/// through the library, and the real cosign verifies it with the KMS public key.
+#[tokio::test]
+async fn a_kms_key_signs_a_receipt_cosign_verifies() {
+    use aws_config::BehaviorVersion;
+    use image_promoter::receipt::{
+        Ensured, InputAttestation, KeyReference, PolicyObject, ReceiptFacts, Receipts,
+    };
+
+    let world = World::new().await;
+    let env = &world.env;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("receipts-kms"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // moto serves every AWS API on one endpoint.
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(env.get("AWS_ENDPOINT_URL_ECR"))
+        .load()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let created = kms
+        .create_key()
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .send()
+        .await
+        .expect("moto creates an ECC_NIST_P256 key");
+    let alias = format!("alias/{}", unique_name("receipts"));
+    kms.create_alias()
+        .alias_name(&alias)
+        .target_key_id(created.key_metadata().unwrap().key_id())
+        .send()
+        .await
+        .unwrap();
+    let public = kms.get_public_key().key_id(&alias).send().await.unwrap();
+    let der = public.public_key().unwrap().as_ref().to_vec();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let public_key = dir.join("kms.pub");
+    std::fs::write(&public_key, pem).unwrap();
+
+    let reference = KeyReference::parse(&format!("awskms:///{alias}")).unwrap();
+    let receipts = Receipts::load(&reference, None, &sdk)
+        .await
+        .expect("the KMS key");
+
+    // An image at a Quay target, as a promotion leaves it.
+    let source = world.source("op-receipts-kms", GOOD).await;
+    let (quay_name, quay) = world.quay_target("op-receipts-kms");
+    let image = crate::oci::TestImage::new(&quay_name);
+    let digest = world
+        .quay
+        .push_image(&quay_name, &image, "1.0.0")
+        .await
+        .unwrap();
+    let config =
+        image_promoter::config::Config::load(Path::new(env.get("PROMOTER_TEST_CONFIG"))).unwrap();
+    let registries = config.registries_with(Some(&sdk)).unwrap();
+    let client = registries
+        .client(env.get("PROMOTER_TEST_QUAY_REGISTRY"))
+        .unwrap();
+    let repository: image_promoter::registry::Repository = quay.parse().unwrap();
+    let facts = ReceiptFacts {
+        object: PolicyObject {
+            kind: "ImagePromotion".into(),
+            namespace: "kms".into(),
+            name: "app".into(),
+            uid: "kms-uid".into(),
+            generation: 1,
+        },
+        policy_digest: format!("sha256:{}", "ab".repeat(32)),
+        target: quay.clone(),
+        digest: digest.clone(),
+        source: format!("{}@{}", world.source_repository(&source), source.digest),
+        inputs: vec![InputAttestation {
+            uri: format!("{}@{}", world.source_repository(&source), source.digest),
+            digest: source.digest.clone(),
+            key_id: "sha256:00".into(),
+        }],
+        scan: None,
+        ignored: vec![],
+        time_verified: "2026-12-07T04:00:00Z".into(),
+    };
+    let written = receipts
+        .ensure(&client, &repository, "quay", &facts)
+        .await
+        .expect("the receipt is written");
+    assert!(matches!(written, Ensured::Written(_)), "{written:?}");
+    // Write-once: the same object generation finds what it wrote.
+    let again = receipts
+        .ensure(&client, &repository, "quay", &facts)
+        .await
+        .unwrap();
+    assert_eq!(again, Ensured::Known(written.digest().to_string()));
+
+    let verified = verify_attestation(env, &dir, &public_key, &format!("{quay}@{digest}"));
+    assert!(verified.status.success(), "{}", text(&verified));
+    let found = statements(&verified);
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0]["predicate"]["policy"]["uri"],
+        "imagepromoter.dev/ImagePromotion/kms/app"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
