@@ -217,6 +217,35 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
             .collect();
         assert_eq!(ignored, ["CVE-2026-0002"], "only the entries in force");
 
+        // A consumer's policy (CUE, as cosign takes it) naming this object passes; another fails.
+        for (object, passes) in [(name.as_str(), true), ("someone-else", false)] {
+            let policy = dir.join(format!("{target}-{object}.cue"));
+            std::fs::write(
+                &policy,
+                format!(
+                    "predicate: {{\n  verificationResult: \"PASSED\"\n  policy: uri: \"imagepromoter.dev/ImagePromotion/{}/{object}\"\n}}\n",
+                    cluster.namespace
+                ),
+            )
+            .unwrap();
+            let checked = cosign(
+                &cluster.env,
+                &dir,
+                &[
+                    "verify-attestation",
+                    "--key",
+                    public_key.to_str().unwrap(),
+                    "--type",
+                    VSA,
+                    "--insecure-ignore-tlog=true",
+                    "--policy",
+                    policy.to_str().unwrap(),
+                    &reference,
+                ],
+            );
+            assert_eq!(checked.status.success(), passes, "{object}: {}", text(&checked));
+        }
+
         // Another key does not verify it.
         let other = crate::world::public_key_file(&world.env, Key::Other);
         let refused = verify_attestation(&cluster.env, &dir, &other, &reference);
