@@ -350,11 +350,10 @@ pub fn decrypt_cosign_key(pem: &[u8], password: &[u8]) -> Result<Vec<u8>, String
     let nonce = b64(&encrypted.cipher.nonce, "nonce")?;
     let ciphertext = b64(&encrypted.ciphertext, "ciphertext")?;
     let n = encrypted.kdf.params.N;
-    // cosign writes N = 2^15 (2^16 before); more than 2^20 would take
-    // a gigabyte of memory to derive: refused.
+    // cosign writes N = 2^16; more than 2^20 would take more than a
+    // gigabyte of memory to derive: refused.
     if !n.is_power_of_two()
-        || n < 2
-        || n > 1 << 20
+        || !(2..=1 << 20).contains(&n)
         || encrypted.kdf.params.r > 32
         || encrypted.kdf.params.p > 16
     {

@@ -28,7 +28,7 @@ pub enum ReceiptError {
         /// The target repository.
         at: String,
         /// The registry's error.
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// Reading the existing attestations failed.
     #[error("receipt at {at}: reading the .att manifest: {source}")]
@@ -36,7 +36,7 @@ pub enum ReceiptError {
         /// The target repository.
         at: String,
         /// Why.
-        source: SignatureReadError,
+        source: Box<SignatureReadError>,
     },
     /// The target's `.att` manifest cannot be appended to.
     #[error("receipt at {at}: {source}")]
@@ -108,7 +108,7 @@ impl<'a> AttestationTag<'a> {
             .await
             .map_err(|source| ReceiptError::Read {
                 at: self.at(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -134,7 +134,7 @@ impl<'a> AttestationTag<'a> {
                 Err(source) => {
                     return Err(ReceiptError::Read {
                         at: self.at(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
             };
@@ -191,7 +191,7 @@ impl<'a> AttestationTag<'a> {
             .await
             .map_err(|source| ReceiptError::Registry {
                 at: self.at(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(appended.receipt.to_string())
     }
@@ -199,7 +199,7 @@ impl<'a> AttestationTag<'a> {
     async fn upload(&self, digest: &Digest, bytes: Vec<u8>) -> Result<(), ReceiptError> {
         let registry = |source| ReceiptError::Registry {
             at: self.at(),
-            source,
+            source: Box::new(source),
         };
         let name = &self.repository.name;
         if self

@@ -243,7 +243,12 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
                     &reference,
                 ],
             );
-            assert_eq!(checked.status.success(), passes, "{object}: {}", text(&checked));
+            assert_eq!(
+                checked.status.success(),
+                passes,
+                "{object}: {}",
+                text(&checked)
+            );
         }
 
         // Another key does not verify it.
