@@ -17,6 +17,7 @@
 
 pub mod key;
 pub mod layout;
+pub mod mirror;
 pub mod promotion;
 pub mod statement;
 pub mod store;

@@ -495,3 +495,115 @@ async fn a_kms_key_signs_a_receipt_cosign_verifies() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A RegistryMirror: each mirrored tag gets a receipt at the target that the
+/// real cosign verifies, naming the mirror; later syncs write nothing.
+#[tokio::test]
+async fn each_mirrored_tag_gets_a_receipt_and_later_syncs_write_none() {
+    use crate::mirrored::{create_mirror, quay_registry};
+    use image_promoter::api::RegistryMirror;
+
+    let cluster = Cluster::start("op-receipts-mirror").await;
+    let env = &cluster.env;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("receipts-mirror"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let reference = format!("k8s://{}/receipt-key", cluster.namespace);
+    let generated = cosign(env, &dir, &["generate-key-pair", &reference]);
+    assert!(generated.status.success(), "{}", text(&generated));
+    let secrets: kube::Api<Secret> = cluster.typed();
+    let data = secrets
+        .get("receipt-key")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default();
+    let public_key = dir.join("receipt.pub");
+    std::fs::write(&public_key, &data["cosign.pub"].0).unwrap();
+
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY").to_string();
+    let quay = quay_registry(&cluster);
+    let source = unique_name("mirror/receipts-source");
+    let mut digests = Vec::new();
+    for tag in ["1.0.0", "1.1.0"] {
+        let image = crate::oci::TestImage::new(&format!("{source}-{tag}"));
+        digests.push(quay.push_image(&source, &image, tag).await.expect("push"));
+    }
+    let target = unique_name("mirror/receipts-target");
+    let args = ["--attestation-key", reference.as_str()];
+    let mut operator = Operator::start(&cluster, Rbac::Full, &args).await;
+    let name = create_mirror(
+        &cluster,
+        json!({
+            "source": {"repository": format!("{quay_host}/{source}")},
+            "targets": [{"name": "quay", "repository": format!("{quay_host}/{target}")}],
+            "tier": "Bronze",
+            "interval": "1m",
+        }),
+    )
+    .await;
+    let api: kube::Api<RegistryMirror> = cluster.typed();
+    operator
+        .eventually("the mirror with 2 tags in sync", || {
+            let (api, name) = (api.clone(), name.clone());
+            async move {
+                let status = api.get(&name).await.ok()?.status?;
+                (status.tags.as_ref()?.in_sync == 2).then_some(())
+            }
+        })
+        .await;
+    for digest in &digests {
+        let image = format!("{quay_host}/{target}@{digest}");
+        let verified = verify_attestation(env, &dir, &public_key, &image);
+        assert!(
+            verified.status.success(),
+            "{image}: {}\n{}",
+            text(&verified),
+            operator.log()
+        );
+        let found = statements(&verified);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0]["predicate"]["policy"]["uri"],
+            format!(
+                "imagepromoter.dev/RegistryMirror/{}/{name}",
+                cluster.namespace
+            )
+        );
+        assert_eq!(
+            found[0]["predicate"]["https://imagepromoter.dev/promotion/v1"]["source"],
+            format!("{quay_host}/{source}@{digest}")
+        );
+    }
+
+    // Later syncs (asked for with the reconcile annotation) copy nothing and write no receipt.
+    let written = writes(&operator.metrics().await);
+    for round in 0..2 {
+        let requested = format!("receipts-{round}");
+        api.patch(
+            &name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                "imagepromoter.dev/reconcile-requested-at": requested
+            }}})),
+        )
+        .await
+        .unwrap();
+        operator
+            .eventually("another sync of the mirror", || {
+                let (api, name, requested) = (api.clone(), name.clone(), requested.clone());
+                async move {
+                    let status = api.get(&name).await.ok()?.status?;
+                    (status.last_handled_reconcile_at.as_deref() == Some(requested.as_str()))
+                        .then_some(())
+                }
+            })
+            .await;
+    }
+    assert_eq!(
+        writes(&operator.metrics().await),
+        written,
+        "{}",
+        operator.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
