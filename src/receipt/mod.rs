@@ -7,7 +7,9 @@
 //! - [`statement`]: what a receipt says (in-toto Statement v1, SLSA VSA v1), pure;
 //! - [`layout`]: the DSSE envelope and cosign's `.att` layout, pure;
 //! - [`key`]: the attestation key as cosign names keys (`k8s://`, `awskms://`, a file);
-//! - [`store`]: reading and writing the `.att` manifest of a target.
+//! - [`store`]: reading and writing the `.att` manifest of a target;
+//! - [`promotion`], [`mirror`]: the receipts of an ImagePromotion's targets and
+//!   of a RegistryMirror's copies, called by the controller after its work.
 //!
 //! Receipts are write-once like tags: one per (object generation, target).
 //! [`Receipts`] remembers in the process what it wrote, and after a restart
