@@ -14,7 +14,8 @@ image (`make image`) before this runs. The script then
    promotion of the legacy image into the namespace `demo`;
 4. shows `kubectl get promotions,mirrors` each time it changes until everything
    settles, then the events, where the images landed (digests read back from the
-   registries) and why the refused one was refused;
+   registries), each promotion receipt verified with `cosign verify-attestation`,
+   and why the refused one was refused;
 5. with `--argocd` (`make demo ARGOCD=1`, a world with Argo CD): commits the same
    objects to a Git repository (target/demo/git), installs the health checks and
    actions into argocd-cm as docs/argocd.md says, lets an Application sync the folder
@@ -26,6 +27,7 @@ image (`make image`) before this runs. The script then
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import socket
 import subprocess
@@ -46,6 +48,8 @@ RELEASE = "image-promoter"
 SETTLE_DEADLINE = 300.0
 STATE = ROOT / "target" / "demo"
 CRDS = ("imagepromotions.imagepromoter.dev", "registrymirrors.imagepromoter.dev")
+RECEIPT_KEY = f"k8s://{NAMESPACE}/receipt-key"
+VSA = "https://slsa.dev/verification_summary/v1"
 
 
 def say(text: str) -> None:
@@ -81,6 +85,7 @@ class Demo:
         self.kubectl("apply", "-f", "-", stdin=json.dumps(namespace))
         self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
         self.adopt_crds()
+        self.receipt_key()
         fill_env = dict(self.env, IMAGE=self.image)
         fill = ROOT / "tests" / "chart" / "testworld_values.py"
         objects = subprocess.run([sys.executable, str(fill), "objects"], env=fill_env, capture_output=True, text=True, check=True).stdout
@@ -101,6 +106,8 @@ class Demo:
             "--set", "rbac.aggregateClusterRoles=false",
             # Tenancy is closed by default (only the release namespace): grant the demo's.
             "--set-json", f'config.tenancy=[{{"namespaces":["{NAMESPACE}"],"sources":["**"],"targets":["**"]}}]',
+            # Promotion receipts, signed with the key cosign wrote into a Secret.
+            "--set", f"attestation.key={RECEIPT_KEY}",
             "--wait", "--timeout", "3m",
         )
         print(f"helm: the Deployment is available ({time.monotonic() - started:.0f}s)")
@@ -114,6 +121,17 @@ class Demo:
                 self.kubectl("annotate", "--overwrite", "crd", crd,
                              f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={OPERATOR_NAMESPACE}")
                 self.kubectl("label", "--overwrite", "crd", crd, "app.kubernetes.io/managed-by=Helm")
+
+    def receipt_key(self) -> None:
+        """The operator's attestation key: `cosign generate-key-pair k8s://…` writes the
+        Secret (in the watched namespace, where the operator may read Secrets)."""
+        exists = subprocess.run(["kubectl", "get", "secret", "receipt-key", "-n", NAMESPACE],
+                                env=self.seed.tool_env, capture_output=True)
+        if exists.returncode != 0:
+            STATE.mkdir(parents=True, exist_ok=True)
+            self.seed.run("cosign", "generate-key-pair", RECEIPT_KEY, cwd=STATE,
+                          extra_env={"COSIGN_PASSWORD": "demo-receipts"})
+        print(f"receipts: signed with {RECEIPT_KEY} (cosign generate-key-pair wrote the Secret)")
 
     # --- 2. the images -----------------------------------------------------------------
 
@@ -253,6 +271,7 @@ class Demo:
                         digest = self.digest(f"{target['repository']}:{tag}")
                         mark = "=" if digest == self.digest(f"{source}:{tag}") else "≠"
                         print(f"{obj['metadata']['name']}: {target['repository']}:{tag} {digest} {mark} source")
+        self.receipts()
         say("Why the refused ones were refused")
         for obj in self.objects():
             for condition in (obj.get("status") or {}).get("conditions", []):
@@ -304,6 +323,35 @@ class Demo:
         say("argocd app get demo")
         print(subprocess.run([argocd[0], "app", "get", f"{namespace}/demo", *argocd[1:]],
                              capture_output=True, text=True, check=True).stdout, end="")
+
+
+    def receipts(self) -> None:
+        say("Receipts, checked as a consumer would: cosign verify-attestation")
+        public_key = STATE / "receipt.pub"
+        # What `cosign public-key --key k8s://…` prints: the Secret's cosign.pub.
+        encoded = self.kubectl("get", "secret", "receipt-key", "-n", NAMESPACE, "-o", "jsonpath={.data.cosign\\.pub}")
+        public_key.write_bytes(base64.b64decode(encoded))
+        print(f"{public_key.name}: cosign.pub of {RECEIPT_KEY}")
+        for obj in self.objects():
+            if obj["kind"] != "ImagePromotion":
+                continue
+            for target in (obj.get("status") or {}).get("targets", []):
+                if not target.get("receipt"):
+                    continue
+                repository = next(t["repository"] for t in obj["spec"]["targets"] if t["name"] == target["name"])
+                reference = f"{repository}@{target['digest']}"
+                print(f"$ cosign verify-attestation --key {public_key.name} --type {VSA} --insecure-ignore-tlog=true {reference}")
+                out = self.seed.run(
+                    "cosign", "verify-attestation", "--key", str(public_key), "--type", VSA,
+                    "--insecure-ignore-tlog=true", reference,
+                    extra_env={"SIGSTORE_NO_CACHE": "true", "TUF_ROOT": str(STATE / "tuf")},
+                )
+                for line in out.splitlines():
+                    statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
+                    predicate = statement["predicate"]
+                    print(f"  verified: {predicate['verificationResult']} {predicate['policy']['uri']} "
+                          f"generation {predicate['policy']['generation']}, receipt {target['receipt'][:19]}…, "
+                          f"signatures verified: {len(predicate['inputAttestations'])}")
 
 
 def main() -> int:

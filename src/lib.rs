@@ -20,6 +20,7 @@ pub mod config;
 pub mod controller;
 pub mod mirror;
 pub mod promotion;
+pub mod receipt;
 pub mod registry;
 pub mod tenancy;
 pub mod verify;

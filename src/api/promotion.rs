@@ -259,6 +259,12 @@ pub struct TargetResult {
     /// Blobs mounted from another repository of the same registry instead of uploaded.
     #[serde(default)]
     pub blobs_mounted: i32,
+    /// Digest of the promotion receipt the operator signed for this target
+    /// (a DSSE envelope in the `sha256-<hex>.att` manifest next to the image,
+    /// checked with `cosign verify-attestation`); set when the operator runs
+    /// with `--attestation-key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
     /// When the state last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,

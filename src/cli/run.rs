@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Sign a promotion receipt (SLSA verification summary) at every target
+    /// with this key, named as cosign names keys: `k8s://NAMESPACE/NAME`,
+    /// `awskms:///alias/NAME` or a cosign key file (docs/verification.md).
+    #[arg(long, value_name = "REF")]
+    pub attestation_key: Option<String>,
 }
 
 /// How log lines look.
@@ -139,6 +144,12 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
         leader_election_timing,
         watch_label_selector,
         share_ports: args.share_ports,
+        attestation_key: args
+            .attestation_key
+            .as_deref()
+            .map(crate::receipt::KeyReference::parse)
+            .transpose()
+            .map_err(|e| format!("--attestation-key: {e}"))?,
     })
 }
 

@@ -49,6 +49,9 @@ impl ReconcileError {
 /// Why the operator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// `--attestation-key` names a key that cannot be used.
+    #[error("--attestation-key: {0}")]
+    AttestationKey(#[source] crate::receipt::KeyError),
     /// No Kubernetes client configuration.
     #[error("no Kubernetes client configuration (KUBECONFIG or in-cluster): {0}")]
     Client(#[source] kube::Error),

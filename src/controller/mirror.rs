@@ -245,6 +245,17 @@ async fn reconcile_mirror(
                 .with(&uid, |m| m.ledger = Some((generation, ledger)));
             match synced {
                 Ok(report) => {
+                    if let Some(receipts) = &ctx.receipts {
+                        crate::receipt::mirror::after_sync(
+                            receipts,
+                            &engine,
+                            object,
+                            &mirror_setup,
+                            &report.copies,
+                        )
+                        .boxed()
+                        .await;
+                    }
                     let summary = SyncSummary {
                         generation: Some(generation),
                         targets: &report.targets,

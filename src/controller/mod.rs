@@ -90,6 +90,8 @@ pub struct Settings {
     pub watch_label_selector: Option<String>,
     /// `--share-ports`: bind the metrics and probe ports with SO_REUSEPORT.
     pub share_ports: bool,
+    /// `--attestation-key`: sign a promotion receipt at every target with this key.
+    pub attestation_key: Option<crate::receipt::KeyReference>,
 }
 
 /// The configuration and what is built from it; replaced as a whole when
@@ -125,6 +127,8 @@ pub struct Context {
     pub mirrors: Records<MirrorMemory>,
     /// The Secrets objects name, read once and kept until they change.
     pub secrets: secrets::SecretReader,
+    /// The attestation key and the receipts written, with `--attestation-key`.
+    pub receipts: Option<crate::receipt::Receipts>,
 }
 
 impl Context {
@@ -148,6 +152,7 @@ impl Context {
             permits: tokio::sync::Semaphore::new(usize::from(concurrency.max(1))),
             promotions: Records::default(),
             mirrors: Records::default(),
+            receipts: None,
         }
     }
 
@@ -219,6 +224,9 @@ impl Context {
     pub fn forget_promotion(&self, uid: &str) {
         self.promotions.forget(uid);
         self.metrics.object(uid, None);
+        if let Some(receipts) = &self.receipts {
+            receipts.forget(uid);
+        }
     }
 
     /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
@@ -259,7 +267,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             "the configuration has no tenancy section: every watched namespace may use the operator's credentials to promote from and publish to anything they reach; add tenancy rules (docs/config.md)"
         );
     }
-    let ctx = Arc::new(Context::new(
+    let receipts = match &settings.attestation_key {
+        Some(key) => Some(
+            crate::receipt::Receipts::load(key, Some(&client), &shared.sdk)
+                .await
+                .map_err(RunError::AttestationKey)?,
+        ),
+        None => None,
+    };
+    let mut context = Context::new(
         client.clone(),
         Setup {
             config: settings.config,
@@ -269,7 +285,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         metrics,
         settings.resync,
         settings.concurrency,
-    ));
+    );
+    context.receipts = receipts;
+    let ctx = Arc::new(context);
     if let Some(address) = settings.probe_address {
         let listener = bind(address, settings.share_ports, "health probes")?;
         tokio::spawn(http::serve(

@@ -38,6 +38,7 @@ use crate::api::conditions::{self, ConditionUpdate, SystemClock, find_condition,
 use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
 use crate::promotion::status::{Audience, Problem, Progress, Run, promotion_status_for};
 use crate::promotion::{PromotionPlan, SecretAccess, execute_with, plan_with};
+use crate::receipt::promotion as receipt;
 use crate::registry::Engine;
 use crate::verify::fingerprint;
 
@@ -229,6 +230,7 @@ async fn reconcile_object(
         done = false;
         prepared = prepare(object, ctx, &setup, false).boxed().await;
     }
+    let mut receipts_for = None;
     let (mut status, outcome, drifted) = match prepared {
         Err(problem) if done => {
             warn!(reason = %problem.reason, message = %problem.message, "the drift check cannot run now; checked again at the next resync");
@@ -266,6 +268,15 @@ async fn reconcile_object(
                 .as_ref()
                 .map(|p| (p.reason.as_str(), p.message.as_str()));
             let status = with_drift_check(status, unchecked, generation, &SystemClock);
+            let kept = memory
+                .verdict
+                .as_ref()
+                .filter(|k| {
+                    k.generation == generation
+                        && previous.source_digest.as_deref() == Some(k.digest.as_str())
+                })
+                .map(|k| (k.policy.as_str(), &k.verdict));
+            receipts_for = Some((receipt::for_drift_check(object, &plan, kept), engine));
             (status, Outcome::Done, checked.drifts.len() as i64)
         }
         Ok((plan, engine)) => {
@@ -291,11 +302,17 @@ async fn reconcile_object(
                 decision::remember(m, object, &plan, &policy, &run)
             });
             account(ctx, &plan, &run);
+            receipts_for = Some((receipt::for_run(object, &plan, &policy, &run), engine));
             let fresh = promotion_status_for(&run, &SystemClock, Audience::Cluster);
             let status = with_drift_check(carry(&previous, fresh), None, generation, &SystemClock);
             (status, decision::next(&run), 0)
         }
     };
+    if let (Some(receipts), Some(((promotion, verdict), engine))) = (&ctx.receipts, receipts_for) {
+        receipt::settle(receipts, &engine, &promotion, verdict.as_ref(), &mut status)
+            .boxed()
+            .await;
+    }
     status.last_handled_reconcile_at = requested
         .clone()
         .or_else(|| previous.last_handled_reconcile_at.clone());

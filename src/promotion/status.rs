@@ -394,6 +394,7 @@ fn target_result(
         blobs_copied: report.blobs_uploaded as i32,
         blobs_skipped: report.blobs_skipped as i32,
         blobs_mounted: report.blobs_mounted as i32,
+        receipt: None,
         last_transition_time: Some(now.clone()),
     }
 }

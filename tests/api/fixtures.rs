@@ -64,6 +64,7 @@ pub fn promoted_status() -> ImagePromotionStatus {
         blobs_copied: copied,
         blobs_skipped: 8 - copied - mounted,
         blobs_mounted: mounted,
+        receipt: None,
         last_transition_time: Some(now.clone()),
     };
     ImagePromotionStatus {

@@ -42,6 +42,7 @@ mod mirrored;
 mod paced;
 mod partition;
 mod promoted;
+mod receipts;
 mod rechecked;
 mod refused;
 mod replicas;
