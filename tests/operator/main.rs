@@ -44,3 +44,4 @@ mod restart;
 mod secrets;
 mod shards;
 mod tenancy;
+mod told;

@@ -1,6 +1,7 @@
 //! A RegistryMirror reconciled by the operator: its tags are copied, it
-//! becomes Ready with its counts, `kubectl get mirrors` shows tier, in sync,
-//! drifted, ready and last sync, a Synced event is recorded, and
+//! becomes Ready with its counts, `kubectl get mirrors` shows in sync,
+//! drifted, ready, status and suspended (and tier and last sync when wide),
+//! a Normal InSync event is recorded, and
 //! `image-promoter mirror report` lists its source as retirable in its tier.
 
 use std::process::Command;
@@ -100,9 +101,25 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
         );
     }
 
-    let table = cluster.kubectl(&["get", "mirrors", "-n", &cluster.namespace, &name]);
+    let table = cluster.kubectl(&[
+        "get",
+        "mirrors",
+        "-n",
+        &cluster.namespace,
+        &name,
+        "-o",
+        "wide",
+    ]);
     let header = table.lines().next().unwrap_or_default();
-    for column in ["TIER", "IN SYNC", "DRIFTED", "READY", "LAST SYNC"] {
+    for column in [
+        "TIER",
+        "IN SYNC",
+        "DRIFTED",
+        "READY",
+        "STATUS",
+        "SUSPENDED",
+        "LAST SYNC",
+    ] {
         assert!(header.contains(column), "{table}");
     }
     let row: Vec<&str> = table
@@ -114,19 +131,19 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
     assert!(row.contains(&"Bronze") && row.contains(&"True"), "{table}");
 
     let noted = operator
-        .eventually("a Synced event", || {
+        .eventually("an InSync event", || {
             let client = cluster.client.clone();
             let (namespace, name) = (cluster.namespace.clone(), name.clone());
             async move {
                 let all = events(&client, &namespace, &name).await;
                 all.iter()
-                    .any(|(reason, _, _)| reason == "Synced")
+                    .any(|(reason, _, _)| reason == "InSync")
                     .then_some(all)
             }
         })
         .await;
     assert_eq!(
-        noted.iter().filter(|(r, _, _)| r == "Synced").count(),
+        noted.iter().filter(|(r, _, _)| r == "InSync").count(),
         1,
         "{noted:?}"
     );
