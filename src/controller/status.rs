@@ -59,7 +59,8 @@ pub fn carry(
 }
 
 /// The most characters of a status summary: with it, `kubectl get` of either
-/// kind fits a 120-column terminal for names up to about 22 characters
+/// kind fits a 120-column terminal for names up to about 23 (mirrors) or 40
+/// (promotions) characters
 /// (docs/api.md).
 pub const SUMMARY_LENGTH: usize = 48;
 

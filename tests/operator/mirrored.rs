@@ -321,21 +321,25 @@ async fn a_mirror_refuses_an_unsigned_tag_with_a_warning_event() {
         404,
         "the unsigned tag was published"
     );
+    // One event for the tag, one for Ready turning False with the same reason.
     let refused = operator
-        .eventually("a VerificationFailed event", || {
+        .eventually("the VerificationFailed events", || {
             let client = cluster.client.clone();
             let (namespace, name) = (cluster.namespace.clone(), name.clone());
             async move {
                 let all = events(&client, &namespace, &name).await;
-                let refused: Vec<_> = all
+                let mut refused: Vec<_> = all
                     .into_iter()
                     .filter(|(reason, _, _)| reason == "VerificationFailed")
                     .collect();
-                (!refused.is_empty()).then_some(refused)
+                refused.sort();
+                (refused.len() >= 2).then_some(refused)
             }
         })
         .await;
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert_eq!(refused[0].1, "Verify/1.1.0");
-    assert!(refused[0].2.contains("SignatureMissing"), "{refused:?}");
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].1, "Reconcile");
+    assert!(refused[0].2.contains("fail verification"), "{refused:?}");
+    assert_eq!(refused[1].1, "Verify/1.1.0");
+    assert!(refused[1].2.contains("SignatureMissing"), "{refused:?}");
 }
