@@ -30,9 +30,12 @@ pub const MIRROR_CONTROLLER: &str = "registrymirror";
 /// Every controller of the process.
 pub const CONTROLLERS: [&str; 2] = [CONTROLLER, MIRROR_CONTROLLER];
 
+/// How one state's count is read from a mirror's `status.tags`.
+type TagCount = fn(&TagCounts) -> i32;
+
 /// The `state` label values of `image_promoter_mirror_tags`, with the count
 /// each takes from a mirror's `status.tags`.
-pub const MIRROR_TAG_STATES: [(&str, fn(&TagCounts) -> i32); 5] = [
+pub const MIRROR_TAG_STATES: [(&str, TagCount); 5] = [
     ("in_sync", |c| c.in_sync),
     ("pending", |c| c.pending),
     ("drifted", |c| c.drifted),
