@@ -145,21 +145,36 @@ where
             .unwrap_or(Value::String(String::new()));
         fields.extend(own.0);
         let metadata = event.metadata();
-        let mut line = Map::new();
-        line.insert(
-            "ts".into(),
-            Value::String(format!("{:.3}", k8s_openapi::jiff::Timestamp::now())),
-        );
-        line.insert(
-            "level".into(),
-            Value::String(metadata.level().as_str().to_ascii_lowercase()),
-        );
-        line.insert("logger".into(), Value::String(metadata.target().into()));
-        line.insert("msg".into(), msg);
+        // controller-runtime's keys first, in its order; then the rest, sorted.
+        let mut line: Vec<(String, Value)> = vec![
+            (
+                "ts".into(),
+                Value::String(format!("{:.3}", k8s_openapi::jiff::Timestamp::now())),
+            ),
+            (
+                "level".into(),
+                Value::String(metadata.level().as_str().to_ascii_lowercase()),
+            ),
+            ("logger".into(), Value::String(metadata.target().into())),
+            ("msg".into(), msg),
+        ];
         for (key, value) in fields {
-            line.entry(key).or_insert(value);
+            if !line.iter().any(|(k, _)| *k == key) {
+                line.push((key, value));
+            }
         }
-        let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
+        let mut text = String::from("{");
+        for (i, (key, value)) in line.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            let key = serde_json::to_string(key).map_err(|_| fmt::Error)?;
+            let value = serde_json::to_string(value).map_err(|_| fmt::Error)?;
+            text.push_str(&key);
+            text.push(':');
+            text.push_str(&value);
+        }
+        text.push('}');
         writeln!(writer, "{text}")
     }
 }
@@ -219,8 +234,8 @@ mod tests {
         }
     }
 
-    /// The JSON lines `emit` logs through the operator's formatter.
-    fn logged(emit: impl FnOnce()) -> Vec<Value> {
+    /// The text and JSON lines `emit` logs through the operator's formatter.
+    fn logged(emit: impl FnOnce()) -> (String, Vec<Value>) {
         let buffer = Buffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -231,14 +246,16 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        text.lines()
+        let lines = text
+            .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-            .collect()
+            .collect();
+        (text, lines)
     }
 
     #[test]
     fn lines_carry_controller_runtimes_keys_for_both_kinds() {
-        let lines = logged(|| {
+        let (text, lines) = logged(|| {
             tracing::info!(version = "1.2.3", "starting");
             for (controller, kind) in [
                 ("imagepromotion", "ImagePromotion"),
@@ -250,6 +267,12 @@ mod tests {
             }
         });
         assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(
+            text.lines().all(|l| l.starts_with("{\"ts\":")
+                && l.contains("\"level\":")
+                && l.contains(",\"logger\":")),
+            "ts, level, logger and msg first:\n{text}"
+        );
         let start = &lines[0];
         assert_eq!(start["level"], "info");
         assert_eq!(start["msg"], "starting");
