@@ -20,7 +20,6 @@ mkdir -p "$bin" "$cache/tools"
 go_tools=(
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
   "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5"
-  "helm|helm.sh/helm/v3/cmd/helm@v3.22.0"
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0"
   "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1"
   "regctl|github.com/regclient/regclient/cmd/regctl@v0.11.7"
@@ -64,6 +63,45 @@ install_wrapped() {
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
   for entry in "$@"; do link "$dir/${entry%%=*}" "${entry%%=*}"; done
+}
+
+# helm, linked as its own Makefile links it: its version, and the Kubernetes version
+# of its client libraries (client-go v0.N → 1.N). Without them `helm template` and
+# `helm lint` assume Kubernetes 1.20 and refuse a chart's kubeVersion.
+install_helm() {
+  local version=$1
+  local gomod client_go minor ldflags
+  gomod=$(go mod download -json "helm.sh/helm/v3@$version" | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["GoMod"])')
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod")
+  minor=$(echo "$client_go" | cut -d. -f2)
+  ldflags="-X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in pkg/lint/rules pkg/chartutil; do
+    ldflags="$ldflags -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$minor"
+  done
+  local dir=$cache/tools/helm-$version-k8s1.$minor
+  if [ ! -x "$dir/helm" ]; then
+    say "building helm $version for Kubernetes 1.$minor (cached afterwards)"
+    mkdir -p "$dir.tmp"
+    GOBIN=$dir.tmp go install -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$version"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/helm" helm
+}
+
+# cargo-cyclonedx writes the SBOM of the crates that `make release` attaches to the
+# image; built with `cargo install --locked` (in a build folder of its own, not
+# CARGO_TARGET_DIR) and cached per version.
+install_cargo_tool() {
+  local name=$1 version=$2
+  local dir=$cache/tools/$name-$version
+  if [ ! -x "$dir/bin/$name" ]; then
+    say "building $name $version with cargo (cached afterwards)"
+    rm -rf "$dir.tmp"
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$dir.tmp" "$name@$version"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/bin/$name" "$name"
 }
 
 install_python() {
@@ -188,6 +226,8 @@ install_wrapped kube "$kube_ldflags" \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
+install_helm v3.22.0
+install_cargo_tool cargo-cyclonedx 0.5.9
 install_kube_schemas "$kube_version"
 install_debian_tools
 say "ready in $bin"
