@@ -8,8 +8,8 @@
 //! `promotion` (one ImagePromotion run, shared by the CLI and the controller),
 //! `config` (the configuration file), `tenancy` (which namespace may use which
 //! repositories), `mirror` (RegistryMirror's pure decisions), `cli` (the
-//! commands), and `controller` (the operator: reconcilers, events, metrics,
-//! health).
+//! commands), `controller` (the operator: reconcilers, events, metrics,
+//! health) and `logging` (the log lines' shape and filter).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 pub mod api;
@@ -18,6 +18,7 @@ pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod logging;
 pub mod mirror;
 pub mod promotion;
 pub mod receipt;

@@ -53,8 +53,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json = matches!(&cli.command, Command::Run(args) if args.log_format == LogFormat::Json);
-    logging(json, matches!(cli.command, Command::Run(_)));
+    match &cli.command {
+        Command::Run(args) => {
+            let level = args.log_level.as_deref().unwrap_or("info");
+            let filter = image_promoter::logging::filter(level)
+                .expect("--log-level was validated when parsed");
+            image_promoter::logging::init(args.log_format == LogFormat::Json, filter);
+        }
+        _ => one_shot_logging(),
+    }
     match cli.command {
         Command::Crds => print(&image_promoter::api::crds_yaml()),
         Command::Copy(args) => image_promoter::cli::copy::run(args),
@@ -67,27 +74,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to standard error, filtered by IMAGE_PROMOTER_LOG (default: info for
-/// the operator, warnings for the one-shot commands); JSON lines carry the
-/// fields of the current span (the object a reconcile is about).
-fn logging(json: bool, operator: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("IMAGE_PROMOTER_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new(if operator { "info" } else { "warn" })
-        });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
-    } else {
-        builder.init();
-    }
+/// The one-shot commands log warnings to standard error as text, filtered by
+/// IMAGE_PROMOTER_LOG when it is set and valid. (The operator's logging
+/// follows `run --log-level` and `--log-format`.)
+fn one_shot_logging() {
+    let filter = std::env::var("IMAGE_PROMOTER_LOG")
+        .ok()
+        .and_then(|text| image_promoter::logging::filter(&text).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    image_promoter::logging::init(false, filter);
 }
 
 fn print(text: &str) -> ExitCode {

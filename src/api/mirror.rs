@@ -39,12 +39,14 @@ use super::verify::VerificationPolicy;
         name = "Source",
         type_ = "string",
         json_path = ".spec.source.repository",
+        priority = 1,
         description = "The source repository"
     ),
     printcolumn(
         name = "Tier",
         type_ = "string",
         json_path = ".spec.tier",
+        priority = 1,
         description = "Migration tier"
     ),
     printcolumn(
@@ -66,9 +68,22 @@ use super::verify::VerificationPolicy;
         description = "Whether the last sync left every selected tag in sync"
     ),
     printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.summary",
+        description = "The Ready condition in short (the full message is in the condition)"
+    ),
+    printcolumn(
+        name = "Suspended",
+        type_ = "boolean",
+        json_path = ".spec.suspend",
+        description = "Whether syncs are stopped (spec.suspend)"
+    ),
+    printcolumn(
         name = "Last Sync",
         type_ = "date",
         json_path = ".status.lastSyncTime",
+        priority = 1,
         description = "When the last sync finished"
     ),
     printcolumn(
@@ -220,6 +235,11 @@ pub struct RegistryMirrorStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The Ready condition in at most 48 characters, for `kubectl get`: its
+    /// message, after its reason when Ready is not True, cut at a word with
+    /// `…`. The full message is in the condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     /// `Backfilling` while selected tags are still to be copied, `Synced`
     /// once none is pending (drifted or failed tags may remain: see the counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -42,12 +42,14 @@ use super::verify::{VerificationEvidence, VerificationPolicy};
         name = "Source",
         type_ = "string",
         json_path = ".spec.source.image",
+        priority = 1,
         description = "The source image"
     ),
     printcolumn(
         name = "Digest",
         type_ = "string",
         json_path = ".status.sourceDigest",
+        priority = 1,
         description = "The pinned digest of the source image"
     ),
     printcolumn(
@@ -65,9 +67,8 @@ use super::verify::{VerificationEvidence, VerificationPolicy};
     printcolumn(
         name = "Status",
         type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
-        priority = 1,
-        description = "The Ready condition's message"
+        json_path = ".status.summary",
+        description = "The Ready condition in short (the full message is in the condition)"
     ),
     printcolumn(
         name = "Age",
@@ -208,6 +209,11 @@ pub struct ImagePromotionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The Ready condition in at most 48 characters, for `kubectl get`: its
+    /// message, after its reason when Ready is not True, cut at a word with
+    /// `…`. The full message is in the condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     /// The digest the source resolved to, pinned at the first resolution; every
     /// later step works from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

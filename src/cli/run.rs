@@ -68,9 +68,14 @@ pub struct RunArgs {
     /// scrapes then reach any of them.
     #[arg(long, default_value_t = false)]
     pub share_ports: bool,
-    /// Log format.
+    /// Log format: JSON lines with controller-runtime's keys (`ts`, `level`, `msg`,
+    /// `controller`, `namespace`, `name`, `reconcileID`), or text for people.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// What to log: error, warn, info (the default), debug or trace, or tracing
+    /// filter directives such as `info,image_promoter=debug`.
+    #[arg(long, value_name = "LEVEL", env = "IMAGE_PROMOTER_LOG", value_parser = crate::logging::parse_level)]
+    pub log_level: Option<String>,
     /// Sign a promotion receipt (SLSA verification summary) at every target
     /// with this key, named as cosign names keys: `k8s://NAMESPACE/NAME`,
     /// `awskms:///alias/NAME` or a cosign key file (docs/verification.md).
@@ -247,6 +252,22 @@ mod tests {
         );
         let error = parsed(&["--watch-label-selector", " "]).unwrap_err();
         assert!(error.contains("--watch-label-selector is empty"), "{error}");
+    }
+
+    #[test]
+    fn the_log_level_is_checked_when_parsed() {
+        let flags = Cli::try_parse_from(["run", "--log-level", "debug"]).unwrap();
+        assert_eq!(flags.run.log_level.as_deref(), Some("debug"));
+        let flags = Cli::try_parse_from(["run", "--log-level", "info,image_promoter=trace"]);
+        assert!(flags.is_ok());
+        let refused = Cli::try_parse_from(["run", "--log-level", "verbose"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            refused.contains("\"verbose\" is not a log level") && refused.contains("--log-level"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -1,24 +1,74 @@
 //! Kubernetes Events (`events.k8s.io/v1`) on transitions only, decided pure
-//! from the previous and the new status ([`transitions`]) and published with
-//! the one shared [`Recorder`]. The recorder's de-duplication key leaves out
-//! the note, so what tells events apart (the target) goes into `action`.
+//! from the previous and the new status and published with the one shared
+//! [`Recorder`]. The recorder's de-duplication key leaves out the note, so
+//! what tells events apart (the target) goes into `action`.
+//!
+//! Both kinds share one rule for their `Ready` condition
+//! ([`ready_transition`]): when Ready turns False, or stays False with
+//! another reason, a Warning whose reason is the condition's own reason
+//! (`SourceNotFound`, `CredentialsNotFound`, `TagsDrifted`, …); when it turns
+//! True, a Normal event (the recovery). Reasons that only say work is under
+//! way ([`progress_reason`]: `Backfilling`, `Progressing`, `ScanPending`) are
+//! Normal. Nothing is published while Ready keeps its status and reason, so a
+//! failure that lasts raises one event, not one per reconcile. Promotions add
+//! their own step events ([`transitions`]: verification, each target).
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::api::conditions::{self, find_condition};
 use crate::api::{ImagePromotionStatus, TargetState, reasons};
+
+/// The `action` of the events about the Ready condition, for both kinds.
+pub const READY_ACTION: &str = "Reconcile";
 
 /// One event to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
     /// Normal or Warning.
     pub warning: bool,
-    /// `Verified`, `VerificationFailed`, `Promoted`, `TagConflict`, `TagDrifted`, `ScanPending`.
-    pub reason: &'static str,
+    /// A condition's reason (`SourceNotFound`, `TagsDrifted`, `InSync`, …) or a
+    /// step's (`Verified`, `VerificationFailed`, `Promoted`, `TagConflict`, `ScanPending`).
+    pub reason: String,
     /// What was done (`Verify`, `Promote/<target>`, `CheckDrift`).
     pub action: String,
     /// For people.
     pub note: String,
+}
+
+/// Whether a Ready=False `reason` only says that work is under way (a
+/// Normal event), not that something failed (a Warning).
+pub fn progress_reason(reason: &str) -> bool {
+    [
+        reasons::BACKFILLING,
+        reasons::PROGRESSING,
+        reasons::SCAN_PENDING,
+    ]
+    .contains(&reason)
+}
+
+/// The event a change of the Ready condition from `previous` to `new`
+/// deserves, for either kind: a Warning with the condition's reason when it
+/// turns False or stays False with another reason, a Normal one when it turns
+/// True (or False for a [`progress_reason`]); none while status and reason
+/// stay, nor when Ready is Unknown or absent.
+pub fn ready_transition(previous: &[Condition], new: &[Condition]) -> Option<Notice> {
+    let after = find_condition(new, conditions::READY)?;
+    let before = find_condition(previous, conditions::READY);
+    if before.is_some_and(|b| b.status == after.status && b.reason == after.reason) {
+        return None;
+    }
+    let warning = match after.status.as_str() {
+        "True" => false,
+        "False" => !progress_reason(&after.reason),
+        _ => return None,
+    };
+    Some(Notice {
+        warning,
+        reason: after.reason.clone(),
+        action: READY_ACTION.into(),
+        note: after.message.clone(),
+    })
 }
 
 /// The events the step from `previous` to `new` deserves.
@@ -27,9 +77,9 @@ pub fn transitions(previous: &ImagePromotionStatus, new: &ImagePromotionStatus) 
     let condition = |status: &ImagePromotionStatus, type_| {
         find_condition(&status.conditions, type_).map(|c| (c.status.clone(), c.reason.clone()))
     };
-    let notice = |warning, reason, action: &str, note: String| Notice {
+    let notice = |warning, reason: &str, action: &str, note: String| Notice {
         warning,
-        reason,
+        reason: reason.to_string(),
         action: action.to_string(),
         note,
     };
@@ -85,14 +135,12 @@ pub fn transitions(previous: &ImagePromotionStatus, new: &ImagePromotionStatus) 
             _ => {}
         }
     }
-    let drifted = |status: &ImagePromotionStatus| {
-        condition(status, conditions::READY).is_some_and(|(_, r)| r == reasons::TAG_DRIFTED)
-    };
-    if drifted(new)
-        && !drifted(previous)
-        && let Some(c) = find_condition(&new.conditions, conditions::READY)
+    // Ready's own event, unless a step event above already says the same
+    // (a target's TagConflict, each target's Promoted).
+    if let Some(ready) = ready_transition(&previous.conditions, &new.conditions)
+        && !notices.iter().any(|n| n.reason == ready.reason)
     {
-        notices.push(notice(true, "TagDrifted", "CheckDrift", c.message.clone()));
+        notices.push(ready);
     }
     let unchecked = |status: &ImagePromotionStatus| {
         conditions::is_true(&status.conditions, conditions::DRIFT_CHECK_FAILED)
@@ -132,13 +180,13 @@ where
             } else {
                 EventType::Normal
             },
-            reason: notice.reason.to_string(),
+            reason: notice.reason.clone(),
             note: Some(truncate(notice.note, 1000)),
             action: notice.action,
             secondary: None,
         };
         if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(reason = notice.reason, %error, "publishing an event failed");
+            tracing::warn!(reason = %notice.reason, %error, "publishing an event failed");
         }
     }
 }
@@ -191,7 +239,7 @@ mod tests {
     fn reasons_of(notices: &[Notice]) -> Vec<(&str, &str)> {
         notices
             .iter()
-            .map(|n| (n.reason, n.action.as_str()))
+            .map(|n| (n.reason.as_str(), n.action.as_str()))
             .collect()
     }
 
@@ -219,7 +267,10 @@ mod tests {
             ],
         );
         let refused = status(
-            vec![condition("Verified", "False", "VulnerabilitiesFound")],
+            vec![
+                condition("Ready", "False", "VulnerabilitiesFound"),
+                condition("Verified", "False", "VulnerabilitiesFound"),
+            ],
             vec![target("a", TargetState::Pending)],
         );
         let drifted = status(
@@ -245,8 +296,15 @@ mod tests {
                 ],
             ),
             (&promoted, &promoted, vec![]),
-            (&empty, &refused, vec![("VerificationFailed", "Verify")]),
-            (&promoted, &drifted, vec![("TagDrifted", "CheckDrift")]),
+            (
+                &empty,
+                &refused,
+                vec![
+                    ("VerificationFailed", "Verify"),
+                    ("VulnerabilitiesFound", "Reconcile"),
+                ],
+            ),
+            (&promoted, &drifted, vec![("TagDrifted", "Reconcile")]),
         ];
         for (i, (before, after, expected)) in cases.into_iter().enumerate() {
             assert_eq!(
@@ -258,6 +316,104 @@ mod tests {
         let failed = transitions(&empty, &refused);
         assert!(failed[0].warning);
         assert!(failed[0].note.starts_with("VulnerabilitiesFound: "));
+    }
+
+    #[test]
+    fn ready_raises_a_warning_with_its_own_reason_on_each_transition_to_false() {
+        let ready = |status: &str, reason: &str| vec![condition("Ready", status, reason)];
+        let none: Vec<Condition> = Vec::new();
+        // (before, after) → (warning, reason) or nothing.
+        type Case = (Vec<Condition>, Vec<Condition>, Option<(bool, &'static str)>);
+        let cases: Vec<Case> = vec![
+            // Failures of either kind, whatever they were before.
+            (
+                none.clone(),
+                ready("False", "SourceNotFound"),
+                Some((true, "SourceNotFound")),
+            ),
+            (
+                ready("True", "InSync"),
+                ready("False", "TagsDrifted"),
+                Some((true, "TagsDrifted")),
+            ),
+            (
+                ready("True", "Promoted"),
+                ready("False", "TagDrifted"),
+                Some((true, "TagDrifted")),
+            ),
+            (
+                ready("Unknown", "Progressing"),
+                ready("False", "AccessDenied"),
+                Some((true, "AccessDenied")),
+            ),
+            (
+                ready("False", "Backfilling"),
+                ready("False", "CredentialsNotFound"),
+                Some((true, "CredentialsNotFound")),
+            ),
+            // Another reason while still False is a transition too.
+            (
+                ready("False", "CredentialsNotFound"),
+                ready("False", "RepositoryNotFound"),
+                Some((true, "RepositoryNotFound")),
+            ),
+            // The same status and reason: nothing, however often.
+            (
+                ready("False", "AccessDenied"),
+                ready("False", "AccessDenied"),
+                None,
+            ),
+            (ready("True", "InSync"), ready("True", "InSync"), None),
+            // Recovery, and a first success, are Normal.
+            (
+                ready("False", "TagsDrifted"),
+                ready("True", "InSync"),
+                Some((false, "InSync")),
+            ),
+            (
+                ready("False", "TagDrifted"),
+                ready("True", "Promoted"),
+                Some((false, "Promoted")),
+            ),
+            (
+                none.clone(),
+                ready("True", "InSync"),
+                Some((false, "InSync")),
+            ),
+            // Work under way is not a failure.
+            (
+                none.clone(),
+                ready("False", "Backfilling"),
+                Some((false, "Backfilling")),
+            ),
+            (
+                ready("True", "InSync"),
+                ready("False", "Backfilling"),
+                Some((false, "Backfilling")),
+            ),
+            // Unknown or absent: nothing.
+            (
+                ready("False", "AccessDenied"),
+                ready("Unknown", "ScanPending"),
+                None,
+            ),
+            (ready("True", "Promoted"), none.clone(), None),
+        ];
+        for (i, (before, after, expected)) in cases.into_iter().enumerate() {
+            let notice = ready_transition(&before, &after);
+            assert_eq!(
+                notice.as_ref().map(|n| (n.warning, n.reason.as_str())),
+                expected,
+                "case {i}"
+            );
+            if let Some(notice) = notice {
+                assert_eq!(notice.action, READY_ACTION);
+                assert_eq!(
+                    notice.note,
+                    find_condition(&after, "Ready").unwrap().message
+                );
+            }
+        }
     }
 
     #[test]

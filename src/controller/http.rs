@@ -1,16 +1,23 @@
 //! The operator's two small HTTP endpoints, on the addresses
 //! controller-runtime's flags name: `/healthz` and `/readyz` (ready once
 //! the caches have synced and no watch is failing) on the probe address,
-//! `/metrics` on the metrics address. A plain HTTP/1.1 responder over tokio:
-//! GET only, one request per connection, bounded reads.
+//! `/metrics` on the metrics address. Served by hyper's HTTP/1 server (hyper
+//! is in the tree through kube): keep-alive, GET and HEAD only, and a
+//! deadline for a request's head so a slow client holds no connection open.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 /// Parses a controller-runtime bind address: `:8080` (every interface),
@@ -71,56 +78,55 @@ impl Health {
 /// A response: status code, content type, body.
 pub type Response = (u16, &'static str, String);
 
-/// Serves `handler` on `listener` until the process ends.
+/// How long a client may take to send a request's head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `handler` on `listener` until the process ends: each connection
+/// gets its own task and HTTP/1.1 with keep-alive.
 pub async fn serve<H>(listener: TcpListener, handler: Arc<H>)
 where
     H: Fn(&str) -> Response + Send + Sync + 'static,
 {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let mut buffer = vec![0u8; 4096];
-            let mut read = 0;
-            let head = tokio::time::timeout(Duration::from_secs(5), async {
-                loop {
-                    let n = stream.read(&mut buffer[read..]).await.ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    read += n;
-                    if buffer[..read].windows(4).any(|w| w == b"\r\n\r\n") || read == buffer.len() {
-                        return Some(String::from_utf8_lossy(&buffer[..read]).into_owned());
-                    }
-                }
-            })
-            .await
-            .ok()
-            .flatten();
-            let Some(head) = head else { return };
-            let mut parts = head.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (code, content_type, body) = if method == "GET" {
-                handler(path.split('?').next().unwrap_or(""))
-            } else {
-                (405, "text/plain", "only GET\n".into())
-            };
-            let reason = match code {
-                200 => "OK",
-                404 => "Not Found",
-                405 => "Method Not Allowed",
-                _ => "Service Unavailable",
-            };
-            let response = format!(
-                "HTTP/1.1 {code} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let response = respond(&*handler, &request);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "an HTTP connection ended with an error");
+            }
         });
     }
+}
+
+/// The answer of `handler` to `request`: GET and HEAD by path (the query
+/// ignored), 405 for any other method.
+fn respond<H>(handler: &H, request: &Request<Incoming>) -> hyper::Response<Full<Bytes>>
+where
+    H: Fn(&str) -> Response,
+{
+    let (code, content_type, body) = match *request.method() {
+        Method::GET | Method::HEAD => handler(request.uri().path()),
+        _ => (405, "text/plain", "only GET\n".into()),
+    };
+    let mut response = hyper::Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(CONTENT_TYPE, content_type);
+    if code == 405 {
+        response = response.header(ALLOW, "GET, HEAD");
+    }
+    response
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::from_static(b"error\n"))))
 }
 
 /// The probe endpoints.
@@ -177,5 +183,70 @@ mod tests {
             "only while it fails"
         );
         assert_eq!(probe("/nope").0, 404);
+    }
+
+    /// Sends `request` (raw bytes) and reads until `responses` status lines
+    /// came or the connection closed, with a deadline.
+    async fn exchange(address: SocketAddr, request: &str, responses: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        let read = async {
+            let mut buffer = [0u8; 4096];
+            while text.matches("HTTP/1.1 ").count() < responses {
+                let n = stream.read(&mut buffer).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        text
+    }
+
+    #[tokio::test]
+    async fn the_server_keeps_connections_alive_and_answers_get_and_head_only() {
+        let health = Arc::new(Health::default());
+        health.set_synced();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, Arc::new(probes(health))));
+
+        // Two requests on one connection (keep-alive, pipelined): two answers.
+        let text = exchange(
+            address,
+            "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET /readyz?verbose HTTP/1.1\r\nhost: x\r\n\r\n",
+            2,
+        )
+        .await;
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("content-type: text/plain"),
+            "{text}"
+        );
+
+        let text = exchange(
+            address,
+            "POST /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n",
+            1,
+        )
+        .await;
+        assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("allow: get, head"),
+            "{text}"
+        );
+
+        let text = exchange(address, "HEAD /healthz HTTP/1.1\r\nhost: x\r\n\r\n", 1).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(!text.contains("ok\n"), "no body for HEAD: {text}");
+
+        let missing = reqwest::get(format!("http://{address}/nope"))
+            .await
+            .unwrap();
+        assert_eq!(missing.status().as_u16(), 404);
     }
 }

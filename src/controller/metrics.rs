@@ -1,7 +1,10 @@
 //! The operator's Prometheus metrics (docs/metrics.md): controller-runtime's
 //! names where they exist, so dashboards built for Go operators work, and the
-//! product's own. Counters are registered without `_total` (the encoder adds
-//! it; prometheus-client refuses the suffix in debug builds).
+//! product's own. Each kind has its own controller-runtime `controller` label
+//! (the lowercase kind: `imagepromotion`, `registrymirror`). Counters are
+//! registered without `_total` (the encoder adds it; prometheus-client
+//! refuses the suffix in debug builds). Per-object series (a mirror's tag
+//! counts and last sync) are removed when the object is forgotten.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,13 +17,31 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::{RegistryMirrorStatus, TagCounts};
 use crate::registry::copy::report::TargetReport;
 
 type Labels = Vec<(String, String)>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
 
-/// The name of the promotion controller in controller-runtime's labels.
+/// The name of the ImagePromotion controller in controller-runtime's labels.
 pub const CONTROLLER: &str = "imagepromotion";
+/// The name of the RegistryMirror controller in controller-runtime's labels.
+pub const MIRROR_CONTROLLER: &str = "registrymirror";
+/// Every controller of the process.
+pub const CONTROLLERS: [&str; 2] = [CONTROLLER, MIRROR_CONTROLLER];
+
+/// How one state's count is read from a mirror's `status.tags`.
+type TagCount = fn(&TagCounts) -> i32;
+
+/// The `state` label values of `image_promoter_mirror_tags`, with the count
+/// each takes from a mirror's `status.tags`.
+pub const MIRROR_TAG_STATES: [(&str, TagCount); 5] = [
+    ("in_sync", |c| c.in_sync),
+    ("pending", |c| c.pending),
+    ("drifted", |c| c.drifted),
+    ("failed", |c| c.failed),
+    ("refused", |c| c.refused),
+];
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
@@ -49,8 +70,12 @@ pub struct Metrics {
     drifted_tags: Gauge,
     drift_check_failures: Family<Labels, Counter>,
     tenancy_open: Gauge,
+    mirror_tags: Family<Labels, Gauge>,
+    mirror_last_sync: Family<Labels, Gauge>,
     /// Per object UID: its state label and drifted tag count.
     objects: Mutex<HashMap<String, (&'static str, i64)>>,
+    /// Per mirror UID: the namespace and name its series carry.
+    mirrors: Mutex<HashMap<String, (String, String)>>,
 }
 
 /// How one reconcile ended, as controller-runtime's `result` label says.
@@ -162,11 +187,37 @@ impl Metrics {
             "1 when the configuration has no tenancy section: every watched namespace may use the operator's credentials for anything they reach",
             tenancy_open.clone(),
         );
-        let controller = labels(&[("controller", CONTROLLER)]);
-        max_concurrent
-            .get_or_create(&controller)
-            .set(i64::from(concurrency));
-        active_workers.get_or_create(&controller).set(0);
+        let mirror_tags = Family::<Labels, Gauge>::default();
+        registry.register(
+            "image_promoter_mirror_tags",
+            "Selected tags of each RegistryMirror by state (in_sync, pending, drifted, failed, refused), as its status counts them",
+            mirror_tags.clone(),
+        );
+        let mirror_last_sync = Family::<Labels, Gauge>::default();
+        registry.register(
+            "image_promoter_mirror_last_sync_timestamp_seconds",
+            "When each RegistryMirror's last sync finished, in seconds since the Unix epoch",
+            mirror_last_sync.clone(),
+        );
+        let build_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "image_promoter_build_info",
+            "Always 1: the version and the revision of the running binary",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&labels(&[
+                ("version", crate::build_info::VERSION),
+                ("revision", crate::build_info::REVISION),
+            ]))
+            .set(1);
+        for controller in CONTROLLERS {
+            let controller = labels(&[("controller", controller)]);
+            max_concurrent
+                .get_or_create(&controller)
+                .set(i64::from(concurrency));
+            active_workers.get_or_create(&controller).set(0);
+        }
         leader.get_or_create(&labels(&[("name", lease)])).set(0);
         for state in ["Ready", "Reconciling", "Stalled", "Drifted", "Pending"] {
             promotions
@@ -188,7 +239,10 @@ impl Metrics {
             drifted_tags,
             drift_check_failures,
             tenancy_open,
+            mirror_tags,
+            mirror_last_sync,
             objects: Mutex::default(),
+            mirrors: Mutex::default(),
         }
     }
 
@@ -214,11 +268,12 @@ impl Metrics {
         text
     }
 
-    /// A reconcile started; the returned guard counts it as active until dropped.
-    pub fn worker(&self) -> WorkerGuard<'_> {
+    /// A reconcile of `controller` started; the returned guard counts it as
+    /// active until dropped.
+    pub fn worker(&self, controller: &str) -> WorkerGuard<'_> {
         let gauge = self
             .active_workers
-            .get_or_create(&labels(&[("controller", CONTROLLER)]))
+            .get_or_create(&labels(&[("controller", controller)]))
             .clone();
         gauge.inc();
         WorkerGuard {
@@ -227,21 +282,68 @@ impl Metrics {
         }
     }
 
-    /// A reconcile ended with `result` after `took`.
-    pub fn reconciled(&self, result: ReconcileResult, took: Duration) {
-        let controller = labels(&[("controller", CONTROLLER)]);
+    /// A reconcile of `controller` ended with `result` after `took`.
+    pub fn reconciled(&self, controller: &str, result: ReconcileResult, took: Duration) {
         self.reconciles
             .get_or_create(&labels(&[
-                ("controller", CONTROLLER),
+                ("controller", controller),
                 ("result", result.label()),
             ]))
             .inc();
+        let controller = labels(&[("controller", controller)]);
         if result == ReconcileResult::Error {
             self.reconcile_errors.get_or_create(&controller).inc();
         }
         self.reconcile_time
             .get_or_create(&controller)
             .observe(took.as_secs_f64());
+    }
+
+    /// The mirror `uid` (`namespace`/`name`) now has `status`: its tag
+    /// counts and last sync, once it has them.
+    pub fn mirror(&self, uid: &str, namespace: &str, name: &str, status: &RegistryMirrorStatus) {
+        self.mirrors
+            .lock()
+            .expect("lock never poisoned")
+            .insert(uid.to_string(), (namespace.to_string(), name.to_string()));
+        if let Some(tags) = &status.tags {
+            for (state, count) in MIRROR_TAG_STATES {
+                self.mirror_tags
+                    .get_or_create(&labels(&[
+                        ("namespace", namespace),
+                        ("name", name),
+                        ("state", state),
+                    ]))
+                    .set(i64::from(count(tags)));
+            }
+        }
+        if let Some(synced) = &status.last_sync_time {
+            self.mirror_last_sync
+                .get_or_create(&labels(&[("namespace", namespace), ("name", name)]))
+                .set(synced.0.as_second());
+        }
+    }
+
+    /// The mirror `uid` is gone: its series go too.
+    pub fn forget_mirror(&self, uid: &str) {
+        let Some((namespace, name)) = self
+            .mirrors
+            .lock()
+            .expect("lock never poisoned")
+            .remove(uid)
+        else {
+            return;
+        };
+        let (namespace, name) = (namespace.as_str(), name.as_str());
+        for (state, _) in MIRROR_TAG_STATES {
+            self.mirror_tags.remove(&labels(&[
+                ("namespace", namespace),
+                ("name", name),
+                ("state", state),
+            ]));
+        }
+        self.mirror_last_sync
+            .remove(&labels(&[("namespace", namespace), ("name", name)]));
     }
 
     /// Whether this replica leads.
@@ -336,10 +438,23 @@ mod tests {
         observe("quay.io", "HEAD", 200);
         observe("quay.io", "PUT", 0);
         {
-            let _worker = metrics.worker();
-            metrics.reconciled(ReconcileResult::Error, Duration::from_millis(20));
+            let _worker = metrics.worker(CONTROLLER);
+            metrics.reconciled(
+                CONTROLLER,
+                ReconcileResult::Error,
+                Duration::from_millis(20),
+            );
         }
-        metrics.reconciled(ReconcileResult::Success, Duration::from_millis(20));
+        metrics.reconciled(
+            CONTROLLER,
+            ReconcileResult::Success,
+            Duration::from_millis(20),
+        );
+        metrics.reconciled(
+            MIRROR_CONTROLLER,
+            ReconcileResult::RequeueAfter,
+            Duration::from_millis(20),
+        );
         metrics.copied(
             "quay.io",
             &TargetReport {
@@ -361,6 +476,10 @@ mod tests {
             "controller_runtime_reconcile_time_seconds_count{controller=\"imagepromotion\"} 2",
             "controller_runtime_max_concurrent_reconciles{controller=\"imagepromotion\"} 4",
             "controller_runtime_active_workers{controller=\"imagepromotion\"} 0",
+            "controller_runtime_reconcile_total{controller=\"registrymirror\",result=\"requeue_after\"} 1",
+            "controller_runtime_reconcile_time_seconds_count{controller=\"registrymirror\"} 1",
+            "controller_runtime_max_concurrent_reconciles{controller=\"registrymirror\"} 4",
+            "controller_runtime_active_workers{controller=\"registrymirror\"} 0",
             "leader_election_master_status{name=\"image-promoter\"} 0",
             "image_promoter_promotions{state=\"Ready\"} 1",
             "image_promoter_registry_requests_total{registry=\"quay.io\",method=\"HEAD\",code=\"200\"} 2",
@@ -373,5 +492,60 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
+        assert!(
+            !text.contains("controller=\"imagepromotion\",result=\"requeue_after\""),
+            "a mirror's reconcile is not a promotion's:\n{text}"
+        );
+        let build = format!(
+            "image_promoter_build_info{{version=\"{}\",revision=\"{}\"}} 1",
+            crate::build_info::VERSION,
+            crate::build_info::REVISION
+        );
+        assert!(text.contains(&build), "{build} not in\n{text}");
+    }
+
+    fn mirror_status(in_sync: i32, drifted: i32, synced_at: i64) -> RegistryMirrorStatus {
+        RegistryMirrorStatus {
+            tags: Some(TagCounts {
+                selected: in_sync + drifted,
+                in_sync,
+                drifted,
+                ..TagCounts::default()
+            }),
+            last_sync_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(synced_at).unwrap(),
+            )),
+            ..RegistryMirrorStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_mirrors_series_follow_its_status_and_go_with_it() {
+        let metrics = Metrics::new(1, "image-promoter");
+        metrics.mirror("u1", "team", "app", &mirror_status(3, 0, 100));
+        metrics.mirror("u1", "team", "app", &mirror_status(2, 1, 200));
+        metrics.mirror("u2", "team", "other", &mirror_status(5, 0, 300));
+        metrics.mirror("u3", "team", "new", &RegistryMirrorStatus::default());
+        let text = metrics.encode();
+        for line in [
+            "image_promoter_mirror_tags{namespace=\"team\",name=\"app\",state=\"in_sync\"} 2",
+            "image_promoter_mirror_tags{namespace=\"team\",name=\"app\",state=\"drifted\"} 1",
+            "image_promoter_mirror_tags{namespace=\"team\",name=\"app\",state=\"pending\"} 0",
+            "image_promoter_mirror_tags{namespace=\"team\",name=\"app\",state=\"failed\"} 0",
+            "image_promoter_mirror_tags{namespace=\"team\",name=\"app\",state=\"refused\"} 0",
+            "image_promoter_mirror_last_sync_timestamp_seconds{namespace=\"team\",name=\"app\"} 200",
+            "image_promoter_mirror_tags{namespace=\"team\",name=\"other\",state=\"in_sync\"} 5",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        assert!(
+            !text.contains("name=\"new\""),
+            "no sync yet, no series:\n{text}"
+        );
+        metrics.forget_mirror("u1");
+        metrics.forget_mirror("u1");
+        let text = metrics.encode();
+        assert!(!text.contains("name=\"app\""), "forgotten:\n{text}");
+        assert!(text.contains("name=\"other\""), "{text}");
     }
 }

@@ -3,8 +3,10 @@
 //! set up (pure, [`crate::mirror::setup`]) → one sync with the mirror's
 //! ledger ([`crate::mirror::sync`]) → the status, pure
 //! ([`crate::mirror::status`]) → one server-side-apply patch of `/status`,
-//! skipped when nothing but timestamps would change → an event when Ready
-//! flips → the next sync after the jittered `spec.interval`.
+//! skipped when nothing but timestamps would change → an event on each
+//! transition of Ready, with the condition's own reason
+//! ([`events::ready_transition`]) → the next sync after the jittered
+//! `spec.interval`.
 //!
 //! A mirror syncs once per interval, plus once per spec change, requested
 //! reconcile, configuration reload or change of a Secret it names
@@ -30,7 +32,6 @@ pub use super::promotion::error_policy;
 use super::promotion::{apply_status, due_or_wait, requested_at, status_value, supervised};
 use super::schedule::Outcome;
 use super::{Context, secrets};
-use crate::api::conditions::{READY, find_condition};
 use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
 use crate::mirror::status::{SyncSummary, blocked_status, suspended_status, synced_status};
 use crate::mirror::{self, Ledger, SyncOptions};
@@ -82,42 +83,13 @@ pub fn changed(previous: Option<&RegistryMirrorStatus>, new: &RegistryMirrorStat
     previous.map(strip) != Some(strip(new))
 }
 
-/// The event for a flip of Ready, if any.
-pub fn transition(previous: &RegistryMirrorStatus, new: &RegistryMirrorStatus) -> Option<Notice> {
-    let before =
-        find_condition(&previous.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
-    let after = find_condition(&new.conditions, READY)?;
-    if before.as_ref() == Some(&(after.status.clone(), after.reason.clone())) {
-        return None;
-    }
-    let reason: &'static str = match after.reason.as_str() {
-        "InSync" => "Synced",
-        "Backfilling" => "Backfilling",
-        "TagsDrifted" => "TagsDrifted",
-        "TagsFailed" => "TagsFailed",
-        _ => "SyncBlocked",
-    };
-    Some(Notice {
-        warning: after.status != "True" && reason != "Backfilling",
-        reason,
-        action: "Sync".into(),
-        note: after.message.clone(),
-    })
-}
-
 /// Reconciles one RegistryMirror; a panic inside is caught and retried with backoff.
 pub async fn reconcile(
     object: Arc<RegistryMirror>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let key = format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    );
-    let span = tracing::info_span!("reconcile", mirror = %key);
     let work = reconcile_mirror(&object, &ctx).boxed();
-    supervised(&ctx, key, span, work, || futures::future::ready(())).await
+    supervised(&ctx, &*object, work, || futures::future::ready(())).await
 }
 
 async fn reconcile_mirror(
@@ -285,7 +257,7 @@ async fn reconcile_mirror(
                         .iter()
                         .map(|r| Notice {
                             warning: true,
-                            reason: crate::api::reasons::VERIFICATION_FAILED,
+                            reason: crate::api::reasons::VERIFICATION_FAILED.into(),
                             action: format!(
                                 "Verify/{}",
                                 r.tag.chars().take(120).collect::<String>()
@@ -324,7 +296,7 @@ async fn reconcile_mirror(
         &outcome,
     );
     write(ctx, object, &uid, &status).await?;
-    if let Some(notice) = transition(&previous, &status) {
+    if let Some(notice) = events::ready_transition(&previous.conditions, &status.conditions) {
         events::publish(&ctx.recorder, object, vec![notice]).await;
     }
     if !refusals.is_empty() {
@@ -344,12 +316,22 @@ async fn write(
     uid: &str,
     status: &RegistryMirrorStatus,
 ) -> Result<(), ReconcileError> {
+    let status = &RegistryMirrorStatus {
+        summary: super::status::summary(&status.conditions),
+        ..status.clone()
+    };
     let stored = if changed(object.status.as_ref(), status) {
         status_value(&apply_status(ctx, object, status).await?)
     } else {
         status_value(object)
     };
     ctx.mirrors.set_written(uid, stored);
+    // Not for a mirror deleted meanwhile: its series are gone with it.
+    if ctx.mirrors.with(uid, |_| ()).is_some() {
+        let namespace = object.namespace().unwrap_or_default();
+        ctx.metrics
+            .mirror(uid, &namespace, &object.name_any(), status);
+    }
     Ok(())
 }
 
@@ -394,6 +376,7 @@ async fn mirror_public_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::conditions::READY;
     use crate::api::{ConditionUpdate, set_condition};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
@@ -412,18 +395,24 @@ mod tests {
     }
 
     #[test]
-    fn only_timestamps_changing_writes_nothing_and_events_come_on_flips() {
+    fn only_timestamps_changing_writes_nothing_and_events_come_on_transitions() {
         let a = with_ready(true, "InSync", 10);
         let mut b = a.clone();
         b.last_sync_time = Some(Time(Timestamp::from_second(20).unwrap()));
         assert!(!changed(Some(&a), &b));
         assert!(changed(None, &b));
+        let transition = |before: &RegistryMirrorStatus, after: &RegistryMirrorStatus| {
+            events::ready_transition(&before.conditions, &after.conditions)
+        };
         assert!(transition(&a, &b).is_none());
         let drifted = with_ready(false, "TagsDrifted", 30);
         assert!(changed(Some(&a), &drifted));
         let notice = transition(&a, &drifted).unwrap();
-        assert_eq!((notice.reason, notice.warning), ("TagsDrifted", true));
-        assert_eq!(transition(&drifted, &a).unwrap().reason, "Synced");
+        assert_eq!(
+            (notice.reason.as_str(), notice.warning),
+            ("TagsDrifted", true)
+        );
+        assert_eq!(transition(&drifted, &a).unwrap().reason, "InSync");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! clients, connection pools, token caches, limits and blob locations
 //! shared by every reconcile), one event recorder, one metrics registry,
 //! the per-object backoff — handed to the ImagePromotion controller
-//! ([`promotion`]), one per watched namespace or one for the cluster. The
-//! health and metrics endpoints ([`http`]) and the shutdown signal are the
-//! process's too.
+//! ([`promotion`]) and the RegistryMirror controller ([`mirror`]), one pair
+//! per watched namespace or one for the cluster. The health and metrics
+//! endpoints ([`http`]) and the shutdown signal are the process's too.
 //!
 //! The configuration file is watched; a valid change swaps in a new
 //! [`Setup`] and reconciles every object again.
@@ -230,14 +230,21 @@ impl Context {
     }
 
     /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
-    /// its sync in flight).
+    /// its sync in flight) and its series.
     pub fn forget_mirror(&self, uid: &str) {
         self.mirrors.forget(uid);
+        self.metrics.forget_mirror(uid);
     }
 }
 
 /// Runs the operator until SIGTERM / SIGINT.
 pub async fn run(settings: Settings) -> Result<(), RunError> {
+    info!(
+        version = crate::build_info::VERSION,
+        revision = crate::build_info::REVISION,
+        build_date = crate::build_info::BUILD_DATE,
+        "starting image-promoter"
+    );
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Client)?;
@@ -715,7 +722,9 @@ async fn prune(
             }
         }
         if let Some(live) = uids(&mirrors) {
-            ctx.mirrors.retain(&live);
+            for uid in ctx.mirrors.retain(&live) {
+                ctx.metrics.forget_mirror(&uid);
+            }
         }
     }
 }

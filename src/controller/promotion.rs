@@ -32,7 +32,7 @@ use super::metrics::ReconcileResult;
 use super::records::Records;
 use super::schedule::{Due, Outcome};
 use super::secrets;
-use super::status::{Drift, after_drift_check, carry, changed, with_drift_check};
+use super::status::{Drift, after_drift_check, carry, changed, summary, with_drift_check};
 use super::{Context, Setup};
 use crate::api::conditions::{self, ConditionUpdate, SystemClock, find_condition, set_condition};
 use crate::api::{ImagePromotion, ImagePromotionStatus, TargetState, reasons};
@@ -51,40 +51,52 @@ pub async fn reconcile(
     object: Arc<ImagePromotion>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let key = format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    );
-    let span = tracing::info_span!("reconcile", object = %key);
     let work = reconcile_object(&object, &ctx).boxed();
-    supervised(&ctx, key, span, work, || {
-        report_panic(&object, &ctx).boxed()
-    })
-    .await
+    supervised(&ctx, &*object, work, || report_panic(&object, &ctx).boxed()).await
 }
 
-/// Runs one reconcile's `work` in `span`: a panic inside is caught (then
+/// The name of the controller of `K` in metrics and logs, as
+/// controller-runtime names it: the lowercase kind (`imagepromotion`,
+/// `registrymirror`).
+pub fn controller_name<K: Resource<DynamicType = ()>>() -> String {
+    K::kind(&()).to_ascii_lowercase()
+}
+
+/// Runs one reconcile's `work` on `object` in a span of its own
+/// ([`crate::logging::reconcile_span`]): a panic inside is caught (then
 /// `on_panic` runs, to report it on the object) and becomes an error retried
-/// with backoff; the outcome and its duration are counted in the metrics.
-pub async fn supervised<P: Future<Output = ()>>(
+/// with backoff; the outcome and its duration are counted in the metrics
+/// under the kind's controller.
+pub async fn supervised<K, P>(
     ctx: &Context,
-    key: String,
-    span: tracing::Span,
+    object: &K,
     work: futures::future::BoxFuture<'_, Result<Action, ReconcileError>>,
     on_panic: impl FnOnce() -> P,
-) -> Result<Action, ReconcileError> {
+) -> Result<Action, ReconcileError>
+where
+    K: Resource<DynamicType = ()>,
+    P: Future<Output = ()>,
+{
+    let (namespace, name) = (object.namespace().unwrap_or_default(), object.name_any());
+    let controller = controller_name::<K>();
+    let span = crate::logging::reconcile_span(
+        &controller,
+        &K::group(&()),
+        &K::kind(&()),
+        &namespace,
+        &name,
+    );
     // One of the process's --concurrency permits, whatever the kind or namespace.
     let _permit = ctx.permit().await;
     let started = Instant::now();
-    let _worker = ctx.metrics.worker();
+    let _worker = ctx.metrics.worker(&controller);
     let result = match caught(work.instrument(span.clone())).await {
         Ok(result) => result,
         Err(message) => {
             span.in_scope(|| error!(%message, "the reconcile panicked; reported on the object, retried with backoff"));
             on_panic().instrument(span).await;
             Err(ReconcileError::Panicked {
-                object: key,
+                object: format!("{namespace}/{name}"),
                 message,
             })
         }
@@ -94,7 +106,8 @@ pub async fn supervised<P: Future<Output = ()>>(
         Ok(_) => ReconcileResult::RequeueAfter,
         Err(_) => ReconcileResult::Error,
     };
-    ctx.metrics.reconciled(label, started.elapsed());
+    ctx.metrics
+        .reconciled(&controller, label, started.elapsed());
     result
 }
 
@@ -121,7 +134,9 @@ where
 {
     let uid = object.uid().unwrap_or_default();
     error!(
-        object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()),
+        controller = %controller_name::<K>(),
+        namespace = %object.namespace().unwrap_or_default(),
+        name = %object.name_any(),
         reason = error.reason(),
         %error,
         "reconcile failed"
@@ -316,6 +331,7 @@ async fn reconcile_object(
     status.last_handled_reconcile_at = requested
         .clone()
         .or_else(|| previous.last_handled_reconcile_at.clone());
+    status.summary = summary(&status.conditions);
     let handled = ctx.schedule(
         &ImagePromotion::kind(&()),
         &uid,
@@ -525,7 +541,7 @@ fn audit(status: &ImagePromotionStatus, notices: &[events::Notice]) {
         .unwrap_or_default();
     let digest = status.source_digest.as_deref().unwrap_or_default();
     for notice in notices {
-        match notice.reason {
+        match notice.reason.as_str() {
             "Verified" => {
                 info!(audit = true, event = "PromotionVerified", source_digest = digest, %evidence, "the source passed verification")
             }
@@ -612,12 +628,13 @@ async fn report_panic(object: &ImagePromotion, ctx: &Context) {
         );
     }
     conditions::remove_condition(&mut status.conditions, conditions::STALLED);
+    status.summary = summary(&status.conditions);
     if let Err(error) = write_status(ctx, object, &status).await {
         error!(%error, "reporting the panic on the object failed");
     }
     let notice = events::Notice {
         warning: true,
-        reason: "ReconcilePanicked",
+        reason: "ReconcilePanicked".into(),
         action: "Reconcile".into(),
         note: message.into(),
     };

@@ -1,8 +1,9 @@
 //! The status a reconcile writes, pure: the fresh status of a run carried
 //! over the previous one so that `lastTransitionTime` (of conditions and of
 //! target results) moves only when a status or state flips and a promoted
-//! target keeps its result; the status a drift check leads to; and whether
-//! anything but timestamps changed (else no write).
+//! target keeps its result; the status a drift check leads to; the short
+//! summary of Ready both kinds show in `kubectl get` ([`summary`]); and
+//! whether anything but timestamps changed (else no write).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -55,6 +56,48 @@ pub fn carry(
         fresh.verification = previous.verification.clone();
     }
     fresh
+}
+
+/// The most characters of a status summary: with it, `kubectl get` of either
+/// kind fits a 120-column terminal for names up to about 23 (mirrors) or 40
+/// (promotions) characters
+/// (docs/api.md).
+pub const SUMMARY_LENGTH: usize = 48;
+
+/// The Ready condition in at most [`SUMMARY_LENGTH`] characters, for the
+/// STATUS column: its message (its reason first when Ready is not True) on
+/// one line, cut at a word with `…` when longer. `None` without Ready.
+pub fn summary(conditions: &[Condition]) -> Option<String> {
+    let ready = conditions::find_condition(conditions, conditions::READY)?;
+    let message = ready
+        .message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = match (ready.status.as_str(), message.is_empty()) {
+        (_, true) => ready.reason.clone(),
+        ("True", false) => message,
+        (_, false) if ready.reason.is_empty() => message,
+        (_, false) => format!("{}: {message}", ready.reason),
+    };
+    Some(shorten(&text, SUMMARY_LENGTH))
+}
+
+/// `text` in at most `max` characters: cut after the last whole word that
+/// fits (or mid-word when a word is longer than half of it), ending in `…`.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max - 1).collect();
+    let next_is_space = text.chars().nth(max - 1).is_some_and(char::is_whitespace);
+    let cut = match head.rfind(' ') {
+        _ if next_is_space => head.as_str(),
+        Some(space) if head[..space].chars().count() >= max / 2 => &head[..space],
+        _ => head.as_str(),
+    };
+    let cut = cut.trim_end_matches(|c: char| c.is_whitespace() || ",;:-(".contains(c));
+    format!("{cut}…")
 }
 
 /// Whether writing `new` changes anything (it carries the timestamps of
@@ -231,6 +274,64 @@ mod tests {
             conditions,
             targets,
             ..ImagePromotionStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_summary_is_ready_in_short_with_its_reason_when_not_true() {
+        let ready = |status: &str, reason: &str, message: &str| {
+            vec![Condition {
+                message: message.into(),
+                ..condition("Ready", status, reason, 1)
+            }]
+        };
+        let long = "0 of 2 targets promoted; quay: the repository quay.io/acme/app does not exist";
+        let cases: [(Vec<Condition>, Option<&str>); 9] = [
+            (vec![], None),
+            (
+                ready("True", "Promoted", "2/2 targets promoted"),
+                Some("2/2 targets promoted"),
+            ),
+            (ready("True", "InSync", ""), Some("InSync")),
+            (
+                ready("False", "TagsDrifted", "1 of 43 selected tags drifted"),
+                Some("TagsDrifted: 1 of 43 selected tags drifted"),
+            ),
+            (
+                ready("False", "RepositoryNotFound", long),
+                Some("RepositoryNotFound: 0 of 2 targets promoted…"),
+            ),
+            (
+                ready(
+                    "Unknown",
+                    "ScanPending",
+                    "nothing copied yet:\n the scan is IN_PROGRESS",
+                ),
+                Some("ScanPending: nothing copied yet: the scan is…"),
+            ),
+            (
+                ready("False", "AccessDenied", &"x".repeat(80)),
+                Some(&*format!("AccessDenied: {}…", "x".repeat(33))),
+            ),
+            (
+                ready(
+                    "False",
+                    "",
+                    "exactly forty-eight characters, no more, no less",
+                ),
+                Some("exactly forty-eight characters, no more, no less"),
+            ),
+            (
+                ready("True", "InSync", "héllo wörld ünïcode ".repeat(4).trim()),
+                Some("héllo wörld ünïcode héllo wörld ünïcode héllo…"),
+            ),
+        ];
+        for (conditions, expected) in cases {
+            let got = summary(&conditions);
+            assert_eq!(got.as_deref(), expected, "{conditions:?}");
+            if let Some(got) = got {
+                assert!(got.chars().count() <= SUMMARY_LENGTH, "{got}");
+            }
         }
     }
 

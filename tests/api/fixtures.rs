@@ -7,6 +7,7 @@ use image_promoter::api::{
     RegistryMirrorStatus, SystemClock, TagCounts, TagFailure, TargetResult, TargetState,
     VerificationEvidence, reasons, set_condition,
 };
+use image_promoter::controller::status::summary;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
 use serde_json::json;
@@ -69,6 +70,7 @@ pub fn promoted_status() -> ImagePromotionStatus {
     };
     ImagePromotionStatus {
         observed_generation: Some(1),
+        summary: summary(&conditions),
         conditions,
         source_digest: Some(DIGEST.into()),
         targets_ready: Some("2/2".into()),
@@ -133,6 +135,7 @@ pub fn drifted_status() -> RegistryMirrorStatus {
     );
     RegistryMirrorStatus {
         observed_generation: Some(1),
+        summary: summary(&conditions),
         conditions,
         tags: Some(TagCounts {
             selected: 43,

@@ -126,10 +126,19 @@ async fn an_object_deleted_mid_copy_has_its_copy_cancelled_and_no_tag_written() 
         Err(reqwest::StatusCode::NOT_FOUND),
         "a tag was written"
     );
-    assert!(
-        operator
-            .log()
-            .contains(&format!("{}/{name}", cluster.namespace)),
-        "the cancellation names the object"
+    let log = operator.log();
+    let cancelled = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("the copy was cancelled"))
+        })
+        .unwrap_or_else(|| panic!("no cancellation line in\n{log}"));
+    assert_eq!(
+        (&cancelled["namespace"], &cancelled["name"]),
+        (&json!(cluster.namespace), &json!(name)),
+        "the cancellation names the object: {cancelled}"
     );
 }

@@ -50,3 +50,4 @@ mod restart;
 mod secrets;
 mod shards;
 mod tenancy;
+mod told;

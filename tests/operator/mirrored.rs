@@ -1,6 +1,7 @@
 //! A RegistryMirror reconciled by the operator: its tags are copied, it
-//! becomes Ready with its counts, `kubectl get mirrors` shows tier, in sync,
-//! drifted, ready and last sync, a Synced event is recorded, and
+//! becomes Ready with its counts, `kubectl get mirrors` shows in sync,
+//! drifted, ready, status and suspended (and tier and last sync when wide),
+//! a Normal InSync event is recorded, and
 //! `image-promoter mirror report` lists its source as retirable in its tier.
 
 use std::process::Command;
@@ -100,9 +101,25 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
         );
     }
 
-    let table = cluster.kubectl(&["get", "mirrors", "-n", &cluster.namespace, &name]);
+    let table = cluster.kubectl(&[
+        "get",
+        "mirrors",
+        "-n",
+        &cluster.namespace,
+        &name,
+        "-o",
+        "wide",
+    ]);
     let header = table.lines().next().unwrap_or_default();
-    for column in ["TIER", "IN SYNC", "DRIFTED", "READY", "LAST SYNC"] {
+    for column in [
+        "TIER",
+        "IN SYNC",
+        "DRIFTED",
+        "READY",
+        "STATUS",
+        "SUSPENDED",
+        "LAST SYNC",
+    ] {
         assert!(header.contains(column), "{table}");
     }
     let row: Vec<&str> = table
@@ -114,19 +131,19 @@ async fn a_mirror_becomes_ready_and_shows_in_kubectl_and_the_report() {
     assert!(row.contains(&"Bronze") && row.contains(&"True"), "{table}");
 
     let noted = operator
-        .eventually("a Synced event", || {
+        .eventually("an InSync event", || {
             let client = cluster.client.clone();
             let (namespace, name) = (cluster.namespace.clone(), name.clone());
             async move {
                 let all = events(&client, &namespace, &name).await;
                 all.iter()
-                    .any(|(reason, _, _)| reason == "Synced")
+                    .any(|(reason, _, _)| reason == "InSync")
                     .then_some(all)
             }
         })
         .await;
     assert_eq!(
-        noted.iter().filter(|(r, _, _)| r == "Synced").count(),
+        noted.iter().filter(|(r, _, _)| r == "InSync").count(),
         1,
         "{noted:?}"
     );
@@ -304,21 +321,25 @@ async fn a_mirror_refuses_an_unsigned_tag_with_a_warning_event() {
         404,
         "the unsigned tag was published"
     );
+    // One event for the tag, one for Ready turning False with the same reason.
     let refused = operator
-        .eventually("a VerificationFailed event", || {
+        .eventually("the VerificationFailed events", || {
             let client = cluster.client.clone();
             let (namespace, name) = (cluster.namespace.clone(), name.clone());
             async move {
                 let all = events(&client, &namespace, &name).await;
-                let refused: Vec<_> = all
+                let mut refused: Vec<_> = all
                     .into_iter()
                     .filter(|(reason, _, _)| reason == "VerificationFailed")
                     .collect();
-                (!refused.is_empty()).then_some(refused)
+                refused.sort();
+                (refused.len() >= 2).then_some(refused)
             }
         })
         .await;
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert_eq!(refused[0].1, "Verify/1.1.0");
-    assert!(refused[0].2.contains("SignatureMissing"), "{refused:?}");
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].1, "Reconcile");
+    assert!(refused[0].2.contains("fail verification"), "{refused:?}");
+    assert_eq!(refused[1].1, "Verify/1.1.0");
+    assert!(refused[1].2.contains("SignatureMissing"), "{refused:?}");
 }

@@ -76,15 +76,18 @@ async fn a_signed_scanned_image_is_promoted_to_two_targets_and_reported() {
         Ok(source.digest.clone())
     );
 
-    // kubectl get promotions: one row with the digest, 2/2 and Ready True.
+    // kubectl get promotions: one row with 2/2, Ready True and the
+    // summary; the digest with -o wide.
     let table = cluster.kubectl(&["get", "promotions", "-n", &cluster.namespace]);
     let row = table
         .lines()
         .find(|l| l.starts_with(&name))
         .unwrap_or_else(|| panic!("no row for {name}:\n{table}"));
-    for column in [source.digest.as_str(), "2/2", "True"] {
+    for column in ["2/2", "True", "2/2 targets promoted"] {
         assert!(row.contains(column), "{column} not in {row}");
     }
+    let wide = cluster.kubectl(&["get", "promotions", "-n", &cluster.namespace, "-o", "wide"]);
+    assert!(wide.contains(source.digest.as_str()), "{wide}");
 
     // Events on transitions: verified once, promoted per target.
     let client = cluster.client.clone();
@@ -158,11 +161,10 @@ async fn a_signed_scanned_image_is_promoted_to_two_targets_and_reported() {
     assert_eq!(published.len(), 2, "{log}");
     for line in &published {
         assert_eq!(line["source_digest"], source.digest.as_str(), "{line}");
-        assert!(
-            line.to_string()
-                .contains(&format!("{}/{name}", cluster.namespace)),
-            "no object in {line}"
-        );
+        // The object as controller-runtime's log lines name it.
+        assert_eq!(line["namespace"], cluster.namespace.as_str(), "{line}");
+        assert_eq!(line["name"], name.as_str(), "{line}");
+        assert_eq!(line["controller"], "imagepromotion", "{line}");
     }
     assert!(
         !log.contains(world.env.get("PROMOTER_TEST_QUAY_PASSWORD")),

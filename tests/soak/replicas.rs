@@ -50,11 +50,11 @@ fn last_error(log: &str) -> String {
     log.lines()
         .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["level"] == "ERROR")
+        .find(|line| line["level"] == "error")
         .map(|line| {
             format!(
                 "{} ({})",
-                line["message"].as_str().unwrap_or_default(),
+                line["msg"].as_str().unwrap_or_default(),
                 line["error"].as_str().unwrap_or_default()
             )
         })
