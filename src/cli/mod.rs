@@ -6,6 +6,7 @@ pub mod copy;
 pub mod mirror;
 pub mod promote;
 pub mod reconcile;
+pub mod report;
 pub mod run;
 
 use std::process::ExitCode;

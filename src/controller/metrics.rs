@@ -49,6 +49,8 @@ pub struct Metrics {
     drifted_tags: Gauge,
     drift_check_failures: Family<Labels, Counter>,
     tenancy_open: Gauge,
+    /// The compliance families (docs/compliance.md).
+    pub compliance: crate::compliance::ComplianceMetrics,
     /// Per object UID: its state label and drifted tag count.
     objects: Mutex<HashMap<String, (&'static str, i64)>>,
 }
@@ -162,6 +164,8 @@ impl Metrics {
             "1 when the configuration has no tenancy section: every watched namespace may use the operator's credentials for anything they reach",
             tenancy_open.clone(),
         );
+        let compliance = crate::compliance::ComplianceMetrics::default();
+        compliance.register(&mut registry);
         let controller = labels(&[("controller", CONTROLLER)]);
         max_concurrent
             .get_or_create(&controller)
@@ -188,6 +192,7 @@ impl Metrics {
             drifted_tags,
             drift_check_failures,
             tenancy_open,
+            compliance,
             objects: Mutex::default(),
         }
     }

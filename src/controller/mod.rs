@@ -15,6 +15,7 @@
 //! (a copy writes its tags last, so a cancelled copy leaves no tag behind).
 
 pub mod backoff;
+pub mod compliance;
 pub mod decision;
 pub mod error;
 pub mod events;
@@ -78,6 +79,9 @@ pub struct Settings {
     pub resync: Duration,
     /// `--shutdown-grace`: how long in-flight reconciles may finish.
     pub shutdown_grace: Duration,
+    /// `--compliance-interval`: how often a Ready promotion's published
+    /// digest is judged again (jittered; `spec.compliance.interval` overrides).
+    pub compliance_interval: Duration,
     /// `--leader-elect`.
     pub leader_elect: bool,
     /// `--leader-election-id`.
@@ -123,6 +127,10 @@ pub struct Context {
     pub promotions: Records<PromotionMemory>,
     /// What the process remembers of each RegistryMirror (its ledger).
     pub mirrors: Records<MirrorMemory>,
+    /// What the process knows of each published promotion's compliance.
+    pub compliance: crate::compliance::Ledger,
+    /// `--compliance-interval`.
+    pub compliance_interval: Duration,
 }
 
 impl Context {
@@ -145,6 +153,8 @@ impl Context {
             permits: tokio::sync::Semaphore::new(usize::from(concurrency.max(1))),
             promotions: Records::default(),
             mirrors: Records::default(),
+            compliance: crate::compliance::Ledger::default(),
+            compliance_interval: compliance::DEFAULT_INTERVAL,
         }
     }
 
@@ -216,6 +226,8 @@ impl Context {
     pub fn forget_promotion(&self, uid: &str) {
         self.promotions.forget(uid);
         self.metrics.object(uid, None);
+        self.compliance.forget(uid);
+        compliance::publish_tally(self);
     }
 
     /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
@@ -256,7 +268,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
             "the configuration has no tenancy section: every watched namespace may use the operator's credentials to promote from and publish to anything they reach; add tenancy rules (docs/config.md)"
         );
     }
-    let ctx = Arc::new(Context::new(
+    let mut context = Context::new(
         client.clone(),
         Setup {
             config: settings.config,
@@ -266,7 +278,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         metrics,
         settings.resync,
         settings.concurrency,
-    ));
+    );
+    context.compliance_interval = settings.compliance_interval;
+    let ctx = Arc::new(context);
     if let Some(address) = settings.probe_address {
         let listener = bind(address, settings.share_ports, "health probes")?;
         tokio::spawn(http::serve(
@@ -350,6 +364,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                     let objects = referencing(&store, &secret, decision::references_secret);
                     if versions.changed(&secret) {
                         poke(&poking.promotions, &objects);
+                        for uid in objects.iter().filter_map(|o| o.extra.uid.as_ref()) {
+                            poking.compliance.poke(uid);
+                        }
                     }
                     objects
                 },
@@ -647,6 +664,8 @@ async fn prune(
             for uid in ctx.promotions.retain(&live) {
                 ctx.metrics.object(&uid, None);
             }
+            ctx.compliance.retain(&live);
+            compliance::publish_tally(&ctx);
         }
         if let Some(live) = uids(&mirrors) {
             ctx.mirrors.retain(&live);
