@@ -26,6 +26,7 @@ mod proxy;
 #[allow(dead_code)]
 mod cluster;
 
+mod compliance;
 mod concurrency;
 mod configuration;
 mod faults;
