@@ -38,17 +38,35 @@ pub fn signature_key(plan: &PromotionPlan, digest: &str) -> SignatureKey {
     }
 }
 
-/// Checks the published `digest` of the promotion `uid` under its `plan`.
+/// What every check uses: the process's AWS configuration, the
+/// configuration file (the floor), the ledger (the signature cache) and the
+/// metrics.
+pub struct Checker<'a> {
+    /// The AWS configuration.
+    pub shared: &'a Shared,
+    /// The configuration file.
+    pub config: &'a Config,
+    /// The ledger.
+    pub ledger: &'a Ledger,
+    /// The metrics.
+    pub metrics: &'a ComplianceMetrics,
+}
+
+/// Checks the published `digest` of the promotion `uid` under its `plan`,
+/// reaching registries through `engine`.
 pub async fn check(
+    checker: &Checker<'_>,
     uid: &str,
     plan: &PromotionPlan,
-    digest: &str,
-    shared: &Shared,
     engine: &Engine,
-    config: &Config,
-    ledger: &Ledger,
-    metrics: &ComplianceMetrics,
+    digest: &str,
 ) -> Checked {
+    let Checker {
+        shared,
+        config,
+        ledger,
+        metrics,
+    } = checker;
     let repository = plan.source.image.repository.name.as_str();
     let image = format!("{}@{digest}", plan.source.image.repository);
     let inspector = EcrInspector::new(

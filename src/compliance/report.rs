@@ -254,6 +254,16 @@ pub fn view(
         .collect()
 }
 
+const HEADER: [&str; 7] = [
+    "KIND",
+    "OBJECT",
+    "SOURCE",
+    "TARGET",
+    "IN-SYNC",
+    "COMPLIANT",
+    "DIGEST",
+];
+
 /// The view as a text table.
 pub fn render(view: &[TierView]) -> String {
     use std::fmt::Write as _;
@@ -269,10 +279,10 @@ pub fn render(view: &[TierView]) -> String {
             tier.retirable,
             tier.repositories.len()
         );
+        let [kind, object, source, target, in_sync, compliant, digest] = HEADER;
         let _ = writeln!(
             out,
-            "  {:<16} {:<32} {:<40} {:<20} {:<8} {:<10} {}",
-            "KIND", "OBJECT", "SOURCE", "TARGET", "IN-SYNC", "COMPLIANT", "DIGEST"
+            "  {kind:<16} {object:<32} {source:<40} {target:<20} {in_sync:<8} {compliant:<10} {digest}"
         );
         for row in &tier.repositories {
             for (i, target) in row.targets.iter().enumerate() {

@@ -25,7 +25,7 @@ use crate::api::conditions::{
     self, COMPLIANT, SystemClock, is_true, remove_condition, set_condition,
 };
 use crate::api::{ImagePromotion, ImagePromotionStatus, parse_duration};
-use crate::compliance::check::check;
+use crate::compliance::check::{Checker, check};
 use crate::compliance::judge::{self, Judgement, Standing};
 use crate::compliance::ledger::{self, jittered};
 
@@ -107,17 +107,13 @@ async fn judge_now(
         Some(checked) => checked,
         None => match prepare(object, ctx, setup, false).await {
             Ok((plan, engine)) => {
-                check(
-                    &uid,
-                    &plan,
-                    digest,
-                    &setup.shared,
-                    &engine,
-                    &setup.config,
-                    &ctx.compliance,
-                    &ctx.metrics.compliance,
-                )
-                .await
+                let checker = Checker {
+                    shared: &setup.shared,
+                    config: &setup.config,
+                    ledger: &ctx.compliance,
+                    metrics: &ctx.metrics.compliance,
+                };
+                check(&checker, &uid, &plan, &engine, digest).await
             }
             Err(problem) => {
                 warn!(reason = %problem.reason, message = %problem.message, "the compliance check cannot run now; tried again at the next interval");

@@ -89,9 +89,12 @@ async fn a_new_critical_finding_flips_compliant_and_a_fix_flips_it_back() {
         .rescan(&source, "COMPLETE", &[("CVE-2026-7777", "CRITICAL")])
         .await;
     let flipped = operator
-        .wait_status(&cluster, &name, "Compliant=False VulnerabilitiesFound", |s| {
-            is(s, "Compliant", ("False", "VulnerabilitiesFound"))
-        })
+        .wait_status(
+            &cluster,
+            &name,
+            "Compliant=False VulnerabilitiesFound",
+            |s| is(s, "Compliant", ("False", "VulnerabilitiesFound")),
+        )
         .await;
     assert!(
         is(&flipped, "Ready", ("True", "Promoted")),
@@ -109,8 +112,9 @@ async fn a_new_critical_finding_flips_compliant_and_a_fix_flips_it_back() {
     );
     let seen = events(&cluster.client, &cluster.namespace, &name).await;
     assert!(
-        seen.iter()
-            .any(|(r, a, n)| r == "VulnerabilitiesFound" && a == "CheckCompliance" && n.contains("CVE-2026-7777")),
+        seen.iter().any(|(r, a, n)| r == "VulnerabilitiesFound"
+            && a == "CheckCompliance"
+            && n.contains("CVE-2026-7777")),
         "{seen:?}"
     );
     let text = operator.metrics().await;
@@ -210,7 +214,10 @@ async fn an_expired_ignore_entry_flips_to_ignore_expired_and_a_new_one_fixes_it(
         why.contains(&format!("CVE-2026-0202 (expired on {yesterday})")),
         "{why}"
     );
-    assert!(!why.contains("CVE-2026-0101 ("), "only the expired entry is named: {why}");
+    assert!(
+        !why.contains("CVE-2026-0101 ("),
+        "only the expired entry is named: {why}"
+    );
     operator
         .wait_metric(
             "image_promoter_noncompliant_promotions{reason=\"IgnoreExpired\"}",
@@ -237,7 +244,8 @@ async fn an_expired_ignore_entry_flips_to_ignore_expired_and_a_new_one_fixes_it(
 }
 
 #[tokio::test]
-async fn a_key_removed_from_the_secret_flips_to_signature_invalid_and_unchanged_keys_cost_nothing() {
+async fn a_key_removed_from_the_secret_flips_to_signature_invalid_and_unchanged_keys_cost_nothing()
+{
     let world = World::new().await;
     let cluster = Cluster::start("op-revoked").await;
     let mut operator =
@@ -347,7 +355,15 @@ async fn report_prints_each_promotion_with_its_targets_digest_and_compliance() {
         .await;
     let run = |format: &str| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_image-promoter"))
-            .args(["report", "-n", &cluster.namespace, "-o", format, "--in-sync-for", "0s"])
+            .args([
+                "report",
+                "-n",
+                &cluster.namespace,
+                "-o",
+                format,
+                "--in-sync-for",
+                "0s",
+            ])
             .env("KUBECONFIG", cluster.env.get("KUBECONFIG"))
             .output()
             .expect("running image-promoter report");
