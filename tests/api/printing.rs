@@ -83,29 +83,30 @@ async fn kubectl_get_promotions_prints_source_digest_targets_ready_age() {
     let (header, rows) = table(&cluster.kubectl(&["get", "promotions", "-n", ns]));
     assert_eq!(
         header,
-        ["NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "AGE"]
+        ["NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "COMPLIANT", "AGE"]
     );
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
-        rows[0][..5],
+        rows[0][..6],
         [
             "app",
             fixtures::SOURCE_IMAGE,
             fixtures::DIGEST,
             "2/2",
+            "True",
             "True"
         ]
     );
-    assert_age(&rows[0][5]);
+    assert_age(&rows[0][6]);
 
     let (header, rows) = table(&cluster.kubectl(&["get", "promotions", "-n", ns, "-o", "wide"]));
     assert_eq!(
         header,
         [
-            "NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "STATUS", "AGE"
+            "NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "COMPLIANT", "STATUS", "AGE"
         ]
     );
-    assert_eq!(rows[0][5], fixtures::PROMOTED_MESSAGE);
+    assert_eq!(rows[0][6], fixtures::PROMOTED_MESSAGE);
 
     for name in [
         "imagepromotions",
