@@ -308,6 +308,58 @@ pub fn sooner(a: Option<Duration>, b: Option<Duration>) -> Action {
 mod tests {
     use super::*;
 
+    fn object() -> ImagePromotion {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "imagepromoter.dev/v1alpha1",
+            "kind": "ImagePromotion",
+            "metadata": {"name": "app", "namespace": "team", "generation": 3},
+            "spec": {"source": {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1.0.0"},
+                     "targets": [{"name": "quay", "repository": "quay.io/acme/app", "tags": ["1.0.0"]}]},
+        }))
+        .unwrap()
+    }
+
+    fn status(ready: bool) -> ImagePromotionStatus {
+        let mut status = ImagePromotionStatus::default();
+        set_condition(
+            &mut status.conditions,
+            crate::api::ConditionUpdate::new(conditions::READY, ready, "Promoted"),
+            &SystemClock,
+        );
+        status
+    }
+
+    #[test]
+    fn the_condition_is_shown_only_on_a_ready_promotion_and_moves_only_on_a_flip() {
+        let found = Standing::Violated {
+            reason: "VulnerabilitiesFound",
+            message: "CVE-1".into(),
+        };
+        let mut ready = status(true);
+        project(&object(), &mut ready, Some(found.clone()));
+        let compliant = conditions::find_condition(&ready.conditions, COMPLIANT)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (compliant.status.as_str(), compliant.reason.as_str()),
+            ("False", "VulnerabilitiesFound")
+        );
+        assert_eq!(compliant.observed_generation, Some(3));
+        let mut again = ready.clone();
+        project(&object(), &mut again, Some(found));
+        assert_eq!(again, ready, "the same standing changes nothing");
+        project(&object(), &mut again, None);
+        assert_eq!(again, ready, "no new judgement keeps the last one");
+        let mut failing = ready.clone();
+        set_condition(
+            &mut failing.conditions,
+            crate::api::ConditionUpdate::new(conditions::READY, false, "TagDrifted"),
+            &SystemClock,
+        );
+        project(&object(), &mut failing, Some(Standing::Satisfied));
+        assert!(conditions::find_condition(&failing.conditions, COMPLIANT).is_none());
+    }
+
     #[test]
     fn the_sooner_wait_wins() {
         let s = Duration::from_secs;

@@ -83,7 +83,15 @@ async fn kubectl_get_promotions_prints_source_digest_targets_ready_age() {
     let (header, rows) = table(&cluster.kubectl(&["get", "promotions", "-n", ns]));
     assert_eq!(
         header,
-        ["NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "COMPLIANT", "AGE"]
+        [
+            "NAME",
+            "SOURCE",
+            "DIGEST",
+            "TARGETS",
+            "READY",
+            "COMPLIANT",
+            "AGE"
+        ]
     );
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
@@ -103,7 +111,14 @@ async fn kubectl_get_promotions_prints_source_digest_targets_ready_age() {
     assert_eq!(
         header,
         [
-            "NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "COMPLIANT", "STATUS", "AGE"
+            "NAME",
+            "SOURCE",
+            "DIGEST",
+            "TARGETS",
+            "READY",
+            "COMPLIANT",
+            "STATUS",
+            "AGE"
         ]
     );
     assert_eq!(rows[0][6], fixtures::PROMOTED_MESSAGE);
