@@ -28,6 +28,8 @@ pub struct ComplianceMetrics {
     checks: Family<Labels, Counter>,
     scan_reads: Counter,
     signature_checks: Family<Labels, Counter>,
+    repositories: Family<Labels, Gauge>,
+    retirable: Family<Labels, Gauge>,
 }
 
 impl ComplianceMetrics {
@@ -58,6 +60,16 @@ impl ComplianceMetrics {
             "Signature checks of compliance, by source: registry (read again) or cache (digest and keys unchanged)",
             self.signature_checks.clone(),
         );
+        registry.register(
+            "image_promoter_published_repositories",
+            "Repositories the operator publishes (one per ImagePromotion or RegistryMirror source), by tier (the migration view of image-promoter report)",
+            self.repositories.clone(),
+        );
+        registry.register(
+            "image_promoter_retirable_repositories",
+            "Published repositories whose old registry can be retired (every selected tag in sync at every target, no drift, Ready for 7 days), by tier",
+            self.retirable.clone(),
+        );
         for reason in super::judge::NONCOMPLIANT_REASONS {
             self.noncompliant
                 .get_or_create(&labels(&[("reason", reason)]))
@@ -73,6 +85,21 @@ impl ComplianceMetrics {
                 .set(*count);
         }
         self.ignores_expiring.set(expiring);
+    }
+
+    /// Sets the migration gauges from `view`; tiers no longer present go to 0.
+    pub fn set_migration(&self, view: &[super::report::TierView]) {
+        self.repositories.clear();
+        self.retirable.clear();
+        for tier in view {
+            let tier_label = labels(&[("tier", &tier.tier)]);
+            self.repositories
+                .get_or_create(&tier_label)
+                .set(tier.repositories.len() as i64);
+            self.retirable
+                .get_or_create(&tier_label)
+                .set(tier.retirable as i64);
+        }
     }
 
     /// Counts a check that ended with `result`.

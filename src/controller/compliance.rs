@@ -50,6 +50,36 @@ pub fn publish_tally(ctx: &Context) {
     ctx.metrics.compliance.set(&by_reason, expiring);
 }
 
+/// How long a repository must have been in sync before the migration
+/// gauges count its old registry as retirable (`report --in-sync-for`'s default).
+pub const RETIREMENT_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Sets the migration gauges from the objects in the controllers' caches
+/// (the view `image-promoter report` prints, as metrics for a dashboard).
+pub fn publish_migration(
+    ctx: &Context,
+    promotions: &[kube::runtime::reflector::Store<ImagePromotion>],
+    mirrors: &[kube::runtime::reflector::Store<crate::api::RegistryMirror>],
+) {
+    let promotions: Vec<ImagePromotion> = promotions
+        .iter()
+        .flat_map(|s| s.state())
+        .map(|o| (*o).clone())
+        .collect();
+    let mirrors: Vec<crate::api::RegistryMirror> = mirrors
+        .iter()
+        .flat_map(|s| s.state())
+        .map(|o| (*o).clone())
+        .collect();
+    let view = crate::compliance::report::view(
+        &promotions,
+        &mirrors,
+        RETIREMENT_PERIOD,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    ctx.metrics.compliance.set_migration(&view);
+}
+
 /// The digest published by `object`: the one this process pinned, or after
 /// a start the status's source digest when the drift check just confirmed
 /// a target holds it.

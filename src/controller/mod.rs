@@ -670,6 +670,7 @@ async fn prune(
         if let Some(live) = uids(&mirrors) {
             ctx.mirrors.retain(&live);
         }
+        compliance::publish_migration(&ctx, &promotions, &mirrors);
     }
 }
 

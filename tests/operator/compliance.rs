@@ -393,4 +393,22 @@ async fn report_prints_each_promotion_with_its_targets_digest_and_compliance() {
     assert_eq!(row["compliance"], "True");
     assert_eq!(row["targets"][0]["digests"][0], source.digest.as_str());
     assert_eq!(row["retirable"], true);
+
+    // The same view as metrics (refreshed every minute): published, and not
+    // retirable before a week in sync.
+    operator
+        .wait_metric(
+            "image_promoter_published_repositories{tier=\"Bronze\"}",
+            1.0,
+        )
+        .await;
+    let text = operator.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "image_promoter_retirable_repositories{tier=\"Bronze\"}"
+        ),
+        Some(0.0),
+        "{text}"
+    );
 }
