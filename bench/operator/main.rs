@@ -273,7 +273,23 @@ async fn compliance_round(
             }
         }
     };
-    let before = until(objects as f64).await;
+    // The restart's own first reconciles (drift checks) end first, so the
+    // round measured is compliance checks alone.
+    let reconciled = "controller_runtime_reconcile_total{controller=\"imagepromotion\",result=\"requeue_after\"}";
+    loop {
+        if let Some(text) = read().await
+            && metric(&text, reconciled).is_some_and(|n| n >= objects as f64)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "no restart resync within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resynced = read().await.unwrap_or_default();
+    let before = until(counter_sum(&resynced, CHECKS).max(objects as f64)).await;
     let first = started.elapsed();
     let proxied = proxy.exchanges().len();
     let checks = counter_sum(&before, CHECKS);

@@ -53,12 +53,13 @@ pub struct Checker<'a> {
 }
 
 /// Checks the published `digest` of the promotion `uid` under its `plan`,
-/// reaching registries through `engine`.
+/// reaching registries through `engine` — needed only when the plan asks for
+/// signatures and the ledger holds none for this digest and key set.
 pub async fn check(
     checker: &Checker<'_>,
     uid: &str,
     plan: &PromotionPlan,
-    engine: &Engine,
+    engine: Option<&Engine>,
     digest: &str,
 ) -> Checked {
     let Checker {
@@ -96,28 +97,37 @@ pub async fn check(
             (cached, None)
         }
         None => {
-            if plan.verifiers.any() {
+            if !plan.verifiers.any() {
+                let none = SignatureChecks::default();
+                (none, None)
+            } else if let Some(engine) = engine {
                 metrics.signature_check(false);
-            }
-            match observe::signatures(plan, engine, digest).await {
-                Ok(checks) => (checks.clone(), Some((key, checks))),
-                Err(error) => {
-                    let standing = if error.is_transient() {
-                        judge::scan_unreadable(&image, &error.to_string())
-                    } else {
-                        Standing::Violated {
-                            reason: crate::api::reasons::SIGNATURE_INVALID,
-                            message: format!("the signatures of {image} cannot be read: {error}"),
-                        }
-                    };
-                    return Checked {
-                        judgement: Judgement {
-                            standing,
-                            expiring: Vec::new(),
-                        },
-                        signatures: None,
-                    };
+                match observe::signatures(plan, engine, digest).await {
+                    Ok(checks) => (checks.clone(), Some((key, checks))),
+                    Err(error) => {
+                        let standing = if error.is_transient() {
+                            judge::scan_unreadable(&image, &error.to_string())
+                        } else {
+                            Standing::Violated {
+                                reason: crate::api::reasons::SIGNATURE_INVALID,
+                                message: format!(
+                                    "the signatures of {image} cannot be read: {error}"
+                                ),
+                            }
+                        };
+                        return Checked {
+                            judgement: Judgement {
+                                standing,
+                                expiring: Vec::new(),
+                            },
+                            signatures: None,
+                        };
+                    }
                 }
+            } else {
+                // Not asked to reach the registry: fail closed, as an unchecked
+                // signature does in verification.
+                (SignatureChecks::default(), None)
             }
         }
     };

@@ -25,9 +25,10 @@ use crate::api::conditions::{
     self, COMPLIANT, SystemClock, is_true, remove_condition, set_condition,
 };
 use crate::api::{ImagePromotion, ImagePromotionStatus, parse_duration};
-use crate::compliance::check::{Checker, check};
+use crate::compliance::check::{Checked, Checker, check, signature_key};
 use crate::compliance::judge::{self, Judgement, Standing};
 use crate::compliance::ledger::{self, jittered};
+use crate::promotion::{SecretAccess, plan_with};
 
 /// `--compliance-interval`'s default.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
@@ -109,7 +110,6 @@ async fn judge_now(
     let uid = object.uid().unwrap_or_default();
     let now = Instant::now();
     let wait = jittered(interval(ctx, object), fastrand::f64());
-    let epoch = ctx.epoch();
     let namespace = object.namespace().unwrap_or_default();
     let key = object
         .spec
@@ -118,41 +118,85 @@ async fn judge_now(
         .as_ref()
         .and_then(|s| s.public_key.as_ref())
         .map(|k| &k.secret_ref);
-    let checked = match key {
+    let public_key = match key {
         Some(key) => {
             match secrets::public_key(&ctx.client, &namespace, &key.name, &key.key).await {
-                Err(error) if !error.is_transient() => Some(crate::compliance::check::Checked {
-                    judgement: Judgement {
-                        standing: judge::key_unreadable(&error.to_string()),
-                        expiring: Vec::new(),
-                    },
-                    signatures: None,
-                }),
-                _ => None,
+                Ok(pem) => Some(pem),
+                Err(error) if !error.is_transient() => {
+                    return Some(
+                        record(
+                            object,
+                            ctx,
+                            digest,
+                            Checked {
+                                judgement: Judgement {
+                                    standing: judge::key_unreadable(&error.to_string()),
+                                    expiring: Vec::new(),
+                                },
+                                signatures: None,
+                            },
+                            now,
+                            wait,
+                        )
+                        .await,
+                    );
+                }
+                Err(error) => {
+                    return skipped(ctx, &uid, &error.to_string(), now, wait);
+                }
             }
         }
         None => None,
     };
-    let checked = match checked {
-        Some(checked) => checked,
-        None => match prepare(object, ctx, setup, false).await {
-            Ok((plan, engine)) => {
-                let checker = Checker {
-                    shared: &setup.shared,
-                    config: &setup.config,
-                    ledger: &ctx.compliance,
-                    metrics: &ctx.metrics.compliance,
-                };
-                check(&checker, &uid, &plan, &engine, digest).await
-            }
-            Err(problem) => {
-                warn!(reason = %problem.reason, message = %problem.message, "the compliance check cannot run now; tried again at the next interval");
-                ctx.metrics.compliance.checked("Skipped");
-                ctx.compliance.postpone(&uid, epoch, now, wait);
-                return None;
-            }
-        },
+    let plan = match plan_with(object, &setup.config, public_key, SecretAccess::Api) {
+        Ok(plan) => plan,
+        Err(error) => return skipped(ctx, &uid, &error.message, now, wait),
     };
+    // The registry is reached (and its credentials read) only when the
+    // signatures must be read again: another digest or another key set.
+    let signatures_cached = ctx
+        .compliance
+        .cached_signatures(&uid, &signature_key(&plan, digest))
+        .is_some();
+    let engine = if plan.verifiers.any() && !signatures_cached {
+        match prepare(object, ctx, setup, false).await {
+            Ok((_, engine)) => Some(engine),
+            Err(problem) => return skipped(ctx, &uid, &problem.message, now, wait),
+        }
+    } else {
+        None
+    };
+    let checker = Checker {
+        shared: &setup.shared,
+        config: &setup.config,
+        ledger: &ctx.compliance,
+        metrics: &ctx.metrics.compliance,
+    };
+    let checked = check(&checker, &uid, &plan, engine.as_ref(), digest).await;
+    Some(record(object, ctx, digest, checked, now, wait).await)
+}
+
+/// A check that could not run: the last standing is kept and the check is
+/// tried again at the next interval.
+fn skipped(ctx: &Context, uid: &str, why: &str, now: Instant, wait: Duration) -> Option<Standing> {
+    warn!(%why, "the compliance check cannot run now; tried again at the next interval");
+    ctx.metrics.compliance.checked("Skipped");
+    ctx.compliance.postpone(uid, ctx.epoch(), now, wait);
+    None
+}
+
+/// Records what a check found, updates the gauges and publishes the events
+/// of a flip and of newly expiring ignore entries; the standing.
+async fn record(
+    object: &ImagePromotion,
+    ctx: &Context,
+    digest: &str,
+    checked: Checked,
+    now: Instant,
+    wait: Duration,
+) -> Standing {
+    let uid = object.uid().unwrap_or_default();
+    let epoch = ctx.epoch();
     let standing = checked.judgement.standing.clone();
     ctx.metrics.compliance.checked(standing.reason());
     let changes = ctx.compliance.record(
@@ -208,7 +252,7 @@ async fn judge_now(
         });
     }
     events::publish(&ctx.recorder, object, notices).await;
-    Some(standing)
+    standing
 }
 
 /// Puts the `Compliant` condition on `status`: the standing when the
