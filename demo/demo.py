@@ -16,7 +16,11 @@ image (`make image`) before this runs. The script then
    settles, then the events, where the images landed (digests read back from the
    registries), each promotion receipt verified with `cosign verify-attestation`,
    and why the refused one was refused;
-5. with `--argocd` (`make demo ARGOCD=1`, a world with Argo CD): commits the same
+5. flips compliance live: ECR reports a new CRITICAL finding for the published
+   postgres digest, and `kubectl get promotions` shows its COMPLIANT column turn
+   False within the promotion's compliance interval (15 s in the demo), Ready
+   staying True, nothing copied; then `image-promoter report`'s view of it;
+6. with `--argocd` (`make demo ARGOCD=1`, a world with Argo CD): commits the same
    objects to a Git repository (target/demo/git), installs the health checks and
    actions into argocd-cm as docs/argocd.md says, lets an Application sync the folder
    and shows `argocd app get`: each object's sync state and health, as Argo CD sees it.
@@ -50,6 +54,8 @@ STATE = ROOT / "target" / "demo"
 CRDS = ("imagepromotions.imagepromoter.dev", "registrymirrors.imagepromoter.dev")
 RECEIPT_KEY = f"k8s://{NAMESPACE}/receipt-key"
 VSA = "https://slsa.dev/verification_summary/v1"
+COMPLIANCE_INTERVAL = "15s"
+COMPLIANCE_DEADLINE = 120.0
 
 
 def say(text: str) -> None:
@@ -139,7 +145,7 @@ class Demo:
         say("Seeding internal ECR and Quay")
         keys = STATE / "cosign"
         public_key = self.seed.key_pair(keys)
-        postgres, digest = self.seed.source(
+        postgres, digest = self.postgres = self.seed.source(
             "acme/postgres", "17.2.1", "postgres 17.2.1 (demo)", "COMPLETE",
             [("CVE-2025-12345", "HIGH"), ("CVE-2026-0101", "LOW")],
         )
@@ -191,6 +197,9 @@ class Demo:
         applied = []
         for example in ("imagepromotion-gold.yaml", "registrymirror-quay-backfill.yaml"):
             obj = self.localized((ROOT / "examples" / example).read_text())
+            if obj["kind"] == "ImagePromotion":
+                # Judged again every few seconds, so the demo can show a flip.
+                obj["spec"]["compliance"] = {"interval": COMPLIANCE_INTERVAL}
             print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(obj)), end="")
             applied.append(example)
             self.manifests.append(obj)
@@ -278,7 +287,7 @@ class Demo:
                 if condition["type"] == "Stalled" and condition["status"] == "True":
                     print(f"{obj['kind']}/{obj['metadata']['name']}: {condition['reason']}: {condition['message']}")
 
-    # --- 5. Argo CD (--argocd) -----------------------------------------------------------
+    # --- 6. Argo CD (--argocd) -----------------------------------------------------------
 
     def argocd(self) -> None:
         if "PROMOTER_TEST_ARGOCD_SERVER" not in self.env:
@@ -353,6 +362,61 @@ class Demo:
                           f"generation {predicate['policy']['generation']}, receipt {target['receipt'][:19]}…, "
                           f"signatures verified: {len(predicate['inputAttestations'])}")
 
+    # --- 5. compliance -------------------------------------------------------------------
+
+    def rescan(self, name: str, digest: str, findings: list[tuple[str, str]]) -> None:
+        """A new scan result for an image moto was already asked about: moto keeps
+        the first result it handed out, so the image is registered anew (same
+        manifest, tag and digest), then scanned with `findings`."""
+        image_id = {"imageDigest": digest}
+        image = self.seed.ecr.batch_get_image(repositoryName=name, imageIds=[image_id])["images"][0]
+        tag = image["imageId"].get("imageTag")
+        self.seed.ecr.batch_delete_image(repositoryName=name, imageIds=[image_id])
+        extra = {"imageTag": tag} if tag else {}
+        self.seed.ecr.put_image(
+            repositoryName=name,
+            imageManifest=image["imageManifest"],
+            imageManifestMediaType=image.get("imageManifestMediaType", "application/vnd.oci.image.manifest.v1+json"),
+            imageDigest=digest,
+            **extra,
+        )
+        self.seed.scan(name, digest, "COMPLETE", findings)
+
+    def compliance_flip(self) -> None:
+        reference, digest = self.postgres
+        name = reference.split("/", 1)[1].rsplit(":", 1)[0]
+        say(f"Compliance: ECR now reports a CRITICAL finding (CVE-2026-9999) for {name}@{digest}")
+        self.rescan(name, digest, [("CVE-2025-12345", "HIGH"), ("CVE-2026-0101", "LOW"),
+                                   ("CVE-2026-9999", "CRITICAL")])
+        started = time.monotonic()
+        shown = None
+        while True:
+            table = self.kubectl("get", "promotions", "-n", NAMESPACE)
+            state = [line.rsplit(None, 1)[0] for line in table.splitlines() if line.strip()]
+            if state != shown:
+                print(f"[{time.monotonic() - started:5.1f}s]\n{table}", flush=True)
+                shown = state
+            flipped = [
+                c for o in self.objects() if o["kind"] == "ImagePromotion"
+                for c in (o.get("status") or {}).get("conditions", [])
+                if c["type"] == "Compliant" and c["status"] == "False"
+            ]
+            if flipped:
+                print(f"Compliant=False {flipped[0]['reason']}: {flipped[0]['message']}")
+                break
+            if time.monotonic() - started > COMPLIANCE_DEADLINE:
+                raise Failure(f"no Compliant=False within {COMPLIANCE_DEADLINE:.0f}s")
+            time.sleep(1)
+        print(self.kubectl("get", "events.events.k8s.io", "-n", NAMESPACE, "--field-selector",
+                           "reason=VulnerabilitiesFound", "-o",
+                           "custom-columns=OBJECT:.regarding.name,TYPE:.type,REASON:.reason,ACTION:.action"), end="")
+        say("image-promoter report -n demo --in-sync-for 0s (the migration view)")
+        binary = ROOT / "target" / "debug" / "image-promoter"
+        if binary.exists():
+            print(self.seed.run(str(binary), "report", "-n", NAMESPACE, "--in-sync-for", "0s"), end="")
+        else:
+            print(f"(build the CLI with `cargo build` to see it: {binary} is missing)")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -367,6 +431,7 @@ def main() -> int:
         demo.apply()
         demo.watch()
         demo.report()
+        demo.compliance_flip()
         if args.argocd:
             demo.argocd()
     except (Failure, subprocess.CalledProcessError) as failure:

@@ -16,6 +16,7 @@ pub mod api;
 pub mod aws;
 pub mod build_info;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod controller;
 pub mod logging;

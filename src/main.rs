@@ -39,6 +39,10 @@ enum Command {
     /// or the result; `mirror report` prints which source repositories the
     /// cluster's mirrors have fully mirrored, by tier.
     Mirror(image_promoter::cli::mirror::MirrorArgs),
+    /// Print the migration view: every published repository by tier, its targets,
+    /// the digests live there with their compliance, which targets are in sync,
+    /// and whether the old registry can be retired.
+    Report(image_promoter::cli::report::ReportArgs),
     /// Ask the operator to reconcile one ImagePromotion or RegistryMirror now
     /// (sets imagepromoter.dev/reconcile-requested-at) and wait for the result.
     Reconcile(image_promoter::cli::reconcile::ReconcileArgs),
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Promote(args) => image_promoter::cli::promote::run(args),
         Command::Mirror(args) => image_promoter::cli::mirror::run(args),
         Command::Reconcile(args) => image_promoter::cli::reconcile::run(args),
+        Command::Report(args) => image_promoter::cli::report::run(args),
         Command::Run(args) => image_promoter::cli::run::run(args),
         Command::Version(args) => image_promoter::cli::version::run(args),
         Command::Completion(args) => image_promoter::cli::completion::run(args, Cli::command()),

@@ -15,6 +15,10 @@
 //!    apiserver's audit log, by verb and resource (Secret GETs among them:
 //!    every object pushes with a dockerconfigjson Secret).
 //! 4. The same with 10,000 finished promotions (skipped with BENCH_QUICK=1).
+//! 5. Compliance (issue 21): the 1,100 Ready promotions under an operator
+//!    restarted with `--compliance-interval 10s`; after its first round, one
+//!    more round of 1,100 checks is timed, with its scan-findings reads and
+//!    its registry requests (at the proxy and in the operator's metrics).
 //!
 //! Results go to standard output and the `bench` section of
 //! docs/benchmarks-operator.md. Under `cargo test` (no `--bench` argument) it
@@ -220,6 +224,96 @@ async fn resync(
 
 static RESYNCS: Mutex<Vec<Resync>> = Mutex::new(Vec::new());
 
+/// The sum of every line of the counter `name` (all label sets).
+fn counter_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What one compliance round of every Ready promotion cost.
+struct ComplianceRound {
+    objects: usize,
+    first: Duration,
+    time: Duration,
+    scan_reads: f64,
+    proxy_requests: usize,
+    registry_requests: f64,
+    noncompliant: f64,
+}
+
+/// Waits for the first round of compliance checks of `objects` promotions,
+/// then times the next round of as many checks and counts its requests.
+async fn compliance_round(
+    operator: &mut Operator,
+    proxy: &Proxy,
+    objects: usize,
+) -> ComplianceRound {
+    const CHECKS: &str = "image_promoter_compliance_checks_total";
+    let started = Instant::now();
+    let url = operator.metrics_url.clone();
+    let read = || async { reqwest::get(&url).await.ok()?.text().await.ok() };
+    let deadline = Duration::from_secs(1800);
+    let until = |target: f64| {
+        let read = &read;
+        async move {
+            let begun = Instant::now();
+            loop {
+                if let Some(text) = read().await
+                    && counter_sum(&text, CHECKS) >= target
+                {
+                    return text;
+                }
+                assert!(
+                    begun.elapsed() < deadline,
+                    "no {target} compliance checks within {deadline:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // The restart's own first reconciles (drift checks) end first, so the
+    // round measured is compliance checks alone.
+    let reconciled = "controller_runtime_reconcile_total{controller=\"imagepromotion\",result=\"requeue_after\"}";
+    loop {
+        if let Some(text) = read().await
+            && metric(&text, reconciled).is_some_and(|n| n >= objects as f64)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "no restart resync within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resynced = read().await.unwrap_or_default();
+    let before = until(counter_sum(&resynced, CHECKS).max(objects as f64)).await;
+    let first = started.elapsed();
+    let proxied = proxy.exchanges().len();
+    let checks = counter_sum(&before, CHECKS);
+    let round_start = Instant::now();
+    let after = until(checks + objects as f64).await;
+    let time = round_start.elapsed();
+    assert!(
+        operator.exited().is_none(),
+        "the operator exited:\n{}",
+        operator.log()
+    );
+    ComplianceRound {
+        objects,
+        first,
+        time,
+        scan_reads: counter_sum(&after, "image_promoter_compliance_scan_reads_total")
+            - counter_sum(&before, "image_promoter_compliance_scan_reads_total"),
+        proxy_requests: proxy.exchanges().len() - proxied,
+        registry_requests: counter_sum(&after, "image_promoter_registry_requests_total")
+            - counter_sum(&before, "image_promoter_registry_requests_total"),
+        noncompliant: counter_sum(&after, "image_promoter_noncompliant_promotions"),
+    }
+}
+
 /// Requests of the operator's ServiceAccount in the audit log after `offset`,
 /// by `verb resource[/subresource]`.
 fn audit_counts(path: &std::path::Path, offset: u64, namespace: &str) -> BTreeMap<String, usize> {
@@ -376,6 +470,19 @@ async fn main() {
     )
     .await;
 
+    // Phase 5: one compliance round of the 1,100.
+    operator.kill();
+    let mut checking = Operator::start_with_config(
+        &cluster,
+        &kubeconfig,
+        &config,
+        &["--compliance-interval", "10s"],
+    );
+    let round = compliance_round(&mut checking, &proxy, total).await;
+    checking.kill();
+    operator = start_operator();
+    operator.wait_ready().await;
+
     // Phase 4: 10,000 through one resync.
     let mut large = None;
     if !quick {
@@ -449,6 +556,20 @@ async fn main() {
             r.peak_rss,
         ));
     }
+    text.push_str(&format!(
+        "| {n} Ready promotions, first compliance checks after a restart (with its drift checks) | {first:.1} s | — |\n\
+         | {n} Ready promotions re-evaluated: one round of compliance checks (`--compliance-interval 10s`, jittered ±10 %) | {time:.1} s | ≤ 30 s |\n\
+         | scan-findings reads per object in that round | {scans:.2} | 1 |\n\
+         | registry requests in that round (proxy / operator's metric) | {proxied} / {requests:.0} | 0 |\n\
+         | promotions found noncompliant | {noncompliant:.0} | 0 |\n",
+        n = round.objects,
+        first = round.first.as_secs_f64(),
+        time = round.time.as_secs_f64(),
+        scans = round.scan_reads / round.objects as f64,
+        proxied = round.proxy_requests,
+        requests = round.registry_requests,
+        noncompliant = round.noncompliant,
+    ));
     text.push_str(
         "\nHow it is measured: status writes are MODIFIED events of a watch on the namespace \
          (the creation not counted); peak RSS is the operator process's `VmHWM`; a resync is a \

@@ -35,6 +35,13 @@ pub const STALLED: &str = "Stalled";
 /// 403 at a target, a missing Secret); its reason says why. Absent otherwise:
 /// the promotion's images are where they were, but nobody is looking.
 pub const DRIFT_CHECK_FAILED: &str = "DriftCheckFailed";
+/// Whether a Ready promotion's published digest still passes its effective
+/// policy, judged again at the compliance interval (docs/compliance.md): True
+/// with `PolicySatisfied`, or False with `VulnerabilitiesFound`,
+/// `IgnoreExpired`, `SignatureInvalid` or `ScanUnavailable`. Ready stays True
+/// either way: the images are where they should be. Absent until the
+/// promotion is Ready.
+pub const COMPLIANT: &str = "Compliant";
 
 /// The annotation that asks for a reconcile now: any new value reconciles the
 /// object at once, bypassing holds, and the status echoes it in

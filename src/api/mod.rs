@@ -33,8 +33,8 @@ pub use mirror::{
     SourceRepository, TagCounts, TagFailure, TagSelector, TargetTagCounts,
 };
 pub use promotion::{
-    CopyOptions, ImagePromotion, ImagePromotionSpec, ImagePromotionStatus, PromotionTarget,
-    SourceImage, TargetResult, TargetState,
+    ComplianceSettings, CopyOptions, ImagePromotion, ImagePromotionSpec, ImagePromotionStatus,
+    PromotionTarget, SourceImage, TargetResult, TargetState,
 };
 pub use verify::{
     EncryptionRequirement, IgnoredFinding, KeylessSignature, PublicKeySignature, ScanPolicy,

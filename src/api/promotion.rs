@@ -65,6 +65,12 @@ use super::verify::{VerificationEvidence, VerificationPolicy};
         description = "Whether every target is promoted"
     ),
     printcolumn(
+        name = "Compliant",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Compliant\")].status",
+        description = "Whether the published digest still passes its effective policy"
+    ),
+    printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.summary",
@@ -98,6 +104,22 @@ pub struct ImagePromotionSpec {
     /// What to copy along with the image.
     #[serde(default)]
     pub copy: CopyOptions,
+    /// How the published digest is watched once the promotion is Ready
+    /// (docs/compliance.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<ComplianceSettings>,
+}
+
+/// How often a Ready promotion's published digest is judged again against
+/// its effective policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceSettings {
+    /// The interval between checks (a duration such as 30m or 6h, at least
+    /// 1s; jittered by 10 %). Absent: the operator's --compliance-interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = rules::compliance_interval())]
+    pub interval: Option<String>,
 }
 
 /// The image a promotion starts from.

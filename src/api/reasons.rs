@@ -34,6 +34,13 @@ pub const SIGNATURE_MISSING: &str = "SignatureMissing";
 /// Verified=False, Stalled=True: the image's signatures do not verify against the required key or identity.
 pub const SIGNATURE_INVALID: &str = "SignatureInvalid";
 
+/// Compliant=False: a finding at or above the threshold is covered only by an ignore
+/// entry whose expiry date has passed; renew the entry or ship a fix.
+pub const IGNORE_EXPIRED: &str = "IgnoreExpired";
+/// Compliant=False: the published digest's scan cannot be read, is missing, failed or
+/// runs again; checked again at the next compliance interval.
+pub const SCAN_UNAVAILABLE: &str = "ScanUnavailable";
+
 /// Ready=False, Stalled=True: a write-once target tag points at another digest; nothing was overwritten.
 pub const TAG_CONFLICT: &str = "TagConflict";
 /// Ready=False, Stalled=True (promotion): a write-once tag published earlier now points at

@@ -187,6 +187,14 @@ pub fn mirror_interval() -> Rule {
     )
 }
 
+/// `spec.compliance.interval`: a duration of at least one second.
+pub fn compliance_interval() -> Rule {
+    Rule::new(format!(
+        "self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')"
+    ))
+    .message("must be a duration of at least 1s, such as 30m, 6h or 1h30m")
+}
+
 /// A tier label.
 pub fn tier() -> Rule {
     matches(

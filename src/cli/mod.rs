@@ -11,6 +11,7 @@ pub mod mirror;
 pub mod output;
 pub mod promote;
 pub mod reconcile;
+pub mod report;
 pub mod run;
 pub mod version;
 

@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// How long in-flight copies may finish after SIGTERM before they are cancelled.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// How often a Ready promotion's published digest is judged again against its
+    /// effective policy (jittered ±10 %; spec.compliance.interval overrides), e.g. 6h.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    pub compliance_interval: Duration,
     /// Let other replicas listen on the metrics and probe ports too (SO_REUSEPORT):
     /// for host-network pods that share a node's network namespace. Probes and
     /// scrapes then reach any of them.
@@ -143,6 +147,7 @@ fn settings(args: RunArgs) -> Result<Settings, String> {
         concurrency: args.concurrency,
         resync: args.resync_interval,
         shutdown_grace: args.shutdown_grace,
+        compliance_interval: args.compliance_interval,
         leader_elect: args.leader_elect,
         leader_election_id: args.leader_election_id,
         leader_election_namespace: args.leader_election_namespace,

@@ -72,6 +72,8 @@ pub struct Metrics {
     tenancy_open: Gauge,
     mirror_tags: Family<Labels, Gauge>,
     mirror_last_sync: Family<Labels, Gauge>,
+    /// The compliance families (docs/compliance.md).
+    pub compliance: crate::compliance::ComplianceMetrics,
     /// Per object UID: its state label and drifted tag count.
     objects: Mutex<HashMap<String, (&'static str, i64)>>,
     /// Per mirror UID: the namespace and name its series carry.
@@ -187,6 +189,8 @@ impl Metrics {
             "1 when the configuration has no tenancy section: every watched namespace may use the operator's credentials for anything they reach",
             tenancy_open.clone(),
         );
+        let compliance = crate::compliance::ComplianceMetrics::default();
+        compliance.register(&mut registry);
         let mirror_tags = Family::<Labels, Gauge>::default();
         registry.register(
             "image_promoter_mirror_tags",
@@ -241,6 +245,7 @@ impl Metrics {
             tenancy_open,
             mirror_tags,
             mirror_last_sync,
+            compliance,
             objects: Mutex::default(),
             mirrors: Mutex::default(),
         }

@@ -15,6 +15,7 @@
 //! (a copy writes its tags last, so a cancelled copy leaves no tag behind).
 
 pub mod backoff;
+pub mod compliance;
 pub mod decision;
 pub mod error;
 pub mod events;
@@ -78,6 +79,9 @@ pub struct Settings {
     pub resync: Duration,
     /// `--shutdown-grace`: how long in-flight reconciles may finish.
     pub shutdown_grace: Duration,
+    /// `--compliance-interval`: how often a Ready promotion's published
+    /// digest is judged again (jittered; `spec.compliance.interval` overrides).
+    pub compliance_interval: Duration,
     /// `--leader-elect`.
     pub leader_elect: bool,
     /// `--leader-election-id`.
@@ -129,6 +133,10 @@ pub struct Context {
     pub secrets: secrets::SecretReader,
     /// The attestation key and the receipts written, with `--attestation-key`.
     pub receipts: Option<crate::receipt::Receipts>,
+    /// What the process knows of each published promotion's compliance.
+    pub compliance: crate::compliance::Ledger,
+    /// `--compliance-interval`.
+    pub compliance_interval: Duration,
 }
 
 impl Context {
@@ -153,6 +161,8 @@ impl Context {
             promotions: Records::default(),
             mirrors: Records::default(),
             receipts: None,
+            compliance: crate::compliance::Ledger::default(),
+            compliance_interval: compliance::DEFAULT_INTERVAL,
         }
     }
 
@@ -227,6 +237,8 @@ impl Context {
         if let Some(receipts) = &self.receipts {
             receipts.forget(uid);
         }
+        self.compliance.forget(uid);
+        compliance::publish_tally(self);
     }
 
     /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
@@ -294,6 +306,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         settings.concurrency,
     );
     context.receipts = receipts;
+    context.compliance_interval = settings.compliance_interval;
     let ctx = Arc::new(context);
     if let Some(address) = settings.probe_address {
         let listener = bind(address, settings.share_ports, "health probes")?;
@@ -381,6 +394,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                             .secrets
                             .changed(&secret.namespace().unwrap_or_default(), &secret.name_any());
                         poke(&poking.promotions, &objects);
+                        for uid in objects.iter().filter_map(|o| o.extra.uid.as_ref()) {
+                            poking.compliance.poke(uid);
+                        }
                     }
                     objects
                 },
@@ -720,12 +736,15 @@ async fn prune(
             for uid in ctx.promotions.retain(&live) {
                 ctx.metrics.object(&uid, None);
             }
+            ctx.compliance.retain(&live);
+            compliance::publish_tally(&ctx);
         }
         if let Some(live) = uids(&mirrors) {
             for uid in ctx.mirrors.retain(&live) {
                 ctx.metrics.forget_mirror(&uid);
             }
         }
+        compliance::publish_migration(&ctx, &promotions, &mirrors);
     }
 }
 

@@ -222,7 +222,7 @@ async fn reconcile_object(
         return Ok(Action::await_change());
     }
     if let Some(wait) = due_or_wait(ctx, &ctx.promotions, object).await? {
-        return Ok(wait);
+        return super::compliance::between_runs(object, ctx, wait).await;
     }
     let generation = object.metadata.generation.unwrap_or(0);
     let requested = requested_at(&object.metadata).map(str::to_string);
@@ -331,6 +331,8 @@ async fn reconcile_object(
     status.last_handled_reconcile_at = requested
         .clone()
         .or_else(|| previous.last_handled_reconcile_at.clone());
+    let next_check =
+        super::compliance::after_run(object, ctx, &setup, &mut status, &outcome, !done).await;
     status.summary = summary(&status.conditions);
     let handled = ctx.schedule(
         &ImagePromotion::kind(&()),
@@ -355,15 +357,12 @@ async fn reconcile_object(
         ctx.metrics
             .object(&uid, Some((decision::state_of(&status), drifted)));
     }
-    Ok(match handled {
-        Some(wait) => Action::requeue(wait),
-        None => Action::await_change(),
-    })
+    Ok(super::compliance::sooner(handled, next_check))
 }
 
 /// Reads the object's Secrets and plans the run with them; the engine view
 /// reaches each registry with the credentials the plan names.
-async fn prepare(
+pub(super) async fn prepare(
     object: &ImagePromotion,
     ctx: &Context,
     setup: &Setup,
@@ -565,7 +564,7 @@ fn audit(status: &ImagePromotionStatus, notices: &[events::Notice]) {
 
 /// Writes `status` with server-side apply, unless it changes nothing; the
 /// status the apiserver holds afterwards.
-async fn write_status(
+pub(super) async fn write_status(
     ctx: &Context,
     object: &ImagePromotion,
     status: &ImagePromotionStatus,

@@ -180,7 +180,7 @@ async fn pin(plan: &PromotionPlan, inspector: &EcrInspector) -> Result<String, O
 /// The outcome of each signature check the plan asks for. A platform subset
 /// publishes a new index that no signature of the source's index covers, so
 /// then every selected platform manifest must carry a verified signature.
-async fn signatures(
+pub(crate) async fn signatures(
     plan: &PromotionPlan,
     engine: &Engine,
     digest: &str,

@@ -1,6 +1,6 @@
 //! Realistic objects with realistic statuses, as the controller will write them.
 
-use image_promoter::api::conditions::{READY, VERIFIED};
+use image_promoter::api::conditions::{COMPLIANT, READY, VERIFIED};
 use image_promoter::api::verify::{FindingCounts, ScanEvidence, SignatureEvidence};
 use image_promoter::api::{
     Clock, ConditionUpdate, ImagePromotion, ImagePromotionStatus, RegistryMirror,
@@ -52,6 +52,13 @@ pub fn promoted_status() -> ImagePromotionStatus {
         &mut conditions,
         ConditionUpdate::new(VERIFIED, true, reasons::POLICY_SATISFIED)
             .message("immutable tag, KMS, scan complete with no HIGH or CRITICAL finding")
+            .generation(Some(1)),
+        &clock,
+    );
+    set_condition(
+        &mut conditions,
+        ConditionUpdate::new(COMPLIANT, true, reasons::POLICY_SATISFIED)
+            .message("the published digest still passes every check of the effective policy")
             .generation(Some(1)),
         &clock,
     );

@@ -405,6 +405,22 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "compliance interval that is not a duration",
+            object: set(p(), "/spec/compliance", json!({"interval": "1d"})),
+            expect: &[
+                "spec.compliance.interval",
+                "must be a duration of at least 1s",
+            ],
+        },
+        Case {
+            name: "compliance interval under a second",
+            object: set(p(), "/spec/compliance", json!({"interval": "500ms"})),
+            expect: &[
+                "spec.compliance.interval",
+                "must be a duration of at least 1s",
+            ],
+        },
+        Case {
             name: "mirror interval under the minimum",
             object: set(m(), "/spec/interval", json!("30s")),
             expect: &["spec.interval", "must be a duration of at least 1m"],

@@ -88,28 +88,39 @@ async fn kubectl_get_promotions_prints_targets_ready_status_age_and_source_diges
     let ns = cluster.namespace.as_str();
 
     let (header, rows) = table(&cluster.kubectl(&["get", "promotions", "-n", ns]));
-    assert_eq!(header, ["NAME", "TARGETS", "READY", "STATUS", "AGE"]);
+    assert_eq!(
+        header,
+        ["NAME", "TARGETS", "READY", "COMPLIANT", "STATUS", "AGE"]
+    );
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
-        rows[0][..4],
-        ["app", "2/2", "True", fixtures::PROMOTED_MESSAGE]
+        rows[0][..5],
+        ["app", "2/2", "True", "True", fixtures::PROMOTED_MESSAGE]
     );
-    assert_age(&rows[0][4]);
+    assert_age(&rows[0][5]);
 
     let (header, rows) = table(&cluster.kubectl(&["get", "promotions", "-n", ns, "-o", "wide"]));
     assert_eq!(
         header,
         [
-            "NAME", "SOURCE", "DIGEST", "TARGETS", "READY", "STATUS", "AGE"
+            "NAME",
+            "SOURCE",
+            "DIGEST",
+            "TARGETS",
+            "READY",
+            "COMPLIANT",
+            "STATUS",
+            "AGE"
         ]
     );
     assert_eq!(
-        rows[0][..6],
+        rows[0][..7],
         [
             "app",
             fixtures::SOURCE_IMAGE,
             fixtures::DIGEST,
             "2/2",
+            "True",
             "True",
             fixtures::PROMOTED_MESSAGE
         ]

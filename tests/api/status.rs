@@ -1,7 +1,7 @@
 //! Status goes through the status subresource with server-side apply, as the
 //! controller will write it, and reads back unchanged.
 
-use image_promoter::api::conditions::{READY, STALLED, VERIFIED};
+use image_promoter::api::conditions::{COMPLIANT, READY, STALLED, VERIFIED};
 use image_promoter::api::{ImagePromotion, RegistryMirror, reasons};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -91,7 +91,7 @@ async fn promotion_status_round_trips_through_the_status_subresource() {
         .into_iter()
         .map(|c| c.type_)
         .collect();
-    assert_eq!(types, [READY, VERIFIED, STALLED]);
+    assert_eq!(types, [READY, VERIFIED, COMPLIANT, STALLED]);
 }
 
 #[tokio::test]

@@ -30,6 +30,7 @@ mod cluster;
 #[allow(dead_code)]
 mod keyless_sigstore;
 
+mod compliance;
 mod concurrency;
 mod configuration;
 mod faults;

@@ -31,7 +31,9 @@ func TestArgoHealthChecks(t *testing.T) {
 // kstatusOf is what kstatus (Flux's health checks) must say of each fixture,
 // as docs/argocd.md documents.
 var kstatusOf = map[string]status.Status{
-	"ImagePromotion/testdata/promoted.yaml":              status.CurrentStatus,
+	"ImagePromotion/testdata/promoted.yaml": status.CurrentStatus,
+	// Compliant=False leaves Ready True: kstatus reads only Ready, Reconciling and Stalled.
+	"ImagePromotion/testdata/noncompliant.yaml":          status.CurrentStatus,
 	"ImagePromotion/testdata/vulnerabilities-found.yaml": status.FailedStatus,
 	"ImagePromotion/testdata/source-not-found.yaml":      status.FailedStatus,
 	"ImagePromotion/testdata/tag-conflict.yaml":          status.FailedStatus,

@@ -75,6 +75,9 @@ fn rules() -> Vec<(Rule, Predicate)> {
         ),
         rule(Rule::new(HTTPS_URL_RULE), |v| string(v, is_https_url)),
         rule(api::mirror_interval(), |v| string(v, is_mirror_interval)),
+        rule(api::compliance_interval(), |v| {
+            string(v, is_compliance_interval)
+        }),
         rule(api::tier(), |v| string(v, is_label_value)),
         rule(api::non_empty_patterns(), |v| {
             each_string(v, |p| !p.is_empty())
@@ -117,6 +120,10 @@ fn exactly_one_of_fields(rule: &str) -> Option<Vec<&str>> {
 
 fn is_mirror_interval(text: &str) -> bool {
     crate::api::duration::parse_duration(text).is_ok_and(|d| d.as_secs() >= 60)
+}
+
+fn is_compliance_interval(text: &str) -> bool {
+    crate::api::duration::parse_duration(text).is_ok_and(|d| d.as_secs() >= 1)
 }
 
 fn is_label_value(text: &str) -> bool {
@@ -570,6 +577,10 @@ mod tests {
             (api::mirror_interval(), json!("1h30m"), true),
             (api::mirror_interval(), json!("1.5m"), true),
             (api::mirror_interval(), json!("59s"), false),
+            (api::compliance_interval(), json!("1s"), true),
+            (api::compliance_interval(), json!("6h"), true),
+            (api::compliance_interval(), json!("999ms"), false),
+            (api::compliance_interval(), json!("1d"), false),
             (api::mirror_interval(), json!("10"), false),
             (api::mirror_interval(), json!("5ms"), false),
             (api::tier(), json!("Gold"), true),

@@ -29,15 +29,18 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
 end
 
 local conditions = status.conditions or {}
--- The first condition that is True decides, in this order.
+-- The first condition in its state (True unless said) decides, in this order.
+-- Compliant=False: the images are where they should be (Ready), but the
+-- published digest no longer passes its policy (docs/compliance.md).
 local decisive = {
   { type = "Stalled", health = "Degraded" },
   { type = "Reconciling", health = "Progressing" },
+  { type = "Compliant", state = "False", health = "Degraded" },
   { type = "Ready", health = "Healthy" },
 }
 for _, rule in ipairs(decisive) do
   local c = condition(conditions, rule.type)
-  if c ~= nil and c.status == "True" then
+  if c ~= nil and c.status == (rule.state or "True") then
     hs.status = rule.health
     hs.message = text(c)
     return hs
