@@ -41,6 +41,9 @@ pub use public::{
     RepositoryEnsured,
 };
 pub use registry_auth::{EcrPublicTokenSource, EcrTokenSource};
-pub use repository::{Encryption, EncryptionType, RepositorySettings, TagMutability};
+pub use repository::{
+    Encryption, EncryptionType, RepositorySettings, SIGNATURE_TAG_PREFIX, TagMutability,
+    signature_only,
+};
 pub use scan::{Finding, ScanReport, ScanStatus};
 pub use token::{RegistryToken, TokenError};

@@ -501,6 +501,7 @@ spec:
             failures: Vec::new(),
             pending: Vec::new(),
             evidence: VerificationEvidence::default(),
+            notes: Vec::new(),
         }
     }
 

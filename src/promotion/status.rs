@@ -433,6 +433,7 @@ mod tests {
                 tag_mutability: Some("IMMUTABLE".into()),
                 ..VerificationEvidence::default()
             },
+            notes: Vec::new(),
         }
     }
 
