@@ -24,6 +24,7 @@ mod catalog;
 mod ecr;
 mod error;
 mod host;
+pub mod permissions;
 mod public;
 mod registry_auth;
 mod repository;
