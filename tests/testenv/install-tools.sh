@@ -27,6 +27,11 @@ go_tools=(
   "regsync|github.com/regclient/regclient/cmd/regsync@v0.11.7"
 )
 
+# promtool: `promtool check rules` and `promtool test rules` on the chart's alerts
+# (make chart-check). It links every service discovery of Prometheus, so its cold
+# build is the longest of these (the chart README's "Tests" gives the time).
+go_tools+=("promtool|github.com/prometheus/prometheus/cmd/promtool@v0.316.0")
+
 say() { printf 'tools: %s\n' "$*"; }
 
 link() { ln -sfn "$1" "$bin/$2"; }
@@ -148,17 +153,19 @@ install_debian_tools() {
 
 # kubeconform's schemas, made offline (tests/chart/kube_schemas.py) from the OpenAPI
 # document of the pinned Kubernetes release (api/openapi-spec/swagger.json in the
-# k8s.io/kubernetes module) and from the Prometheus Operator's ServiceMonitor CRD
-# (the chart's optional ServiceMonitor), both from the Go module proxy. Cached per
-# version and converter; our own CRDs are converted at check time (make chart-check).
+# k8s.io/kubernetes module) and from the Prometheus Operator's ServiceMonitor and
+# PrometheusRule CRDs (the chart's optional ServiceMonitor and alerts), both from the
+# Go module proxy. Cached per version, CRD list and converter; our own CRDs are
+# converted at check time (make chart-check).
 prometheus_operator_version=v0.85.0
+prometheus_operator_crds="servicemonitors prometheusrules"
 module_dir() {
   (cd "$here/go/kube" && go mod download -json "$1") | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])'
 }
 install_kube_schemas() {
   local kube_version=$1
   local key
-  key=$( (echo "$kube_version $prometheus_operator_version"; cat "$root/tests/chart/kube_schemas.py") | sha256sum | cut -c1-16)
+  key=$( (echo "$kube_version $prometheus_operator_version $prometheus_operator_crds"; cat "$root/tests/chart/kube_schemas.py") | sha256sum | cut -c1-16)
   local dir=$cache/kube-schemas/$kube_version-$key
   if [ ! -f "$dir/.complete" ]; then
     say "making kubeconform schemas for Kubernetes $kube_version (cached afterwards)"
@@ -167,8 +174,11 @@ install_kube_schemas() {
     prom_dir=$(module_dir "github.com/prometheus-operator/prometheus-operator@$prometheus_operator_version")
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     "$bin/python" "$root/tests/chart/kube_schemas.py" openapi "$kube_dir/api/openapi-spec/swagger.json" "$dir.tmp"
-    "$bin/python" "$root/tests/chart/kube_schemas.py" crds "$dir.tmp" \
-      "$prom_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+    local crd crd_files=()
+    for crd in $prometheus_operator_crds; do
+      crd_files+=("$prom_dir/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml")
+    done
+    "$bin/python" "$root/tests/chart/kube_schemas.py" crds "$dir.tmp" "${crd_files[@]}"
     touch "$dir.tmp/.complete"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
