@@ -308,7 +308,6 @@ def openshift(docs: list[dict]) -> None:
     check(not assigned, f"openshift: the chart still sets {assigned}; restricted-v2 assigns them")
     check(pod.get("runAsNonRoot") is True and ctr.get("runAsNonRoot") is True, "openshift: runAsNonRoot dropped with the user")
     check(spec.get("strategy") == {"type": "Recreate"}, "openshift: strategy Recreate not used")
-    check(not any(a.startswith("--leader-elect") for a in container(docs)["args"]), "openshift: leader-election flags without leader election")
 
 
 EXPECTATIONS = {"default": default, "watch-namespaces": watch_namespaces, "everything": everything, "testworld": testworld, "openshift": openshift}
@@ -382,6 +381,11 @@ def refusals(crd_schemas: Path) -> None:
         mutation(deployment(broken))
         result = kubeconform(yaml.safe_dump_all(broken), crd_schemas)
         check(result.returncode != 0 and field in result.stdout, f"kubeconform accepted a Deployment with a bad {field}:\n{result.stdout}")
+    alerting = objects(render([HERE / "values/everything.yaml"]))
+    for rule in find(alerting, "PrometheusRule"):
+        rule["spec"]["groups"][0]["rules"][0]["fors"] = "5m"
+    result = kubeconform(yaml.safe_dump_all(alerting), crd_schemas)
+    check(result.returncode != 0 and "fors" in result.stdout, f"kubeconform accepted a PrometheusRule with an unknown field:\n{result.stdout}")
     example = yaml.safe_load((ROOT / "examples/imagepromotion-by-digest.yaml").read_text())
     example["spec"]["targets"][0]["tagz"] = ["1"]
     result = kubeconform(yaml.safe_dump(example), crd_schemas)

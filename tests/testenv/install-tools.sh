@@ -27,11 +27,6 @@ go_tools=(
   "regsync|github.com/regclient/regclient/cmd/regsync@v0.11.7"
 )
 
-# promtool: `promtool check rules` and `promtool test rules` on the chart's alerts
-# (make chart-check). It links every service discovery of Prometheus, so its cold
-# build is the longest of these (the chart README's "Tests" gives the time).
-go_tools+=("promtool|github.com/prometheus/prometheus/cmd/promtool@v0.316.0")
-
 say() { printf 'tools: %s\n' "$*"; }
 
 link() { ln -sfn "$1" "$bin/$2"; }
@@ -151,6 +146,23 @@ install_debian_tools() {
   done
 }
 
+# promtool: `promtool check rules` and `promtool test rules` on the chart's alerts
+# (make chart-check). Built without Prometheus's service discoveries (-tags
+# remove_all_sd drops the cloud SDKs; only the rule commands are used), cached per
+# version and tags like the other Go tools.
+promtool_spec=github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+promtool_tags=remove_all_sd
+install_promtool() {
+  local dir=$cache/tools/promtool-${promtool_spec##*@}-$promtool_tags
+  if [ ! -x "$dir/promtool" ]; then
+    say "building promtool ${promtool_spec##*@} (-tags $promtool_tags; cached afterwards)"
+    mkdir -p "$dir.tmp"
+    GOBIN=$dir.tmp go install -tags "$promtool_tags" "$promtool_spec"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/promtool" promtool
+}
+
 # kubeconform's schemas, made offline (tests/chart/kube_schemas.py) from the OpenAPI
 # document of the pinned Kubernetes release (api/openapi-spec/swagger.json in the
 # k8s.io/kubernetes module) and from the Prometheus Operator's ServiceMonitor and
@@ -198,6 +210,7 @@ install_wrapped kube "$kube_ldflags" \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
+install_promtool
 install_kube_schemas "$kube_version"
 install_debian_tools
 say "ready in $bin"
