@@ -223,7 +223,7 @@ def default(docs: list[dict]) -> None:
     check("--leader-elect" in args and f"--leader-election-namespace={NAMESPACE}" in args, "default: leader election is not on")
     timings = ["--leader-election-lease-duration=15s", "--leader-election-renew-deadline=10s", "--leader-election-retry-period=2s"]
     check(all(t in args for t in timings), f"default: the leader-election timings are not the operator's defaults {timings}")
-    check(deployment(docs)["spec"]["revisionHistoryLimit"] == 10 and "strategy" not in deployment(docs)["spec"], "default: revisionHistoryLimit is not 10, or a strategy is set")
+    check(deployment(docs)["spec"].get("revisionHistoryLimit") == 10 and "strategy" not in deployment(docs)["spec"], "default: revisionHistoryLimit is not 10, or a strategy is set")
     check("annotations" not in deployment(docs)["metadata"], "default: the Deployment has annotations")
     check(not any(a.startswith("--watch-namespace") for a in args), "default: watches namespaces")
     check(not any(a.startswith("--watch-label-selector") for a in args), "default: watches a shard")
