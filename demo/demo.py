@@ -14,7 +14,11 @@ image (`make image`) before this runs. The script then
    promotion of the legacy image into the namespace `demo`;
 4. shows `kubectl get promotions,mirrors` each time it changes until everything
    settles, then the events, where the images landed (digests read back from the
-   registries) and why the refused one was refused.
+   registries) and why the refused one was refused;
+5. with `--argocd` (`make demo ARGOCD=1`, a world with Argo CD): commits the same
+   objects to a Git repository (target/demo/git), installs the health checks and
+   actions into argocd-cm as docs/argocd.md says, lets an Application sync the folder
+   and shows `argocd app get`: each object's sync state and health, as Argo CD sees it.
 
 `make demo-down` (or `make env-down`) stops everything.
 """
@@ -60,6 +64,7 @@ class Demo:
         self.env = env
         self.image = image
         self.alias = env["PROMOTER_TEST_PUBLIC_ALIAS"]
+        self.manifests: list[dict] = []
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return self.seed.kubectl(*args, stdin=stdin)
@@ -170,6 +175,7 @@ class Demo:
             obj = self.localized((ROOT / "examples" / example).read_text())
             print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(obj)), end="")
             applied.append(example)
+            self.manifests.append(obj)
         refused = {
             "apiVersion": "imagepromoter.dev/v1alpha1",
             "kind": "ImagePromotion",
@@ -181,6 +187,7 @@ class Demo:
             },
         }
         print(self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(refused)), end="")
+        self.manifests.append(refused)
         return applied
 
     # --- 4. watching -------------------------------------------------------------------
@@ -252,10 +259,57 @@ class Demo:
                 if condition["type"] == "Stalled" and condition["status"] == "True":
                     print(f"{obj['kind']}/{obj['metadata']['name']}: {condition['reason']}: {condition['message']}")
 
+    # --- 5. Argo CD (--argocd) -----------------------------------------------------------
+
+    def argocd(self) -> None:
+        if "PROMOTER_TEST_ARGOCD_SERVER" not in self.env:
+            raise Failure("the world has no Argo CD: run `make demo ARGOCD=1` (it starts one)")
+        say("Argo CD: the same objects from Git, health checks and actions from argocd-cm")
+        git = STATE / "git"
+        subprocess.run(["rm", "-rf", str(git)], check=True)
+        (git / "work" / "releases").mkdir(parents=True)
+        for obj in self.manifests:
+            (git / "work" / "releases" / f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml").write_text(yaml.safe_dump(obj))
+        author = ["-c", "user.name=demo", "-c", "user.email=demo@example.com"]
+        subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(git / "releases.git")], check=True)
+        for args in (["init", "--quiet", "--initial-branch=main"], ["add", "--all"], ["commit", "--quiet", "-m", "The demo's objects"],
+                     ["push", "--quiet", str(git / "releases.git"), "main"]):
+            subprocess.run(["git", *author, *args], cwd=git / "work", check=True)
+        subprocess.run("python3 integrations/argocd/argocd-cm.py"
+                       " | kubectl -n argocd patch configmap argocd-cm --type merge --patch-file /dev/stdin",
+                       shell=True, cwd=ROOT, check=True)
+        namespace = self.env["PROMOTER_TEST_ARGOCD_NAMESPACE"]
+        application = {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": "demo", "namespace": namespace},
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": f"file://{git / 'releases.git'}", "targetRevision": "HEAD", "path": "releases"},
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": NAMESPACE},
+                "syncPolicy": {"automated": {"selfHeal": True, "prune": True}, "syncOptions": ["ServerSideApply=true"]},
+            },
+        }
+        print(self.kubectl("apply", "-f", "-", stdin=json.dumps(application)), end="")
+        argocd = [self.env["PROMOTER_TEST_ARGOCD_CLI"], "--server", self.env["PROMOTER_TEST_ARGOCD_SERVER"], "--plaintext"]
+        started = time.monotonic()
+        while True:
+            app = json.loads(self.kubectl("get", "applications.argoproj.io", "demo", "-n", namespace, "-o", "json"))
+            status = app.get("status") or {}
+            if status.get("sync", {}).get("status") == "Synced" and status.get("health", {}).get("status") in ("Healthy", "Degraded", "Suspended"):
+                break
+            if time.monotonic() - started > SETTLE_DEADLINE:
+                raise Failure(f"the Application did not sync within {SETTLE_DEADLINE:.0f}s: {json.dumps(status)}")
+            time.sleep(1)
+        say("argocd app get demo")
+        print(subprocess.run([argocd[0], "app", "get", f"{namespace}/demo", *argocd[1:]],
+                             capture_output=True, text=True, check=True).stdout, end="")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", required=True, help="the operator's image, host/repository:tag (make image pushed it)")
+    parser.add_argument("--argocd", action="store_true", help="also sync the objects from Git with the world's Argo CD and show `argocd app get`")
     args = parser.parse_args()
     started = time.monotonic()
     try:
@@ -265,6 +319,8 @@ def main() -> int:
         demo.apply()
         demo.watch()
         demo.report()
+        if args.argocd:
+            demo.argocd()
     except (Failure, subprocess.CalledProcessError) as failure:
         print(f"demo: {failure}", file=sys.stderr)
         return 1

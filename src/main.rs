@@ -1,14 +1,21 @@
 //! The `image-promoter` binary: a thin command line over the library.
 //!
 //! Subcommands: `run` (the operator),
-//! `promote` / `mirror` / `copy` (one-shot engine runs for CI pipelines) and
-//! `crds` (print the custom resource definitions).
+//! `promote` / `mirror` / `copy` (one-shot engine runs for CI pipelines),
+//! `crds` (print the custom resource definitions), `version` and
+//! `completion` (shell completion scripts).
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use image_promoter::cli::run::LogFormat;
+
+/// mimalloc, not glibc's allocator: with glibc's per-thread arenas a
+/// long-running operator kept memory it had freed (its RSS grew by 45 % over
+/// a 10-minute soak that ended with the objects it began with).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Promote container images from internal Amazon ECR to public registries.
 #[derive(Debug, Parser)]
@@ -38,6 +45,10 @@ enum Command {
     /// Run the operator: reconcile ImagePromotions in the cluster of
     /// KUBECONFIG or the pod's ServiceAccount.
     Run(image_promoter::cli::run::RunArgs),
+    /// Print the version, the commit it was built from and the build date.
+    Version(image_promoter::cli::version::VersionArgs),
+    /// Print a shell completion script (`source <(image-promoter completion bash)`).
+    Completion(image_promoter::cli::completion::CompletionArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +62,8 @@ fn main() -> ExitCode {
         Command::Mirror(args) => image_promoter::cli::mirror::run(args),
         Command::Reconcile(args) => image_promoter::cli::reconcile::run(args),
         Command::Run(args) => image_promoter::cli::run::run(args),
+        Command::Version(args) => image_promoter::cli::version::run(args),
+        Command::Completion(args) => image_promoter::cli::completion::run(args, Cli::command()),
     }
 }
 

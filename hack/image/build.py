@@ -25,7 +25,9 @@ Usage: hack/image/build.py [--binary $CARGO_TARGET_DIR/release/image-promoter] [
                            [--push host/repo[:tag]]
 Prints the manifest digest on standard output; with --push, pushes the layout
 with `crane` (registry credentials from DOCKER_CONFIG, CAs from SSL_CERT_FILE or
-the system's) and checks that the registry holds that digest.
+the system's) and checks that the registry holds that digest. A reference to one
+of the local test world's registries (target/testenv/env) is pushed with the
+world's docker config and CA instead.
 """
 
 from __future__ import annotations
@@ -286,15 +288,31 @@ def write_layout(image: Image, out: Path, tag: str) -> None:
     (out / "index.json").write_bytes(canonical_json(index))
 
 
+WORLD_ENV = ROOT / "target/testenv/env"
+WORLD_REGISTRIES = ("PROMOTER_TEST_ECR_REGISTRY", "PROMOTER_TEST_QUAY_REGISTRY", "PROMOTER_TEST_PUBLIC_REGISTRY")
+
+
+def world_access(reference: str, env_file: Path = WORLD_ENV) -> dict[str, str]:
+    """DOCKER_CONFIG and SSL_CERT_FILE of the local test world when `reference`
+    names one of its registries; nothing for any other host or without a world."""
+    if not env_file.is_file():
+        return {}
+    world = dict(re.findall(r"^export (\w+)=(\S*)$", env_file.read_text(), re.MULTILINE))
+    if reference.split("/", 1)[0] not in {world.get(name) for name in WORLD_REGISTRIES}:
+        return {}
+    return {"DOCKER_CONFIG": world["PROMOTER_TEST_DOCKER_CONFIG"], "SSL_CERT_FILE": world["PROMOTER_TEST_CA"]}
+
+
 def push(layout: Path, reference: str, digest: str) -> None:
     """Pushes the layout's one image to `reference` and checks the digest there."""
     crane = shutil.which("crane")
     if crane is None:
         raise BuildError("crane is not on PATH: run `make tools` and add target/testenv/bin to PATH")
-    pushed = subprocess.run([crane, "push", str(layout), reference], capture_output=True, text=True)
+    env = {**os.environ, **world_access(reference)}
+    pushed = subprocess.run([crane, "push", str(layout), reference], capture_output=True, text=True, env=env)
     if pushed.returncode != 0:
         raise BuildError(f"crane push {reference} failed: {pushed.stderr.strip()}")
-    there = subprocess.run([crane, "digest", reference], capture_output=True, text=True)
+    there = subprocess.run([crane, "digest", reference], capture_output=True, text=True, env=env)
     if there.stdout.strip() != digest:
         raise BuildError(f"{reference} holds {there.stdout.strip() or there.stderr.strip()}, not {digest}")
 

@@ -174,6 +174,41 @@ class ImageTest(unittest.TestCase):
         self.assertEqual(json.loads(config.stdout), self.config)
         self.assertIn(f"pushed {reference}@{self.digest}", pushed.stderr)
 
+    def test_any_registry_of_the_test_world_is_pushed_to_with_its_ca_and_credentials(self) -> None:
+        # `make image IMAGE=<a world registry>/…`: no DOCKER_CONFIG or SSL_CERT_FILE
+        # from the caller, yet the world's CA and robot account are used.
+        registry = os.environ.get("PROMOTER_TEST_QUAY_REGISTRY")
+        if not registry:
+            raise AssertionError("PROMOTER_TEST_QUAY_REGISTRY is not set: source target/testenv/env")
+        env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_CONFIG", "SSL_CERT_FILE")}
+        env["PATH"] = f"{ROOT / 'target/testenv/bin'}:{env['PATH']}"
+        reference = f"{registry}/image-test/quay-host:{os.getpid()}"
+        pushed = subprocess.run(
+            [sys.executable, str(ROOT / "hack/image/build.py"), "--binary", str(BINARY),
+             "--out", str(self.dir / "quay"), "--revision", REVISION, "--created-epoch",
+             str(EPOCH), "--source", SOURCE, "--tag", "test", "--push", reference],
+            capture_output=True, text=True, env=env,
+        )
+        self.assertEqual(pushed.returncode, 0, pushed.stderr)
+        self.assertIn(f"pushed {reference}@{self.digest}", pushed.stderr)
+
+
+class WorldAccessTest(unittest.TestCase):
+    def test_only_the_world_s_hosts_get_its_docker_config_and_ca(self) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            env_file = Path(folder) / "env"
+            self.assertEqual(build.world_access("127.0.0.1:5000/a:b", env_file), {}, "no world")
+            env_file.write_text(
+                "export PROMOTER_TEST_CA=/w/ca.pem\nexport PROMOTER_TEST_DOCKER_CONFIG=/w/docker\n"
+                "export PROMOTER_TEST_ECR_REGISTRY=127.0.0.1:5000\nexport PROMOTER_TEST_QUAY_REGISTRY=127.0.0.1:5001\n"
+                "export PROMOTER_TEST_PUBLIC_REGISTRY=127.0.0.1:5002\nexport PATH=\"/w/bin:$PATH\"\n"
+            )
+            world = {"DOCKER_CONFIG": "/w/docker", "SSL_CERT_FILE": "/w/ca.pem"}
+            for host in ("127.0.0.1:5000", "127.0.0.1:5001", "127.0.0.1:5002"):
+                self.assertEqual(build.world_access(f"{host}/team/app:v1", env_file), world, host)
+            for reference in ("127.0.0.1:5003/team/app", "registry.example.com/127.0.0.1:5000/app", "127.0.0.1/app"):
+                self.assertEqual(build.world_access(reference, env_file), {}, reference)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -5,13 +5,16 @@
 mod batch;
 mod destination;
 
-use super::{FAILED, usage_error};
+use super::credentials::{AuthfileArgs, ClientCredentials};
+use super::exit::{Outcome, exit};
+use super::output::{OutputArgs, OutputFormat, emit};
+use super::usage_error;
 use crate::config::Config;
 use crate::registry::copy::batch::{BatchReport, CopyJob, JobError};
 use crate::registry::copy::report::CopyReport;
 use crate::registry::reference::ImageReference;
 use crate::registry::{CopyOptions, Engine, Platforms};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,8 +27,15 @@ Batch file (--batch, YAML or JSON, `-` for standard input):
       floatingTags: [latest]     # optional
 --platform, --signatures and --referrers apply to every image.
 
+Credentials: hosts the --config file declares authenticate as it says; any
+other host with the docker client's login: --authfile, else REGISTRY_AUTH_FILE,
+else $DOCKER_CONFIG/config.json, else ~/.docker/config.json (auths, credHelpers,
+credsStore); else anonymous.
+
 Exit status: 0 every image copied to every target; 1 a copy failed or a
-write-once tag would move; 2 bad usage or input (nothing was copied).";
+write-once tag would move; 2 bad usage or input (nothing was copied); 3 every
+failure was one that may pass later (registry unavailable or throttling,
+network): try again.";
 
 /// Images of a batch copied at the same time unless `--parallel` says otherwise.
 const DEFAULT_PARALLEL: u16 = 8;
@@ -69,16 +79,10 @@ pub struct CopyArgs {
     /// Registry configuration (auth, CAs, limits); see docs/config.md.
     #[arg(long, value_name = "FILE", env = "IMAGE_PROMOTER_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Report format.
-    #[arg(long, value_enum, default_value_t = Output::Human)]
-    pub output: Output,
-}
-
-/// How the report is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Human,
-    Json,
+    #[command(flatten)]
+    pub auth: AuthfileArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// The validated request: one image, or a batch.
@@ -206,6 +210,10 @@ pub fn run(args: CopyArgs) -> ExitCode {
         },
         None => Config::default(),
     };
+    let logins = match ClientCredentials::load(&args.auth) {
+        Ok(logins) => logins,
+        Err(error) => return usage_error(error),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -215,47 +223,80 @@ pub fn run(args: CopyArgs) -> ExitCode {
         Err(error) => return usage_error(error),
     };
     let engine = Engine::new(registries);
+    let hosts = request.jobs.iter().flat_map(|job| {
+        std::iter::once(job.source.repository.registry.as_str())
+            .chain(job.targets.iter().map(|t| t.repository.registry.as_str()))
+    });
+    let engine = match logins.clients(&engine, hosts, |host| config.registry(host).is_some()) {
+        Ok(clients) if clients.is_empty() => engine,
+        Ok(clients) => engine.with_clients(clients),
+        Err(error) => return usage_error(error),
+    };
+    let format = args.output.output;
     if request.batch {
         let report = runtime.block_on(engine.copy_batch(
             &request.jobs,
             &request.options,
             usize::from(args.parallel.unwrap_or(DEFAULT_PARALLEL)),
         ));
-        match args.output {
-            Output::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("report serialises")
-            ),
-            Output::Human => print!("{}", human_batch(&report)),
+        let mut outcomes = batch_outcomes(&report);
+        if emit(format, &report, human_batch).is_err() {
+            outcomes.push(Outcome::Failed);
         }
-        return if report.succeeded() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(FAILED)
-        };
+        return exit(&outcomes);
     }
     let job = &request.jobs[0];
     let result = runtime.block_on(engine.copy(&job.source, &job.targets, &request.options));
     match result {
         Ok(report) => {
-            match args.output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("report serialises")
-                ),
-                Output::Human => print!("{}", human(&report)),
+            let mut outcomes = target_outcomes(&report);
+            if emit(format, &report, human).is_err() {
+                outcomes.push(Outcome::Failed);
             }
-            if report.succeeded() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(FAILED)
-            }
+            exit(&outcomes)
         }
         Err(error) => {
             eprintln!("image-promoter: {error} [{}]", error.reason());
-            ExitCode::from(FAILED)
+            if format != OutputFormat::Text {
+                let failure = serde_json::json!({
+                    "source": job.source.to_string(),
+                    "error": {
+                        "reason": error.reason(),
+                        "message": error.to_string(),
+                        "transient": error.is_transient(),
+                    },
+                });
+                let _ = emit(format, &failure, |_| String::new());
+            }
+            exit(&[Outcome::failure(error.is_transient())])
         }
     }
+}
+
+/// How each target of one copy ended.
+fn target_outcomes(report: &CopyReport) -> Vec<Outcome> {
+    report
+        .targets
+        .iter()
+        .map(|target| match &target.error {
+            None => Outcome::Done,
+            Some(failure) if failure.reason == "TagConflict" => Outcome::Refused,
+            Some(failure) => Outcome::failure(failure.transient),
+        })
+        .collect()
+}
+
+/// How each image (and each of its targets) of a batch ended.
+fn batch_outcomes(report: &BatchReport) -> Vec<Outcome> {
+    report
+        .images
+        .iter()
+        .flat_map(|image| match (&image.report, &image.error) {
+            (Some(copy), _) => target_outcomes(copy),
+            (None, Some(failure)) => vec![Outcome::failure(failure.transient)],
+            (None, None) => vec![Outcome::Failed],
+        })
+        .collect()
 }
 
 fn mebibytes(bytes: u64) -> String {

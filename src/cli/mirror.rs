@@ -15,8 +15,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use super::credentials::{AuthfileArgs, ClientCredentials};
+use super::exit::{FAILED, Outcome, exit};
+use super::output::{OutputArgs, OutputFormat, emit};
 use super::promote::{input, read_public_key};
-use super::{FAILED, usage_error};
+use super::usage_error;
 use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
 use crate::config::Config;
 use crate::mirror::plan::TagState;
@@ -46,17 +49,19 @@ reported as refused (VerificationFailed) and not copied. The PEM key of
 spec.verify.signature.publicKey is given with --public-key. Verdicts are kept
 in the --state file under a fingerprint of the policy, the floor and the keys.
 
-Credentials: as for `promote`, from the --config file's entries, or the
-environment's AWS identity for ECR and ECR Public hosts it does not list;
-Secrets are not read.
+Credentials: as for `promote`, from the --config file's entries, the
+environment's AWS identity for ECR and ECR Public hosts it does not list, or
+the docker client's login (--authfile, REGISTRY_AUTH_FILE, DOCKER_CONFIG,
+~/.docker/config.json) for any other host; Secrets are not read.
 
 A mirror with spec.suspend: true is not synced (exit 0, nothing read or written).
 
 Exit status: 0 no selected tag failed or drifted (all in sync, or phase
-Backfilling: the rest is copied by the next runs; with --dry-run: the plan was
-printed); 1 a tag failed, drifted or was refused, the sync could not run, or the
-configuration refuses the object; 2 bad usage, an invalid object or an
-unusable --state file.";
+Backfilling or waiting for a scan: the next runs copy the rest; with --dry-run:
+the plan was printed); 1 a tag failed, drifted or was refused, the sync could
+not run for good, or the configuration refuses the object; 2 bad usage, an
+invalid object or an unusable --state file; 3 try again later: the sync could
+not run for a reason that may pass (registry unavailable, throttling).";
 
 /// Arguments of `mirror`.
 #[derive(Debug, Args)]
@@ -80,9 +85,24 @@ pub struct MirrorArgs {
     /// List and plan only: create and copy nothing (the state file is not written).
     #[arg(long)]
     pub dry_run: bool,
-    /// Print a machine-readable report (JSON) instead of text.
-    #[arg(long)]
+    #[command(flatten)]
+    pub auth: AuthfileArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Deprecated spelling of `-o json`.
+    #[arg(long, hide = true, conflicts_with = "output")]
     pub json: bool,
+}
+
+impl MirrorArgs {
+    /// The output format, `--json` included.
+    fn format(&self) -> OutputFormat {
+        if self.json {
+            OutputFormat::Json
+        } else {
+            self.output.output
+        }
+    }
 }
 
 /// Subcommands of `mirror`.
@@ -93,7 +113,7 @@ pub enum MirrorCommand {
     Report(report::ReportArgs),
 }
 
-/// The `--json` report.
+/// The report of `-o json|yaml`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct JsonReport<'a> {
@@ -118,6 +138,7 @@ pub fn run(args: MirrorArgs) -> ExitCode {
     if let Some(MirrorCommand::Report(report)) = args.command {
         return report::run(report);
     }
+    let format = args.format();
     let Some(file) = args.file.clone() else {
         return usage_error("mirror needs -f MIRROR.yaml (or the subcommand `report`)");
     };
@@ -136,6 +157,10 @@ pub fn run(args: MirrorArgs) -> ExitCode {
         Ok(key) => key,
         Err(error) => return usage_error(error),
     };
+    let logins = match ClientCredentials::load(&args.auth) {
+        Ok(logins) => logins,
+        Err(error) => return usage_error(error),
+    };
     let setup = match mirror::setup(&object, &config, SecretAccess::None, public_key) {
         Ok(setup) => setup,
         Err(e) if e.is_refusal() => {
@@ -150,13 +175,17 @@ pub fn run(args: MirrorArgs) -> ExitCode {
         source: setup.source.to_string(),
     };
     if setup.suspend {
-        if args.json {
-            let _ = print_json(&serde_json::json!({"mirror": identity, "suspended": true}));
-        }
-        eprintln!(
-            "image-promoter: RegistryMirror {identity}: spec.suspend is true; nothing was done"
-        );
-        return ExitCode::SUCCESS;
+        let suspended = serde_json::json!({"mirror": identity, "suspended": true});
+        let printed = emit(format, &suspended, |_| {
+            format!(
+                "RegistryMirror {identity}: suspended (spec.suspend is true); nothing was done\n"
+            )
+        });
+        return exit(&[if printed.is_ok() {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        }]);
     }
     let mut ledger = match &args.state {
         Some(path) => match state::load(path, &identity) {
@@ -169,7 +198,13 @@ pub fn run(args: MirrorArgs) -> ExitCode {
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    let synced = match runtime.block_on(sync_once(&setup, &config, &mut ledger, args.dry_run)) {
+    let synced = match runtime.block_on(sync_once(
+        &setup,
+        &config,
+        &logins,
+        &mut ledger,
+        args.dry_run,
+    )) {
         Ok(synced) => synced,
         Err(message) => return usage_error(message),
     };
@@ -184,14 +219,14 @@ pub fn run(args: MirrorArgs) -> ExitCode {
                 !failure.transient,
                 &SystemClock,
             );
-            if args.json {
-                let _ = print_json(&status);
+            if format != OutputFormat::Text {
+                let _ = emit(format, &status, |_| String::new());
             }
             eprintln!(
                 "image-promoter: RegistryMirror {identity}: {}: {}",
                 failure.problem.reason, failure.problem.message
             );
-            return ExitCode::from(FAILED);
+            return exit(&[Outcome::failure(failure.transient)]);
         }
     };
     if let (Some(path), false) = (&args.state, args.dry_run)
@@ -208,47 +243,61 @@ pub fn run(args: MirrorArgs) -> ExitCode {
         full_resync: report.full_resync && !report.dry_run,
     };
     let status = synced_status(&RegistryMirrorStatus::default(), &summary, &SystemClock);
-    let printed = if args.json {
-        let all = |r: &[RepositoryRequests]| r.iter().map(|r| r.registry_requests).sum::<u64>();
-        print_json(&JsonReport {
-            mirror: &identity,
-            dry_run: report.dry_run,
-            full_resync: report.full_resync,
-            selected: report.selected,
-            observe_requests: report.source_requests.registry_requests
-                + all(&report.target_requests),
-            copy_requests: report.copies.iter().map(|c| c.requests).sum(),
-            source: &report.source_requests,
-            targets: &report.target_requests,
-            copies: &report.copies,
-            decisions: &report.decisions,
-            newly_refused: &report.newly_refused,
-            status: &status,
-        })
-    } else {
-        print_text(&identity, &report, &status)
+    let all = |r: &[RepositoryRequests]| r.iter().map(|r| r.registry_requests).sum::<u64>();
+    let full = JsonReport {
+        mirror: &identity,
+        dry_run: report.dry_run,
+        full_resync: report.full_resync,
+        selected: report.selected,
+        observe_requests: report.source_requests.registry_requests + all(&report.target_requests),
+        copy_requests: report.copies.iter().map(|c| c.requests).sum(),
+        source: &report.source_requests,
+        targets: &report.target_requests,
+        copies: &report.copies,
+        decisions: &report.decisions,
+        newly_refused: &report.newly_refused,
+        status: &status,
     };
-    if let Err(error) = printed {
-        eprintln!("image-promoter: writing the report to stdout: {error}");
-        return ExitCode::from(FAILED);
+    let mut outcomes = tag_outcomes(&report);
+    if emit(format, &full, |_| text(&identity, &report, &status)).is_err() {
+        outcomes.push(Outcome::Failed);
     }
-    if report.troubled() {
-        ExitCode::from(FAILED)
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit(&outcomes)
+}
+
+/// How each selected tag ended at each target. Pending and waiting tags are
+/// the next runs' work (the mirror is backfilling), not a failure; a failed
+/// tag counts as failed whatever its cause (the ledger retries it with
+/// backoff, so a run that only finds it failing again is no news to wait for).
+fn tag_outcomes(report: &SyncReport) -> Vec<Outcome> {
+    report
+        .decisions
+        .iter()
+        .map(|decision| match &decision.state {
+            TagState::Drifted { .. } | TagState::Refused(_) => Outcome::Refused,
+            TagState::Failed(_) => Outcome::Failed,
+            _ => Outcome::Done,
+        })
+        .collect()
 }
 
 /// Loads the shared context and runs one sync; Err for an unusable configuration.
 async fn sync_once(
     setup: &MirrorSetup,
     config: &Config,
+    logins: &ClientCredentials,
     ledger: &mut Ledger,
     dry_run: bool,
 ) -> Result<Result<SyncReport, mirror::SyncFailure>, String> {
     let shared = Shared::load(config).await.map_err(|e| e.to_string())?;
+    let hosts = std::iter::once(setup.source.registry.as_str())
+        .chain(setup.targets.iter().map(|t| t.repository.registry.as_str()));
+    let declared = |host: &str| {
+        config.registry(host).is_some() || setup.inferred.iter().any(|i| i.host() == host)
+    };
+    let clients = logins.clients(&shared.engine, hosts, declared)?;
     let engine = shared
-        .engine_with(&setup.inferred, [])
+        .engine_with(&setup.inferred, clients)
         .map_err(|e| e.to_string())?;
     let options = SyncOptions {
         dry_run,
@@ -257,22 +306,9 @@ async fn sync_once(
     Ok(mirror::sync(setup, &engine, &shared.sdk, ledger, options).await)
 }
 
-fn print_json(value: &impl Serialize) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut text = serde_json::to_string_pretty(value).expect("a report serializes");
-    text.push('\n');
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()
-}
-
-fn print_text(
-    identity: &MirrorIdentity,
-    report: &SyncReport,
-    status: &RegistryMirrorStatus,
-) -> std::io::Result<()> {
+/// The sync for a person: what changed, then a table of the targets.
+fn text(identity: &MirrorIdentity, report: &SyncReport, status: &RegistryMirrorStatus) -> String {
     use std::fmt::Write as _;
-    use std::io::Write;
     let mut out = String::new();
     let verb = if report.dry_run {
         "would copy"
@@ -371,7 +407,5 @@ fn print_text(
             ready.message
         );
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(out.as_bytes())?;
-    stdout.flush()
+    out
 }

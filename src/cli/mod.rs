@@ -1,19 +1,22 @@
-//! The one-shot commands of the binary, each a thin layer over the library:
-//! parse arguments, call the engine, print a report, choose the exit code
-//! (0 done, 1 the work failed, 2 bad usage or input).
+//! The commands of the binary, each a thin layer over the library: parse
+//! arguments, call the engine, print the result ([`output`]: `-o
+//! text|json|yaml`), choose the exit code ([`exit`]: 0 done, 1 refused or
+//! failed, 2 bad usage or input, 3 try again later).
 
+pub mod completion;
 pub mod copy;
+pub mod credentials;
+pub mod exit;
 pub mod mirror;
+pub mod output;
 pub mod promote;
 pub mod reconcile;
 pub mod run;
+pub mod version;
 
 use std::process::ExitCode;
 
-/// Exit code when the work itself failed (a copy failure, a conflict).
-pub const FAILED: u8 = 1;
-/// Exit code for bad usage or unusable input.
-pub const USAGE: u8 = 2;
+pub use exit::{FAILED, TRY_LATER, USAGE};
 
 /// Prints an input error and returns the usage exit code.
 pub fn usage_error(message: impl std::fmt::Display) -> ExitCode {

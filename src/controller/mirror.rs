@@ -176,7 +176,7 @@ async fn reconcile_mirror(
             let mut failed = None;
             for secret in &mirror_setup.secrets {
                 match secrets::registry_client(
-                    &ctx.client,
+                    &ctx.secrets,
                     &setup.shared.engine,
                     &namespace,
                     &secret.secret,
@@ -358,7 +358,7 @@ async fn mirror_public_key(
     let Some(key) = key.map(|k| &k.secret_ref) else {
         return Ok(None);
     };
-    secrets::public_key(&ctx.client, namespace, &key.name, &key.key)
+    secrets::public_key(&ctx.secrets, namespace, &key.name, &key.key)
         .await
         .map(Some)
         .map_err(|e| (e.reason().to_string(), e.to_string(), e.is_transient()))

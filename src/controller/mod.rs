@@ -123,6 +123,8 @@ pub struct Context {
     pub promotions: Records<PromotionMemory>,
     /// What the process remembers of each RegistryMirror (its ledger).
     pub mirrors: Records<MirrorMemory>,
+    /// The Secrets objects name, read once and kept until they change.
+    pub secrets: secrets::SecretReader,
 }
 
 impl Context {
@@ -136,6 +138,7 @@ impl Context {
         concurrency: u16,
     ) -> Self {
         Self {
+            secrets: secrets::SecretReader::new(client.clone()),
             client,
             setup: std::sync::RwLock::new(Arc::new(setup)),
             epoch: AtomicU64::new(0),
@@ -333,7 +336,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     };
     for namespace in namespaces {
         let promotions: Api<ImagePromotion> = scoped(&client, &namespace);
-        let controller = Controller::new(promotions.clone(), watched.clone());
+        let controller = trimmed(promotions.clone(), watched.clone());
         let store = controller.store();
         stores.push(store.clone());
         let mut promotion_stopping = stopping.clone();
@@ -349,6 +352,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 move |secret| {
                     let objects = referencing(&store, &secret, decision::references_secret);
                     if versions.changed(&secret) {
+                        poking
+                            .secrets
+                            .changed(&secret.namespace().unwrap_or_default(), &secret.name_any());
                         poke(&poking.promotions, &objects);
                     }
                     objects
@@ -374,7 +380,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         ));
 
         let mirrors: Api<RegistryMirror> = scoped(&client, &namespace);
-        let controller = Controller::new(mirrors, watched.clone());
+        let controller = trimmed(mirrors, watched.clone());
         let store = controller.store();
         mirror_stores.push(store.clone());
         let (again, all_again) = futures::channel::mpsc::unbounded::<()>();
@@ -390,6 +396,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                 move |secret| {
                     let objects = referencing(&store, &secret, mirror::references_secret);
                     if versions.changed(&secret) {
+                        poking
+                            .secrets
+                            .changed(&secret.namespace().unwrap_or_default(), &secret.name_any());
                         poke(&poking.mirrors, &objects);
                     }
                     objects
@@ -539,6 +548,45 @@ where
         None => Api::all(client.clone()),
     }
 }
+
+/// A controller of the objects `api` and `watched` select whose cache holds
+/// each object without what the reconcilers never read: its managedFields
+/// (every writer's field list, most of an object's size) and kubectl's
+/// last-applied annotation (the whole spec again). With 10,000 objects that
+/// is most of the process's memory.
+fn trimmed<K>(api: Api<K>, watched: watcher::Config) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (cache, writer) = kube::runtime::reflector::store();
+    let objects = watcher(api, watched)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(objects, cache)
+}
+
+/// Drops from `object` what the cache need not keep (see [`trimmed`]).
+fn trim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// kubectl's client-side apply record: a copy of the applied object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The objects in `secret`'s namespace that reference it (`references`).
 fn referencing<K>(
@@ -750,6 +798,40 @@ mod tests {
             "metadata": {"name": name, "namespace": "team", "resourceVersion": version},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_neither_managed_fields_nor_the_last_applied_copy() {
+        // Any kind: a ConfigMap stands in for both of ours.
+        let mut promotion: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "app", "namespace": "team", "uid": "u1", "generation": 3,
+                "annotations": {
+                    LAST_APPLIED: "{\"spec\":{}}",
+                    "imagepromoter.dev/reconcile-requested-at": "now",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "data": {"a": "b"},
+        }))
+        .unwrap();
+        trim(&mut promotion);
+        assert_eq!(promotion.metadata.managed_fields, None);
+        let annotations = promotion.metadata.annotations.clone().unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["imagepromoter.dev/reconcile-requested-at"],
+            "what the reconcilers read stays"
+        );
+        assert_eq!(promotion.metadata.generation, Some(3));
+        assert_eq!(promotion.metadata.uid.as_deref(), Some("u1"));
+
+        promotion.metadata.annotations =
+            Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
+        trim(&mut promotion);
+        assert_eq!(promotion.metadata.annotations, None, "no empty map left");
     }
 
     #[test]

@@ -362,7 +362,7 @@ async fn prepare(
         .map(|k| &k.secret_ref);
     let public_key = match key_ref {
         Some(key) => Some(
-            secrets::public_key(&ctx.client, &namespace, &key.name, &key.key)
+            secrets::public_key(&ctx.secrets, &namespace, &key.name, &key.key)
                 .await
                 .map_err(secret_problem)?,
         ),
@@ -377,7 +377,7 @@ async fn prepare(
     let mut clients = Vec::new();
     for secret in &plan.secrets {
         let client = secrets::registry_client(
-            &ctx.client,
+            &ctx.secrets,
             &setup.shared.engine,
             &namespace,
             &secret.secret,

@@ -5,8 +5,16 @@
 //! Secret is kept per Secret and resourceVersion ([`Registries::client_with`]),
 //! so a rotated Secret gets a fresh client and tokens on its next use.
 //! Nothing read here is ever logged or written to a status.
+//!
+//! [`SecretReader`] keeps each Secret it read for a while, so 10,000 objects
+//! that name one Secret read it once: the controllers' Secret watches drop an
+//! entry as soon as its Secret changes or goes ([`SecretReader::changed`]),
+//! and an entry older than [`KEPT_FOR`] is read again in any case.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -105,6 +113,65 @@ impl SecretError {
     }
 }
 
+/// How long a Secret read is used without reading it again, when no watch
+/// event said it changed (a watch can be down for a while).
+pub const KEPT_FOR: Duration = Duration::from_secs(300);
+
+/// A Secret's namespace and name.
+type SecretKey = (String, String);
+
+/// Reads Secrets through the API and keeps them for a while (see the module
+/// doc). One per process, in the controllers' context.
+pub struct SecretReader {
+    client: kube::Client,
+    kept: Mutex<HashMap<SecretKey, (Arc<Secret>, Instant)>>,
+    /// Bumped by every [`changed`](Self::changed): a read that started
+    /// before a change must not keep what it read.
+    changes: AtomicU64,
+}
+
+impl SecretReader {
+    /// A reader with nothing kept.
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            kept: Mutex::default(),
+            changes: AtomicU64::new(0),
+        }
+    }
+
+    /// The Secret `name` of `namespace`: the one kept, or read now.
+    async fn get(&self, namespace: &str, name: &str) -> Result<Arc<Secret>, SecretError> {
+        let key = (namespace.to_string(), name.to_string());
+        if let Some((secret, read)) = self.kept.lock().expect("lock never poisoned").get(&key)
+            && read.elapsed() < KEPT_FOR
+        {
+            return Ok(secret.clone());
+        }
+        let changes = self.changes.load(Ordering::SeqCst);
+        let secret = Arc::new(get(&self.client, namespace, name).await?);
+        let mut kept = self.kept.lock().expect("lock never poisoned");
+        if self.changes.load(Ordering::SeqCst) == changes {
+            kept.retain(|_, (_, read)| read.elapsed() < KEPT_FOR);
+            kept.insert(key, (secret.clone(), Instant::now()));
+        }
+        Ok(secret)
+    }
+
+    /// The Secret `name` of `namespace` changed or was deleted: the next use
+    /// reads it again.
+    pub fn changed(&self, namespace: &str, name: &str) {
+        let mut kept = self.kept.lock().expect("lock never poisoned");
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        kept.remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// How many Secrets are kept.
+    pub fn kept(&self) -> usize {
+        self.kept.lock().expect("lock never poisoned").len()
+    }
+}
+
 async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<Secret, SecretError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let names = || (namespace.to_string(), name.to_string());
@@ -149,13 +216,13 @@ fn data<'a>(
 
 /// The client for `host` with the dockerconfigjson Secret `name` of `namespace`.
 pub async fn registry_client(
-    client: &kube::Client,
+    secrets: &SecretReader,
     engine: &Engine,
     namespace: &str,
     name: &str,
     host: &str,
 ) -> Result<RegistryClient, SecretError> {
-    let secret = get(client, namespace, name).await?;
+    let secret = secrets.get(namespace, name).await?;
     let found = secret.type_.clone().unwrap_or_default();
     if found != DOCKER_CONFIG_TYPE {
         return Err(SecretError::WrongType {
@@ -189,12 +256,12 @@ pub async fn registry_client(
 
 /// The cosign public key in `key` of the Secret `name` of `namespace`.
 pub async fn public_key(
-    client: &kube::Client,
+    secrets: &SecretReader,
     namespace: &str,
     name: &str,
     key: &str,
 ) -> Result<PublicKey, SecretError> {
-    let secret = get(client, namespace, name).await?;
+    let secret = secrets.get(namespace, name).await?;
     let pem = data(&secret, namespace, name, key)?;
     PublicKey::from_pem(pem).map_err(|source| SecretError::PublicKey {
         namespace: namespace.into(),

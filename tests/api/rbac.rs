@@ -23,7 +23,7 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/image-promoter"
 /// The chart's aggregated ClusterRoles for a release whose full name is `fullname`.
 fn aggregated_roles(cluster: &Cluster, fullname: &str) -> String {
     let output = Command::new(cluster.env.tool("helm"))
-        .args(["template", "rbac-test", CHART, "--kube-version", "1.33.0"])
+        .args(["template", "rbac-test", CHART])
         .args(["--show-only", "templates/aggregated-clusterroles.yaml"])
         .args(["--set", &format!("fullnameOverride={fullname}")])
         .env(

@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
-use crate::release::{DEADLINE, NAME, Release};
+use crate::release::{DEADLINE, NAME, ONE_AT_A_TIME, Release, adopt_crds};
 use crate::support::{eventually, unique_name};
 use crate::world::{GOOD, Source, TAG, World, promotion, quay_target};
 
@@ -36,7 +36,7 @@ fn operator_image() -> String {
 
 /// A port nothing listens on now. The pods share the node's network
 /// namespace, so the test picks ports no other part of the world uses.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("binding a free port")
@@ -46,7 +46,7 @@ fn free_port() -> u16 {
 /// Seeds a scanned source and applies its promotion to a new Quay repository
 /// with `kubectl apply`; returns the object's name, the Quay repository and
 /// the source.
-async fn apply_promotion(
+pub async fn apply_promotion(
     world: &World,
     cluster: &Cluster,
     prefix: &str,
@@ -82,7 +82,11 @@ fn ready(status: &ImagePromotionStatus) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-async fn wait_ready(cluster: &Cluster, release: &Release<'_>, name: &str) -> ImagePromotionStatus {
+pub async fn wait_ready(
+    cluster: &Cluster,
+    release: &Release<'_>,
+    name: &str,
+) -> ImagePromotionStatus {
     let api: Api<ImagePromotion> = cluster.typed();
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -109,6 +113,7 @@ fn logs(cluster: &Cluster, pod: &str) -> String {
 
 #[tokio::test]
 async fn the_chart_installs_two_replicas_that_promote_hand_over_upgrade_and_uninstall() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let world = World::new().await;
     let cluster = Cluster::start("chart").await;
     let namespace = cluster.namespace.clone();
@@ -118,28 +123,8 @@ async fn the_chart_installs_two_replicas_that_promote_hand_over_upgrade_and_unin
         &namespace,
         "pod-security.kubernetes.io/enforce=restricted",
     ]);
-    // The CRDs exist already (the tests apply them): the release adopts them,
-    // as a cluster whose CRDs were applied with kubectl would (chart README).
-    for crd in [
-        "imagepromotions.imagepromoter.dev",
-        "registrymirrors.imagepromoter.dev",
-    ] {
-        cluster.kubectl(&[
-            "annotate",
-            "--overwrite",
-            "crd",
-            crd,
-            &format!("meta.helm.sh/release-name={NAME}"),
-            &format!("meta.helm.sh/release-namespace={namespace}"),
-        ]);
-        cluster.kubectl(&[
-            "label",
-            "--overwrite",
-            "crd",
-            crd,
-            "app.kubernetes.io/managed-by=Helm",
-        ]);
-    }
+    // The CRDs exist already (the tests apply them): the release adopts them.
+    adopt_crds(&cluster);
     let release = Release::prepare(&cluster, &operator_image());
     let (metrics, health) = (free_port(), free_port());
     let ports = format!("ports.metrics={metrics},ports.health={health}");

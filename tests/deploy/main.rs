@@ -1,6 +1,7 @@
 //! The product as people get it: the operator's image (`make image`) installed
 //! with the Helm chart on the test world's node, two replicas, used with
-//! `kubectl apply`, then upgraded and uninstalled with helm.
+//! `kubectl apply`, then upgraded and uninstalled with helm; and a release
+//! published by `make release` installed as the README's quick start says.
 //!
 //! The image is the one `make test` built and pushed to the world's "internal
 //! ECR" just before ($PROMOTER_TEST_OPERATOR_IMAGE); the values are
@@ -25,3 +26,4 @@ mod cluster;
 mod release;
 
 mod installed;
+mod published;

@@ -1,6 +1,7 @@
 //! One Helm release of charts/image-promoter in a test's namespace: the
 //! world's values filled in, the objects those values name created, and helm
-//! run with a home of its own (nothing written outside target/).
+//! run with a home of its own (nothing written outside target/), the world's
+//! CA and its registries' credentials (for charts from `oci://`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,11 @@ use crate::support::{eventually, unique_name};
 
 /// The release's name: the chart names its Deployment and Lease after it.
 pub const NAME: &str = "image-promoter";
+
+/// Held by each test that installs the chart: its cluster-scoped objects (the
+/// CRDs it adopts, ClusterRoles named after the release) admit one release
+/// named [`NAME`] at a time.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long helm and the pods get for an install, an upgrade or a handover.
 pub const DEADLINE: Duration = Duration::from_secs(180);
@@ -53,15 +59,35 @@ impl<'a> Release<'a> {
         }
     }
 
-    /// `helm install` with the world's values, `args` after them, waiting
-    /// until the Deployment is available.
+    /// Leaves the image to the chart: the values name none, so the chart's
+    /// own (a published chart's digest) is used.
+    pub fn with_the_chart_image(self) -> Self {
+        let text = std::fs::read_to_string(&self.values).expect("reading the values");
+        let mut values: serde_yaml_ng::Mapping =
+            serde_yaml_ng::from_str(&text).expect("the values are a YAML mapping");
+        values.remove("image");
+        std::fs::write(
+            &self.values,
+            serde_yaml_ng::to_string(&values).expect("writing the values"),
+        )
+        .expect("writing the values");
+        self
+    }
+
+    /// `helm install` of the checkout's chart with the world's values, `args`
+    /// after them, waiting until the Deployment is available.
     pub fn install(&self, args: &[&str]) -> String {
-        self.helm_with_values("install", args)
+        self.helm_with_values("install", CHART, args)
+    }
+
+    /// `helm install` of `chart` (`oci://…`), as [`Release::install`].
+    pub fn install_from(&self, chart: &str, args: &[&str]) -> String {
+        self.helm_with_values("install", chart, args)
     }
 
     /// `helm upgrade` with the world's values and `args`, waiting likewise.
     pub fn upgrade(&self, args: &[&str]) -> String {
-        self.helm_with_values("upgrade", args)
+        self.helm_with_values("upgrade", CHART, args)
     }
 
     /// `helm uninstall`, waiting until what it deletes is gone.
@@ -69,11 +95,11 @@ impl<'a> Release<'a> {
         self.helm(&["uninstall", NAME, "--wait", "--timeout", "3m"])
     }
 
-    fn helm_with_values(&self, command: &str, args: &[&str]) -> String {
+    fn helm_with_values(&self, command: &str, chart: &str, args: &[&str]) -> String {
         let mut all = vec![
             command,
             NAME,
-            CHART,
+            chart,
             "--values",
             path(&self.values),
             "--wait",
@@ -95,6 +121,11 @@ impl<'a> Release<'a> {
             .env("HELM_CACHE_HOME", home.join("cache"))
             .env("HELM_CONFIG_HOME", home.join("config"))
             .env("HELM_DATA_HOME", home.join("data"))
+            .env("SSL_CERT_FILE", env.get("PROMOTER_TEST_CA"))
+            .env(
+                "HELM_REGISTRY_CONFIG",
+                Path::new(env.get("PROMOTER_TEST_DOCKER_CONFIG")).join("config.json"),
+            )
             .output()
             .expect("running helm");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -213,6 +244,45 @@ impl<'a> Release<'a> {
             .unwrap_or_else(|| panic!("port-forward said {line:?}"))
             .to_string();
         (address, child)
+    }
+}
+
+/// A test that failed halfway leaves no release behind: its cluster-scoped
+/// objects would refuse the next test's (see [`ONE_AT_A_TIME`]).
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new(self.cluster.env.tool("helm"))
+                .args(["uninstall", NAME, "--ignore-not-found", "--wait"])
+                .args(["--timeout", "1m", "--namespace", &self.cluster.namespace])
+                .env("KUBECONFIG", self.cluster.env.get("KUBECONFIG"))
+                .output();
+        }
+    }
+}
+
+/// Lets the release in `cluster`'s namespace adopt the CRDs the tests applied,
+/// as a cluster whose CRDs were applied with kubectl would (chart README).
+pub fn adopt_crds(cluster: &Cluster) {
+    for crd in [
+        "imagepromotions.imagepromoter.dev",
+        "registrymirrors.imagepromoter.dev",
+    ] {
+        cluster.kubectl(&[
+            "annotate",
+            "--overwrite",
+            "crd",
+            crd,
+            &format!("meta.helm.sh/release-name={NAME}"),
+            &format!("meta.helm.sh/release-namespace={}", cluster.namespace),
+        ]);
+        cluster.kubectl(&[
+            "label",
+            "--overwrite",
+            "crd",
+            crd,
+            "app.kubernetes.io/managed-by=Helm",
+        ]);
     }
 }
 

@@ -562,6 +562,11 @@ impl World {
             .arg(&path)
             .arg("--config")
             .arg(config)
+            .args(
+                ["-o", "yaml"]
+                    .iter()
+                    .filter(|_| !args.iter().any(|a| *a == "--output" || *a == "-o")),
+            )
             .args(args)
             .output()
             .expect("running image-promoter");

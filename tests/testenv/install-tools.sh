@@ -20,7 +20,6 @@ mkdir -p "$bin" "$cache/tools"
 go_tools=(
   "registry|github.com/distribution/distribution/v3/cmd/registry@v3.1.2"
   "cosign|github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5"
-  "helm|helm.sh/helm/v3/cmd/helm@v3.22.0"
   "kubeconform|github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0"
   "crane|github.com/google/go-containerregistry/cmd/crane@v0.22.1"
   "regctl|github.com/regclient/regclient/cmd/regctl@v0.11.7"
@@ -66,6 +65,45 @@ install_wrapped() {
   for entry in "$@"; do link "$dir/${entry%%=*}" "${entry%%=*}"; done
 }
 
+# helm, linked as its own Makefile links it: its version, and the Kubernetes version
+# of its client libraries (client-go v0.N → 1.N). Without them `helm template` and
+# `helm lint` assume Kubernetes 1.20 and refuse a chart's kubeVersion.
+install_helm() {
+  local version=$1
+  local gomod client_go minor ldflags
+  gomod=$(go mod download -json "helm.sh/helm/v3@$version" | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["GoMod"])')
+  client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod")
+  minor=$(echo "$client_go" | cut -d. -f2)
+  ldflags="-X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in pkg/lint/rules pkg/chartutil; do
+    ldflags="$ldflags -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$minor"
+  done
+  local dir=$cache/tools/helm-$version-k8s1.$minor
+  if [ ! -x "$dir/helm" ]; then
+    say "building helm $version for Kubernetes 1.$minor (cached afterwards)"
+    mkdir -p "$dir.tmp"
+    GOBIN=$dir.tmp go install -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@$version"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/helm" helm
+}
+
+# cargo-cyclonedx writes the SBOM of the crates that `make release` attaches to the
+# image; built with `cargo install --locked` (in a build folder of its own, not
+# CARGO_TARGET_DIR) and cached per version.
+install_cargo_tool() {
+  local name=$1 version=$2
+  local dir=$cache/tools/$name-$version
+  if [ ! -x "$dir/bin/$name" ]; then
+    say "building $name $version with cargo (cached afterwards)"
+    rm -rf "$dir.tmp"
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$dir.tmp" "$name@$version"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/bin/$name" "$name"
+}
+
 install_python() {
   local key
   key=$(cat "$here/requirements.txt" | sha256sum | cut -c1-16)
@@ -90,6 +128,8 @@ apt_packages=(
   "busybox-static|1:1.35"
   "skopeo|1.9"
 )
+# --- Argo CD: its Redis (the application controller's and repo server's cache).
+apt_packages+=("redis-server|5:7.0")
 
 apt_install() {
   local missing=() entry name
@@ -141,7 +181,7 @@ install_debian_tools() {
   apt_install
   check_apt_versions
   local name
-  for name in skopeo containerd ctr runc busybox; do
+  for name in skopeo containerd ctr runc busybox redis-server; do
     link "$(system_command "$name")" "$name"
   done
 }
@@ -210,7 +250,49 @@ install_wrapped kube "$kube_ldflags" \
   kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
   kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubelet=k8s.io/kubernetes/cmd/kubelet
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
+install_helm v3.22.0
+install_cargo_tool cargo-cyclonedx 0.5.9
 install_promtool
 install_kube_schemas "$kube_version"
+
+# --- Argo CD (tests/gitops, `make env-up-argocd`) -------------------------------
+# One `argocd` binary serves every component; it dispatches on the name it is
+# started as, so the application controller, the repo server and the API server
+# are links to it, and `argocd` is the CLI. Built from the wrapper module
+# tests/testenv/go/argocd at the release its go.mod pins; that release needs a
+# newer Go than the machine's, which the go command fetches from the module
+# proxy (GOTOOLCHAIN=auto). Argo CD's CRDs (Application, AppProject) come from
+# the same module and are cached beside the binary.
+install_argocd() {
+  local src=$here/go/argocd
+  local version ldflags key
+  version=$(awk '$1 == "require" && $2 == "github.com/argoproj/argo-cd/v3" {print $3}' "$src/go.mod")
+  # The version `argocd version` reports, as Argo CD's own Makefile sets it.
+  ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=${version#v}"
+  key=$( (cat "$src/go.mod" "$src/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16)
+  local dir=$cache/tools/argocd-$key
+  if [ ! -x "$dir/argocd" ] || [ ! -x "$dir/git-verify-wrapper.sh" ]; then
+    say "building Argo CD $version from $src (cached afterwards)"
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/crds"
+    (cd "$src" && GOTOOLCHAIN=auto go build -ldflags="$ldflags" -o "$dir.tmp/argocd" github.com/argoproj/argo-cd/v3/cmd)
+    local module
+    module=$(cd "$src" && GOTOOLCHAIN=auto go mod download -json "github.com/argoproj/argo-cd/v3@$version" \
+      | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+    cp "$module/manifests/crds/application-crd.yaml" "$module/manifests/crds/appproject-crd.yaml" "$dir.tmp/crds/"
+    # The repo server runs these two scripts of Argo CD's image (it verifies
+    # commit signatures, a no-op for unsigned commits, before every manifest).
+    install -m 0755 "$module/hack/git-verify-wrapper.sh" "$module/hack/gpg-wrapper.sh" "$dir.tmp/"
+    chmod -R u+w "$dir.tmp"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  local name
+  for name in argocd argocd-application-controller argocd-repo-server argocd-server; do
+    link "$dir/argocd" "$name"
+  done
+  link "$dir/git-verify-wrapper.sh" git-verify-wrapper.sh
+  link "$dir/gpg-wrapper.sh" gpg-wrapper.sh
+  ln -sfn "$dir/crds" "$root/target/testenv/argocd-crds"
+}
+install_argocd
 install_debian_tools
 say "ready in $bin"

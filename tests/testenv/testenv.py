@@ -17,7 +17,8 @@ Every component is a plain process on 127.0.0.1, started from the state folder
 starts a world without the node, for a second world on the same machine (one machine
 runs one node); the node's tests then fail, as they must, for want of it. It writes
 `target/testenv/env` (`export KEY=VALUE` lines for tests and shells) and a docker
-`config.json` with every registry's credentials. `private FOLDER up|down|stop NAME`
+`config.json` with every registry's credentials. `PROMOTER_TESTENV_ARGOCD=1` (`make
+env-up-argocd`) adds Argo CD and its Redis (see "Argo CD" below). `private FOLDER up|down|stop NAME`
 runs a private control plane beside it (see "a private control plane" below). `down` stops everything and
 checks that nothing is left behind: no process, mount, network namespace,
 container or pod cgroup.
@@ -393,7 +394,10 @@ def process_matches(pid: int, name: str) -> bool:
 
 
 def tool(name: str) -> str:
-    path = BIN / name
+    # A private control plane's folder may hold tools of its own (bin/); the
+    # shared world's are the default.
+    own = STATE / "bin" / name
+    path = own if own.exists() else BIN / name
     if not path.exists():
         raise SystemExit(f"testenv: {path} is missing; run `make tools` first")
     return str(path)
@@ -881,11 +885,11 @@ def component_kubeconfig(world: World, component: str, url: str) -> Path:
     return path
 
 
-def start_controller_manager(world: World, url: str) -> None:
+def start_controller_manager(world: World, url: str, name: str = "kube-controller-manager", controllers: str = "*") -> None:
     kubeconfig = component_kubeconfig(world, "kube-controller-manager", url)
-    port = world.port("kube-controller-manager")
+    port = world.port(name)
     world.start(
-        "kube-controller-manager",
+        name,
         [
             tool("kube-controller-manager"),
             f"--kubeconfig={kubeconfig}",
@@ -902,6 +906,7 @@ def start_controller_manager(world: World, url: str) -> None:
             f"--service-account-private-key-file={CERTS / 'service-account.key'}",
             f"--service-cluster-ip-range={SERVICE_SUBNET}",
             f"--flex-volume-plugin-dir={NODE / 'volume-plugins'}",
+            *([f"--controllers={controllers}"] if controllers != "*" else []),
             "--v=0",
         ],
         lambda: http_status(f"https://127.0.0.1:{port}/healthz", context=tls_context()) == 200,
@@ -1258,6 +1263,182 @@ def stop_node(world: World) -> None:
 # --- up / down --------------------------------------------------------------------
 
 
+# --- Argo CD (PROMOTER_TESTENV_ARGOCD=1, `make env-up-argocd`) -----------------------
+#
+# Argo CD as its developers run it outside a cluster: the application controller, the
+# repo server and the API server as local processes of the one `argocd` binary (built
+# by `make tools`), with ARGOCD_FAKE_IN_CLUSTER=true so that the in-cluster destination
+# (https://kubernetes.default.svc) is the world's kube-apiserver, and Debian's Redis as
+# their cache. The API server runs with --disable-auth (and argocd-rbac-cm's default
+# role admin): it is reached only on 127.0.0.1, by the tests and `argocd app ... --server`.
+# Applications read Git repositories as file:// URLs (Argo CD's own end-to-end tests
+# do the same), so the tests make bare repositories of their own; nothing is served.
+# The resource customizations are not installed here: the tests install them the way
+# docs/argocd.md tells users to, into the argocd-cm this creates.
+
+ARGOCD_NAMESPACE = "argocd"
+ARGOCD_COMPONENTS = ["argocd-garbage-collector", "argocd-redis", "argocd-repo-server", "argocd-application-controller", "argocd-server"]
+
+
+def argocd_wanted() -> bool:
+    return os.environ.get("PROMOTER_TESTENV_ARGOCD", "0") == "1"
+
+
+def argocd_crds() -> Path:
+    for folder in [STATE / "argocd-crds", BIN.parent / "argocd-crds"]:
+        if (folder / "application-crd.yaml").exists():
+            return folder
+    raise SystemExit("testenv: Argo CD's CRDs are missing (target/testenv/argocd-crds); run `make tools` first")
+
+
+def tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def argocd_objects(world: World) -> list[dict]:
+    """What Argo CD's install manifests create besides its workloads, as far as the
+    three components need it: its namespace, argocd-cm, argocd-rbac-cm, argocd-secret,
+    and the default AppProject (which argocd-server would otherwise create)."""
+    part_of = {"app.kubernetes.io/part-of": "argocd"}
+
+    def named(kind: str, name: str, api: str = "v1") -> dict:
+        labels = part_of | {"app.kubernetes.io/name": name}
+        return {"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": ARGOCD_NAMESPACE, "labels": labels}}
+
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ARGOCD_NAMESPACE}},
+        named("ConfigMap", "argocd-cm") | {"data": {"admin.enabled": "false"}},
+        named("ConfigMap", "argocd-rbac-cm") | {"data": {"policy.default": "role:admin"}},
+        named("Secret", "argocd-secret") | {"type": "Opaque", "stringData": {"server.secretkey": world.secret("argocd-server-key")}},
+        named("AppProject", "default", "argoproj.io/v1alpha1")
+        | {
+            "spec": {
+                "sourceRepos": ["*"],
+                "destinations": [{"server": "*", "namespace": "*"}],
+                "clusterResourceWhitelist": [{"group": "*", "kind": "*"}],
+            }
+        },
+    ]
+
+
+def start_argocd(world: World, kubeconfig: str) -> dict[str, str]:
+    """Starts (or reuses) Redis and Argo CD's three components against the apiserver
+    of `kubeconfig`; returns the env lines the tests read."""
+    home = STATE / "argocd"
+    for folder in ["tls", "ssh", "gpg", "tmp", "static"]:
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    crds = argocd_crds()
+    for crd in ["application-crd.yaml", "appproject-crd.yaml"]:
+        kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "--field-manager=testenv", "-f", str(crds / crd))
+
+    def established() -> bool:
+        out = kubectl(kubeconfig, "get", "crd", "applications.argoproj.io", "appprojects.argoproj.io", "-o",
+                      'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}')
+        return out.split() == ["True", "True"]
+
+    wait_until("Argo CD's CRDs Established", established)
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=testenv",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": argocd_objects(world)}),
+    )
+
+    # Argo CD prunes with foreground deletion, which waits for the garbage collector to
+    # remove the foregroundDeletion finalizer. The node's kube-controller-manager runs
+    # it; a world without the node (a private control plane, PROMOTER_TESTENV_NODE=0)
+    # gets a kube-controller-manager that runs only the garbage collector.
+    if not world.running("kube-controller-manager"):
+        api_url = f"https://127.0.0.1:{world.port('kube-apiserver')}"
+        start_controller_manager(world, api_url, "argocd-garbage-collector", "garbagecollector")
+
+    redis = world.port("argocd-redis")
+    world.start(
+        "argocd-redis",
+        # No process title: redis would overwrite the environment that marks it as ours.
+        [tool("redis-server"), "--port", str(redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--set-proc-title", "no", "--dir", str(home)],
+        lambda: tcp_open(redis),
+    )
+    # The environment of Argo CD's containers, pointed at this world's folder: no GnuPG
+    # keyring (Applications here are not signed), TLS and SSH data in folders of its
+    # own, and the in-cluster destination faked with this kubeconfig.
+    env = {
+        "KUBECONFIG": kubeconfig,
+        "ARGOCD_FAKE_IN_CLUSTER": "true",
+        "ARGOCD_GPG_ENABLED": "false",
+        "ARGOCD_GNUPGHOME": str(home / "gpg"),
+        "ARGOCD_TLS_DATA_PATH": str(home / "tls"),
+        "ARGOCD_SSH_DATA_PATH": str(home / "ssh"),
+        "TMPDIR": str(home / "tmp"),
+        # git-verify-wrapper.sh, from Argo CD's image (install-tools.sh).
+        "PATH": f"{STATE / 'bin'}:{BIN}:{os.environ.get('PATH', '')}",
+    }
+    common = ["--redis", f"127.0.0.1:{redis}", "--loglevel", "info"]
+    local = ["--address", "127.0.0.1", "--metrics-address", "127.0.0.1"]
+    repo_server, repo_metrics = world.port("argocd-repo-server"), world.port("argocd-repo-server-metrics")
+    world.start(
+        "argocd-repo-server",
+        [tool("argocd-repo-server"), *local, "--port", str(repo_server), "--metrics-port", str(repo_metrics), "--disable-tls", "--client-ca-path", "", *common],
+        lambda: tcp_open(repo_server),
+        env=env,
+    )
+    repo = ["--repo-server", f"127.0.0.1:{repo_server}", "--repo-server-plaintext"]
+    controller_metrics = world.port("argocd-application-controller-metrics")
+    world.start(
+        "argocd-application-controller",
+        [
+            tool("argocd-application-controller"),
+            "--namespace",
+            ARGOCD_NAMESPACE,
+            "--metrics-port",
+            str(controller_metrics),
+            # A short reconciliation period (timeout.reconciliation): a new commit
+            # shows within seconds without a webhook.
+            "--app-resync",
+            "10",
+            *repo,
+            *common,
+        ],
+        lambda: http_status(f"http://127.0.0.1:{controller_metrics}/metrics") == 200,
+        env=env,
+    )
+    server, server_metrics = world.port("argocd-server"), world.port("argocd-server-metrics")
+    world.start(
+        "argocd-server",
+        [
+            tool("argocd-server"),
+            "--namespace",
+            ARGOCD_NAMESPACE,
+            *local,
+            "--insecure",
+            "--disable-auth",
+            "--port",
+            str(server),
+            "--metrics-port",
+            str(server_metrics),
+            "--staticassets",
+            str(home / "static"),
+            *repo,
+            *common,
+        ],
+        lambda: http_status(f"http://127.0.0.1:{server}/healthz") == 200,
+        env=env,
+    )
+    return {
+        "PROMOTER_TEST_ARGOCD_NAMESPACE": ARGOCD_NAMESPACE,
+        "PROMOTER_TEST_ARGOCD_SERVER": f"127.0.0.1:{server}",
+        "PROMOTER_TEST_ARGOCD_CLI": tool("argocd"),
+    }
+
+
 def up() -> None:
     started = time.monotonic()
     STATE.mkdir(parents=True, exist_ok=True)
@@ -1354,6 +1535,8 @@ def up() -> None:
         "PROMOTER_TEST_APISERVER_PORT": str(world.port("kube-apiserver")),
         "PROMOTER_TEST_BUSYBOX_IMAGE": busybox,
     }
+    if argocd_wanted():
+        env |= start_argocd(world, kubeconfig)
     if with_node:
         env |= {
             "PROMOTER_TEST_NODE_NAME": NODE_NAME,
@@ -1517,6 +1700,8 @@ def private_up(folder: Path) -> None:
         "PROMOTER_TEST_AUDIT_LOG": str(audit_log),
         "PROMOTER_TEST_PRIVATE_WORLD": str(STATE),
     }
+    if argocd_wanted():
+        env |= start_argocd(world, kubeconfig)
     lines = ["# A private control plane of the image-promoter test world; written by `testenv.py private`."]
     lines += [f"export {key}={value}" for key, value in env.items() if key != "PATH"]
     (STATE / "env").write_text("\n".join(lines) + "\n")
@@ -1539,10 +1724,10 @@ def private_stop(folder: Path, name: str) -> None:
 def private_down(folder: Path) -> None:
     use_private_state(folder)
     world = World()
-    for name in reversed(PRIVATE_COMPONENTS):
+    for name in reversed(PRIVATE_COMPONENTS + ARGOCD_COMPONENTS):
         world.stop(name)
     world.save()
-    for data in [STATE / "etcd", STATE / "registries"]:
+    for data in [STATE / "etcd", STATE / "registries", STATE / "argocd"]:
         if data.exists():
             subprocess.run(["rm", "-rf", str(data)], check=True)
 

@@ -3,13 +3,15 @@
 //
 // Argo CD runs a resource's health.lua in gopher-lua (Lua 5.1) with the
 // object in the global `obj` and reads the table the script returns. This
-// package does the same with the libraries an argocd-cm health check gets
-// without useOpenLibs (base, package and table; Argo CD adds a restricted
-// os library, which these scripts do not use), so a script that passes here
-// also runs when users install it through argocd-cm. Argo CD's test walks resource_customizations
+// package does the same with the libraries an argocd-cm script gets without
+// useOpenLibs (base, package, table and a restricted os with only os.time and
+// os.date; see os.go), so a script that passes here also runs when users
+// install it through argocd-cm. Argo CD's test walks resource_customizations
 // for health.lua files and checks every case of the health_test.yaml next
 // to each; Suites and Check do that here, so the folder can be offered
-// upstream as it is.
+// upstream as it is. Resource actions (actions/discovery.lua,
+// actions/<name>/action.lua) are checked the same way from each kind's
+// actions/action_test.yaml (actions.go).
 package harness
 
 import (
@@ -152,24 +154,11 @@ func Check(root string) (int, []Mismatch, error) {
 
 // EvaluateHealth runs a health script on obj the way Argo CD does.
 func EvaluateHealth(script string, obj *unstructured.Unstructured) (HealthStatus, error) {
-	l := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer l.Close()
-	for name, open := range map[string]lua.LGFunction{
-		lua.LoadLibName: lua.OpenPackage,
-		lua.BaseLibName: lua.OpenBase,
-		lua.TabLibName:  lua.OpenTable,
-	} {
-		if err := l.CallByParam(lua.P{Fn: l.NewFunction(open), Protect: true}, lua.LString(name)); err != nil {
-			return HealthStatus{}, err
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	l.SetContext(ctx)
-	l.SetGlobal("obj", toLua(l, obj.Object))
-	if err := l.DoString(script); err != nil {
+	l, err := run(script, obj)
+	if err != nil {
 		return HealthStatus{}, err
 	}
+	defer l.Close()
 	table, ok := l.Get(-1).(*lua.LTable)
 	if !ok {
 		return HealthStatus{}, fmt.Errorf("health.lua returned %s, not a table", l.Get(-1).Type())
@@ -182,6 +171,37 @@ func EvaluateHealth(script string, obj *unstructured.Unstructured) (HealthStatus
 		return health, fmt.Errorf("health.lua returned status %q, which Argo CD turns into Unknown", health.Status)
 	}
 	return health, nil
+}
+
+// run runs a script with obj in the global `obj`, in the Lua state Argo CD
+// gives health checks and actions alike: the base, package and table
+// libraries and a restricted os (os.time and os.date, also through
+// require("os")), with a one-second deadline. The caller closes the state
+// and finds what the script returned on top of its stack.
+func run(script string, obj *unstructured.Unstructured) (*lua.LState, error) {
+	l := lua.NewState(lua.Options{SkipOpenLibs: true})
+	for name, open := range map[string]lua.LGFunction{
+		lua.LoadLibName: lua.OpenPackage,
+		lua.BaseLibName: lua.OpenBase,
+		lua.TabLibName:  lua.OpenTable,
+		lua.OsLibName:   openRestrictedOs,
+	} {
+		if err := l.CallByParam(lua.P{Fn: l.NewFunction(open), Protect: true}, lua.LString(name)); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	l.PreloadModule(lua.OsLibName, loadRestrictedOs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	l.SetContext(ctx)
+	l.SetGlobal("obj", toLua(l, obj.Object))
+	if err := l.DoString(script); err != nil {
+		l.Close()
+		return nil, err
+	}
+	l.RemoveContext()
+	return l, nil
 }
 
 func stringField(table *lua.LTable, key string) string {

@@ -22,8 +22,8 @@ func TestArgoHealthChecks(t *testing.T) {
 		t.Error(m)
 	}
 	// Both kinds, every case: a suite that went missing must not pass quietly.
-	if run < 15 {
-		t.Errorf("ran %d cases, expected at least 15 (7 ImagePromotion, 8 RegistryMirror)", run)
+	if run < 16 {
+		t.Errorf("ran %d cases, expected at least 16 (7 ImagePromotion, 9 RegistryMirror)", run)
 	}
 	t.Logf("%d health_test.yaml cases checked", run)
 }
@@ -41,8 +41,10 @@ var kstatusOf = map[string]status.Status{
 	"ImagePromotion/testdata/no-status.yaml":   status.CurrentStatus,
 	"RegistryMirror/testdata/in-sync.yaml":     status.CurrentStatus,
 	"RegistryMirror/testdata/backfilling.yaml": status.InProgressStatus,
-	// Ready=False and neither Reconciling nor Stalled: kstatus falls back to Ready.
+	// Ready=False and neither Reconciling nor Stalled: kstatus falls back to Ready
+	// (InProgress; Flux waits until its timeout), where Argo CD says Degraded.
 	"RegistryMirror/testdata/tags-drifted.yaml":      status.InProgressStatus,
+	"RegistryMirror/testdata/tags-failed.yaml":       status.InProgressStatus,
 	"RegistryMirror/testdata/source-not-found.yaml":  status.FailedStatus,
 	"RegistryMirror/testdata/suspended.yaml":         status.CurrentStatus,
 	"RegistryMirror/testdata/suspended-in-sync.yaml": status.CurrentStatus,
@@ -141,6 +143,12 @@ func TestHarnessFailsOnBrokenScripts(t *testing.T) {
 			`hs.message = string.lower(text(c))`, "promoted.yaml: <string>:"},
 		{"suspended mirror not checked", "RegistryMirror/health.lua", `(obj.spec or {}).suspend == true`,
 			`false`, "suspended.yaml: expected Suspended"},
+		{"suspend checked after Ready", "RegistryMirror/health.lua", `if (obj.spec or {}).suspend == true then`,
+			`if (obj.spec or {}).suspend == true and (obj.status or {}).conditions == nil then`, "suspended-in-sync.yaml: expected Suspended"},
+		{"drifted tags left Progressing", "RegistryMirror/health.lua", `settled.reason == "TagsDrifted" or `,
+			``, "tags-drifted.yaml: expected Degraded"},
+		{"failed tags left Progressing", "RegistryMirror/health.lua", ` or settled.reason == "TagsFailed"`,
+			``, "tags-failed.yaml: expected Degraded"},
 		{"wrong expected message", "ImagePromotion/health_test.yaml", "message: 2/2 targets promoted", "message: 1/2 targets promoted", `expected Healthy "1/2 targets promoted"`},
 		{"wrong expected status", "ImagePromotion/health_test.yaml", "status: Healthy", "status: Progressing", "promoted.yaml: expected Progressing"},
 		{"missing fixture", "ImagePromotion/health_test.yaml", "testdata/promoted.yaml", "testdata/absent.yaml", "absent.yaml"},
@@ -179,7 +187,8 @@ func TestHarnessFailsWithoutTests(t *testing.T) {
 
 // Argo CD holds one self-contained script per kind (an argocd-cm key, an
 // upstream folder), so the two scripts repeat each other. They must not
-// drift apart: the mirror's is the promotion's plus the suspend rule.
+// drift apart: the mirror's is the promotion's plus its own rules (suspend,
+// and drifted or failed tags).
 func TestScriptsShareTheirRules(t *testing.T) {
 	read := func(kind string) string {
 		data, err := os.ReadFile(filepath.Join(customizations, "imagepromoter.dev", kind, "health.lua"))
@@ -190,17 +199,35 @@ func TestScriptsShareTheirRules(t *testing.T) {
 		return rest
 	}
 	promotion, mirror := read("ImagePromotion"), read("RegistryMirror")
-	suspend := `if (obj.spec or {}).suspend == true then
+	for _, rule := range mirrorOnlyRules {
+		if !strings.Contains(mirror, rule) {
+			t.Fatalf("RegistryMirror/health.lua lacks its rule:\n%s", rule)
+		}
+		mirror = strings.Replace(mirror, rule, "", 1)
+	}
+	if mirror != promotion {
+		t.Errorf("RegistryMirror/health.lua without its own rules differs from ImagePromotion/health.lua: change both")
+	}
+}
+
+// mirrorOnlyRules are the blocks of RegistryMirror/health.lua that
+// ImagePromotion/health.lua does not have.
+var mirrorOnlyRules = []string{`-- Suspended first, as Argo CD's checks for Flux kinds do: it is a fact of the
+-- spec, true whatever the last sync left behind.
+if (obj.spec or {}).suspend == true then
   hs.status = "Suspended"
   hs.message = "Mirror is suspended (spec.suspend is true)"
   return hs
 end
 
-`
-	if !strings.Contains(mirror, suspend) {
-		t.Fatalf("RegistryMirror/health.lua has no suspend rule:\n%s", suspend)
-	}
-	if strings.Replace(mirror, suspend, "", 1) != promotion {
-		t.Errorf("RegistryMirror/health.lua without its suspend rule differs from ImagePromotion/health.lua: change both")
-	}
-}
+`, `-- Nothing left to copy (not Reconciling) and some tags drifted or failed:
+-- waiting does not fix them, so Degraded, as Argo CD's checks for Flux kinds
+-- treat a settled Ready=False.
+local settled = condition(conditions, "Ready")
+if settled ~= nil and settled.status == "False" and (settled.reason == "TagsDrifted" or settled.reason == "TagsFailed") then
+  hs.status = "Degraded"
+  hs.message = text(settled)
+  return hs
+end
+
+`}

@@ -9,8 +9,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 use kube::api::{Api, ListParams};
+use serde::Serialize;
 
-use super::super::{FAILED, usage_error};
+use super::super::exit::{Outcome, exit};
+use super::super::output::{OutputArgs, emit};
+use super::super::usage_error;
 use crate::api::conditions::{READY, is_true};
 use crate::api::{RegistryMirror, TagCounts};
 
@@ -23,10 +26,23 @@ pub struct ReportArgs {
     /// Read every namespace.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One tier of the migration view, as `-o json|yaml` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierView {
+    pub tier: String,
+    /// Source repositories of the tier fully mirrored with no drift.
+    pub retirable: usize,
+    pub sources: Vec<SourceRow>,
 }
 
 /// One source repository in the migration view.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SourceRow {
     pub source: String,
     /// `namespace/name` of the mirrors of it.
@@ -34,6 +50,7 @@ pub struct SourceRow {
     /// Every mirror of it Ready at its generation, nothing pending, drifted or failed.
     pub retirable: bool,
     /// What keeps it from being retirable.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub why_not: Option<String>,
 }
 
@@ -149,35 +166,75 @@ pub fn render(view: &[(String, Vec<SourceRow>)]) -> String {
     out
 }
 
+/// The view as `-o json|yaml` prints it: `{"tiers": [...]}`.
+#[derive(Serialize)]
+struct Report {
+    tiers: Vec<TierView>,
+}
+
+fn report_of(view: Vec<(String, Vec<SourceRow>)>) -> Report {
+    Report {
+        tiers: view
+            .into_iter()
+            .map(|(tier, sources)| TierView {
+                tier,
+                retirable: sources.iter().filter(|r| r.retirable).count(),
+                sources,
+            })
+            .collect(),
+    }
+}
+
+/// Whether listing again later may succeed: the apiserver unreachable,
+/// throttling or failing (429, 5xx), versus a refusal (403, 404: the CRD or
+/// the permission is missing).
+fn listing_outcome(error: &kube::Error) -> Outcome {
+    match error {
+        kube::Error::Api(status) => Outcome::failure(status.code == 429 || status.code >= 500),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => Outcome::Transient,
+        _ => Outcome::Failed,
+    }
+}
+
 /// Runs `mirror report`.
 pub fn run(args: ReportArgs) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    let listed = runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("connecting to the cluster (KUBECONFIG or in-cluster): {e}"))?;
-        let api: Api<RegistryMirror> = match (&args.namespace, args.all_namespaces) {
-            (_, true) => Api::all(client),
-            (Some(namespace), false) => Api::namespaced(client, namespace),
-            (None, false) => Api::default_namespaced(client),
-        };
-        api.list(&ListParams::default())
-            .await
-            .map(|list| list.items)
-            .map_err(|e| format!("listing RegistryMirrors: {e}"))
-    });
-    match listed {
-        Ok(mirrors) => {
-            print!("{}", render(&migration_view(&mirrors)));
-            ExitCode::SUCCESS
+    let client = match runtime.block_on(kube::Client::try_default()) {
+        Ok(client) => client,
+        Err(e) => {
+            return usage_error(format!(
+                "connecting to the cluster (KUBECONFIG or in-cluster): {e}"
+            ));
         }
-        Err(message) if message.starts_with("connecting") => usage_error(message),
-        Err(message) => {
-            eprintln!("image-promoter: {message}");
-            ExitCode::from(FAILED)
+    };
+    let api: Api<RegistryMirror> = match (&args.namespace, args.all_namespaces) {
+        (_, true) => Api::all(client),
+        (Some(namespace), false) => Api::namespaced(client, namespace),
+        (None, false) => Api::default_namespaced(client),
+    };
+    match runtime.block_on(api.list(&ListParams::default())) {
+        Ok(list) => {
+            let view = migration_view(&list.items);
+            let printed = emit(args.output.output, &report_of(view), |r| {
+                let view: Vec<_> = r
+                    .tiers
+                    .iter()
+                    .map(|t| (t.tier.clone(), t.sources.clone()))
+                    .collect();
+                render(&view)
+            });
+            exit(&[if printed.is_ok() {
+                Outcome::Done
+            } else {
+                Outcome::Failed
+            }])
+        }
+        Err(e) => {
+            eprintln!("image-promoter: listing RegistryMirrors: {e}");
+            exit(&[listing_outcome(&e)])
         }
     }
 }

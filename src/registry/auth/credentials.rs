@@ -31,12 +31,15 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// What the client presents: nothing, or a user name and password (which for
-/// bearer registries is sent to the token realm, not the registry).
+/// What the client presents: nothing, a user name and password (which for
+/// bearer registries is sent to the token realm, not the registry), or an
+/// identity token: an OAuth2 refresh token (what `docker login` keeps as
+/// `identitytoken`), exchanged at a bearer registry's token realm only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
     Anonymous,
     Basic { username: String, password: Secret },
+    IdentityToken(Secret),
 }
 
 /// A credential with the time it stops being valid (None: never expires).

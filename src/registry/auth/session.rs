@@ -256,6 +256,14 @@ impl AuthSession {
                         message: "the user name cannot be sent in an HTTP header".into(),
                         transient: false,
                     }),
+                Credential::IdentityToken(_) => Err(RegistryError::Auth {
+                    host: self.host.clone(),
+                    message: "the credential is an identity token (OAuth2 refresh token), \
+                              which only a registry that asks for bearer tokens takes; this \
+                              one asks for a user name and password"
+                        .into(),
+                    transient: false,
+                }),
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let key = scope.key();
@@ -427,26 +435,54 @@ impl AuthSession {
                 });
             }
         }
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(service) = service {
-            query.push(("service", service));
-        }
-        for entry in &scope.entries {
-            query.push(("scope", entry));
-        }
-        let mut request = http
-            .get(realm_url)
-            .query(&query)
-            .timeout(AUTH_REQUEST_TIMEOUT);
-        if let Credential::Basic { username, password } = self.credential().await? {
-            let header = basic_header(&username, &password).ok_or_else(|| {
-                auth_error(
-                    "the user name cannot be sent in an HTTP header".into(),
-                    false,
-                )
-            })?;
-            request = request.header(reqwest::header::AUTHORIZATION, header);
-        }
+        let request = match self.credential().await? {
+            Credential::IdentityToken(token) => {
+                // OAuth2's refresh-token grant, in the form body (never the URL).
+                let mut form = reqwest::Url::parse("http://form.invalid/").expect("a URL");
+                {
+                    let mut pairs = form.query_pairs_mut();
+                    pairs.append_pair("grant_type", "refresh_token");
+                    pairs.append_pair("refresh_token", token.expose());
+                    pairs.append_pair("client_id", "image-promoter");
+                    if let Some(service) = service {
+                        pairs.append_pair("service", service);
+                    }
+                    if !scope.entries.is_empty() {
+                        pairs.append_pair("scope", &scope.entries.join(" "));
+                    }
+                }
+                http.post(realm_url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form.query().unwrap_or_default().to_string())
+                    .timeout(AUTH_REQUEST_TIMEOUT)
+            }
+            credential => {
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if let Some(service) = service {
+                    query.push(("service", service));
+                }
+                for entry in &scope.entries {
+                    query.push(("scope", entry));
+                }
+                let mut request = http
+                    .get(realm_url)
+                    .query(&query)
+                    .timeout(AUTH_REQUEST_TIMEOUT);
+                if let Credential::Basic { username, password } = credential {
+                    let header = basic_header(&username, &password).ok_or_else(|| {
+                        auth_error(
+                            "the user name cannot be sent in an HTTP header".into(),
+                            false,
+                        )
+                    })?;
+                    request = request.header(reqwest::header::AUTHORIZATION, header);
+                }
+                request
+            }
+        };
         let response = request
             .send()
             .await
@@ -588,6 +624,45 @@ mod tests {
             parse_token_response(br#"{"token":"t","expires_in":18446744073709551615}"#, now)
                 .unwrap();
         assert_eq!(token.expires, now + MAX_TOKEN_LIFETIME - TOKEN_MARGIN);
+    }
+
+    #[tokio::test]
+    async fn an_identity_token_is_exchanged_in_a_form_post_never_in_the_url() {
+        let refresh = "refresh-hunter2-secret";
+        let realm = TestServer::start(|request| {
+            if request.method == "POST" {
+                Reply::new(200).body(r#"{"access_token":"a","expires_in":300}"#)
+            } else {
+                Reply::new(405)
+            }
+        })
+        .await;
+        let registry =
+            TestServer::start(bearer_registry(format!("http://{}/token", realm.host()))).await;
+        let token = Arc::new(StaticCredential(Credential::IdentityToken(Secret::new(
+            refresh,
+        ))));
+        let header = authorize(&registry, token.clone()).await.unwrap().unwrap();
+        assert_eq!(header.to_str().unwrap(), "Bearer a");
+        let sent = &realm.requests()[0];
+        assert_eq!(sent.method, "POST");
+        assert_eq!(
+            sent.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert!(sent.body_len > refresh.len(), "the token is in the body");
+        assert!(!sent.target.contains(refresh), "{}", sent.target);
+        assert_eq!(sent.header("authorization"), None);
+
+        // A registry that asks for basic credentials cannot take one.
+        let basic_registry =
+            TestServer::start(|_| Reply::new(401).header("www-authenticate", "Basic realm=\"r\""))
+                .await;
+        let error = authorize(&basic_registry, token).await.unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("identity token"), "{message}");
+        assert!(!message.contains(refresh), "{message}");
+        assert!(!error.is_transient());
     }
 
     #[tokio::test]

@@ -20,6 +20,14 @@ local function text(c)
   return c.reason or c.type
 end
 
+-- Suspended first, as Argo CD's checks for Flux kinds do: it is a fact of the
+-- spec, true whatever the last sync left behind.
+if (obj.spec or {}).suspend == true then
+  hs.status = "Suspended"
+  hs.message = "Mirror is suspended (spec.suspend is true)"
+  return hs
+end
+
 local status = obj.status or {}
 local generation = (obj.metadata or {}).generation
 if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
@@ -44,9 +52,13 @@ for _, rule in ipairs(decisive) do
   end
 end
 
-if (obj.spec or {}).suspend == true then
-  hs.status = "Suspended"
-  hs.message = "Mirror is suspended (spec.suspend is true)"
+-- Nothing left to copy (not Reconciling) and some tags drifted or failed:
+-- waiting does not fix them, so Degraded, as Argo CD's checks for Flux kinds
+-- treat a settled Ready=False.
+local settled = condition(conditions, "Ready")
+if settled ~= nil and settled.status == "False" and (settled.reason == "TagsDrifted" or settled.reason == "TagsFailed") then
+  hs.status = "Degraded"
+  hs.message = text(settled)
   return hs
 end
 
