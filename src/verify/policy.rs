@@ -867,7 +867,9 @@ mod tests {
     /// refused naming the filter.
     #[test]
     fn immutable_with_exclusion_is_accepted_only_for_signature_tags() {
-        let cases: [(&[&str], Option<&str>, Result<&[&str], &[&str]>); 7] = [
+        /// The condition's status (passed or refused) and fragments of its message.
+        type Expected = Result<&'static [&'static str], &'static [&'static str]>;
+        let cases: [(&[&str], Option<&str>, Expected); 7] = [
             (
                 &["sha256-*"],
                 Some("1.2.3"),
