@@ -20,7 +20,7 @@ help: ## List the entry points
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl, regsync, cargo-cyclonedx; containerd, runc, CNI plugins, skopeo from Debian)
+tools: ## Install the pinned tools (etcd, kube-apiserver, kubelet, controller manager, scheduler, registry, moto, cosign, helm, kubeconform, crane, regctl, regsync, cargo-cyclonedx, promtool; containerd, runc, CNI plugins, skopeo from Debian)
 	@tests/testenv/install-tools.sh
 
 .PHONY: env-up
@@ -90,7 +90,7 @@ chart-sync: ## Copy crds/ and deploy/rbac.yaml into the chart and regenerate its
 	@$(TESTENV)/bin/python tests/chart/values_doc.py $(CHART) --write
 
 .PHONY: chart-check
-chart-check: env-up ## helm lint --strict; every value set rendered, validated offline by kubeconform and dry-run on the test world's apiserver; schema and README checks
+chart-check: env-up ## helm lint --strict; every value set rendered, validated offline by kubeconform and dry-run on the test world's apiserver; schema and README checks; the alerts through promtool check rules and promtool test rules
 	@set -a && . $(TESTENV)/env && set +a && $(TESTENV)/bin/python tests/chart/check_chart.py --server
 
 .PHONY: release-binary

@@ -14,6 +14,7 @@ use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::error::{AwsErrorKind, AwsFailure};
 use super::host::EcrRegistry;
+use super::permissions::{self, denied_hint};
 use super::repository::RepositorySettings;
 use super::scan::ScanReport;
 use super::token::{RegistryToken, TokenError};
@@ -72,7 +73,7 @@ pub struct TaggedImage {
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
     /// DescribeImages for a tag failed, or found no image.
-    #[error("resolving tag {tag:?} of ECR repository {repository}: {source}")]
+    #[error("resolving tag {tag:?} of ECR repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_DESCRIBE_IMAGES))]
     ResolveTag {
         /// The repository.
         repository: String,
@@ -83,7 +84,7 @@ pub enum EcrError {
         source: AwsFailure,
     },
     /// DescribeImages over the whole repository failed (a mirror's listing).
-    #[error("listing the images of ECR repository {repository}: {source}")]
+    #[error("listing the images of ECR repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_LIST_IMAGES))]
     ListImages {
         /// The repository.
         repository: String,
@@ -92,7 +93,7 @@ pub enum EcrError {
         source: AwsFailure,
     },
     /// DescribeRepositories failed.
-    #[error("describing ECR repository {repository}: {source}")]
+    #[error("describing ECR repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_DESCRIBE_REPOSITORIES))]
     DescribeRepository {
         /// The repository.
         repository: String,
@@ -101,7 +102,7 @@ pub enum EcrError {
         source: AwsFailure,
     },
     /// DescribeImageScanFindings failed.
-    #[error("reading the scan findings of {repository}@{digest}: {source}")]
+    #[error("reading the scan findings of {repository}@{digest}: {source}{}", denied_hint(source, &permissions::ECR_DESCRIBE_IMAGE_SCAN_FINDINGS))]
     DescribeScanFindings {
         /// The repository.
         repository: String,
@@ -112,7 +113,7 @@ pub enum EcrError {
         source: AwsFailure,
     },
     /// GetAuthorizationToken failed.
-    #[error("getting an Amazon ECR authorization token: {source}")]
+    #[error("getting an Amazon ECR authorization token: {source}{}", denied_hint(source, &permissions::ECR_GET_AUTHORIZATION_TOKEN))]
     AuthorizationToken {
         /// What AWS said.
         #[source]

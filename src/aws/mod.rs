@@ -24,6 +24,7 @@ mod catalog;
 mod ecr;
 mod error;
 mod host;
+pub mod permissions;
 mod public;
 mod registry_auth;
 mod repository;
@@ -41,6 +42,9 @@ pub use public::{
     RepositoryEnsured,
 };
 pub use registry_auth::{EcrPublicTokenSource, EcrTokenSource};
-pub use repository::{Encryption, EncryptionType, RepositorySettings, TagMutability};
+pub use repository::{
+    Encryption, EncryptionType, RepositorySettings, SIGNATURE_TAG_PREFIX, TagMutability,
+    signature_only,
+};
 pub use scan::{Finding, ScanReport, ScanStatus};
 pub use token::{RegistryToken, TokenError};

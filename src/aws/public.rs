@@ -12,10 +12,8 @@
 //! listed, described or created through it ([`EcrPublic::own_aliases`]
 //! tells which aliases are the operator's).
 //!
-//! Permissions: `ecr-public:GetAuthorizationToken`, `sts:GetServiceBearerToken`,
-//! `ecr-public:DescribeRegistries`, `ecr-public:DescribeRepositories`, and for `createRepository`
-//! `ecr-public:CreateRepository`, `ecr-public:GetRepositoryCatalogData`,
-//! `ecr-public:PutRepositoryCatalogData`.
+//! The IAM actions each call needs, and which kinds need them, are in
+//! [`super::permissions`]; a denied call names its action.
 
 use std::time::SystemTime;
 
@@ -24,6 +22,7 @@ use aws_config::SdkConfig;
 use super::catalog::{CatalogData, catalog_update};
 use super::ecr::TaggedImage;
 use super::error::{AwsErrorKind, AwsFailure};
+use super::permissions::{self, denied_hint};
 use super::token::{RegistryToken, TokenError};
 use crate::api::{EcrPublicRepository, reasons};
 
@@ -31,7 +30,7 @@ use crate::api::{EcrPublicRepository, reasons};
 #[derive(Debug, thiserror::Error)]
 pub enum EcrPublicError {
     /// GetAuthorizationToken failed.
-    #[error("getting an ECR Public authorization token: {source}")]
+    #[error("getting an ECR Public authorization token: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_GET_AUTHORIZATION_TOKEN))]
     AuthorizationToken {
         /// What AWS said.
         #[source]
@@ -45,7 +44,7 @@ pub enum EcrPublicError {
         source: TokenError,
     },
     /// DescribeImageTags failed (a mirror's listing).
-    #[error("listing the tags of ECR Public repository {repository}: {source}")]
+    #[error("listing the tags of ECR Public repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_DESCRIBE_IMAGE_TAGS))]
     ListTags {
         /// The repository name (without the registry alias).
         repository: String,
@@ -54,14 +53,14 @@ pub enum EcrPublicError {
         source: AwsFailure,
     },
     /// DescribeRegistries failed (the operator's own aliases).
-    #[error("reading the operator's ECR Public registry aliases: {source}")]
+    #[error("reading the operator's ECR Public registry aliases: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_DESCRIBE_REGISTRIES))]
     DescribeRegistries {
         /// What AWS said.
         #[source]
         source: AwsFailure,
     },
     /// DescribeRepositories failed.
-    #[error("describing ECR Public repository {repository}: {source}")]
+    #[error("describing ECR Public repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_DESCRIBE_REPOSITORIES))]
     DescribeRepository {
         /// The repository name (without the registry alias).
         repository: String,
@@ -70,7 +69,7 @@ pub enum EcrPublicError {
         source: AwsFailure,
     },
     /// CreateRepository failed.
-    #[error("creating ECR Public repository {repository}: {source}")]
+    #[error("creating ECR Public repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_CREATE_REPOSITORY))]
     CreateRepository {
         /// The repository name.
         repository: String,
@@ -79,7 +78,7 @@ pub enum EcrPublicError {
         source: AwsFailure,
     },
     /// GetRepositoryCatalogData failed.
-    #[error("reading the catalog data of ECR Public repository {repository}: {source}")]
+    #[error("reading the catalog data of ECR Public repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_GET_REPOSITORY_CATALOG_DATA))]
     GetCatalogData {
         /// The repository name.
         repository: String,
@@ -88,7 +87,7 @@ pub enum EcrPublicError {
         source: AwsFailure,
     },
     /// PutRepositoryCatalogData failed.
-    #[error("writing the catalog data of ECR Public repository {repository}: {source}")]
+    #[error("writing the catalog data of ECR Public repository {repository}: {source}{}", denied_hint(source, &permissions::ECR_PUBLIC_PUT_REPOSITORY_CATALOG_DATA))]
     PutCatalogData {
         /// The repository name.
         repository: String,

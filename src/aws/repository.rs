@@ -5,6 +5,13 @@
 //! and two with exclusion filters (wildcard patterns) that flip the setting
 //! for the tags they match. [`RepositorySettings::tag_is_immutable`] answers
 //! for one tag; it is pure and table-tested.
+//!
+//! cosign writes its signatures, attestations and SBOMs as tags named after
+//! the image's digest (`sha256-<hex>.sig`, `.att`, `.sbom`) and rewrites them
+//! when it adds a signature, so an `IMMUTABLE` repository cannot hold a second
+//! signature. `IMMUTABLE_WITH_EXCLUSION` with the filter `sha256-*` is the
+//! setting for that: release tags stay immutable, signature tags do not.
+//! [`signature_only`] tells such a filter from one that frees other tags.
 
 use aws_sdk_ecr::types::{
     EncryptionType as SdkEncryptionType, ImageTagMutability, Repository as SdkRepository,
@@ -133,19 +140,44 @@ impl RepositorySettings {
             .find(|filter| wildcard_matches(filter, tag))
     }
 
+    /// The first exclusion filter that can match more than signature tags
+    /// ([`signature_only`]), e.g. `latest`, `dev-*`, `*`.
+    pub fn release_tag_exclusion(&self) -> Option<&str> {
+        self.exclusion_filters
+            .iter()
+            .map(String::as_str)
+            .find(|filter| !signature_only(filter))
+    }
+
     /// Whether `tag` cannot be moved to another image. Without a tag (a
     /// source named by digest only) the question is about the repository:
-    /// only the `IMMUTABLE*` settings count as immutable.
+    /// `IMMUTABLE`, or `IMMUTABLE_WITH_EXCLUSION` whose filters cover only
+    /// signature tags (any other filter could free the image's release tags).
     pub fn tag_is_immutable(&self, tag: Option<&str>) -> bool {
         match (&self.tag_mutability, tag) {
             (TagMutability::Immutable, _) => true,
-            (TagMutability::ImmutableWithExclusion, None) => true,
+            (TagMutability::ImmutableWithExclusion, None) => self.release_tag_exclusion().is_none(),
             (TagMutability::ImmutableWithExclusion, Some(tag)) => self.exclusion_for(tag).is_none(),
             (TagMutability::MutableWithExclusion, Some(tag)) => self.exclusion_for(tag).is_some(),
             (TagMutability::MutableWithExclusion, None) => false,
             (TagMutability::Mutable | TagMutability::Other(_), _) => false,
         }
     }
+}
+
+/// What every tag cosign writes next to an image starts with: the digest's
+/// algorithm, then `-` (`sha256-<hex>.sig`, `.att`, `.sbom`).
+pub const SIGNATURE_TAG_PREFIX: &str = "sha256-";
+
+/// Whether the exclusion filter `filter` can match only cosign's signature,
+/// attestation and SBOM tags: everything before its first `*` starts with
+/// [`SIGNATURE_TAG_PREFIX`] (`sha256-*`, `sha256-*.sig`), so no release tag
+/// can match it (pure).
+pub fn signature_only(filter: &str) -> bool {
+    filter
+        .split('*')
+        .next()
+        .is_some_and(|literal| literal.starts_with(SIGNATURE_TAG_PREFIX))
 }
 
 /// ECR's `WILDCARD` exclusion filter: `*` matches any run of characters
@@ -214,6 +246,34 @@ mod tests {
     }
 
     #[test]
+    fn only_filters_under_the_signature_prefix_are_signature_only() {
+        let cases = [
+            ("sha256-*", true),
+            ("sha256-*.sig", true),
+            ("sha256-*.att", true),
+            ("sha256-abc*", true),
+            ("sha256-", true),
+            ("sha256*", false),
+            ("sha*-*.sig", false),
+            ("*.sig", false),
+            ("*", false),
+            ("latest", false),
+            ("dev-*", false),
+            ("", false),
+        ];
+        for (filter, expected) in cases {
+            assert_eq!(signature_only(filter), expected, "{filter}");
+        }
+        let repo = settings(
+            TagMutability::ImmutableWithExclusion,
+            &["sha256-*", "v*", "latest"],
+        );
+        assert_eq!(repo.release_tag_exclusion(), Some("v*"));
+        let signatures = settings(TagMutability::ImmutableWithExclusion, &["sha256-*"]);
+        assert_eq!(signatures.release_tag_exclusion(), None);
+    }
+
+    #[test]
     fn tag_immutability_for_every_setting() {
         use TagMutability::*;
         let cases = [
@@ -239,7 +299,22 @@ mod tests {
                 Some("latest"),
                 false,
             ),
-            (ImmutableWithExclusion, &["latest"][..], None, true),
+            (ImmutableWithExclusion, &["latest"][..], None, false),
+            (ImmutableWithExclusion, &["sha256-*"][..], None, true),
+            (
+                ImmutableWithExclusion,
+                &["sha256-*.sig", "sha256-*.att"][..],
+                None,
+                true,
+            ),
+            (ImmutableWithExclusion, &["sha256-*", "*"][..], None, false),
+            (ImmutableWithExclusion, &["sha256-*"][..], Some("1.0"), true),
+            (
+                ImmutableWithExclusion,
+                &["sha256-*"][..],
+                Some("sha256-abc.sig"),
+                false,
+            ),
             (MutableWithExclusion, &["v*"][..], Some("v1.0"), true),
             (MutableWithExclusion, &["v*"][..], Some("latest"), false),
             (MutableWithExclusion, &["v*"][..], None, false),

@@ -500,6 +500,7 @@ spec:
             failures: Vec::new(),
             pending: Vec::new(),
             evidence: VerificationEvidence::default(),
+            notes: Vec::new(),
         }
     }
 

@@ -434,6 +434,7 @@ mod tests {
                 tag_mutability: Some("IMMUTABLE".into()),
                 ..VerificationEvidence::default()
             },
+            notes: Vec::new(),
         }
     }
 

@@ -28,7 +28,9 @@ use crate::api::{
     EncryptionRequirement, IgnoredFinding, Severity, VerificationEvidence, VerificationPolicy,
     reasons,
 };
-use crate::aws::{EncryptionType, RepositorySettings, ScanReport, ScanStatus, TagMutability};
+use crate::aws::{
+    EncryptionType, RepositorySettings, SIGNATURE_TAG_PREFIX, ScanReport, ScanStatus, TagMutability,
+};
 
 /// Most findings named in one message; the rest are counted.
 const MAX_LISTED_FINDINGS: usize = 10;
@@ -117,6 +119,10 @@ pub struct Verdict {
     pub pending: Vec<Failure>,
     /// What was found, for `status.verification`.
     pub evidence: VerificationEvidence,
+    /// How a passed check was satisfied when that is worth saying (an
+    /// `IMMUTABLE_WITH_EXCLUSION` repository whose filters cover only
+    /// signature tags); added to the `Verified=True` message.
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -153,8 +159,13 @@ impl Verdict {
             ConditionUpdate::new(conditions::VERIFIED, ConditionStatus::Unknown, first.reason)
                 .message(join(&self.pending))
         } else {
+            let mut message = "the source passed every check of the effective policy".to_string();
+            for note in &self.notes {
+                message.push_str("; ");
+                message.push_str(note);
+            }
             ConditionUpdate::new(conditions::VERIFIED, true, reasons::POLICY_SATISFIED)
-                .message("the source passed every check of the effective policy")
+                .message(message)
         }
     }
 }
@@ -181,7 +192,8 @@ pub fn evaluate_with(
     let today = now.to_zoned(TimeZone::UTC).date();
     let mut failures = Vec::new();
     let mut pending = Vec::new();
-    failures.extend(tag_mutability(policy, floor, observed));
+    let (immutability, note) = tag_mutability(policy, floor, observed);
+    failures.extend(immutability);
     failures.extend(encryption(policy, floor, observed));
     let scan = scan(policy, floor, observed, today);
     failures.extend(scan.failures);
@@ -190,6 +202,7 @@ pub fn evaluate_with(
     Verdict {
         failures,
         pending,
+        notes: note.into_iter().collect(),
         evidence: VerificationEvidence {
             tag_mutability: observed
                 .repository
@@ -219,18 +232,22 @@ fn outside_ecr(observed: &Observations, what: &str, remedy: &str) -> String {
     )
 }
 
+/// The immutability check: a failure, or when it passed on an
+/// `IMMUTABLE_WITH_EXCLUSION` repository, a note saying why that is enough.
 fn tag_mutability(
     policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
     observed: &Observations,
-) -> Option<Failure> {
-    let required_by = RequiredBy::of(
+) -> (Option<Failure>, Option<String>) {
+    let Some(required_by) = RequiredBy::of(
         policy.is_some_and(|p| p.require_tag_immutability),
         floor.require_tag_immutability,
-    )?;
+    ) else {
+        return (None, None);
+    };
     let tag = observed.source_tag.as_deref();
     let Some(repository) = &observed.repository else {
-        return Some(Failure {
+        let failure = Failure {
             reason: reasons::TAG_MUTABLE,
             required_by,
             message: outside_ecr(
@@ -239,18 +256,40 @@ fn tag_mutability(
                 "immutable source tags are required: mirror from an ECR repository with \
                  immutable tags, or set requireTagImmutability: false",
             ),
-        });
+        };
+        return (Some(failure), None);
     };
-    if repository.tag_is_immutable(tag) {
-        return None;
-    }
     let name = &repository.name;
     let setting = repository.tag_mutability.as_str();
+    if repository.tag_is_immutable(tag) {
+        let note = (repository.tag_mutability == TagMutability::ImmutableWithExclusion).then(|| {
+            let filters = repository.exclusion_filters.join(", ");
+            match (tag, repository.release_tag_exclusion()) {
+                (_, None) => format!(
+                    "repository {name} is {setting}: its exclusion filters ({filters}) cover only \
+                     cosign's signature tags ({SIGNATURE_TAG_PREFIX}*), so release tags are immutable"
+                ),
+                (Some(tag), Some(_)) => format!(
+                    "repository {name} is {setting}: none of its exclusion filters ({filters}) \
+                     matches tag {tag}, so it is immutable"
+                ),
+                (None, Some(_)) => unreachable!("tag_is_immutable refuses a release-tag filter without a tag"),
+            }
+        });
+        return (None, note);
+    }
     let message = match (tag, &repository.tag_mutability) {
         (Some(tag), TagMutability::ImmutableWithExclusion) => format!(
             "tag {tag} of repository {name} can be moved: it matches the exclusion filter {:?} \
-             of the repository's {setting} setting; remove the filter or promote a tag it does not match",
+             of the repository's {setting} setting; exclude only cosign's signature tags \
+             ({SIGNATURE_TAG_PREFIX}*), or promote a tag no filter matches",
             repository.exclusion_for(tag).unwrap_or_default()
+        ),
+        (None, TagMutability::ImmutableWithExclusion) => format!(
+            "repository {name} is {setting} and its exclusion filter {:?} can free release tags, \
+             so nothing vouches for the tags of an image named by digest; exclude only cosign's \
+             signature tags ({SIGNATURE_TAG_PREFIX}*), or name the source by an immutable tag",
+            repository.release_tag_exclusion().unwrap_or_default()
         ),
         (Some(tag), TagMutability::MutableWithExclusion) => format!(
             "tag {tag} of repository {name} can be moved: the repository is {setting} and no \
@@ -262,11 +301,12 @@ fn tag_mutability(
         ),
         (None, _) => format!("repository {name} allows moving tags ({setting}); make it IMMUTABLE"),
     };
-    Some(Failure {
+    let failure = Failure {
         reason: reasons::TAG_MUTABLE,
         required_by,
         message,
-    })
+    };
+    (Some(failure), None)
 }
 
 fn requirement_name(requirement: EncryptionRequirement) -> &'static str {
@@ -813,6 +853,97 @@ mod tests {
         assert_eq!(
             (condition.status, condition.reason.as_str()),
             (ConditionStatus::True, "PolicySatisfied")
+        );
+    }
+
+    /// `IMMUTABLE_WITH_EXCLUSION`: exclusions of cosign's signature tags are
+    /// accepted and the Verified message says so; an exclusion that matches the
+    /// source tag, or that could free release tags of a digest-only source, is
+    /// refused naming the filter.
+    #[test]
+    fn immutable_with_exclusion_is_accepted_only_for_signature_tags() {
+        /// The condition's status (passed or refused) and fragments of its message.
+        type Expected = Result<&'static [&'static str], &'static [&'static str]>;
+        let cases: [(&[&str], Option<&str>, Expected); 7] = [
+            (
+                &["sha256-*"],
+                Some("1.2.3"),
+                Ok(&[
+                    "IMMUTABLE_WITH_EXCLUSION",
+                    "(sha256-*) cover only cosign's signature tags",
+                ]),
+            ),
+            (
+                &["sha256-*.sig", "sha256-*.att"],
+                None,
+                Ok(&["(sha256-*.sig, sha256-*.att) cover only cosign's signature tags"]),
+            ),
+            (
+                &["dev-*"],
+                Some("1.2.3"),
+                Ok(&["none of its exclusion filters (dev-*) matches tag 1.2.3"]),
+            ),
+            (
+                &["sha256-*", "1.2.*"],
+                Some("1.2.3"),
+                Err(&[
+                    "tag 1.2.3",
+                    "exclusion filter \"1.2.*\"",
+                    "exclude only cosign's signature tags (sha256-*)",
+                ]),
+            ),
+            (
+                &["latest"],
+                None,
+                Err(&[
+                    "team/app",
+                    "exclusion filter \"latest\" can free release tags",
+                    "named by digest",
+                ]),
+            ),
+            (&["sha256-*", "*"], None, Err(&["exclusion filter \"*\""])),
+            (&["sha256*"], None, Err(&["exclusion filter \"sha256*\""])),
+        ];
+        for (filters, tag, expected) in cases {
+            let mut observed = good();
+            observed.source_tag = tag.map(str::to_string);
+            let repository = observed.repository.as_mut().unwrap();
+            repository.tag_mutability = TagMutability::ImmutableWithExclusion;
+            repository.exclusion_filters = filters.iter().map(|f| f.to_string()).collect();
+            let verdict = evaluate(
+                &signed_policy(),
+                &VerificationFloor::default(),
+                &observed,
+                now(),
+            );
+            let condition = verdict.condition();
+            let (status, reason, fragments) = match expected {
+                Ok(fragments) => (ConditionStatus::True, "PolicySatisfied", fragments),
+                Err(fragments) => (ConditionStatus::False, "TagMutable", fragments),
+            };
+            assert_eq!(
+                (condition.status, condition.reason.as_str()),
+                (status, reason),
+                "{filters:?} {tag:?}: {verdict:?}"
+            );
+            for fragment in fragments {
+                assert!(
+                    condition.message.contains(fragment),
+                    "{filters:?} {tag:?}: {fragment:?} not in {:?}",
+                    condition.message
+                );
+            }
+        }
+        let plain = evaluate(
+            &signed_policy(),
+            &VerificationFloor::default(),
+            &good(),
+            now(),
+        );
+        assert!(plain.notes.is_empty(), "{:?}", plain.notes);
+        assert_eq!(
+            plain.condition().message,
+            "the source passed every check of the effective policy"
         );
     }
 

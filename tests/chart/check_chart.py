@@ -15,8 +15,11 @@
 5. With --server: every rendering is applied with `kubectl apply --dry-run=server` to
    the test world's kube-apiserver (KUBECONFIG from target/testenv/env), in a fresh
    namespace that enforces the `restricted` Pod Security level, and the operator's pod
-   (the Deployment's template as a Pod) is admitted there. ServiceMonitor is left to
-   kubeconform: the world has no Prometheus Operator CRDs.
+   (the Deployment's template as a Pod) is admitted there. ServiceMonitor and
+   PrometheusRule are left to kubeconform: the world has no Prometheus Operator CRDs.
+6. Alerts: the PrometheusRule's rule group, taken from the rendering, passes
+   `promtool check rules`, and `promtool test rules` runs alerts_test.yaml against it;
+   every alert the chart renders must fire in at least one of its tests.
 
 Run from the repository root with the tools of target/testenv/bin.
 """
@@ -142,19 +145,26 @@ def rbac_rules(kind: str) -> list:
 # --- what every rendering must hold --------------------------------------------------
 
 
+# The value sets that leave the user and groups to the platform (OpenShift's restricted-v2).
+PLATFORM_ASSIGNS_USER = ("openshift",)
+
+
 def common(name: str, docs: list[dict]) -> None:
     for doc in docs:
         kind, meta = doc["kind"], doc["metadata"]
-        if kind not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        # A PrometheusRule may live where Prometheus reads rules (prometheusRule.namespace).
+        if kind not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "PrometheusRule"):
             check(meta.get("namespace") == NAMESPACE, f"{name}: {kind} {meta['name']} is not in the release namespace")
     spec = deployment(docs)["spec"]["template"]["spec"]
     pod, ctr = spec["securityContext"], container(docs)["securityContext"]
+    user = None if name in PLATFORM_ASSIGNS_USER else 65532
     restricted = (
-        pod.get("runAsNonRoot") is True and pod.get("runAsUser") == 65532 and pod["seccompProfile"]["type"] == "RuntimeDefault"
+        pod.get("runAsNonRoot") is True and pod.get("runAsUser") == user and ctr.get("runAsUser") == user
+        and pod["seccompProfile"]["type"] == "RuntimeDefault"
         and ctr.get("allowPrivilegeEscalation") is False and ctr.get("readOnlyRootFilesystem") is True
         and ctr["capabilities"]["drop"] == ["ALL"]
     )
-    check(restricted, f"{name}: the pod is not `restricted` (non-root 65532, read-only root, no escalation, drop ALL, RuntimeDefault)")
+    check(restricted, f"{name}: the pod is not `restricted` (non-root {user or 'user left to the platform'}, read-only root, no escalation, drop ALL, RuntimeDefault)")
     probes = container(docs)
     health = next(a.split(":")[-1] for a in probes["args"] if a.startswith("--health-probe-bind-address="))
     check(probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": int(health)}, f"{name}: liveness probe is not /healthz on the health port")
@@ -211,10 +221,14 @@ def default(docs: list[dict]) -> None:
     check(deployment(docs)["spec"]["replicas"] == 2, "default: replicas is not 2")
     args = container(docs)["args"]
     check("--leader-elect" in args and f"--leader-election-namespace={NAMESPACE}" in args, "default: leader election is not on")
+    timings = ["--leader-election-lease-duration=15s", "--leader-election-renew-deadline=10s", "--leader-election-retry-period=2s"]
+    check(all(t in args for t in timings), f"default: the leader-election timings are not the operator's defaults {timings}")
+    check(deployment(docs)["spec"].get("revisionHistoryLimit") == 10 and "strategy" not in deployment(docs)["spec"], "default: revisionHistoryLimit is not 10, or a strategy is set")
+    check("annotations" not in deployment(docs)["metadata"], "default: the Deployment has annotations")
     check(not any(a.startswith("--watch-namespace") for a in args), "default: watches namespaces")
     check(not any(a.startswith("--watch-label-selector") for a in args), "default: watches a shard")
     check(len(find(docs, "PodDisruptionBudget")) == 1, "default: no PodDisruptionBudget")
-    check(not find(docs, "ServiceMonitor") and not find(docs, "NetworkPolicy"), "default: optional objects rendered")
+    check(not find(docs, "ServiceMonitor") and not find(docs, "NetworkPolicy") and not find(docs, "PrometheusRule"), "default: optional objects rendered")
     check(not deployment(docs)["spec"]["template"]["spec"].get("hostNetwork"), "default: hostNetwork")
     check(find(docs, "Service")[0]["spec"]["ports"][0]["targetPort"] == 8080, "default: the Service does not serve metrics")
     check([p["name"] for p in container(docs)["ports"]] == ["metrics", "health"], "default: the container does not declare its ports")
@@ -236,6 +250,27 @@ def everything(docs: list[dict]) -> None:
     tenancy = yaml.safe_load(find(docs, "ConfigMap")[0]["data"]["config.yaml"])["tenancy"]
     check([rule["namespaces"] for rule in tenancy] == [["payments", "payments-*"]], f"everything: tenancy {tenancy} is not the one given")
     check(len(find(docs, "ServiceMonitor")) == 1, "everything: no ServiceMonitor")
+    spec = deployment(docs)["spec"]
+    check(spec.get("strategy") == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}, f"everything: strategy {spec.get('strategy')}")
+    check(spec.get("revisionHistoryLimit") == 3, "everything: revisionHistoryLimit is not 3")
+    check(deployment(docs)["metadata"].get("annotations") == {"argocd.argoproj.io/sync-wave": "1"}, "everything: deploymentAnnotations not on the Deployment")
+    check("argocd.argoproj.io/sync-wave" not in spec["template"]["metadata"]["annotations"], "everything: deploymentAnnotations leaked onto the pods")
+    timings = ["--leader-election-lease-duration=30s", "--leader-election-renew-deadline=20s", "--leader-election-retry-period=5s"]
+    check(all(t in container(docs)["args"] for t in timings), "everything: the leader-election timings are not passed")
+    check(find(docs, "ServiceAccount")[0]["metadata"]["labels"].get("azure.workload.identity/use") == "true", "everything: serviceAccount.labels missing")
+    rules = find(docs, "PrometheusRule")
+    check(len(rules) == 1, "everything: no PrometheusRule")
+    if rules:
+        meta, group = rules[0]["metadata"], rules[0]["spec"]["groups"][0]
+        check(meta["namespace"] == "monitoring" and meta["labels"].get("release") == "prometheus", "everything: PrometheusRule not in prometheusRule.namespace with its labels")
+        check(meta.get("annotations") == {"owner": "release-engineering"}, "everything: PrometheusRule annotations")
+        alerts = {r["alert"]: r for r in group["rules"] if "alert" in r}
+        check("ImagePromoterSeveralLeaders" not in alerts and "ImagePromoterNoLeader" in alerts, f"everything: disabled alerts rendered: {sorted(alerts)}")
+        check(all(r["labels"].get("team") == "release-engineering" for r in alerts.values()), "everything: additionalLabels not on every alert")
+        check(alerts["ImagePromoterNoLeader"]["annotations"].get("runbook_url") == "https://runbooks.example.com/image-promoter#imagepromoternoleader", "everything: runbook_url")
+        check(alerts["ImagePromoterPromotionsStalled"]["for"] == "1h" and "> 0.25" in alerts["ImagePromoterRegistryThrottled"]["expr"], "everything: stalledFor or throttledRatio not used")
+        check(any(r.get("record") == "image_promoter:registry_requests:rate5m" for r in group["rules"]), "everything: additionalRules not appended")
+        check(all('job="promoter-metrics",namespace="image-promoter"' in r["expr"] for r in alerts.values()), "everything: an alert does not select the ServiceMonitor's job")
     args = container(docs)["args"]
     check("--watch-label-selector=sharding.fluxcd.io/key=shard1" in args and "--leader-election-id=promoter-leader" in args, "everything: the shard's selector or its Lease missing")
     policy = find(docs, "NetworkPolicy")
@@ -266,7 +301,16 @@ def testworld(docs: list[dict]) -> None:
     check(hosts == ["127.0.0.1:41001", "127.0.0.1:41002", "127.0.0.1:41003"], f"testworld: registries {hosts}")
 
 
-EXPECTATIONS = {"default": default, "watch-namespaces": watch_namespaces, "everything": everything, "testworld": testworld}
+def openshift(docs: list[dict]) -> None:
+    spec = deployment(docs)["spec"]
+    pod, ctr = spec["template"]["spec"]["securityContext"], container(docs)["securityContext"]
+    assigned = {k: v for k, v in {**pod, **ctr}.items() if k in ("runAsUser", "runAsGroup", "fsGroup")}
+    check(not assigned, f"openshift: the chart still sets {assigned}; restricted-v2 assigns them")
+    check(pod.get("runAsNonRoot") is True and ctr.get("runAsNonRoot") is True, "openshift: runAsNonRoot dropped with the user")
+    check(spec.get("strategy") == {"type": "Recreate"}, "openshift: strategy Recreate not used")
+
+
+EXPECTATIONS = {"default": default, "watch-namespaces": watch_namespaces, "everything": everything, "testworld": testworld, "openshift": openshift}
 
 
 # --- the checks ------------------------------------------------------------------------
@@ -337,6 +381,11 @@ def refusals(crd_schemas: Path) -> None:
         mutation(deployment(broken))
         result = kubeconform(yaml.safe_dump_all(broken), crd_schemas)
         check(result.returncode != 0 and field in result.stdout, f"kubeconform accepted a Deployment with a bad {field}:\n{result.stdout}")
+    alerting = objects(render([HERE / "values/everything.yaml"]))
+    for rule in find(alerting, "PrometheusRule"):
+        rule["spec"]["groups"][0]["rules"][0]["fors"] = "5m"
+    result = kubeconform(yaml.safe_dump_all(alerting), crd_schemas)
+    check(result.returncode != 0 and "fors" in result.stdout, f"kubeconform accepted a PrometheusRule with an unknown field:\n{result.stdout}")
     example = yaml.safe_load((ROOT / "examples/imagepromotion-by-digest.yaml").read_text())
     example["spec"]["targets"][0]["tagz"] = ["1"]
     result = kubeconform(yaml.safe_dump(example), crd_schemas)
@@ -371,10 +420,10 @@ def server_dry_run(sets: dict[str, Path]) -> None:
                 [tool("helm"), "template", RELEASE, str(CHART), "-n", namespace, "--kube-version", kube_version(), "-f", str(path), *extra]
             )
             check(result.returncode == 0, f"server: {name}: helm template failed: {result.stderr}")
-            docs = [d for d in objects(result.stdout) if d["kind"] != "ServiceMonitor"]
+            docs = [d for d in objects(result.stdout) if d["kind"] not in ("ServiceMonitor", "PrometheusRule")]
             applied = kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(docs))
             check(applied.returncode == 0, f"server: {name}: the API server refused the rendering:\n{applied.stderr}")
-            if name in ("default", "testworld"):
+            if name in ("default", "testworld", *PLATFORM_ASSIGNS_USER):
                 pod_admitted(name, namespace, docs)
             print(f"check_chart: server: {name}: {len(docs)} objects accepted by the API server (dry run)")
         # The Pod Security level is really enforced: without its RuntimeClass the
@@ -402,6 +451,43 @@ def pod_admitted(name: str, namespace: str, docs: list[dict]) -> None:
     check(admitted.returncode == 0, f"server: {name}: the operator's pod is not admitted in a `restricted` namespace:\n{admitted.stderr}")
 
 
+ALERTS_TEST = HERE / "alerts_test.yaml"
+
+
+def alerts(work: Path, sets: dict[str, Path]) -> None:
+    """The PrometheusRule's group through promtool: `check rules` on every rendering
+    that has one, and the unit tests of alerts_test.yaml on the default alerts (release
+    `promoter` in `image-promoter`, so they select job="promoter-image-promoter-metrics")."""
+    promtool = tool("promtool")
+    for name, path in sets.items():
+        for rule in find(objects(render([path])), "PrometheusRule"):
+            rules = work / f"rules-{name}.yaml"
+            rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+            checked = run([promtool, "check", "rules", str(rules)])
+            check(checked.returncode == 0, f"{name}: promtool check rules refused the PrometheusRule:\n{checked.stdout}{checked.stderr}")
+    docs = objects(render([HERE / "values/default.yaml"], ["--set", "prometheusRule.enabled=true", "--set", "serviceMonitor.enabled=true"]))
+    rule = find(docs, "PrometheusRule")
+    check(len(rule) == 1 and rule[0]["metadata"]["namespace"] == NAMESPACE, "alerts: prometheusRule.enabled renders no PrometheusRule in the release namespace")
+    if not rule:
+        return
+    (work / "alerts.yaml").write_text(yaml.safe_dump({"groups": rule[0]["spec"]["groups"]}))
+    tests = yaml.safe_load(ALERTS_TEST.read_text())
+    check(tests.get("rule_files") == ["alerts.yaml"], f"{ALERTS_TEST.name}: rule_files must be [alerts.yaml] (the group taken from the rendering)")
+    (work / ALERTS_TEST.name).write_text(ALERTS_TEST.read_text())
+    checked = run([promtool, "check", "rules", str(work / "alerts.yaml")])
+    check(checked.returncode == 0, f"alerts: promtool check rules:\n{checked.stdout}{checked.stderr}")
+    tested = run([promtool, "test", "rules", str(work / ALERTS_TEST.name)])
+    check(tested.returncode == 0, f"alerts: promtool test rules {ALERTS_TEST.name}:\n{tested.stdout}{tested.stderr}")
+    rendered = {r["alert"] for g in rule[0]["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    fired = {
+        alert["labels"]["alertname"] if "alertname" in alert.get("labels", {}) else case["alertname"]
+        for group in tests["tests"] for case in group.get("alert_rule_test", []) for alert in case.get("exp_alerts", [])
+    }
+    check(rendered <= fired, f"alerts: no test in {ALERTS_TEST.name} makes {sorted(rendered - fired)} fire")
+    check(fired <= rendered, f"alerts: {ALERTS_TEST.name} tests alerts the chart does not render: {sorted(fired - rendered)}")
+    print(f"check_chart: alerts: {len(rendered)} alerts pass promtool check rules; {tested.stdout.strip().splitlines()[-1] if tested.stdout.strip() else 'no output'}")
+
+
 def main() -> None:
     if not (KUBE_SCHEMAS / "deployment-apps-v1.json").exists():
         raise SystemExit(f"check_chart: no Kubernetes schemas in {KUBE_SCHEMAS}: run 'make tools'")
@@ -420,6 +506,7 @@ def main() -> None:
         switches(sets["default"])
         refusals(crd_schemas)
         examples(crd_schemas)
+        alerts(work, sets)
         if "--server" in sys.argv[1:]:
             server_dry_run(sets)
     if failures:

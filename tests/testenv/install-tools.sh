@@ -186,19 +186,38 @@ install_debian_tools() {
   done
 }
 
+# promtool: `promtool check rules` and `promtool test rules` on the chart's alerts
+# (make chart-check). Built without Prometheus's service discoveries (-tags
+# remove_all_sd drops the cloud SDKs; only the rule commands are used), cached per
+# version and tags like the other Go tools.
+promtool_spec=github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+promtool_tags=remove_all_sd
+install_promtool() {
+  local dir=$cache/tools/promtool-${promtool_spec##*@}-$promtool_tags
+  if [ ! -x "$dir/promtool" ]; then
+    say "building promtool ${promtool_spec##*@} (-tags $promtool_tags; cached afterwards)"
+    mkdir -p "$dir.tmp"
+    GOBIN=$dir.tmp go install -tags "$promtool_tags" "$promtool_spec"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  link "$dir/promtool" promtool
+}
+
 # kubeconform's schemas, made offline (tests/chart/kube_schemas.py) from the OpenAPI
 # document of the pinned Kubernetes release (api/openapi-spec/swagger.json in the
-# k8s.io/kubernetes module) and from the Prometheus Operator's ServiceMonitor CRD
-# (the chart's optional ServiceMonitor), both from the Go module proxy. Cached per
-# version and converter; our own CRDs are converted at check time (make chart-check).
+# k8s.io/kubernetes module) and from the Prometheus Operator's ServiceMonitor and
+# PrometheusRule CRDs (the chart's optional ServiceMonitor and alerts), both from the
+# Go module proxy. Cached per version, CRD list and converter; our own CRDs are
+# converted at check time (make chart-check).
 prometheus_operator_version=v0.85.0
+prometheus_operator_crds="servicemonitors prometheusrules"
 module_dir() {
   (cd "$here/go/kube" && go mod download -json "$1") | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])'
 }
 install_kube_schemas() {
   local kube_version=$1
   local key
-  key=$( (echo "$kube_version $prometheus_operator_version"; cat "$root/tests/chart/kube_schemas.py") | sha256sum | cut -c1-16)
+  key=$( (echo "$kube_version $prometheus_operator_version $prometheus_operator_crds"; cat "$root/tests/chart/kube_schemas.py") | sha256sum | cut -c1-16)
   local dir=$cache/kube-schemas/$kube_version-$key
   if [ ! -f "$dir/.complete" ]; then
     say "making kubeconform schemas for Kubernetes $kube_version (cached afterwards)"
@@ -207,8 +226,11 @@ install_kube_schemas() {
     prom_dir=$(module_dir "github.com/prometheus-operator/prometheus-operator@$prometheus_operator_version")
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     "$bin/python" "$root/tests/chart/kube_schemas.py" openapi "$kube_dir/api/openapi-spec/swagger.json" "$dir.tmp"
-    "$bin/python" "$root/tests/chart/kube_schemas.py" crds "$dir.tmp" \
-      "$prom_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+    local crd crd_files=()
+    for crd in $prometheus_operator_crds; do
+      crd_files+=("$prom_dir/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml")
+    done
+    "$bin/python" "$root/tests/chart/kube_schemas.py" crds "$dir.tmp" "${crd_files[@]}"
     touch "$dir.tmp/.complete"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
   fi
@@ -230,6 +252,7 @@ install_wrapped kube "$kube_ldflags" \
 for entry in "${go_tools[@]}"; do install_go_tool "${entry%%|*}" "${entry#*|}"; done
 install_helm v3.22.0
 install_cargo_tool cargo-cyclonedx 0.5.9
+install_promtool
 install_kube_schemas "$kube_version"
 
 # --- Argo CD (tests/gitops, `make env-up-argocd`) -------------------------------

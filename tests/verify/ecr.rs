@@ -310,6 +310,87 @@ async fn a_tag_excluded_from_immutability_can_move() {
     );
 }
 
+/// cosign's signature tags excluded from immutability (`sha256-*`): moto keeps
+/// the filter, the release tag passes with a Verified message saying why, a
+/// source named by digest passes too; a filter that could free release tags
+/// refuses the digest-only source, naming the filter.
+#[tokio::test]
+async fn signature_tags_excluded_from_immutability_are_accepted_and_said_so() {
+    let repo = Repository::create(
+        "verify/signatures",
+        ImageTagMutability::ImmutableWithExclusion,
+        &["sha256-*"],
+        true,
+    )
+    .await;
+    let release = repo.put("release", "1.0.0").await;
+    repo.scan(&release, "COMPLETE", basic(&[])).await;
+    let observed = repo.observe("1.0.0").await;
+    let settings = observed.repository.as_ref().unwrap();
+    assert_eq!(
+        (
+            &settings.tag_mutability,
+            settings.exclusion_filters.as_slice()
+        ),
+        (
+            &TagMutability::ImmutableWithExclusion,
+            &["sha256-*".to_string()][..]
+        )
+    );
+    let verdict = evaluate(
+        &policy(vec![]),
+        &VerificationFloor::default(),
+        &observed,
+        now(),
+    );
+    assert!(verdict.passed(), "{:?}", verdict.failures);
+    let message = verdict.condition().message;
+    assert!(
+        message.contains("IMMUTABLE_WITH_EXCLUSION")
+            && message.contains("(sha256-*) cover only cosign's signature tags"),
+        "{message}"
+    );
+    let by_digest = Observations {
+        source_tag: None,
+        ..observed.clone()
+    };
+    let verdict = evaluate(
+        &policy(vec![]),
+        &VerificationFloor::default(),
+        &by_digest,
+        now(),
+    );
+    assert!(verdict.passed(), "{:?}", verdict.failures);
+
+    let loose = Repository::create(
+        "verify/loose",
+        ImageTagMutability::ImmutableWithExclusion,
+        &["sha256-*", "latest"],
+        true,
+    )
+    .await;
+    let digest = loose.put("loose", "latest").await;
+    loose.scan(&digest, "COMPLETE", basic(&[])).await;
+    let observed = Observations {
+        source_tag: None,
+        ..loose.observe("latest").await
+    };
+    let verdict = evaluate(
+        &policy(vec![]),
+        &VerificationFloor::default(),
+        &observed,
+        now(),
+    );
+    assert_eq!(reasons(&verdict), [("TagMutable", RequiredBy::Object)]);
+    assert!(
+        verdict.failures[0]
+            .message
+            .contains("exclusion filter \"latest\" can free release tags"),
+        "{}",
+        verdict.failures[0].message
+    );
+}
+
 #[tokio::test]
 async fn critical_and_high_findings_refuse_until_ignored_and_again_after_expiry() {
     let repo =

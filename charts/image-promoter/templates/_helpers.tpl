@@ -83,6 +83,9 @@ app.kubernetes.io/part-of: image-promoter
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) -}}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without a Lease every replica would reconcile every object" -}}
 {{- end -}}
+{{- if and .Values.prometheusRule.enabled (not .Values.serviceMonitor.enabled) (not .Values.prometheusRule.selector) -}}
+{{- fail "prometheusRule.enabled needs serviceMonitor.enabled (its alerts select the ServiceMonitor's job), or prometheusRule.selector naming how your Prometheus scrapes the operator, e.g. job=\"image-promoter\"" -}}
+{{- end -}}
 {{- if and .Values.caBundle.configMapName .Values.caBundle.secretName -}}
 {{- fail "caBundle: set configMapName or secretName, not both" -}}
 {{- end -}}
