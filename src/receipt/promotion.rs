@@ -239,6 +239,7 @@ mod tests {
         let verdict = Verdict {
             failures: vec![],
             pending: vec![],
+            notes: vec![],
             evidence: VerificationEvidence {
                 signature: Some(SignatureEvidence {
                     key_id: "sha256:k".into(),
