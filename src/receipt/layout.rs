@@ -39,17 +39,9 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The media type of its config.
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
-/// DSSE v1 PAE: `DSSEv1 <len(type)> <type> <len(body)> <body>`.
-pub fn pre_authentication_encoding(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut pae = format!(
-        "DSSEv1 {} {payload_type} {} ",
-        payload_type.len(),
-        payload.len()
-    )
-    .into_bytes();
-    pae.extend_from_slice(payload);
-    pae
-}
+/// DSSE's pre-authentication encoding, what the signature covers (shared
+/// with the verification of cosign attestations).
+pub(crate) use crate::verify::cosign::pre_authentication_encoding;
 
 /// The DSSE envelope of `payload` with its `signature` (DER, over the PAE).
 pub fn envelope(payload: &[u8], signature: &[u8]) -> Vec<u8> {
@@ -182,14 +174,6 @@ pub fn receipt_layers(manifest: &[u8], hint: &str) -> Vec<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pae_is_the_dsse_v1_encoding() {
-        assert_eq!(
-            pre_authentication_encoding("http://example.com/HelloWorld", b"hello world"),
-            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
-        );
-    }
 
     #[test]
     fn an_envelope_opens_to_what_was_sealed() {

@@ -205,7 +205,7 @@ fn signed_digest_check(key: &PublicKey, digest: &str, signed: String) -> Check {
 }
 
 /// DSSE v1 PAE: `DSSEv1 <len(type)> <type> <len(body)> <body>`.
-fn pre_authentication_encoding(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn pre_authentication_encoding(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut pae = format!(
         "DSSEv1 {} {payload_type} {} ",
         payload_type.len(),

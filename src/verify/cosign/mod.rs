@@ -19,6 +19,7 @@
 //! certificate, chain and Rekor bundle annotations of a simple-signing layer.
 
 mod envelope;
+pub(crate) use envelope::pre_authentication_encoding;
 mod fetch;
 mod key;
 pub mod layout;
