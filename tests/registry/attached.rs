@@ -295,6 +295,82 @@ async fn signatures_added_at_the_target_survive_a_later_copy() {
 }
 
 #[tokio::test]
+async fn attestations_added_at_the_target_survive_a_later_copy() {
+    let env = TestEnv::load();
+    let keys = Keys::new(&env, &["builder", "promoter"]);
+    const KIND: &str = "https://example.com/attestation/v1";
+    std::fs::write(keys.dir.join("predicate.json"), r#"{"built": true}"#).unwrap();
+    let attest = |key: &str, image: &str| {
+        let key = format!("{key}.key");
+        keys.run(&[
+            "attest",
+            "--key",
+            &key,
+            "--type",
+            KIND,
+            "--predicate",
+            "predicate.json",
+            "--tlog-upload=false",
+            "--yes",
+            image,
+        ]);
+    };
+    let attested = |key: &str, image: &str| {
+        let key = format!("{key}.pub");
+        keys.cosign(&[
+            "verify-attestation",
+            "--key",
+            &key,
+            "--type",
+            KIND,
+            "--insecure-ignore-tlog=true",
+            image,
+        ])
+        .status
+        .success()
+    };
+
+    let seeded = fixtures::single(&env, "attested", "v1", &[20_000]).await;
+    let quay_host = env.get("PROMOTER_TEST_QUAY_REGISTRY");
+    let ecr_host = env.get("PROMOTER_TEST_ECR_REGISTRY");
+    let at_source = format!("{quay_host}/{}@{}", seeded.repository, seeded.digest);
+    let name = unique_name("attested/receipt");
+    let at_target = format!("{ecr_host}/{name}@{}", seeded.digest);
+    let source =
+        ImageReference::parse_image(&format!("{quay_host}/{}:v1", seeded.repository)).unwrap();
+    let engine = engine(&env).await;
+    let options = CopyOptions {
+        referrers: true,
+        ..CopyOptions::default()
+    };
+    let copy = || async {
+        let report = engine
+            .copy(&source, &[target(ecr_host, &name, "v1")], &options)
+            .await
+            .unwrap();
+        assert!(report.succeeded(), "{:?}", report.targets[0].error);
+        assert!(report.targets[0].referrers_copied >= 1);
+        report.targets[0].manifests_written
+    };
+
+    attest("builder", &at_source);
+    copy().await;
+    assert!(attested("builder", &at_target));
+
+    // The operator attaches its promotion receipt at the target.
+    attest("promoter", &at_target);
+    assert!(attested("promoter", &at_target));
+    // A later copy (a tag added to the object) keeps it beside the source's.
+    copy().await;
+    assert!(attested("builder", &at_target), "the source's attestation");
+    assert!(
+        attested("promoter", &at_target),
+        "the receipt written at the target"
+    );
+    assert_eq!(copy().await, 0, "nothing written once merged");
+}
+
+#[tokio::test]
 async fn a_platform_subset_carries_its_platforms_signatures_and_says_the_index_signature_stayed() {
     let env = TestEnv::load();
     let keys = Keys::new(&env, &["cosign"]);

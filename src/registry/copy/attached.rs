@@ -2,14 +2,15 @@
 //!
 //! - cosign's tag scheme: `sha256-<hex>.sig` (signatures), `.att` (attestations) and
 //!   `.sbom` (SBOMs) next to the image, each an ordinary image manifest. These tags are
-//!   appended to by cosign, so at the target they float; a signature tag holding
-//!   signatures the source lacks keeps them ([`signature_tag`]).
+//!   appended to by cosign, so at the target they float; a signature or attestation
+//!   tag holding layers the source lacks (another key's signature, the operator's
+//!   promotion receipt) keeps them ([`signature_tag`]).
 //! - OCI 1.1 referrers (SBOMs, attestations, newer cosign signatures): found with the
 //!   referrers API, or with the tag-schema fallback (`sha256-<hex>` naming an index of
 //!   referrers) where a registry has no API. Each referrer is copied by digest; a target
 //!   without the referrers API gets its fallback index merged (existing entries kept).
 
-use super::report::{CopyReport, TargetFailure};
+use super::report::{CopyReport, TargetFailure, TargetReport};
 use super::signature_tag::{self, SignatureTag};
 use super::{CopyOptions, Engine, Target};
 use crate::registry::client::{FetchedManifest, RegistryClient};
@@ -22,6 +23,9 @@ use bytes::Bytes;
 /// cosign's tag suffixes, by what they hold.
 const SIGNATURE_SUFFIX: &str = "sig";
 const ATTACHMENT_SUFFIXES: [&str; 2] = ["att", "sbom"];
+/// The cosign tags whose layers accumulate (signatures, attestations): merged
+/// with what a target already holds instead of copied over it.
+const MERGED_SUFFIXES: [&str; 2] = [SIGNATURE_SUFFIX, "att"];
 
 /// The tag the referrers tag-schema fallback uses for `digest`.
 pub fn fallback_tag(digest: &Digest) -> String {
@@ -174,7 +178,10 @@ impl Engine {
                     Ok(None) => continue,
                     Err(error) => return fail_all(report, targets, &error),
                 }
-                if *suffix == SIGNATURE_SUFFIX {
+                // Signatures and attestations are layers of one manifest under
+                // one tag: a target's own (another key's signature, the
+                // operator's promotion receipt) are kept, never copied over.
+                if MERGED_SUFFIXES.contains(suffix) {
                     self.copy_signature_tag(source_client, source, &tag, targets, &inner, report)
                         .await;
                     continue;
@@ -189,7 +196,7 @@ impl Engine {
                     })
                     .collect();
                 let copied = Box::pin(self.copy(&source.tagged(&tag), &attached, &inner)).await;
-                merge(report, &live, copied, |t| t.referrers_copied += 1);
+                merge(report, &live, copied, counted(&tag));
             }
             if options.referrers {
                 self.copy_referrers(source_client, source, digest, targets, &inner, report)
@@ -212,6 +219,7 @@ impl Engine {
         inner: &CopyOptions,
         report: &mut CopyReport,
     ) {
+        let counted = counted(tag);
         let signed = match source_client.get_manifest(&source.name, tag).await {
             Ok(manifest) => manifest,
             Err(error) => return fail_all(report, targets, &error),
@@ -220,7 +228,7 @@ impl Engine {
         for (index, target) in live_targets(report, targets) {
             match self.signature_tag(target, tag, &signed).await {
                 Ok(Some(decision)) => planned.push((index, target, decision)),
-                Ok(None) => report.targets[index].signatures_copied += 1,
+                Ok(None) => counted(&mut report.targets[index]),
                 Err(error) => report.targets[index].error = Some(TargetFailure::from_error(&error)),
             }
         }
@@ -248,7 +256,7 @@ impl Engine {
         };
         let live: Vec<(usize, &Target)> = planned.iter().map(|(i, t, _)| (*i, *t)).collect();
         let copied = Box::pin(self.copy(&pinned, &copies, inner)).await;
-        merge(report, &live, copied, |t| t.signatures_copied += 1);
+        merge(report, &live, copied, counted);
         for (index, target, decision) in planned {
             let SignatureTag::Merged(bytes) = decision else {
                 continue;
@@ -374,12 +382,22 @@ fn fail_all(report: &mut CopyReport, targets: &[Target], error: &RegistryError) 
     }
 }
 
+/// What a copy of the cosign tag `tag` counts at a target: a signature
+/// (`.sig`) or an attached artifact.
+fn counted(tag: &str) -> fn(&mut TargetReport) {
+    if tag.ends_with(&format!(".{SIGNATURE_SUFFIX}")) {
+        |t| t.signatures_copied += 1
+    } else {
+        |t| t.referrers_copied += 1
+    }
+}
+
 /// Folds the report of an attached copy into the image's report.
 fn merge(
     report: &mut CopyReport,
     live: &[(usize, &Target)],
     copied: Result<CopyReport, super::CopyError>,
-    count: impl Fn(&mut super::report::TargetReport),
+    count: impl Fn(&mut TargetReport),
 ) {
     match copied {
         Ok(sub) => {
