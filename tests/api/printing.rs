@@ -19,19 +19,36 @@ use crate::fixtures;
 /// The header and the rows of a kubectl table; kubectl pads columns with at
 /// least three spaces, and no cell here contains two in a row.
 fn table(output: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    // kubectl starts each cell where its column's header starts; slicing at
+    // those offsets keeps an empty cell (COMPLIANT before a first check) empty.
     let separator = Regex::new(r" {2,}").unwrap();
     let mut lines = output.lines().filter(|l| !l.trim().is_empty());
+    let header_line = lines
+        .next()
+        .unwrap_or_else(|| panic!("no header in {output:?}"));
+    let header: Vec<String> = separator
+        .split(header_line.trim_end())
+        .map(str::to_string)
+        .collect();
+    let mut starts = vec![0];
+    for found in separator.find_iter(header_line.trim_end()) {
+        starts.push(header_line[..found.end()].chars().count());
+    }
     let split = |line: &str| {
-        separator
-            .split(line.trim_end())
-            .map(str::to_string)
+        let chars: Vec<char> = line.chars().collect();
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| {
+                let end = starts.get(i + 1).copied().unwrap_or(chars.len());
+                chars[start.min(chars.len())..end.min(chars.len())]
+                    .iter()
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            })
             .collect::<Vec<_>>()
     };
-    let header = split(
-        lines
-            .next()
-            .unwrap_or_else(|| panic!("no header in {output:?}")),
-    );
     (header, lines.map(split).collect())
 }
 
@@ -321,15 +338,18 @@ async fn the_default_views_fit_a_120_column_terminal_with_realistic_rows() {
     let output = cluster.kubectl(&["get", "promotions", "-n", ns]);
     assert_fits(&output, 120);
     let (header, rows) = table(&output);
-    assert_eq!(header, ["NAME", "TARGETS", "READY", "STATUS", "AGE"]);
+    assert_eq!(
+        header,
+        ["NAME", "TARGETS", "READY", "COMPLIANT", "STATUS", "AGE"]
+    );
     assert_eq!(rows.len(), 4, "{output}");
     let failed = rows
         .iter()
         .find(|r| r[0] == "payments-gateway-2-14-0-rc-3")
         .unwrap();
-    assert_eq!(failed[3], "RepositoryNotFound: 0 of 2 targets promoted…");
+    assert_eq!(failed[4], "RepositoryNotFound: 0 of 2 targets promoted…");
     for row in &rows {
-        assert!(row[3].chars().count() <= SUMMARY_LENGTH, "{row:?}");
+        assert!(row[4].chars().count() <= SUMMARY_LENGTH, "{row:?}");
     }
     // The digest is still one flag away.
     let wide = cluster.kubectl(&["get", "promotions", "-n", ns, "-o", "wide"]);
