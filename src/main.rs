@@ -11,12 +11,6 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use image_promoter::cli::run::LogFormat;
 
-/// mimalloc, not glibc's allocator: with glibc's per-thread arenas a
-/// long-running operator kept memory it had freed (its RSS grew by 45 % over
-/// a 10-minute soak that ended with the objects it began with).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Promote container images from internal Amazon ECR to public registries.
 #[derive(Debug, Parser)]
 #[command(name = "image-promoter", version, about)]
