@@ -1336,9 +1336,15 @@ def start_argocd(world: World, kubeconfig: str) -> dict[str, str]:
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "--field-manager=testenv", "-f", str(crds / crd))
 
     def established() -> bool:
-        out = kubectl(kubeconfig, "get", "crd", "applications.argoproj.io", "appprojects.argoproj.io", "-o",
-                      'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Established")].status}{" "}{end}')
-        return out.split() == ["True", "True"]
+        # Read as JSON: a jsonpath filter fails outright on a CRD the apiserver
+        # has not given conditions yet (the moment after the apply).
+        out = kubectl(kubeconfig, "get", "crd", "applications.argoproj.io", "appprojects.argoproj.io", "-o", "json")
+        items = json.loads(out).get("items", [])
+        return len(items) == 2 and all(
+            any(c.get("type") == "Established" and c.get("status") == "True"
+                for c in (item.get("status") or {}).get("conditions") or [])
+            for item in items
+        )
 
     wait_until("Argo CD's CRDs Established", established)
     kubectl(
