@@ -201,11 +201,6 @@ impl SecretReader {
         self.changes.fetch_add(1, Ordering::SeqCst);
         kept.remove(&(namespace.to_string(), name.to_string()));
     }
-
-    /// How many Secrets are kept.
-    pub fn kept(&self) -> usize {
-        self.kept.lock().expect("lock never poisoned").len()
-    }
 }
 
 async fn get(client: &kube::Client, namespace: &str, name: &str) -> Result<Secret, SecretError> {

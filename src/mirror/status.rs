@@ -122,12 +122,11 @@ fn failures(decisions: &[Decision]) -> Vec<TagFailure> {
         .collect()
 }
 
-/// Whether a sync that ran left the mirror stalled: not ready, nothing
-/// pending, and only tags that failed, fail verification or drifted at a
-/// target (the operator never overwrites them) in the way.
-fn settled_problem(ready: bool, reason: &str, tags: &TagCounts) -> bool {
-    !ready
-        && tags.pending == 0
+/// Whether a sync that ran left the mirror stalled: nothing pending, and
+/// Ready False for tags that failed, fail verification or drifted at a
+/// target (the operator never overwrites them).
+fn settled_problem(reason: &str, tags: &TagCounts) -> bool {
+    tags.pending == 0
         && [
             reasons::TAGS_FAILED,
             reasons::VERIFICATION_FAILED,
@@ -214,7 +213,7 @@ pub fn synced_status(
     } else {
         remove_condition(&mut status.conditions, RECONCILING);
     }
-    if settled_problem(ready, reason, &tags) {
+    if settled_problem(reason, &tags) {
         // Nothing left to copy, and what is wrong the next sync will not fix
         // by itself: kstatus (Flux) says Failed, as Argo CD says Degraded.
         set_condition(
