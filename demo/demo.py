@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -411,11 +412,11 @@ class Demo:
                            "reason=VulnerabilitiesFound", "-o",
                            "custom-columns=OBJECT:.regarding.name,TYPE:.type,REASON:.reason,ACTION:.action"), end="")
         say("image-promoter report -n demo --in-sync-for 0s (the migration view)")
-        binary = ROOT / "target" / "debug" / "image-promoter"
-        if binary.exists():
-            print(self.seed.run(str(binary), "report", "-n", NAMESPACE, "--in-sync-for", "0s"), end="")
-        else:
-            print(f"(build the CLI with `cargo build` to see it: {binary} is missing)")
+        # The CLI is the release binary `make demo` built for the image (where cargo put it).
+        binary = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release" / "image-promoter"
+        if not binary.exists():
+            raise Failure(f"{binary} is missing: `make demo` builds it (make release-binary)")
+        print(self.seed.run(str(binary), "report", "-n", NAMESPACE, "--in-sync-for", "0s"), end="")
 
 
 def main() -> int:

@@ -18,8 +18,9 @@ starts a world without the node, for a second world on the same machine (one mac
 runs one node); the node's tests then fail, as they must, for want of it. It writes
 `target/testenv/env` (`export KEY=VALUE` lines for tests and shells) and a docker
 `config.json` with every registry's credentials. `PROMOTER_TESTENV_ARGOCD=1` (`make
-env-up-argocd`) adds Argo CD and its Redis (see "Argo CD" below). `private FOLDER up|down|stop NAME`
-runs a private control plane beside it (see "a private control plane" below). `down` stops everything and
+env-up-argocd`) adds Argo CD and its Redis (see "Argo CD" below); a later `up` keeps it.
+`private FOLDER up|down|stop NAME` runs a private control plane beside it (see "a private control
+plane" below; with its own Argo CD only when `PROMOTER_TESTENV_PRIVATE_ARGOCD=1`). `down` stops everything and
 checks that nothing is left behind: no process, mount, network namespace,
 container or pod cgroup.
 
@@ -1280,8 +1281,18 @@ ARGOCD_NAMESPACE = "argocd"
 ARGOCD_COMPONENTS = ["argocd-garbage-collector", "argocd-redis", "argocd-repo-server", "argocd-application-controller", "argocd-server"]
 
 
-def argocd_wanted() -> bool:
-    return os.environ.get("PROMOTER_TESTENV_ARGOCD", "0") == "1"
+def argocd_wanted(world: World) -> bool:
+    """Argo CD when asked for, or when this world already runs it: `up` keeps what runs
+    (`make demo ARGOCD=1` brings the world up with Argo CD, then `make image` runs `up`
+    again without the variable)."""
+    return os.environ.get("PROMOTER_TESTENV_ARGOCD", "0") == "1" or world.running("argocd-server")
+
+
+def private_argocd_wanted() -> bool:
+    """A private control plane gets its own Argo CD only when asked for by name: CI exports
+    PROMOTER_TESTENV_ARGOCD=1 for the shared world, and the soak's and the benchmark's
+    private control planes must not carry an application controller watching them."""
+    return os.environ.get("PROMOTER_TESTENV_PRIVATE_ARGOCD", "0") == "1"
 
 
 def argocd_crds() -> Path:
@@ -1541,7 +1552,7 @@ def up() -> None:
         "PROMOTER_TEST_APISERVER_PORT": str(world.port("kube-apiserver")),
         "PROMOTER_TEST_BUSYBOX_IMAGE": busybox,
     }
-    if argocd_wanted():
+    if argocd_wanted(world):
         env |= start_argocd(world, kubeconfig)
     if with_node:
         env |= {
@@ -1706,7 +1717,7 @@ def private_up(folder: Path) -> None:
         "PROMOTER_TEST_AUDIT_LOG": str(audit_log),
         "PROMOTER_TEST_PRIVATE_WORLD": str(STATE),
     }
-    if argocd_wanted():
+    if private_argocd_wanted():
         env |= start_argocd(world, kubeconfig)
     lines = ["# A private control plane of the image-promoter test world; written by `testenv.py private`."]
     lines += [f"export {key}={value}" for key, value in env.items() if key != "PATH"]
