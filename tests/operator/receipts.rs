@@ -1,7 +1,8 @@
 //! Promotion receipts: with `--attestation-key k8s://…` (a Secret the real
 //! `cosign generate-key-pair k8s://…` wrote), every promoted target gets a
-//! signed SLSA verification summary in cosign's `.att` layout. The real
-//! `cosign verify-attestation` accepts it and decodes the predicate; a
+//! signed SLSA verification summary in cosign's `.att` layout and as a
+//! Sigstore bundle referrer. The real `cosign verify-attestation` (and with
+//! `--new-bundle-format`) accepts it and decodes the predicate; a
 //! tampered receipt is refused by cosign; resyncs, drift checks and a
 //! restarted operator write no second receipt.
 
@@ -19,6 +20,7 @@ use crate::support::{TestEnv, unique_name};
 use crate::world::{GOOD, Key, World, promotion, quay_target, signed_kms_policy};
 
 const VSA: &str = "https://slsa.dev/verification_summary/v1";
+const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
     Command::new(env.tool("cosign"))
@@ -57,6 +59,53 @@ fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) ->
             reference,
         ],
     )
+}
+
+/// `cosign verify-attestation --new-bundle-format --type <VSA>` of
+/// `reference` with `key`: the receipt as a Sigstore bundle referrer. No log
+/// entry (`--insecure-ignore-tlog`); cosign wants a trusted root with the new
+/// format, an empty one does (nothing in it is used with a key).
+fn verify_bundle_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+    let root = dir.join("empty_trusted_root.json");
+    std::fs::write(
+        &root,
+        r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#,
+    )
+    .unwrap();
+    cosign(
+        env,
+        dir,
+        &[
+            "verify-attestation",
+            "--new-bundle-format",
+            "--trusted-root",
+            root.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--type",
+            VSA,
+            "--insecure-ignore-tlog=true",
+            reference,
+        ],
+    )
+}
+
+/// The bundle referrers the referrers fallback index of `digest` lists in
+/// Quay's `repository` (the test world's registries have no referrers API).
+async fn bundle_referrers(world: &World, repository: &str, digest: &str) -> Vec<String> {
+    let index = world
+        .quay
+        .get_manifest(repository, &digest.replace(':', "-"))
+        .await
+        .unwrap();
+    let index: Value = serde_json::from_slice(&index.0).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == BUNDLE)
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The statements of `cosign verify-attestation`'s output (one DSSE envelope per line).
@@ -258,7 +307,27 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
             !refused.status.success(),
             "another key verified the receipt"
         );
+
+        // The same receipt as a Sigstore bundle referrer: cosign's new format verifies it.
+        let bundled = verify_bundle_attestation(&cluster.env, &dir, &public_key, &reference);
+        assert!(bundled.status.success(), "{target}: {}", text(&bundled));
+        let found = statements(&bundled);
+        assert_eq!(found.len(), 1, "one bundle receipt at {target}: {found:?}");
+        assert_eq!(found[0]["predicate"]["policy"]["uid"], uid.as_str());
+        assert_eq!(found[0]["predicate"]["resourceUri"], reference);
+        let refused = verify_bundle_attestation(&cluster.env, &dir, &other, &reference);
+        assert!(
+            !refused.status.success(),
+            "another key verified the bundle receipt"
+        );
     }
+    let bundles_a = bundle_referrers(&world, &quay_a_name, &source.digest).await;
+    let bundles_b = bundle_referrers(&world, &quay_b_name, &source.digest).await;
+    assert_eq!(
+        (bundles_a.len(), bundles_b.len()),
+        (1, 1),
+        "one bundle referrer per target"
+    );
 
     // Resyncs and drift checks (every 2 s) write nothing.
     let att_tag = format!("{}.att", source.digest.replace(':', "-"));
@@ -333,6 +402,11 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
             .await
             .unwrap(),
         att_a
+    );
+    assert_eq!(
+        bundle_referrers(&world, &quay_a_name, &source.digest).await,
+        bundles_a,
+        "no second bundle referrer after a restart"
     );
 
     // A receipt altered at the registry is refused by cosign.
