@@ -44,50 +44,53 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// `cosign verify-attestation --type <VSA>` of `reference` with `key`.
-fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
-    cosign(
-        env,
-        dir,
-        &[
-            "verify-attestation",
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            VSA,
-            "--insecure-ignore-tlog=true",
-            reference,
-        ],
-    )
-}
-
-/// `cosign verify-attestation --new-bundle-format --type <VSA>` of
-/// `reference` with `key`: the receipt as a Sigstore bundle referrer. No log
-/// entry (`--insecure-ignore-tlog`); cosign wants a trusted root with the new
-/// format, an empty one does (nothing in it is used with a key).
-fn verify_bundle_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+/// An empty trusted root in `dir`: cosign 2.6 wants one (or a TUF
+/// download) as soon as an image has a Sigstore bundle referrer, and a key
+/// without log entry uses nothing in it.
+fn empty_trusted_root(dir: &Path) -> String {
     let root = dir.join("empty_trusted_root.json");
     std::fs::write(
         &root,
         r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#,
     )
     .unwrap();
-    cosign(
-        env,
-        dir,
-        &[
-            "verify-attestation",
-            "--new-bundle-format",
-            "--trusted-root",
-            root.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            VSA,
-            "--insecure-ignore-tlog=true",
-            reference,
-        ],
-    )
+    root.to_str().unwrap().to_string()
+}
+
+/// `cosign verify-attestation --type <VSA>` of `reference` with `key`, no
+/// log entry (`--insecure-ignore-tlog`), and `extra` arguments. cosign 2.6
+/// reads the Sigstore bundle referrer where there is one, else the `.att` tag.
+fn verify_attestation_with(
+    env: &TestEnv,
+    dir: &Path,
+    key: &Path,
+    reference: &str,
+    extra: &[&str],
+) -> Output {
+    let root = empty_trusted_root(dir);
+    let mut args = vec![
+        "verify-attestation",
+        "--trusted-root",
+        &root,
+        "--key",
+        key.to_str().unwrap(),
+        "--type",
+        VSA,
+        "--insecure-ignore-tlog=true",
+    ];
+    args.extend_from_slice(extra);
+    args.push(reference);
+    cosign(env, dir, &args)
+}
+
+/// `cosign verify-attestation --type <VSA>` of `reference` with `key`.
+fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+    verify_attestation_with(env, dir, key, reference, &[])
+}
+
+/// The same with `--new-bundle-format`: only the Sigstore bundle referrer counts.
+fn verify_bundle_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+    verify_attestation_with(env, dir, key, reference, &["--new-bundle-format"])
 }
 
 /// The bundle referrers the referrers fallback index of `digest` lists in
@@ -277,20 +280,12 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
                 ),
             )
             .unwrap();
-            let checked = cosign(
+            let checked = verify_attestation_with(
                 &cluster.env,
                 &dir,
-                &[
-                    "verify-attestation",
-                    "--key",
-                    public_key.to_str().unwrap(),
-                    "--type",
-                    VSA,
-                    "--insecure-ignore-tlog=true",
-                    "--policy",
-                    policy.to_str().unwrap(),
-                    &reference,
-                ],
+                &public_key,
+                &reference,
+                &["--policy", policy.to_str().unwrap()],
             );
             assert_eq!(
                 checked.status.success(),
@@ -452,14 +447,79 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
         )
         .await
         .unwrap();
+    // cosign 2.6 reads the bundle referrer where there is one: alter it the same way.
+    let referrer = world
+        .quay
+        .get_manifest(&quay_a_name, &bundles_a[0])
+        .await
+        .unwrap();
+    let mut referrer: Value = serde_json::from_slice(&referrer.0).unwrap();
+    let bundle_digest = referrer["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundle = world
+        .quay
+        .pull_blob(&quay_a_name, &bundle_digest)
+        .await
+        .unwrap();
+    let mut bundle: Value = serde_json::from_slice(&bundle).unwrap();
+    bundle["dsseEnvelope"]["payload"] = envelope["payload"].clone();
+    let tampered = serde_json::to_vec(&bundle).unwrap();
+    referrer["layers"][0]["digest"] =
+        json!(world.quay.push_blob(&quay_a_name, &tampered).await.unwrap());
+    referrer["layers"][0]["size"] = json!(tampered.len());
+    let referrer = serde_json::to_vec(&referrer).unwrap();
+    let referrer_digest = format!("sha256:{}", sha256_hex(&referrer));
+    world
+        .quay
+        .put_manifest(
+            &quay_a_name,
+            &referrer_digest,
+            "application/vnd.oci.image.manifest.v1+json",
+            &referrer,
+        )
+        .await
+        .unwrap();
+    let fallback = source.digest.replace(':', "-");
+    let index = world
+        .quay
+        .get_manifest(&quay_a_name, &fallback)
+        .await
+        .unwrap();
+    let mut index: Value = serde_json::from_slice(&index.0).unwrap();
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        if entry["digest"] == bundles_a[0].as_str() {
+            entry["digest"] = json!(referrer_digest);
+            entry["size"] = json!(referrer.len());
+        }
+    }
+    let index = serde_json::to_vec(&index).unwrap();
+    world
+        .quay
+        .put_manifest(
+            &quay_a_name,
+            &fallback,
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
+        .await
+        .unwrap();
     let reference = format!("{quay_a}@{}", source.digest);
-    let refused = verify_attestation(&cluster.env, &dir, &public_key, &reference);
-    assert!(
-        !refused.status.success(),
-        "cosign accepted a tampered receipt: {}",
-        text(&refused)
-    );
+    for verify in [verify_attestation, verify_bundle_attestation] {
+        let refused = verify(&cluster.env, &dir, &public_key, &reference);
+        assert!(
+            !refused.status.success() && text(&refused).contains("failed to verify signature"),
+            "cosign accepted a tampered receipt, or refused it for another reason: {}",
+            text(&refused)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `awskms:///alias/…`: moto's KMS signs with an ECC_NIST_P256 key (through the
