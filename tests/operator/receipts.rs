@@ -323,6 +323,20 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
         (1, 1),
         "one bundle referrer per target"
     );
+    // Its subject is the promoted manifest, with its size.
+    let image = world
+        .quay
+        .get_manifest(&quay_a_name, &source.digest)
+        .await
+        .unwrap();
+    let referrer = world
+        .quay
+        .get_manifest(&quay_a_name, &bundles_a[0])
+        .await
+        .unwrap();
+    let referrer: Value = serde_json::from_slice(&referrer.0).unwrap();
+    assert_eq!(referrer["subject"]["digest"], source.digest.as_str());
+    assert_eq!(referrer["subject"]["size"], image.0.len());
 
     // Resyncs and drift checks (every 2 s) write nothing.
     let att_tag = format!("{}.att", source.digest.replace(':', "-"));
