@@ -13,8 +13,10 @@
 //! canonical JSON of `{body, integratedTime, logID, logIndex}` (keys sorted,
 //! no whitespace). The log is found in the trusted root by its id; the key
 //! must have been valid at the integrated time. The entry's body must then
-//! record the very signature, certificate and payload being checked —
-//! otherwise a genuine entry of another signature could be replayed.
+//! record the very signature, certificate and payload being checked (a
+//! `hashedrekord` of the signed bytes, or for a DSSE envelope a `dsse` entry
+//! of its payload) — otherwise a genuine entry of another signature could be
+//! replayed.
 
 use aws_lc_rs::digest::{SHA256, digest};
 use k8s_openapi::jiff::Timestamp;
@@ -324,6 +326,53 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(problem), "{err}");
+        }
+    }
+
+    /// The `dsse` entry of a keyless bundle (tests/fixtures/keyless,
+    /// sigstore.py make-fixtures) records its envelope's payload, signature
+    /// and certificate, and nothing else.
+    #[test]
+    fn a_dsse_entry_records_the_envelope_payload_signature_and_certificate() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keyless");
+        let bytes = std::fs::read(format!("{dir}/leaf.sigstore.json")).unwrap();
+        let bundle = crate::verify::bundle::parse(&bytes).unwrap();
+        let entry = bundle.tlog_entries[0].log_entry().unwrap();
+        let envelope = crate::verify::bundle::envelope(&bundle).unwrap();
+        let (certificate, _) = bundle.material.certificates().unwrap();
+        let signature = &envelope.signatures[0];
+        let payload = Some(envelope.payload.as_slice());
+        assert_eq!(
+            entry.records(b"pae", payload, signature, certificate),
+            Ok(())
+        );
+        let cases = [
+            (
+                Some(&b"other"[..]),
+                signature.as_slice(),
+                certificate,
+                "another payload",
+            ),
+            (payload, &b"other"[..], certificate, "another signature"),
+            (
+                payload,
+                signature.as_slice(),
+                &b"other"[..],
+                "another certificate",
+            ),
+            (
+                None,
+                signature.as_slice(),
+                certificate,
+                "a \"dsse\" entry, not the hashedrekord",
+            ),
+        ];
+        for (payload, signature, certificate, problem) in cases {
+            let err = entry
+                .records(b"pae", payload, signature, certificate)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(problem), "{err} lacks {problem}");
         }
     }
 
