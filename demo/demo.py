@@ -342,6 +342,10 @@ class Demo:
         encoded = self.kubectl("get", "secret", "receipt-key", "-n", NAMESPACE, "-o", "jsonpath={.data.cosign\\.pub}")
         public_key.write_bytes(base64.b64decode(encoded))
         print(f"{public_key.name}: cosign.pub of {RECEIPT_KEY}")
+        # cosign reads the receipt's Sigstore bundle referrer and wants a trusted
+        # root for that format; offline, an empty one (a key uses nothing in it).
+        empty_root = STATE / "empty_trusted_root.json"
+        empty_root.write_text('{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}')
         for obj in self.objects():
             if obj["kind"] != "ImagePromotion":
                 continue
@@ -350,10 +354,11 @@ class Demo:
                     continue
                 repository = next(t["repository"] for t in obj["spec"]["targets"] if t["name"] == target["name"])
                 reference = f"{repository}@{target['digest']}"
-                print(f"$ cosign verify-attestation --key {public_key.name} --type {VSA} --insecure-ignore-tlog=true {reference}")
+                print(f"$ cosign verify-attestation --trusted-root {empty_root.name} --key {public_key.name} "
+                      f"--type {VSA} --insecure-ignore-tlog=true {reference}")
                 out = self.seed.run(
-                    "cosign", "verify-attestation", "--key", str(public_key), "--type", VSA,
-                    "--insecure-ignore-tlog=true", reference,
+                    "cosign", "verify-attestation", "--trusted-root", str(empty_root),
+                    "--key", str(public_key), "--type", VSA, "--insecure-ignore-tlog=true", reference,
                     extra_env={"SIGSTORE_NO_CACHE": "true", "TUF_ROOT": str(STATE / "tuf")},
                 )
                 for line in out.splitlines():

@@ -283,6 +283,27 @@ impl SigningKey {
         }
     }
 
+    /// The public key, DER SubjectPublicKeyInfo.
+    pub fn public_der(&self) -> Vec<u8> {
+        match self {
+            Self::Local(pair) => {
+                use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+                let der: PublicKeyX509Der<'_> =
+                    pair.public_key().as_der().expect("a P-256 key encodes");
+                der.as_ref().to_vec()
+            }
+            Self::Kms { public, .. } => public.clone(),
+        }
+    }
+
+    /// The key's hint in a Sigstore bundle, as cosign writes it: the base64
+    /// SHA-256 of its DER form.
+    pub fn hint(&self) -> String {
+        use base64::Engine as _;
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.public_der());
+        base64::engine::general_purpose::STANDARD.encode(hash.as_ref())
+    }
+
     /// Whether `signature` over `message` was made by this key.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         match self {

@@ -8,19 +8,24 @@
 //! - [`layout`]: the DSSE envelope and cosign's `.att` layout, pure;
 //! - [`key`]: the attestation key as cosign names keys (`k8s://`, `awskms://`, a file);
 //! - [`store`]: reading and writing the `.att` manifest of a target;
+//! - [`referrer`]: the same receipt as a Sigstore bundle, an OCI 1.1
+//!   referrer of the target digest (`cosign verify-attestation
+//!   --new-bundle-format`);
 //! - [`promotion`], [`mirror`]: the receipts of an ImagePromotion's targets and
 //!   of a RegistryMirror's copies, called by the controller after its work.
 //!
-//! Receipts are write-once like tags: one per (object generation, target).
-//! [`Receipts`] remembers in the process what it wrote, and after a restart
-//! it looks at the target's `.att` manifest (for a receipt its own key signed
-//! for that object generation and digest) before it writes. The status only
+//! Receipts are write-once like tags: one per (object generation, target)
+//! in each layout, signed once. [`Receipts`] remembers in the process what
+//! it wrote, and after a restart it looks at the target's `.att` manifest
+//! and referrers (for a receipt its own key signed for that object
+//! generation and digest) before it writes what is missing. The status only
 //! reports the receipt digests; it is never read back.
 
 pub mod key;
 pub mod layout;
 pub mod mirror;
 pub mod promotion;
+pub mod referrer;
 pub mod statement;
 pub mod store;
 
@@ -196,13 +201,23 @@ impl Receipts {
             return Ok(Ensured::Known(receipt));
         }
         let store = store::AttestationTag::new(client, repository, &facts.digest)?;
-        if let Some(receipt) = store.find(&self.key, uid, generation).await? {
-            self.remember(uid, target, generation, &facts.digest, &receipt);
-            return Ok(Ensured::Found(receipt));
+        let referrers = referrer::BundleReferrers::new(client, repository, &facts.digest)?;
+        let found = store.find(&self.key, uid, generation).await?;
+        let bundled = referrers.find(&self.key, uid, generation).await?.is_some();
+        if let (Some(receipt), true) = (&found, bundled) {
+            self.remember(uid, target, generation, &facts.digest, receipt);
+            return Ok(Ensured::Found(receipt.clone()));
         }
-        let receipt = store.write(&self.key, facts).await?;
-        self.remember(uid, target, generation, &facts.digest, &receipt);
-        Ok(Ensured::Written(receipt))
+        let signed = store::SignedReceipt::sign(&self.key, facts).await?;
+        let ensured = match found {
+            Some(receipt) => Ensured::Found(receipt),
+            None => Ensured::Written(store.write(&signed, facts).await?),
+        };
+        if !bundled {
+            referrers.write(&self.key, &signed, uid, generation).await?;
+        }
+        self.remember(uid, target, generation, &facts.digest, ensured.digest());
+        Ok(ensured)
     }
 
     /// The receipt of (`uid`, `generation`) at `digest` in `repository`, if

@@ -149,28 +149,22 @@ impl<'a> AttestationTag<'a> {
         let Some((payload_type, payload, signatures)) = layout::open_envelope(blob) else {
             return false;
         };
-        let pae = layout::pre_authentication_encoding(&payload_type, &payload);
-        if payload_type != IN_TOTO_PAYLOAD_TYPE || !signatures.iter().any(|s| key.verifies(&pae, s))
-        {
-            return false;
-        }
-        serde_json::from_slice(&payload)
-            .ok()
-            .and_then(|s| statement::identity(&s))
-            .is_some_and(|i| i.uid == uid && i.generation == generation && i.digest == self.digest)
+        is_signed_receipt(
+            key,
+            &payload_type,
+            &payload,
+            &signatures,
+            (uid, generation, self.digest),
+        )
     }
 
-    /// Signs the receipt of `facts` and appends it to the `.att` manifest;
-    /// the receipt layer's digest.
+    /// Appends the signed receipt to the `.att` manifest; the receipt layer's digest.
     pub async fn write(
         &self,
-        key: &SigningKey,
+        signed: &SignedReceipt,
         facts: &ReceiptFacts,
     ) -> Result<String, ReceiptError> {
-        let payload = serde_json::to_vec(&statement::statement(facts)).expect("JSON serialises");
-        let pae = layout::pre_authentication_encoding(IN_TOTO_PAYLOAD_TYPE, &payload);
-        let signature = key.sign(&pae).await?;
-        let envelope = layout::envelope(&payload, &signature);
+        let envelope = layout::envelope(&signed.payload, &signed.signature);
         let existing = self.manifest().await?;
         let hint = format!("{}/{}", facts.object.uid, facts.object.generation);
         let appended = layout::append(existing.as_deref(), &envelope, VSA_PREDICATE_TYPE, &hint)
@@ -178,9 +172,14 @@ impl<'a> AttestationTag<'a> {
                 at: self.at(),
                 source,
             })?;
-        self.upload(&appended.receipt, envelope).await?;
-        self.upload(&Digest::sha256_of(&appended.config), appended.config)
-            .await?;
+        upload(self.client, self.repository, &appended.receipt, envelope).await?;
+        upload(
+            self.client,
+            self.repository,
+            &Digest::sha256_of(&appended.config),
+            appended.config,
+        )
+        .await?;
         self.client
             .put_manifest(
                 &self.repository.name,
@@ -195,28 +194,72 @@ impl<'a> AttestationTag<'a> {
             })?;
         Ok(appended.receipt.to_string())
     }
+}
 
-    async fn upload(&self, digest: &Digest, bytes: Vec<u8>) -> Result<(), ReceiptError> {
-        let registry = |source| ReceiptError::Registry {
-            at: self.at(),
-            source: Box::new(source),
-        };
-        let name = &self.repository.name;
-        if self
-            .client
-            .blob_size(name, digest)
-            .await
-            .map_err(registry)?
-            .is_some()
-        {
-            return Ok(());
-        }
-        let session = self.client.start_upload(name).await.map_err(registry)?;
-        let size = bytes.len() as u64;
-        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
-        self.client
-            .upload_monolithic(session, digest, size, body)
-            .await
-            .map_err(registry)
+/// A receipt statement and the key's signature over its DSSE PAE: made
+/// once, stored in both layouts.
+#[derive(Clone, Debug)]
+pub struct SignedReceipt {
+    /// The in-toto statement, JSON.
+    pub payload: Vec<u8>,
+    /// The signature over the PAE of the in-toto payload type and `payload`.
+    pub signature: Vec<u8>,
+}
+
+impl SignedReceipt {
+    /// Signs the receipt of `facts` with `key`.
+    pub async fn sign(key: &SigningKey, facts: &ReceiptFacts) -> Result<Self, ReceiptError> {
+        let payload = serde_json::to_vec(&statement::statement(facts)).expect("JSON serialises");
+        let pae = layout::pre_authentication_encoding(IN_TOTO_PAYLOAD_TYPE, &payload);
+        let signature = key.sign(&pae).await?;
+        Ok(Self { payload, signature })
     }
+}
+
+/// Whether an envelope (`payload_type`, `payload`, `signatures`) is a
+/// receipt `key` signed for `(uid, generation, digest)`.
+pub fn is_signed_receipt(
+    key: &SigningKey,
+    payload_type: &str,
+    payload: &[u8],
+    signatures: &[Vec<u8>],
+    (uid, generation, digest): (&str, i64, &str),
+) -> bool {
+    let pae = layout::pre_authentication_encoding(payload_type, payload);
+    if payload_type != IN_TOTO_PAYLOAD_TYPE || !signatures.iter().any(|s| key.verifies(&pae, s)) {
+        return false;
+    }
+    serde_json::from_slice(payload)
+        .ok()
+        .and_then(|s| statement::identity(&s))
+        .is_some_and(|i| i.uid == uid && i.generation == generation && i.digest == digest)
+}
+
+/// Uploads `bytes` as blob `digest` to `repository`, unless it is there.
+pub async fn upload(
+    client: &RegistryClient,
+    repository: &Repository,
+    digest: &Digest,
+    bytes: Vec<u8>,
+) -> Result<(), ReceiptError> {
+    let registry = |source| ReceiptError::Registry {
+        at: repository.to_string(),
+        source: Box::new(source),
+    };
+    let name = &repository.name;
+    if client
+        .blob_size(name, digest)
+        .await
+        .map_err(registry)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let session = client.start_upload(name).await.map_err(registry)?;
+    let size = bytes.len() as u64;
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+    client
+        .upload_monolithic(session, digest, size, body)
+        .await
+        .map_err(registry)
 }

@@ -10,12 +10,15 @@
 //!   [`cosign`]); the [`Verdict`] says passed, waiting (scan pending) or
 //!   refused, with a PascalCase reason per failure;
 //! - [`floor`]: the operator-wide floor, embedded in the configuration file;
+//! - [`bundle`]: the Sigstore bundle format, read and written (shared with
+//!   the receipts);
 //! - [`cosign`]: cosign signatures — gathering candidates through the
 //!   registry client ([`cosign::SignatureStore`]) and verifying them.
 //!
 //! The controller (and the one-shot CLI) observe, call [`evaluate`], and act
 //! on the verdict: copy only when it passed.
 
+pub mod bundle;
 pub mod cosign;
 pub mod fingerprint;
 pub mod floor;

@@ -1,7 +1,8 @@
 //! Promotion receipts: with `--attestation-key k8s://…` (a Secret the real
 //! `cosign generate-key-pair k8s://…` wrote), every promoted target gets a
-//! signed SLSA verification summary in cosign's `.att` layout. The real
-//! `cosign verify-attestation` accepts it and decodes the predicate; a
+//! signed SLSA verification summary in cosign's `.att` layout and as a
+//! Sigstore bundle referrer. The real `cosign verify-attestation` (and with
+//! `--new-bundle-format`) accepts it and decodes the predicate; a
 //! tampered receipt is refused by cosign; resyncs, drift checks and a
 //! restarted operator write no second receipt.
 
@@ -19,6 +20,7 @@ use crate::support::{TestEnv, unique_name};
 use crate::world::{GOOD, Key, World, promotion, quay_target, signed_kms_policy};
 
 const VSA: &str = "https://slsa.dev/verification_summary/v1";
+const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
     Command::new(env.tool("cosign"))
@@ -42,21 +44,71 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// An empty trusted root in `dir`: cosign 2.6 wants one (or a TUF
+/// download) as soon as an image has a Sigstore bundle referrer, and a key
+/// without log entry uses nothing in it.
+fn empty_trusted_root(dir: &Path) -> String {
+    let root = dir.join("empty_trusted_root.json");
+    std::fs::write(
+        &root,
+        r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#,
+    )
+    .unwrap();
+    root.to_str().unwrap().to_string()
+}
+
+/// `cosign verify-attestation --type <VSA>` of `reference` with `key`, no
+/// log entry (`--insecure-ignore-tlog`), and `extra` arguments. cosign 2.6
+/// reads the Sigstore bundle referrer where there is one, else the `.att` tag.
+fn verify_attestation_with(
+    env: &TestEnv,
+    dir: &Path,
+    key: &Path,
+    reference: &str,
+    extra: &[&str],
+) -> Output {
+    let root = empty_trusted_root(dir);
+    let mut args = vec![
+        "verify-attestation",
+        "--trusted-root",
+        &root,
+        "--key",
+        key.to_str().unwrap(),
+        "--type",
+        VSA,
+        "--insecure-ignore-tlog=true",
+    ];
+    args.extend_from_slice(extra);
+    args.push(reference);
+    cosign(env, dir, &args)
+}
+
 /// `cosign verify-attestation --type <VSA>` of `reference` with `key`.
 fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
-    cosign(
-        env,
-        dir,
-        &[
-            "verify-attestation",
-            "--key",
-            key.to_str().unwrap(),
-            "--type",
-            VSA,
-            "--insecure-ignore-tlog=true",
-            reference,
-        ],
-    )
+    verify_attestation_with(env, dir, key, reference, &[])
+}
+
+/// The same with `--new-bundle-format`: only the Sigstore bundle referrer counts.
+fn verify_bundle_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+    verify_attestation_with(env, dir, key, reference, &["--new-bundle-format"])
+}
+
+/// The bundle referrers the referrers fallback index of `digest` lists in
+/// Quay's `repository` (the test world's registries have no referrers API).
+async fn bundle_referrers(world: &World, repository: &str, digest: &str) -> Vec<String> {
+    let index = world
+        .quay
+        .get_manifest(repository, &digest.replace(':', "-"))
+        .await
+        .unwrap();
+    let index: Value = serde_json::from_slice(&index.0).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["artifactType"] == BUNDLE)
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The statements of `cosign verify-attestation`'s output (one DSSE envelope per line).
@@ -228,20 +280,12 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
                 ),
             )
             .unwrap();
-            let checked = cosign(
+            let checked = verify_attestation_with(
                 &cluster.env,
                 &dir,
-                &[
-                    "verify-attestation",
-                    "--key",
-                    public_key.to_str().unwrap(),
-                    "--type",
-                    VSA,
-                    "--insecure-ignore-tlog=true",
-                    "--policy",
-                    policy.to_str().unwrap(),
-                    &reference,
-                ],
+                &public_key,
+                &reference,
+                &["--policy", policy.to_str().unwrap()],
             );
             assert_eq!(
                 checked.status.success(),
@@ -258,7 +302,41 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
             !refused.status.success(),
             "another key verified the receipt"
         );
+
+        // The same receipt as a Sigstore bundle referrer: cosign's new format verifies it.
+        let bundled = verify_bundle_attestation(&cluster.env, &dir, &public_key, &reference);
+        assert!(bundled.status.success(), "{target}: {}", text(&bundled));
+        let found = statements(&bundled);
+        assert_eq!(found.len(), 1, "one bundle receipt at {target}: {found:?}");
+        assert_eq!(found[0]["predicate"]["policy"]["uid"], uid.as_str());
+        assert_eq!(found[0]["predicate"]["resourceUri"], reference);
+        let refused = verify_bundle_attestation(&cluster.env, &dir, &other, &reference);
+        assert!(
+            !refused.status.success(),
+            "another key verified the bundle receipt"
+        );
     }
+    let bundles_a = bundle_referrers(&world, &quay_a_name, &source.digest).await;
+    let bundles_b = bundle_referrers(&world, &quay_b_name, &source.digest).await;
+    assert_eq!(
+        (bundles_a.len(), bundles_b.len()),
+        (1, 1),
+        "one bundle referrer per target"
+    );
+    // Its subject is the promoted manifest, with its size.
+    let image = world
+        .quay
+        .get_manifest(&quay_a_name, &source.digest)
+        .await
+        .unwrap();
+    let referrer = world
+        .quay
+        .get_manifest(&quay_a_name, &bundles_a[0])
+        .await
+        .unwrap();
+    let referrer: Value = serde_json::from_slice(&referrer.0).unwrap();
+    assert_eq!(referrer["subject"]["digest"], source.digest.as_str());
+    assert_eq!(referrer["subject"]["size"], image.0.len());
 
     // Resyncs and drift checks (every 2 s) write nothing.
     let att_tag = format!("{}.att", source.digest.replace(':', "-"));
@@ -334,6 +412,11 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
             .unwrap(),
         att_a
     );
+    assert_eq!(
+        bundle_referrers(&world, &quay_a_name, &source.digest).await,
+        bundles_a,
+        "no second bundle referrer after a restart"
+    );
 
     // A receipt altered at the registry is refused by cosign.
     let manifest = world
@@ -378,14 +461,79 @@ async fn every_target_gets_a_receipt_cosign_verifies_and_resyncs_write_no_other(
         )
         .await
         .unwrap();
+    // cosign 2.6 reads the bundle referrer where there is one: alter it the same way.
+    let referrer = world
+        .quay
+        .get_manifest(&quay_a_name, &bundles_a[0])
+        .await
+        .unwrap();
+    let mut referrer: Value = serde_json::from_slice(&referrer.0).unwrap();
+    let bundle_digest = referrer["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundle = world
+        .quay
+        .pull_blob(&quay_a_name, &bundle_digest)
+        .await
+        .unwrap();
+    let mut bundle: Value = serde_json::from_slice(&bundle).unwrap();
+    bundle["dsseEnvelope"]["payload"] = envelope["payload"].clone();
+    let tampered = serde_json::to_vec(&bundle).unwrap();
+    referrer["layers"][0]["digest"] =
+        json!(world.quay.push_blob(&quay_a_name, &tampered).await.unwrap());
+    referrer["layers"][0]["size"] = json!(tampered.len());
+    let referrer = serde_json::to_vec(&referrer).unwrap();
+    let referrer_digest = format!("sha256:{}", sha256_hex(&referrer));
+    world
+        .quay
+        .put_manifest(
+            &quay_a_name,
+            &referrer_digest,
+            "application/vnd.oci.image.manifest.v1+json",
+            &referrer,
+        )
+        .await
+        .unwrap();
+    let fallback = source.digest.replace(':', "-");
+    let index = world
+        .quay
+        .get_manifest(&quay_a_name, &fallback)
+        .await
+        .unwrap();
+    let mut index: Value = serde_json::from_slice(&index.0).unwrap();
+    for entry in index["manifests"].as_array_mut().unwrap() {
+        if entry["digest"] == bundles_a[0].as_str() {
+            entry["digest"] = json!(referrer_digest);
+            entry["size"] = json!(referrer.len());
+        }
+    }
+    let index = serde_json::to_vec(&index).unwrap();
+    world
+        .quay
+        .put_manifest(
+            &quay_a_name,
+            &fallback,
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
+        .await
+        .unwrap();
     let reference = format!("{quay_a}@{}", source.digest);
-    let refused = verify_attestation(&cluster.env, &dir, &public_key, &reference);
-    assert!(
-        !refused.status.success(),
-        "cosign accepted a tampered receipt: {}",
-        text(&refused)
-    );
+    for verify in [verify_attestation, verify_bundle_attestation] {
+        let refused = verify(&cluster.env, &dir, &public_key, &reference);
+        assert!(
+            !refused.status.success() && text(&refused).contains("failed to verify signature"),
+            "cosign accepted a tampered receipt, or refused it for another reason: {}",
+            text(&refused)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `awskms:///alias/…`: moto's KMS signs with an ECC_NIST_P256 key (through the

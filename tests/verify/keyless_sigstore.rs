@@ -12,7 +12,9 @@
 //! `cosign attach signature --certificate --certificate-chain
 //! --rekor-response` stores it in the registry as cosign's annotations;
 //! `cosign sign --certificate --certificate-chain --tlog-upload=false`
-//! makes one with no log entry.
+//! makes one with no log entry, and with `--new-bundle-format` a Sigstore
+//! bundle to which the script adds the log's `dsse` entry
+//! ([`Sigstore::logged_bundle`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -188,6 +190,31 @@ impl Sigstore {
             &format!("{prefix}.rekor.json"),
             reference,
         ]);
+    }
+
+    /// Adds to the Sigstore bundle `bundle` (JSON, as `cosign sign
+    /// --new-bundle-format --tlog-upload=false` wrote it with certificate
+    /// `label`) the `dsse` entry `log` makes five minutes after notBefore;
+    /// the new bundle.
+    pub fn logged_bundle(&self, bundle: &[u8], label: &str, log: &str) -> Vec<u8> {
+        let prefix = unique_name(label);
+        let (input, output) = (
+            self.path(&format!("{prefix}.in.json")),
+            self.path(&format!("{prefix}.sigstore.json")),
+        );
+        std::fs::write(&input, bundle).unwrap();
+        let certificate = self.path(&format!("{label}.pem"));
+        let not_before = certificate_not_before(&certificate);
+        self.python(&[
+            "logged-bundle",
+            self.dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+            certificate.to_str().unwrap(),
+            log,
+            &(not_before + 300).to_string(),
+            output.to_str().unwrap(),
+        ]);
+        std::fs::read(output).unwrap()
     }
 
     pub fn root(&self) -> Arc<TrustedRoot> {

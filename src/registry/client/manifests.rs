@@ -68,7 +68,14 @@ impl RegistryClient {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
-                let size = response.content_length().unwrap_or(0);
+                // The header itself: a HEAD response has no body, so the
+                // body's length (`content_length()`) is 0.
+                let size = response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 Ok(Some(ManifestHead {
                     digest,
                     media_type,

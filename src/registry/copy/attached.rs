@@ -39,7 +39,7 @@ struct IndexDocument {
 }
 
 /// The referrers index from the registry's API; None when it has no API.
-async fn referrers_api(
+pub async fn referrers_api(
     client: &RegistryClient,
     repo: &str,
     digest: &Digest,
@@ -91,7 +91,7 @@ pub async fn referrers(
 }
 
 /// Adds `entries` to the fallback index of `digest` at a target without the API.
-async fn merge_fallback_index(
+pub async fn merge_fallback_index(
     client: &RegistryClient,
     repo: &str,
     digest: &Digest,

@@ -5,7 +5,8 @@
 //! - the **simple-signing payload**: JSON whose
 //!   `critical.image.docker-manifest-digest` names the image, signed as is
 //!   (ECDSA P-256 over SHA-256, DER signature in base64);
-//! - the **Sigstore bundle** with a **DSSE envelope**: an in-toto statement
+//! - the **Sigstore bundle** ([`crate::verify::bundle`]) with a **DSSE
+//!   envelope**: an in-toto statement
 //!   whose `subject[].digest` names the image and whose `predicateType` is
 //!   `https://sigstore.dev/cosign/sign/v1`, signed over the DSSE
 //!   pre-authentication encoding (PAE) of payload type and payload.
@@ -19,6 +20,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::key::PublicKey;
+use crate::verify::bundle::{self, Envelope};
 
 /// The `critical.type` of a cosign image signature payload.
 const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
@@ -99,50 +101,30 @@ pub(super) fn signed_image(payload: &[u8]) -> Result<String, String> {
     Ok(payload.critical.image.digest)
 }
 
-/// Checks a Sigstore bundle holding a DSSE envelope.
-pub(super) fn check_bundle(keys: &[PublicKey], digest: &str, bundle: &[u8]) -> Check {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Bundle {
-        #[serde(default)]
-        dsse_envelope: Option<Envelope>,
-        #[serde(default)]
-        message_signature: Option<serde_json::Value>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Envelope {
-        payload: String,
-        payload_type: String,
-        #[serde(default)]
-        signatures: Vec<Signature>,
-    }
-    #[derive(Deserialize)]
-    struct Signature {
-        sig: String,
-    }
-    let bundle: Bundle = match serde_json::from_slice(bundle) {
+/// Checks a Sigstore bundle holding a DSSE envelope, signed by a trusted key.
+pub(super) fn check_bundle(keys: &[PublicKey], digest: &str, bytes: &[u8]) -> Check {
+    let bundle = match bundle::parse(bytes) {
         Ok(bundle) => bundle,
-        Err(err) => return Check::Unusable(format!("not a Sigstore bundle: {err}")),
+        Err(err) => return Check::Unusable(err.to_string()),
     };
-    let Some(envelope) = bundle.dsse_envelope else {
-        return Check::Unusable(if bundle.message_signature.is_some() {
-            "a message-signature bundle, which does not name an image".into()
-        } else {
-            "a Sigstore bundle without DSSE envelope".into()
-        });
+    let envelope = match bundle::envelope(&bundle) {
+        Ok(envelope) => envelope,
+        Err(problem) => return Check::Unusable(problem.into()),
     };
-    let Some(payload) = decode_base64(&envelope.payload) else {
-        return Check::Unusable("the DSSE payload is not base64".into());
-    };
-    let pae = pre_authentication_encoding(&envelope.payload_type, &payload);
-    let verified = envelope.signatures.iter().find_map(|s| {
-        let signature = decode_base64(&s.sig)?;
-        keys.iter().find(|k| k.verifies(&pae, &signature))
-    });
+    let pae = pre_authentication_encoding(&envelope.payload_type, &envelope.payload);
+    let verified = envelope
+        .signatures
+        .iter()
+        .find_map(|signature| keys.iter().find(|k| k.verifies(&pae, signature)));
     let Some(key) = verified else {
         return Check::NotTrusted;
     };
+    check_statement(key.key_id().to_string(), digest, envelope)
+}
+
+/// Once `signer` is known to have signed `envelope`: whether its in-toto
+/// statement is a cosign image signature of `digest`.
+pub(super) fn check_statement(signer: String, digest: &str, envelope: &Envelope) -> Check {
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Check::Unusable(format!(
             "the DSSE payload is {:?}, not an in-toto statement",
@@ -161,7 +143,7 @@ pub(super) fn check_bundle(keys: &[PublicKey], digest: &str, bundle: &[u8]) -> C
         #[serde(default)]
         digest: std::collections::BTreeMap<String, String>,
     }
-    let statement: Statement = match serde_json::from_slice(&payload) {
+    let statement: Statement = match serde_json::from_slice(&envelope.payload) {
         Ok(statement) => statement,
         Err(err) => return Check::Unusable(format!("the signed statement is not in-toto: {err}")),
     };
@@ -177,12 +159,10 @@ pub(super) fn check_bundle(keys: &[PublicKey], digest: &str, bundle: &[u8]) -> C
         .flat_map(|s| s.digest.iter().map(|(alg, hex)| format!("{alg}:{hex}")))
         .collect();
     if signed.iter().any(|s| s == digest) {
-        return Check::Verified {
-            key_id: key.key_id().to_string(),
-        };
+        return Check::Verified { key_id: signer };
     }
     Check::OtherImage {
-        key_id: key.key_id().to_string(),
+        key_id: signer,
         signed: if signed.is_empty() {
             "no image".into()
         } else {

@@ -16,7 +16,9 @@
 //! that child, not of the index that was pinned: it does not count.
 //! Keyless signatures (a Fulcio certificate, a Rekor entry) are checked by
 //! a [`Verifier::Keyless`] through [`crate::verify::keyless`], from the
-//! certificate, chain and Rekor bundle annotations of a simple-signing layer.
+//! certificate, chain and Rekor bundle annotations of a simple-signing layer,
+//! or from the certificate, DSSE envelope and log entries of a Sigstore
+//! bundle ([`crate::verify::bundle`], cosign `--new-bundle-format`).
 
 mod envelope;
 pub(crate) use envelope::pre_authentication_encoding;
@@ -35,6 +37,7 @@ pub use layout::SignatureLayout;
 use envelope::Check;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::verify::bundle;
 use crate::verify::keyless::{KeylessVerifier, LogEntry, SignedMaterial};
 
 /// What a signature must have been made with.
@@ -179,12 +182,8 @@ fn check_keyless(
                 "made with a key, without a certificate: not a keyless signature".into(),
             );
         }
-        SignatureContent::Bundle(_) => {
-            return Check::Unusable(
-                "a Sigstore bundle (cosign --new-bundle-format): keyless bundles are not checked \
-                 yet; attach the signature in cosign's annotation layout"
-                    .into(),
-            );
+        SignatureContent::Bundle(bytes) => {
+            return check_keyless_bundle(keyless, digest, bytes, now);
         }
         SignatureContent::Unusable(problem) => return Check::Unusable(problem.clone()),
     };
@@ -194,6 +193,7 @@ fn check_keyless(
     let entry = log_entry.as_deref().map(LogEntry::from_cosign_annotation);
     let signed = SignedMaterial {
         payload,
+        dsse_payload: None,
         signature: &signature,
         certificate,
         chain: chain.as_deref(),
@@ -213,6 +213,82 @@ fn check_keyless(
         },
         Err(problem) => Check::Unusable(problem),
     }
+}
+
+/// A Sigstore bundle (cosign `--new-bundle-format`) against a keyless
+/// verifier: its certificate, the DSSE envelope's one signature over the
+/// PAE, and its log entries (any one that proves the signing time suffices).
+fn check_keyless_bundle(
+    keyless: &KeylessVerifier,
+    digest: &str,
+    bytes: &[u8],
+    now: Timestamp,
+) -> Check {
+    let bundle = match bundle::parse(bytes) {
+        Ok(bundle) => bundle,
+        Err(err) => return Check::Unusable(err.to_string()),
+    };
+    let Some((leaf, presented)) = bundle.material.certificates() else {
+        return Check::Unusable(
+            "a Sigstore bundle made with a key, without a certificate: not a keyless signature"
+                .into(),
+        );
+    };
+    let envelope = match bundle::envelope(&bundle) {
+        Ok(envelope) => envelope,
+        Err(problem) => return Check::Unusable(problem.into()),
+    };
+    let [signature] = envelope.signatures.as_slice() else {
+        return Check::Unusable(format!(
+            "a DSSE envelope with {} signatures, where a keyless signature has one",
+            envelope.signatures.len()
+        ));
+    };
+    let pae = pre_authentication_encoding(&envelope.payload_type, &envelope.payload);
+    let certificate = pem_certificate(leaf);
+    let chain: String = presented.iter().map(|c| pem_certificate(c)).collect();
+    let entries: Vec<_> = bundle.tlog_entries.iter().map(|e| e.log_entry()).collect();
+    let check = |log_entry| {
+        keyless.check(
+            &SignedMaterial {
+                payload: &pae,
+                dsse_payload: Some(&envelope.payload),
+                signature,
+                certificate: &certificate,
+                chain: (!chain.is_empty()).then_some(chain.as_str()),
+                log_entry,
+            },
+            now,
+        )
+    };
+    let mut result = None;
+    for entry in &entries {
+        let checked = check(Some(entry));
+        let accepted = checked.is_ok();
+        result = Some(checked);
+        if accepted {
+            break;
+        }
+    }
+    match result.unwrap_or_else(|| check(None)) {
+        Ok(accepted) => envelope::check_statement(accepted.identity, digest, envelope),
+        Err(refusal) => Check::Unusable(refusal.to_string()),
+    }
+}
+
+/// A DER certificate as PEM text (what the keyless verifier reads).
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// `sha256:0123456789ab` — enough to tell signature manifests apart in a message.
@@ -475,6 +551,7 @@ mod tests {
             bundle(
                 serde_json::to_vec(&serde_json::json!({
                     "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                    "verificationMaterial": {"publicKey": {"hint": ""}},
                     "dsseEnvelope": {
                         "payload": base64::engine::general_purpose::STANDARD.encode(&payload),
                         "payloadType": payload_type,
@@ -518,8 +595,17 @@ mod tests {
             ),
             (simple(b"[]".to_vec(), &signer.sign(b"[]")), "not cosign's"),
             (
-                bundle(br#"{"messageSignature":{}}"#.to_vec()),
+                bundle(
+                    br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json",
+                    "verificationMaterial":{"publicKey":{}},"messageSignature":{"messageDigest":
+                    {"algorithm":"SHA2_256","digest":"AA=="},"signature":"AA=="}}"#
+                        .to_vec(),
+                ),
                 "a message-signature bundle",
+            ),
+            (
+                bundle(br#"{"dsseEnvelope":{}}"#.to_vec()),
+                "not a Sigstore bundle",
             ),
         ];
         for (candidate, problem) in cases {
@@ -547,5 +633,118 @@ mod tests {
             "sha256:0123456789ab"
         );
         assert_eq!(short_digest(""), "index");
+    }
+
+    /// A keyless bundle from `tests/fixtures/keyless` (sigstore.py
+    /// make-fixtures): the statement names that directory's image digest.
+    fn keyless_bundle(name: &str) -> SignatureCandidate {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keyless/");
+        bundle(std::fs::read(format!("{path}{name}")).unwrap())
+    }
+
+    fn keyless_digest() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/keyless/image.digest"
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    fn keyless(subject: &str) -> Verifier {
+        Verifier::Keyless(crate::verify::keyless::tests::verifier(
+            "https://token.actions.githubusercontent.com",
+            subject,
+        ))
+    }
+
+    const WORKFLOW: &str =
+        "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main";
+
+    #[test]
+    fn a_keyless_bundle_is_accepted_for_its_identity_and_refused_naming_what_differs() {
+        let now = "2026-12-07T00:00:00Z".parse().unwrap();
+        let outcome = verify_at(
+            &keyless(WORKFLOW),
+            &keyless_digest(),
+            &[keyless_bundle("leaf.sigstore.json")],
+            now,
+        );
+        assert!(
+            matches!(&outcome, SignatureOutcome::Verified { key_id, layout: SignatureLayout::Referrer, .. }
+                if key_id == &format!("https://token.actions.githubusercontent.com {WORKFLOW}")),
+            "{outcome:?}"
+        );
+
+        let mut tampered: serde_json::Value =
+            serde_json::from_slice(&fixture_keyless("leaf.sigstore.json")).unwrap();
+        tampered["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = "1714564801".into();
+        let mut no_entry = tampered.clone();
+        no_entry["verificationMaterial"]["tlogEntries"] = serde_json::json!([]);
+        let mut keyed = tampered.clone();
+        keyed["verificationMaterial"] = serde_json::json!({"publicKey": {"hint": "x"}});
+        let other = "https://github.com/acme/other/.github/workflows/x.yml@refs/heads/main";
+        let zeros = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        let cases = [
+            (
+                keyless(other),
+                keyless_bundle("leaf.sigstore.json"),
+                keyless_digest(),
+                format!(
+                    "names subject {WORKFLOW} (issuer https://token.actions.githubusercontent.com), not {other}"
+                ),
+            ),
+            (
+                keyless(WORKFLOW),
+                keyless_bundle("leaf-other-log.sigstore.json"),
+                keyless_digest(),
+                "a key outside the trusted root".into(),
+            ),
+            (
+                keyless(WORKFLOW),
+                keyless_bundle("other-ca-leaf.sigstore.json"),
+                keyless_digest(),
+                "does not chain to a certificate authority".into(),
+            ),
+            (
+                keyless(WORKFLOW),
+                bundle(serde_json::to_vec(&tampered).unwrap()),
+                keyless_digest(),
+                "signed entry timestamp does not verify".into(),
+            ),
+            (
+                keyless(WORKFLOW),
+                bundle(serde_json::to_vec(&no_entry).unwrap()),
+                keyless_digest(),
+                "no transparency-log entry proves when it was signed".into(),
+            ),
+            (
+                keyless(WORKFLOW),
+                bundle(serde_json::to_vec(&keyed).unwrap()),
+                keyless_digest(),
+                "made with a key, without a certificate".into(),
+            ),
+            (
+                keyless(WORKFLOW),
+                keyless_bundle("leaf.sigstore.json"),
+                zeros.to_string(),
+                format!("but for {}", keyless_digest()),
+            ),
+        ];
+        for (verifier, candidate, digest, problem) in cases {
+            match verify_at(&verifier, &digest, &[candidate], now) {
+                SignatureOutcome::Invalid { problems, .. } => {
+                    assert!(
+                        problems[0].contains(&problem),
+                        "{problems:?} lacks {problem}"
+                    )
+                }
+                other => panic!("expected Invalid ({problem}), got {other:?}"),
+            }
+        }
+    }
+
+    fn fixture_keyless(name: &str) -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keyless/");
+        std::fs::read(format!("{path}{name}")).unwrap()
     }
 }

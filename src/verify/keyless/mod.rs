@@ -58,8 +58,10 @@ impl Eq for KeylessVerifier {}
 /// A keyless signature as found next to an image.
 #[derive(Clone, Copy, Debug)]
 pub struct SignedMaterial<'a> {
-    /// The signed bytes (a simple-signing payload).
+    /// The signed bytes (a simple-signing payload, or a DSSE envelope's PAE).
     pub payload: &'a [u8],
+    /// For a DSSE envelope, its payload (what a `dsse` log entry hashes).
+    pub dsse_payload: Option<&'a [u8]>,
     /// The raw ASN.1 ECDSA signature.
     pub signature: &'a [u8],
     /// The signing certificate, PEM.
@@ -197,7 +199,12 @@ impl KeylessVerifier {
         };
         let entry = entry.as_ref().map_err(|e| Refusal::LogEntry(e.clone()))?;
         entry.verify(&self.root)?;
-        entry.records(signed.payload, signed.signature, cert.der())?;
+        entry.records(
+            signed.payload,
+            signed.dsse_payload,
+            signed.signature,
+            cert.der(),
+        )?;
         let signed_at = entry.integrated_at()?;
         if !cert.valid_at(signed_at) {
             return Err(Refusal::OutsideValidity {
@@ -344,6 +351,7 @@ pub(crate) mod tests {
         verifier.check(
             &SignedMaterial {
                 payload: payload.as_bytes(),
+                dsse_payload: None,
                 signature: &signature,
                 certificate: &certificate,
                 chain: chain.as_deref(),

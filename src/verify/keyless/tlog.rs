@@ -13,8 +13,10 @@
 //! canonical JSON of `{body, integratedTime, logID, logIndex}` (keys sorted,
 //! no whitespace). The log is found in the trusted root by its id; the key
 //! must have been valid at the integrated time. The entry's body must then
-//! record the very signature, certificate and payload being checked —
-//! otherwise a genuine entry of another signature could be replayed.
+//! record the very signature, certificate and payload being checked (a
+//! `hashedrekord` of the signed bytes, or for a DSSE envelope a `dsse` entry
+//! of its payload) — otherwise a genuine entry of another signature could be
+//! replayed.
 
 use aws_lc_rs::digest::{SHA256, digest};
 use k8s_openapi::jiff::Timestamp;
@@ -110,52 +112,6 @@ impl LogEntry {
         })
     }
 
-    /// Reads one `tlogEntries[]` element of a Sigstore bundle (JSON).
-    pub fn from_bundle_entry(entry: &serde_json::Value) -> Result<Self, EntryProblem> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Entry {
-            log_index: String,
-            log_id: KeyId,
-            integrated_time: String,
-            #[serde(default)]
-            inclusion_promise: Option<Promise>,
-            canonicalized_body: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct KeyId {
-            key_id: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Promise {
-            signed_entry_timestamp: String,
-        }
-        let e: Entry = serde_json::from_value(entry.clone())
-            .map_err(|e| EntryProblem::Unreadable(format!("not a bundle tlog entry: {e}")))?;
-        let promise = e.inclusion_promise.ok_or_else(|| {
-            EntryProblem::Unreadable(
-                "it has no inclusion promise (signed entry timestamp), the proof this version checks"
-                    .into(),
-            )
-        })?;
-        let number = |text: &str, what: &str| {
-            text.parse::<i64>()
-                .map_err(|_| EntryProblem::Unreadable(format!("its {what} is not a number")))
-        };
-        Ok(Self {
-            body: e.canonicalized_body,
-            integrated_time: number(&e.integrated_time, "integratedTime")?,
-            log_index: number(&e.log_index, "logIndex")?,
-            log_id: decode_base64(&e.log_id.key_id)
-                .ok_or_else(|| EntryProblem::Unreadable("its logId is not base64".into()))?,
-            signed_entry_timestamp: decode_base64(&promise.signed_entry_timestamp).ok_or_else(
-                || EntryProblem::Unreadable("its signedEntryTimestamp is not base64".into()),
-            )?,
-        })
-    }
-
     /// What the log signed: the canonical JSON of body, integrated time, log id and index.
     pub fn signed_payload(&self) -> Vec<u8> {
         // Keys in byte order, no whitespace; the strings are base64 and hex,
@@ -214,10 +170,14 @@ impl LogEntry {
         Ok(log)
     }
 
-    /// Checks that the body records `signature` by `certificate_der` over `payload`.
+    /// Checks that the body records `signature` by `certificate_der` over
+    /// `signed` (the bytes signed). A `hashedrekord` entry records the
+    /// signed bytes' hash; a `dsse` entry (a DSSE envelope in a Sigstore
+    /// bundle) records the hash of the envelope's payload, `dsse_payload`.
     pub fn records(
         &self,
-        payload: &[u8],
+        signed: &[u8],
+        dsse_payload: Option<&[u8]>,
         signature: &[u8],
         certificate_der: &[u8],
     ) -> Result<(), EntryProblem> {
@@ -230,32 +190,74 @@ impl LogEntry {
             .ok_or_else(|| EntryProblem::Unreadable("its body is not base64".into()))?;
         let body: Body = serde_json::from_slice(&body)
             .map_err(|e| EntryProblem::Unreadable(format!("its body is not a Rekor entry: {e}")))?;
-        if body.kind != "hashedrekord" {
-            return Err(EntryProblem::OtherEntry(format!(
-                "a {:?} entry, not the hashedrekord of a signature",
-                body.kind
-            )));
-        }
         let spec = &body.spec;
         let text = |pointer: &str| spec.pointer(pointer).and_then(|v| v.as_str());
-        let hash = text("/data/hash/value").unwrap_or_default();
-        let wanted = hex(digest(&SHA256, payload).as_ref());
-        if text("/data/hash/algorithm") != Some("sha256") || !hash.eq_ignore_ascii_case(&wanted) {
+        let (hashed, hash_at, recorded) = match (body.kind.as_str(), dsse_payload) {
+            ("hashedrekord", _) => (
+                signed,
+                "/data/hash",
+                [(
+                    text("/signature/content"),
+                    text("/signature/publicKey/content"),
+                )]
+                .to_vec(),
+            ),
+            ("dsse", Some(payload)) => (
+                payload,
+                "/payloadHash",
+                spec.pointer("/signatures")
+                    .and_then(|s| s.as_array())
+                    .map(|list| {
+                        list.iter()
+                            .take(16)
+                            .map(|s| {
+                                (
+                                    s.get("signature").and_then(|v| v.as_str()),
+                                    s.get("verifier").and_then(|v| v.as_str()),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            (kind, _) => {
+                return Err(EntryProblem::OtherEntry(format!(
+                    "a {kind:?} entry, not the {} of a signature",
+                    if dsse_payload.is_some() {
+                        "dsse or hashedrekord"
+                    } else {
+                        "hashedrekord"
+                    }
+                )));
+            }
+        };
+        let found = text(&format!("{hash_at}/value")).unwrap_or_default();
+        let wanted = hex(digest(&SHA256, hashed).as_ref());
+        if text(&format!("{hash_at}/algorithm")) != Some("sha256")
+            || !found.eq_ignore_ascii_case(&wanted)
+        {
             return Err(EntryProblem::OtherEntry(format!(
-                "another payload (sha256 {hash}, not {wanted})"
+                "another payload (sha256 {found}, not {wanted})"
             )));
         }
-        let recorded = text("/signature/content").and_then(decode_base64);
-        if recorded.as_deref() != Some(signature) {
-            return Err(EntryProblem::OtherEntry("another signature".into()));
-        }
-        let recorded_key = text("/signature/publicKey/content")
-            .and_then(decode_base64)
-            .and_then(|pem| {
+        let certificate = |pem: &str| {
+            decode_base64(pem).and_then(|pem| {
                 use rustls_pki_types::pem::PemObject as _;
                 rustls_pki_types::CertificateDer::from_pem_slice(&pem).ok()
-            });
-        if recorded_key.as_deref() != Some(certificate_der) {
+            })
+        };
+        let by_signature: Vec<Option<&str>> = recorded
+            .iter()
+            .filter(|(s, _)| s.and_then(decode_base64).as_deref() == Some(signature))
+            .map(|(_, verifier)| *verifier)
+            .collect();
+        if by_signature.is_empty() {
+            return Err(EntryProblem::OtherEntry("another signature".into()));
+        }
+        if !by_signature
+            .iter()
+            .any(|v| v.and_then(certificate).as_deref() == Some(certificate_der))
+        {
             return Err(EntryProblem::OtherEntry("another certificate".into()));
         }
         Ok(())
@@ -325,10 +327,53 @@ mod tests {
                 .to_string();
             assert!(err.contains(problem), "{err}");
         }
-        let entry = serde_json::json!({"logIndex": "7", "logId": {"keyId": "AQI="},
-            "integratedTime": "1700000000", "canonicalizedBody": "e30="});
-        let err = LogEntry::from_bundle_entry(&entry).unwrap_err().to_string();
-        assert!(err.contains("no inclusion promise"), "{err}");
+    }
+
+    /// The `dsse` entry of a keyless bundle (tests/fixtures/keyless,
+    /// sigstore.py make-fixtures) records its envelope's payload, signature
+    /// and certificate, and nothing else.
+    #[test]
+    fn a_dsse_entry_records_the_envelope_payload_signature_and_certificate() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keyless");
+        let bytes = std::fs::read(format!("{dir}/leaf.sigstore.json")).unwrap();
+        let bundle = crate::verify::bundle::parse(&bytes).unwrap();
+        let entry = bundle.tlog_entries[0].log_entry().unwrap();
+        let envelope = crate::verify::bundle::envelope(&bundle).unwrap();
+        let (certificate, _) = bundle.material.certificates().unwrap();
+        let signature = &envelope.signatures[0];
+        let payload = Some(envelope.payload.as_slice());
+        assert_eq!(
+            entry.records(b"pae", payload, signature, certificate),
+            Ok(())
+        );
+        let cases = [
+            (
+                Some(&b"other"[..]),
+                signature.as_slice(),
+                certificate,
+                "another payload",
+            ),
+            (payload, &b"other"[..], certificate, "another signature"),
+            (
+                payload,
+                signature.as_slice(),
+                &b"other"[..],
+                "another certificate",
+            ),
+            (
+                None,
+                signature.as_slice(),
+                certificate,
+                "a \"dsse\" entry, not the hashedrekord",
+            ),
+        ];
+        for (payload, signature, certificate, problem) in cases {
+            let err = entry
+                .records(b"pae", payload, signature, certificate)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(problem), "{err} lacks {problem}");
+        }
     }
 
     /// A signed entry timestamp public-good Rekor made (2021), checked with
@@ -368,7 +413,10 @@ mod tests {
             "2021-06-22T21:08:05Z"
         );
         // Not an entry of this signature: it records another kind of entry.
-        let err = entry.records(b"x", b"y", b"z").unwrap_err().to_string();
+        let err = entry
+            .records(b"x", None, b"y", b"z")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("a \"rekord\" entry"), "{err}");
 
         let mut moved = entry.clone();
