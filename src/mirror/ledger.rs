@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{CopyHistory, Problem};
+use crate::api::VerificationEvidence;
 
 /// How many known tags each sync reads again (source and every target), in
 /// a rotating order, so a change behind the ledger's back is found within
@@ -82,6 +83,11 @@ pub struct Verdicts {
     /// Image digest → tag → verdict (a tag, because ECR's tag immutability
     /// can depend on the tag's name).
     pub images: BTreeMap<String, BTreeMap<String, Verdict>>,
+    /// Image digest → what its passed verification rested on (the scan and
+    /// the signature verified), for the receipts of its copies. Kept in the
+    /// process only: a state file (`mirror --state`) does not hold it.
+    #[serde(skip)]
+    pub evidence: BTreeMap<String, VerificationEvidence>,
 }
 
 impl Verdicts {
@@ -103,7 +109,7 @@ impl Verdicts {
         if self.policy != fingerprint {
             *self = Self {
                 policy: fingerprint.to_string(),
-                images: BTreeMap::new(),
+                ..Self::default()
             };
         }
         self.images

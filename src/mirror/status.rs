@@ -91,6 +91,8 @@ pub fn counts(summary: &SyncSummary<'_>) -> (TagCounts, Vec<TargetTagCounts>) {
         drifted: overall.drifted,
         failed: overall.failed,
         refused: overall.refused,
+        // Compliance fills it in (crate::compliance::mirror::project).
+        noncompliant: 0,
     };
     (total, targets)
 }

@@ -28,7 +28,7 @@ use super::plan::{
 };
 use super::selection::SourceTag;
 use super::setup::MirrorSetup;
-use crate::api::reasons;
+use crate::api::{VerificationEvidence, reasons};
 use crate::registry::copy::report::TargetReport;
 use crate::registry::{Engine, ImageReference, RegistryClient, RegistryError, Target};
 
@@ -66,6 +66,10 @@ pub struct CopyMade {
     /// The engine's report per target (same order as `targets`), for metrics.
     #[serde(skip)]
     pub reports: Vec<TargetReport>,
+    /// What the image's verification rested on (the scan and the signature
+    /// verified), when this process verified it: for the copy's receipts.
+    #[serde(skip)]
+    pub evidence: Option<VerificationEvidence>,
 }
 
 /// A tag whose image verification refused.
@@ -285,6 +289,10 @@ pub async fn sync(
         .images
         .retain(|digest, _| digests.contains(digest.as_str()));
     ledger
+        .verdicts
+        .evidence
+        .retain(|digest, _| digests.contains(digest.as_str()));
+    ledger
         .copy_failures
         .retain(|tag, _| ledger.source.contains_key(tag));
     let selected: Vec<SelectedTag> = selected
@@ -427,6 +435,7 @@ pub async fn sync(
                 requests: outcome.requests,
                 bytes_written: outcome.bytes_written,
                 reports: outcome.reports,
+                evidence: ledger.verdicts.evidence.get(&job.digest).cloned(),
             });
         }
         plan::settle(&mut planned.decisions, |tag, t| {
