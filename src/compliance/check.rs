@@ -142,7 +142,10 @@ where
     let scan = match &subject.scans {
         Some(inspector) => {
             metrics.scan_read();
-            match inspector.scan_report(&subject.repository_name, digest).await {
+            match inspector
+                .scan_report(&subject.repository_name, digest)
+                .await
+            {
                 Ok(scan) => scan,
                 Err(error) => {
                     return Checked {

@@ -448,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn without_a_policy_only_the_floor_judges() {
+        let critical = observed(&[("CVE-2026-1", Severity::Critical)], None);
+        let floor: VerificationFloor = serde_json::from_value(serde_json::json!({
+            "scan": {"failOnSeverity": "CRITICAL"}
+        }))
+        .unwrap();
+        let judged = judge_with(None, &floor, &critical, now());
+        assert_eq!(judged.standing.reason(), "VulnerabilitiesFound");
+        let judged = judge_with(None, &VerificationFloor::default(), &critical, now());
+        assert_eq!(judged.standing.reason(), "PolicySatisfied");
+        assert!(judged.expiring.is_empty());
+    }
+
+    #[test]
     fn entries_expiring_within_two_weeks_that_cover_a_finding_are_reported() {
         let seen = observed(
             &[

@@ -366,13 +366,20 @@ mod tests {
 
     #[test]
     fn the_status_counts_lists_and_names_the_worst_reason() {
-        let in_sync = map(&[("1.0", "sha256:a"), ("1.1", "sha256:b"), ("2.0", "sha256:c")]);
+        let in_sync = map(&[
+            ("1.0", "sha256:a"),
+            ("1.1", "sha256:b"),
+            ("2.0", "sha256:c"),
+        ]);
         let standings: BTreeMap<String, Standing> = [
             (
                 "sha256:a".to_string(),
                 found("VulnerabilitiesFound", "CVE-2026-1 (CRITICAL)"),
             ),
-            ("sha256:b".to_string(), found("SignatureInvalid", "key sha256:k")),
+            (
+                "sha256:b".to_string(),
+                found("SignatureInvalid", "key sha256:k"),
+            ),
             ("sha256:c".to_string(), Standing::Satisfied),
         ]
         .into();
@@ -395,8 +402,16 @@ mod tests {
             ("False", "SignatureInvalid"),
             "a revoked key takes precedence"
         );
-        assert!(condition.message.contains("2 of 3"), "{}", condition.message);
-        assert!(condition.message.contains("CVE-2026-1"), "{}", condition.message);
+        assert!(
+            condition.message.contains("2 of 3"),
+            "{}",
+            condition.message
+        );
+        assert!(
+            condition.message.contains("CVE-2026-1"),
+            "{}",
+            condition.message
+        );
         assert_eq!(condition.observed_generation, Some(4));
 
         let clean: BTreeMap<String, Standing> = in_sync
@@ -453,7 +468,11 @@ mod tests {
         let warned = transition(&none, &one).unwrap();
         assert!(warned.warning);
         assert_eq!(warned.reason, "VulnerabilitiesFound");
-        assert!(warned.note.contains("1.0 (VulnerabilitiesFound: CVE-9)"), "{}", warned.note);
+        assert!(
+            warned.note.contains("1.0 (VulnerabilitiesFound: CVE-9)"),
+            "{}",
+            warned.note
+        );
         assert_eq!(transition(&one, &one), None, "no change, no event");
         assert_eq!(transition(&none, &none), None);
         let another = transition(&one, &expired).unwrap();

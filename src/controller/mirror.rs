@@ -27,20 +27,20 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
+use super::compliance::sooner;
 use super::error::ReconcileError;
 use super::events::{self, Notice};
+use super::mirror_compliance;
 pub use super::promotion::error_policy;
 use super::promotion::{apply_status, due_or_wait, requested_at, status_value, supervised};
-use super::compliance::sooner;
-use super::mirror_compliance;
 use super::schedule::{Due, Outcome};
 use super::{Context, Setup, secrets};
 use crate::api::conditions::COMPLIANT;
 use crate::api::{MirrorReceipt, RegistryMirror, RegistryMirrorStatus, SystemClock};
 use crate::mirror::status::{SyncSummary, blocked_status, suspended_status, synced_status};
 use crate::mirror::{self, Ledger, MirrorSetup, SyncOptions};
-use crate::registry::Engine;
 use crate::promotion::SecretAccess;
+use crate::registry::Engine;
 
 /// What the process keeps of one mirror between its syncs.
 #[derive(Default)]
@@ -325,7 +325,12 @@ async fn reconcile_mirror(
 
 /// Puts what the process holds of the mirror's compliance and receipts on
 /// `status` (`applies`: whether the mirror applies verification).
-fn project(ctx: &Context, object: &RegistryMirror, applies: bool, status: &mut RegistryMirrorStatus) {
+fn project(
+    ctx: &Context,
+    object: &RegistryMirror,
+    applies: bool,
+    status: &mut RegistryMirrorStatus,
+) {
     let uid = object.uid().unwrap_or_default();
     mirror_compliance::project(ctx, object, applies, status);
     status.receipts = ctx
@@ -543,6 +548,24 @@ mod tests {
             ("TagsDrifted", true)
         );
         assert_eq!(transition(&drifted, &a).unwrap().reason, "InSync");
+    }
+
+    #[test]
+    fn the_status_lists_the_latest_receipts_newest_first() {
+        let receipt = |tag: &str| MirrorReceipt {
+            tag: tag.into(),
+            target: "t".into(),
+            digest: "sha256:aa".into(),
+            receipt: format!("sha256:{tag}"),
+        };
+        let mut memory = MirrorMemory::default();
+        memory.remember_receipts((0..8).map(|i| receipt(&format!("a{i}"))).collect());
+        memory.remember_receipts((0..4).map(|i| receipt(&format!("b{i}"))).collect());
+        let tags: Vec<&str> = memory.receipts.iter().map(|r| r.tag.as_str()).collect();
+        assert_eq!(
+            tags,
+            ["b3", "b2", "b1", "b0", "a7", "a6", "a5", "a4", "a3", "a2"]
+        );
     }
 
     #[test]

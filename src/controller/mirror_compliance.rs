@@ -26,8 +26,8 @@ use super::mirror::MirrorMemory;
 use super::{Context, Setup};
 use crate::api::conditions::SystemClock;
 use crate::api::{RegistryMirror, RegistryMirrorStatus, parse_duration};
-use crate::compliance::Ledger;
 use crate::aws::EcrInspector;
+use crate::compliance::Ledger;
 use crate::compliance::check::{Checked, Checker, Subject, check_subject};
 use crate::compliance::judge::{Judgement, Standing};
 use crate::compliance::ledger::{Due, SignatureKey, jittered};
@@ -55,10 +55,9 @@ pub fn interval(ctx: &Context, object: &RegistryMirror) -> Duration {
 
 /// The mirror's ledger and in-sync tags, from its record.
 fn memory(ctx: &Context, uid: &str) -> Option<(Arc<Ledger>, BTreeMap<String, String>)> {
-    ctx.mirrors
-        .with(uid, |m: &mut MirrorMemory| {
-            (m.compliance.clone(), m.in_sync.clone())
-        })
+    ctx.mirrors.with(uid, |m: &mut MirrorMemory| {
+        (m.compliance.clone(), m.in_sync.clone())
+    })
 }
 
 /// Each digest's standing in `ledger`.
@@ -119,7 +118,10 @@ pub async fn judge_due(
         ledger.record(digest, epoch, digest, fresh, None, now, wait());
     }
     if !plan.now.is_empty() {
-        debug!(digests = plan.now.len(), due, "judging the mirror's in-sync digests");
+        debug!(
+            digests = plan.now.len(),
+            due, "judging the mirror's in-sync digests"
+        );
     }
     let checker = Checker {
         shared: &setup.shared,
@@ -141,7 +143,15 @@ pub async fn judge_due(
         });
     let client = engine.client(&mirror_setup.source.registry).ok();
     let checks: Vec<(String, Checked)> = futures::stream::iter(plan.now.clone())
-        .map(|digest| check_digest(&checker, mirror_setup, scans.clone(), client.clone(), digest))
+        .map(|digest| {
+            check_digest(
+                &checker,
+                mirror_setup,
+                scans.clone(),
+                client.clone(),
+                digest,
+            )
+        })
         .buffer_unordered(CHECKS_AT_ONCE)
         .collect()
         .await;
@@ -221,7 +231,13 @@ async fn signatures(
     digest: String,
 ) -> Result<SignatureChecks, ObserveError> {
     let signed = [(None, digest)];
-    check_signatures(client, &setup.source, &setup.verification.verifiers, &signed).await
+    check_signatures(
+        client,
+        &setup.source,
+        &setup.verification.verifiers,
+        &signed,
+    )
+    .await
 }
 
 fn notice(transition: &Transition) -> Notice {

@@ -369,7 +369,8 @@ mod tests {
                 pending: 1,
                 drifted: 1,
                 failed: 1,
-                refused: 0
+                refused: 0,
+                noncompliant: 0
             }
         );
         let row = |t: &TargetTagCounts| (t.in_sync, t.pending, t.drifted, t.failed);

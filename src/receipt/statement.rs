@@ -242,6 +242,70 @@ pub struct ReceiptIdentity {
 mod tests {
     use super::*;
 
+    #[test]
+    fn facts_of_a_copy_name_its_signatures_scan_and_ignores_in_force() {
+        use crate::api::verify::SignatureEvidence;
+        let object = PolicyObject {
+            kind: "RegistryMirror".into(),
+            namespace: "ns".into(),
+            name: "m".into(),
+            uid: "u".into(),
+            generation: 1,
+        };
+        let ignores = [
+            IgnoredFinding {
+                id: "CVE-1".into(),
+                reason: "r".into(),
+                expires: "2099-01-01".into(),
+            },
+            IgnoredFinding {
+                id: "CVE-2".into(),
+                reason: "r".into(),
+                expires: "2020-01-01".into(),
+            },
+        ];
+        let evidence = VerificationEvidence {
+            scan: Some(ScanEvidence {
+                status: "COMPLETE".into(),
+                ..ScanEvidence::default()
+            }),
+            signature: Some(SignatureEvidence {
+                key_id: "sha256:k".into(),
+                signature_digest: Some(SIGNATURE.into()),
+            }),
+            ..VerificationEvidence::default()
+        };
+        let now: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        let mut verified = Verified {
+            object: &object,
+            policy: "sha256:ff",
+            source: "quay.io/acme/app",
+            ignores: &ignores,
+            evidence: Some(&evidence),
+        };
+        let facts = ReceiptFacts::of(&verified, "public.ecr.aws/acme/app", DIGEST, DIGEST, now);
+        assert_eq!(facts.inputs.len(), 1);
+        assert_eq!(facts.inputs[0].uri, format!("quay.io/acme/app@{SIGNATURE}"));
+        assert_eq!(facts.scan.as_ref().unwrap().status, "COMPLETE");
+        assert_eq!(facts.ignored.len(), 1, "only the entry in force");
+        assert_eq!(facts.source, format!("quay.io/acme/app@{DIGEST}"));
+        let json = statement(&facts);
+        assert_eq!(
+            json["predicate"]["inputAttestations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            json["predicate"][EXTENSION_KEY]["scan"]["status"],
+            "COMPLETE"
+        );
+        verified.evidence = None;
+        let bare = ReceiptFacts::of(&verified, "public.ecr.aws/acme/app", DIGEST, DIGEST, now);
+        assert!(bare.inputs.is_empty() && bare.scan.is_none());
+    }
+
     const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const SIGNATURE: &str =
         "sha256:2222222222222222222222222222222222222222222222222222222222222222";

@@ -20,7 +20,7 @@ use crate::world::{GOOD, Key, World, promotion, quay_target, signed_kms_policy};
 
 const VSA: &str = "https://slsa.dev/verification_summary/v1";
 
-fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
     Command::new(env.tool("cosign"))
         .args(args)
         .current_dir(dir)
@@ -34,7 +34,7 @@ fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
         .expect("running cosign")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
@@ -43,7 +43,7 @@ fn text(output: &Output) -> String {
 }
 
 /// `cosign verify-attestation --type <VSA>` of `reference` with `key`.
-fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+pub(crate) fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
     cosign(
         env,
         dir,
@@ -60,7 +60,7 @@ fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) ->
 }
 
 /// The statements of `cosign verify-attestation`'s output (one DSSE envelope per line).
-fn statements(output: &Output) -> Vec<Value> {
+pub(crate) fn statements(output: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
