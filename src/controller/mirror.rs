@@ -17,6 +17,12 @@
 //! record goes when the mirror is deleted, which cancels a sync in flight.
 //! `spec.suspend` stops the syncs; the status keeps the last sync's results and
 //! acknowledges the generation.
+//!
+//! A mirror that applies verification also has its in-sync tags judged again
+//! at the compliance interval ([`super::mirror_compliance`]): after a sync,
+//! and on a wake-up between syncs when a check is due (nothing is listed,
+//! read or copied then); its record keeps the in-sync tags, their judgements
+//! and the latest receipts, which the status shows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -63,11 +69,10 @@ pub struct MirrorMemory {
 pub const LISTED_RECEIPTS: usize = 10;
 
 impl MirrorMemory {
-    /// Puts `newest` (one sync's receipts) before the ones kept, keeping
-    /// [`LISTED_RECEIPTS`] (pure).
+    /// Puts `newest` (one sync's receipts, in the order of its copies:
+    /// newest tag first) before the ones kept, keeping [`LISTED_RECEIPTS`].
     fn remember_receipts(&mut self, newest: Vec<MirrorReceipt>) {
         let mut receipts = newest;
-        receipts.reverse();
         receipts.extend(std::mem::take(&mut self.receipts));
         receipts.truncate(LISTED_RECEIPTS);
         self.receipts = receipts;
@@ -352,6 +357,9 @@ async fn between_syncs(
     let Some(next_pass) = mirror_compliance::next_check(ctx, &uid) else {
         return Ok(wait);
     };
+    if object.spec.suspend {
+        return Ok(wait);
+    }
     let generation = object.metadata.generation.unwrap_or(0);
     let sync_wait = match ctx.mirrors.due(
         &uid,
@@ -364,7 +372,7 @@ async fn between_syncs(
         Due::Now(_) => return Ok(wait),
         Due::OnChange => None,
     };
-    if !next_pass.is_zero() || object.spec.suspend {
+    if !next_pass.is_zero() {
         return Ok(sooner(sync_wait, Some(next_pass)));
     }
     let Some(written) = ctx
@@ -564,7 +572,7 @@ mod tests {
         let tags: Vec<&str> = memory.receipts.iter().map(|r| r.tag.as_str()).collect();
         assert_eq!(
             tags,
-            ["b3", "b2", "b1", "b0", "a7", "a6", "a5", "a4", "a3", "a2"]
+            ["b0", "b1", "b2", "b3", "a0", "a1", "a2", "a3", "a4", "a5"]
         );
     }
 
