@@ -35,6 +35,24 @@ fn writes(metrics: &str) -> f64 {
         .sum()
 }
 
+/// Every registry request the operator made (any method).
+fn registry_requests(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("image_promoter_registry_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The value of the series `series` (its full name with labels), 0 when absent.
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// `image_promoter_mirror_tags{state="noncompliant"}` of the mirror `name`.
 fn noncompliant_gauge(metrics: &str, name: &str) -> Option<f64> {
     metrics
@@ -153,7 +171,10 @@ async fn a_new_critical_finding_counts_a_mirrored_tag_noncompliant_and_a_fix_cle
         "{listed:?}"
     );
     let (status, reason, message) = compliant(&flipped).unwrap();
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "VulnerabilitiesFound"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "VulnerabilitiesFound")
+    );
     assert!(message.contains("CVE-2026-8888"), "{message}");
     assert!(
         flipped
@@ -185,6 +206,14 @@ async fn a_new_critical_finding_counts_a_mirrored_tag_noncompliant_and_a_fix_cle
     let metrics = operator.metrics().await;
     assert_eq!(noncompliant_gauge(&metrics, &name), Some(1.0), "{metrics}");
     assert_eq!(writes(&metrics), written_before, "no registry write");
+    // From here on the signature check of this digest and key is cached:
+    // a pass costs one scan read and no registry request.
+    let requests_flipped = registry_requests(&metrics);
+    let scans_flipped = value(&metrics, "image_promoter_compliance_scan_reads_total");
+    let cached_flipped = value(
+        &metrics,
+        "image_promoter_compliance_signature_checks_total{source=\"cache\"}",
+    );
 
     // The fix: the image is scanned clean again.
     world.rescan(&source, "COMPLETE", &[]).await;
@@ -208,6 +237,18 @@ async fn a_new_critical_finding_counts_a_mirrored_tag_noncompliant_and_a_fix_cle
     let metrics = operator.metrics().await;
     assert_eq!(noncompliant_gauge(&metrics, &name), Some(0.0), "{metrics}");
     assert_eq!(writes(&metrics), written_before, "no registry write");
+    let scans = value(&metrics, "image_promoter_compliance_scan_reads_total") - scans_flipped;
+    let cached = value(
+        &metrics,
+        "image_promoter_compliance_signature_checks_total{source=\"cache\"}",
+    ) - cached_flipped;
+    assert!(scans >= 1.0, "the passes read the scan: {metrics}");
+    assert_eq!(cached, scans, "one cached signature check per scan read");
+    assert_eq!(
+        registry_requests(&metrics),
+        requests_flipped,
+        "no registry request while the digest and the key are unchanged: {metrics}"
+    );
     let events = events(&cluster.client, &cluster.namespace, &name).await;
     assert_eq!(
         events
@@ -241,7 +282,8 @@ async fn a_mirrored_tag_gets_a_receipt_with_the_signature_and_scan_it_passed() {
     public_key_secret(&cluster, &world).await;
     let (_, quay_repository) = world.quay_target("op-mreceipt");
     let kubeconfig = service_account(&cluster, Rbac::Full).await;
-    let mut operator = Operator::start_with(&cluster, &kubeconfig, &["--attestation-key", &reference]);
+    let mut operator =
+        Operator::start_with(&cluster, &kubeconfig, &["--attestation-key", &reference]);
     let name = create_mirror(
         &cluster,
         json!({
@@ -267,7 +309,11 @@ async fn a_mirrored_tag_gets_a_receipt_with_the_signature_and_scan_it_passed() {
     .await;
     let listed = &status.receipts[0];
     assert_eq!(
-        (listed.tag.as_str(), listed.target.as_str(), listed.digest.as_str()),
+        (
+            listed.tag.as_str(),
+            listed.target.as_str(),
+            listed.digest.as_str()
+        ),
         (TAG, "quay", source.digest.as_str()),
         "{status:#?}"
     );
@@ -283,10 +329,17 @@ async fn a_mirrored_tag_gets_a_receipt_with_the_signature_and_scan_it_passed() {
     assert_eq!(predicate["resourceUri"], target);
     assert_eq!(
         predicate["policy"]["uri"],
-        format!("imagepromoter.dev/RegistryMirror/{}/{name}", cluster.namespace)
+        format!(
+            "imagepromoter.dev/RegistryMirror/{}/{name}",
+            cluster.namespace
+        )
     );
     let inputs = predicate["inputAttestations"].as_array().unwrap();
-    assert_eq!(inputs.len(), 1, "the source signature verified: {predicate:#}");
+    assert_eq!(
+        inputs.len(),
+        1,
+        "the source signature verified: {predicate:#}"
+    );
     assert!(
         inputs[0]["uri"]
             .as_str()
@@ -297,7 +350,10 @@ async fn a_mirrored_tag_gets_a_receipt_with_the_signature_and_scan_it_passed() {
     let extension = &predicate["https://imagepromoter.dev/promotion/v1"];
     assert_eq!(extension["scan"]["status"], "COMPLETE", "{predicate:#}");
     assert_eq!(extension["scan"]["findings"]["low"], 1, "{predicate:#}");
-    assert_eq!(extension["ignored"][0]["id"], "CVE-2026-0002", "{predicate:#}");
+    assert_eq!(
+        extension["ignored"][0]["id"], "CVE-2026-0002",
+        "{predicate:#}"
+    );
     assert_eq!(
         extension["source"],
         format!("{}@{}", world.source_repository(&source), source.digest)
