@@ -303,7 +303,15 @@ mod tests {
             ("1.2", "sha256:c"),
         ]);
         // (case, due, judged, verified, fresh, now)
-        let cases: [(&str, bool, &[&str], &[&str], &[&str], &[&str]); 5] = [
+        type Case<'a> = (
+            &'a str,
+            bool,
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let cases: [Case<'_>; 5] = [
             (
                 "first pass after a start",
                 true,
