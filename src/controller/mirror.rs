@@ -24,7 +24,7 @@
 //! read or copied then); its record keeps the in-sync tags, their judgements
 //! and the latest receipts, which the status shows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,7 @@ use crate::mirror::status::{SyncSummary, blocked_status, suspended_status, synce
 use crate::mirror::{self, Ledger, MirrorSetup, SyncOptions};
 use crate::promotion::SecretAccess;
 use crate::registry::Engine;
+use crate::verify::SignatureChecks;
 
 /// What the process keeps of one mirror between its syncs.
 #[derive(Default)]
@@ -230,8 +231,14 @@ async fn reconcile_mirror(
                         report.targets.len(),
                     );
                     ctx.mirrors.with(&uid, |m| m.in_sync = in_sync);
-                    let verified: BTreeSet<String> =
-                        report.copies.iter().map(|c| c.digest.clone()).collect();
+                    let verified: BTreeMap<String, Option<SignatureChecks>> = report
+                        .copies
+                        .iter()
+                        .map(|c| {
+                            let checks = c.evidence.as_ref().map(|e| e.signatures.clone());
+                            (c.digest.clone(), checks)
+                        })
+                        .collect();
                     compliance_notices = mirror_compliance::judge_due(
                         object,
                         ctx,
@@ -391,7 +398,7 @@ async fn between_syncs(
                 &setup,
                 &mirror_setup,
                 &engine,
-                &BTreeSet::new(),
+                &BTreeMap::new(),
             )
             .boxed()
             .await;

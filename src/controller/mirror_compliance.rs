@@ -6,7 +6,8 @@
 //! read again only when the digest or the keys changed (the ledger caches
 //! them per digest and key set, so a pass with nothing changed makes no
 //! registry request). A digest this process's sync just copied, verified a
-//! moment before, is compliant without a request.
+//! moment before, is compliant without a request, and the signature checks
+//! of that verification are kept for its next check.
 //!
 //! Nothing is copied and no tag is moved. The judgements stay in the
 //! mirror's record in the process ([`MirrorMemory`]); the status shows them
@@ -80,16 +81,17 @@ fn signature_key(setup: &MirrorSetup, digest: &str) -> SignatureKey {
 
 /// Judges the in-sync digests that are due (all of them when the mirror's
 /// interval passed, else those not judged yet; `verified`: digests this
-/// process's sync copied) and records the judgements; the event of a change
-/// of the noncompliant tags. A mirror that applies no verification forgets
-/// its judgements.
+/// process's sync copied, with the signature checks their verification
+/// made, which the ledger keeps so the next check reads no signature) and
+/// records the judgements; the event of a change of the noncompliant tags.
+/// A mirror that applies no verification forgets its judgements.
 pub async fn judge_due(
     object: &RegistryMirror,
     ctx: &Context,
     setup: &Setup,
     mirror_setup: &MirrorSetup,
     engine: &Engine,
-    verified: &BTreeSet<String>,
+    verified: &BTreeMap<String, Option<SignatureChecks>>,
 ) -> Vec<Notice> {
     let uid = object.uid().unwrap_or_default();
     let Some((ledger, in_sync)) = memory(ctx, &uid) else {
@@ -108,14 +110,21 @@ pub async fn judge_due(
         .filter(|d| ledger.standing(d).is_some())
         .cloned()
         .collect();
-    let plan = mirror::plan_checks(&in_sync, due, &judged, verified);
+    let copied: BTreeSet<String> = verified.keys().cloned().collect();
+    let plan = mirror::plan_checks(&in_sync, due, &judged, &copied);
     let wait = || jittered(interval(ctx, object), fastrand::f64());
     for digest in &plan.fresh {
         let fresh = Judgement {
             standing: Standing::Satisfied,
             expiring: Vec::new(),
         };
-        ledger.record(digest, epoch, digest, fresh, None, now, wait());
+        let signatures = verified
+            .get(digest)
+            .cloned()
+            .flatten()
+            .filter(|_| mirror_setup.verification.verifiers.any())
+            .map(|checks| (signature_key(mirror_setup, digest), checks));
+        ledger.record(digest, epoch, digest, fresh, signatures, now, wait());
     }
     if !plan.now.is_empty() {
         debug!(

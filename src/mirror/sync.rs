@@ -21,14 +21,14 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::inventory::{self, Listing, ListingError};
-use super::ledger::{Ledger, RECHECKS_PER_SYNC, SourceRecord, Verdict, rotating_sample};
+use super::ledger::{Evidence, Ledger, RECHECKS_PER_SYNC, SourceRecord, Verdict, rotating_sample};
 use super::plan::{
     self, AtTarget, CopyHistory, Decision, Observation, Problem, SelectedTag, TagState,
     Verification,
 };
 use super::selection::SourceTag;
 use super::setup::MirrorSetup;
-use crate::api::{VerificationEvidence, reasons};
+use crate::api::reasons;
 use crate::registry::copy::report::TargetReport;
 use crate::registry::{Engine, ImageReference, RegistryClient, RegistryError, Target};
 
@@ -66,10 +66,11 @@ pub struct CopyMade {
     /// The engine's report per target (same order as `targets`), for metrics.
     #[serde(skip)]
     pub reports: Vec<TargetReport>,
-    /// What the image's verification rested on (the scan and the signature
-    /// verified), when this process verified it: for the copy's receipts.
+    /// What the image's verification rested on (the scan, the signature
+    /// verified and the signature checks), when this process verified it:
+    /// for the copy's receipts and its first compliance check.
     #[serde(skip)]
-    pub evidence: Option<VerificationEvidence>,
+    pub evidence: Option<Evidence>,
 }
 
 /// A tag whose image verification refused.

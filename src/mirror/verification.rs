@@ -22,7 +22,7 @@ use aws_config::SdkConfig;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 
-use super::ledger::{Verdict, Verdicts};
+use super::ledger::{Evidence, Verdict, Verdicts};
 use super::plan::{Problem, Verification};
 use super::setup::ListingApi;
 use crate::api::{EncryptionRequirement, VerificationEvidence, VerificationPolicy};
@@ -268,7 +268,11 @@ pub async fn check(
         match &verification {
             Verification::Passed => {
                 verdicts.record(&policy.fingerprint, digest, tag, Verdict::Passed);
-                if let Some(evidence) = evidence {
+                if let (Some(verification), Ok(facts)) = (evidence, &facts[digest]) {
+                    let evidence = Evidence {
+                        verification,
+                        signatures: facts.signatures.clone(),
+                    };
                     verdicts.evidence.insert(digest.clone(), evidence);
                 }
             }

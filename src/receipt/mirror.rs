@@ -70,7 +70,7 @@ pub async fn after_sync(
                 policy: &setup.verification.fingerprint,
                 source: &source,
                 ignores: &ignored,
-                evidence: copy.evidence.as_ref(),
+                evidence: copy.evidence.as_ref().map(|e| &e.verification),
             };
             let facts = ReceiptFacts::of(
                 &verified,

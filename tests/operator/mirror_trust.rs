@@ -2,8 +2,9 @@
 //! (issues 21 and 22): its in-sync tags are judged again at the compliance
 //! interval (seconds here) against the scan as ECR (moto) reports it now —
 //! a new CRITICAL finding counts the tag `noncompliant` with its reason and
-//! a Warning event, writes nothing to any registry, and a clean scan turns
-//! it back — and each mirrored tag gets a receipt that carries the source
+//! a Warning event, makes no registry request (one scan read per check; the
+//! signature checks of the copy's verification are reused), and a clean
+//! scan turns it back — and each mirrored tag gets a receipt that carries the source
 //! signature verified, the scan and the ignore entries, which the real
 //! `cosign verify-attestation` accepts, listed in the mirror's status.
 
@@ -138,7 +139,11 @@ async fn a_new_critical_finding_counts_a_mirrored_tag_noncompliant_and_a_fix_cle
         world.quay_tag(&quay_name, TAG).await,
         Ok(source.digest.clone())
     );
-    let written_before = writes(&operator.metrics().await);
+    let metrics = operator.metrics().await;
+    let written_before = writes(&metrics);
+    // The sync is over: from here on only compliance checks run, and the
+    // signature checks of the copy's verification are kept for them.
+    let requests_synced = registry_requests(&metrics);
 
     // ECR reports a new CRITICAL finding for the mirrored digest.
     world
@@ -206,9 +211,7 @@ async fn a_new_critical_finding_counts_a_mirrored_tag_noncompliant_and_a_fix_cle
     let metrics = operator.metrics().await;
     assert_eq!(noncompliant_gauge(&metrics, &name), Some(1.0), "{metrics}");
     assert_eq!(writes(&metrics), written_before, "no registry write");
-    // From here on the signature check of this digest and key is cached:
-    // a pass costs one scan read and no registry request.
-    let requests_flipped = registry_requests(&metrics);
+    assert_eq!(registry_requests(&metrics), requests_synced, "{metrics}");
     let scans_flipped = value(&metrics, "image_promoter_compliance_scan_reads_total");
     let cached_flipped = value(
         &metrics,
@@ -246,8 +249,16 @@ async fn a_new_critical_finding_counts_a_mirrored_tag_noncompliant_and_a_fix_cle
     assert_eq!(cached, scans, "one cached signature check per scan read");
     assert_eq!(
         registry_requests(&metrics),
-        requests_flipped,
+        requests_synced,
         "no registry request while the digest and the key are unchanged: {metrics}"
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "image_promoter_compliance_signature_checks_total{source=\"registry\"}"
+        ),
+        0.0,
+        "the signatures verified before the copy were not read again: {metrics}"
     );
     let events = events(&cluster.client, &cluster.namespace, &name).await;
     assert_eq!(
