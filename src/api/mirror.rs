@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::EcrPublicRepository;
 use super::credentials::RegistryCredentials;
+use super::promotion::ComplianceSettings;
 use super::rules;
 use super::verify::VerificationPolicy;
 
@@ -136,6 +137,16 @@ pub struct RegistryMirrorSpec {
     /// `VerificationFailed`. Absent: only the floor applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerificationPolicy>,
+    /// How often each in-sync tag's image is judged again against the
+    /// effective policy once the mirror applies verification (spec.verify or
+    /// the operator's floor): its current ECR scan findings, its ignore
+    /// entries' dates, its signature against the keys as they are now. Tags
+    /// are never copied or moved by this check; a tag that no longer passes
+    /// is counted in `status.tags.noncompliant` and listed in
+    /// `status.noncompliantTags` (docs/compliance.md). Absent: the
+    /// operator's --compliance-interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<ComplianceSettings>,
     /// Migration tier of the repository, for the migration plan and for
     /// filtering: by convention `Gold`, `Silver` or `Bronze`, but any label
     /// value is accepted.
@@ -255,6 +266,22 @@ pub struct RegistryMirrorStatus {
     /// with reasons (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<TagFailure>,
+    /// In-sync tags whose image no longer passes the effective policy at
+    /// the last compliance check, by tag (at most 10; `tags.noncompliant`
+    /// counts them all). The tags stay where they are: nothing is copied or
+    /// moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noncompliant_tags: Vec<TagCompliance>,
+    /// The latest receipts this operator process wrote or found for the
+    /// mirror's copies, newest first (at most 10; written only with
+    /// `--attestation-key`). A mirror may hold thousands of tags, so the
+    /// status names only the latest: every mirrored digest's receipt is at
+    /// its target in cosign's `.att` layout, where `cosign
+    /// verify-attestation --type https://slsa.dev/verification_summary/v1`
+    /// finds it (docs/verification.md). After a restart the list starts
+    /// again with the next copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<MirrorReceipt>,
     /// When the last sync that changed the status finished (a status write
     /// is skipped when only timestamps would change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,6 +355,42 @@ pub struct TagCounts {
     /// raised to the operator's floor).
     #[serde(default)]
     pub refused: i32,
+    /// In-sync tags whose image no longer passes the effective policy at the
+    /// last compliance check (new findings, an expired ignore entry, a
+    /// revoked key). Also counted in inSync: the tags are where they should
+    /// be, and are never moved for this.
+    #[serde(default)]
+    pub noncompliant: i32,
+}
+
+/// An in-sync tag whose image no longer passes the effective policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagCompliance {
+    /// The tag.
+    pub tag: String,
+    /// The source digest it names (the same at every target).
+    pub digest: String,
+    /// VulnerabilitiesFound, IgnoreExpired, SignatureInvalid or ScanUnavailable.
+    pub reason: String,
+    /// What is wrong: the CVEs, the expired ignore entries or the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The receipt of one mirrored tag at one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorReceipt {
+    /// The tag copied.
+    pub tag: String,
+    /// The target's name from spec.targets.
+    pub target: String,
+    /// The digest at the target the receipt is about.
+    pub digest: String,
+    /// The receipt's digest (the DSSE envelope's layer in the target's
+    /// `sha256-<digest>.att` manifest).
+    pub receipt: String,
 }
 
 /// One tag that failed or drifted at one target.

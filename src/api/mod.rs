@@ -29,8 +29,9 @@ pub use credentials::{
 };
 pub use duration::{DurationError, parse_duration};
 pub use mirror::{
-    MirrorPhase, MirrorTarget, RegistryMirror, RegistryMirrorSpec, RegistryMirrorStatus,
-    SourceRepository, TagCounts, TagFailure, TagSelector, TargetTagCounts,
+    MirrorPhase, MirrorReceipt, MirrorTarget, RegistryMirror, RegistryMirrorSpec,
+    RegistryMirrorStatus, SourceRepository, TagCompliance, TagCounts, TagFailure, TagSelector,
+    TargetTagCounts,
 };
 pub use promotion::{
     ComplianceSettings, CopyOptions, ImagePromotion, ImagePromotionSpec, ImagePromotionStatus,

@@ -6,14 +6,24 @@
 //!
 //! Nothing is copied and no tag is written: the only registry requests are
 //! the signature reads, and only when the keys or the digest changed.
+//!
+//! A promotion's check ([`check`]) and a mirror's check of each in-sync
+//! digest (`crate::controller::mirror_compliance`) are the same
+//! [`check_subject`], on a [`Subject`] each builds from its own setup.
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::judge::{self, Judgement, Standing};
 use super::ledger::{Ledger, SignatureKey};
 use super::metrics::ComplianceMetrics;
-use crate::aws::{EcrInspector, Encryption, EncryptionType, RepositorySettings, TagMutability};
+use std::future::Future;
+
+use crate::api::VerificationPolicy;
+use crate::aws::{
+    EcrInspector, Encryption, EncryptionType, RepositorySettings, ScanReport, TagMutability,
+};
 use crate::config::Config;
+use crate::promotion::observe::ObserveError;
 use crate::promotion::{PromotionPlan, Shared, observe};
 use crate::registry::Engine;
 use crate::verify::cosign::Verifier;
@@ -52,6 +62,46 @@ pub struct Checker<'a> {
     pub metrics: &'a ComplianceMetrics,
 }
 
+/// What one check is of: the published image and the policy it must still
+/// pass. A promotion's comes from its plan ([`Subject::of_plan`]), a
+/// mirror's from its setup.
+pub struct Subject<'a> {
+    /// The source repository with its host, for messages.
+    pub repository: String,
+    /// The repository's name in ECR, where its scan is read.
+    pub repository_name: String,
+    /// The source tag, if any.
+    pub tag: Option<String>,
+    /// Where the scan findings are read; `None`: the policy reads no scan
+    /// (the image is judged as not scanned).
+    pub scans: Option<EcrInspector>,
+    /// The object's policy (`None`: only the floor applies).
+    pub policy: Option<&'a VerificationPolicy>,
+    /// Whether any signature is checked.
+    pub signed: bool,
+    /// What the signature checks are made for.
+    pub key: SignatureKey,
+}
+
+impl<'a> Subject<'a> {
+    /// The subject of a promotion's `plan` at `digest`.
+    pub fn of_plan(shared: &Shared, plan: &'a PromotionPlan, digest: &str) -> Self {
+        Self {
+            repository: plan.source.image.repository.to_string(),
+            repository_name: plan.source.image.repository.name.clone(),
+            tag: plan.source.image.tag.clone(),
+            scans: Some(EcrInspector::new(
+                &shared.sdk,
+                plan.source.ecr.clone(),
+                plan.source.ecr_endpoint.as_deref(),
+            )),
+            policy: Some(&plan.policy),
+            signed: plan.verifiers.any(),
+            key: signature_key(plan, digest),
+        }
+    }
+}
+
 /// Checks the published `digest` of the promotion `uid` under its `plan`,
 /// reaching registries through `engine` — needed only when the plan asks for
 /// signatures and the ledger holds none for this digest and key set.
@@ -62,48 +112,69 @@ pub async fn check(
     engine: Option<&Engine>,
     digest: &str,
 ) -> Checked {
+    let subject = Subject::of_plan(checker.shared, plan, digest);
+    let read = engine.map(|engine| move || observe::signatures(plan, engine, digest));
+    check_subject(checker, uid, &subject, digest, read).await
+}
+
+/// Checks `digest` of `subject`, recorded under `key` in the ledger: one
+/// scan read (when the policy reads scans), and the signatures read with
+/// `read` only when the ledger holds none for this digest and key set
+/// (without `read` an unchecked signature fails closed, as in verification).
+pub async fn check_subject<F, R>(
+    checker: &Checker<'_>,
+    key: &str,
+    subject: &Subject<'_>,
+    digest: &str,
+    read: Option<F>,
+) -> Checked
+where
+    F: FnOnce() -> R,
+    R: Future<Output = Result<SignatureChecks, ObserveError>>,
+{
     let Checker {
-        shared,
         config,
         ledger,
         metrics,
+        ..
     } = checker;
-    let repository = plan.source.image.repository.name.as_str();
-    let image = format!("{}@{digest}", plan.source.image.repository);
-    let inspector = EcrInspector::new(
-        &shared.sdk,
-        plan.source.ecr.clone(),
-        plan.source.ecr_endpoint.as_deref(),
-    );
-    metrics.scan_read();
-    let scan = match inspector.scan_report(repository, digest).await {
-        Ok(scan) => scan,
-        Err(error) => {
-            return Checked {
-                judgement: Judgement {
-                    standing: judge::scan_unreadable(&image, &error.to_string()),
-                    expiring: Vec::new(),
-                },
-                signatures: None,
-            };
+    let image = format!("{}@{digest}", subject.repository);
+    let scan = match &subject.scans {
+        Some(inspector) => {
+            metrics.scan_read();
+            match inspector
+                .scan_report(&subject.repository_name, digest)
+                .await
+            {
+                Ok(scan) => scan,
+                Err(error) => {
+                    return Checked {
+                        judgement: Judgement {
+                            standing: judge::scan_unreadable(&image, &error.to_string()),
+                            expiring: Vec::new(),
+                        },
+                        signatures: None,
+                    };
+                }
+            }
         }
+        None => ScanReport::not_scanned(),
     };
-    let key = signature_key(plan, digest);
-    let (signatures, fresh) = match ledger.cached_signatures(uid, &key) {
+    let (signatures, fresh) = match ledger.cached_signatures(key, &subject.key) {
         Some(cached) => {
-            if plan.verifiers.any() {
+            if subject.signed {
                 metrics.signature_check(true);
             }
             (cached, None)
         }
         None => {
-            if !plan.verifiers.any() {
+            if !subject.signed {
                 let none = SignatureChecks::default();
                 (none, None)
-            } else if let Some(engine) = engine {
+            } else if let Some(read) = read {
                 metrics.signature_check(false);
-                match observe::signatures(plan, engine, digest).await {
-                    Ok(checks) => (checks.clone(), Some((key, checks))),
+                match read().await {
+                    Ok(checks) => (checks.clone(), Some((subject.key.clone(), checks))),
                     Err(error) => {
                         let standing = if error.is_transient() {
                             judge::scan_unreadable(&image, &error.to_string())
@@ -133,13 +204,13 @@ pub async fn check(
     };
     let observed = Observations {
         digest: digest.to_string(),
-        source_tag: plan.source.image.tag.clone(),
-        repository: Some(named_only(repository)),
+        source_tag: subject.tag.clone(),
+        repository: Some(named_only(&subject.repository_name)),
         scan,
         signatures,
     };
     Checked {
-        judgement: judge::judge(&plan.policy, &config.verify, &observed, Timestamp::now()),
+        judgement: judge::judge_with(subject.policy, &config.verify, &observed, Timestamp::now()),
         signatures: fresh,
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::jiff::tz::TimeZone;
 
 use crate::api::conditions::{ConditionStatus, ConditionUpdate};
 use crate::api::{VerificationPolicy, reasons};
-use crate::verify::{Failure, Observations, VerificationFloor, evaluate};
+use crate::verify::{Failure, Observations, VerificationFloor, evaluate_with};
 
 pub use crate::api::conditions::COMPLIANT;
 use crate::api::reasons::{IGNORE_EXPIRED, SCAN_UNAVAILABLE};
@@ -90,7 +90,18 @@ pub fn judge(
     observed: &Observations,
     now: Timestamp,
 ) -> Judgement {
-    let verdict = evaluate(policy, floor, observed, now);
+    judge_with(Some(policy), floor, observed, now)
+}
+
+/// [`judge`] for an object whose policy is optional (a RegistryMirror's
+/// `spec.verify`): without one only the floor applies.
+pub fn judge_with(
+    policy: Option<&VerificationPolicy>,
+    floor: &VerificationFloor,
+    observed: &Observations,
+    now: Timestamp,
+) -> Judgement {
+    let verdict = evaluate_with(policy, floor, observed, now);
     let today = now.to_zoned(TimeZone::UTC).date();
     let of = |reasons: &[&str]| -> Vec<&Failure> {
         verdict
@@ -175,45 +186,46 @@ fn violated(reason: &'static str, failures: &[&Failure], prefix: &str) -> Standi
 }
 
 /// The object's ignore entries whose expiry date has passed.
-fn expired_entries(policy: &VerificationPolicy, today: Date) -> Vec<(&str, Date)> {
-    policy
-        .scan
-        .ignore
-        .iter()
+fn expired_entries(policy: Option<&VerificationPolicy>, today: Date) -> Vec<(&str, Date)> {
+    ignore_entries(policy)
         .filter_map(|e| Some((e.id.as_str(), e.expires.parse::<Date>().ok()?)))
         .filter(|(_, expires)| *expires < today)
         .collect()
 }
 
+/// The object's ignore entries (none without a policy).
+fn ignore_entries(
+    policy: Option<&VerificationPolicy>,
+) -> impl Iterator<Item = &crate::api::IgnoredFinding> {
+    policy.into_iter().flat_map(|p| p.scan.ignore.iter())
+}
+
 /// Whether the findings would pass if every expired ignore entry still applied.
 fn passes_if_renewed(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     floor: &VerificationFloor,
     observed: &Observations,
     now: Timestamp,
 ) -> bool {
-    let mut renewed = policy.clone();
-    for entry in &mut renewed.scan.ignore {
+    let mut renewed = policy.cloned();
+    for entry in renewed.iter_mut().flat_map(|p| p.scan.ignore.iter_mut()) {
         entry.expires = "9999-12-31".into();
     }
-    !evaluate(&renewed, floor, observed, now)
+    !evaluate_with(renewed.as_ref(), floor, observed, now)
         .failures
         .iter()
         .any(|f| f.reason == reasons::VULNERABILITIES_FOUND)
 }
 
 fn expiring(
-    policy: &VerificationPolicy,
+    policy: Option<&VerificationPolicy>,
     observed: &Observations,
     today: Date,
 ) -> Vec<ExpiringIgnore> {
     let horizon = today
         .checked_add(k8s_openapi::jiff::Span::new().days(EXPIRING_WITHIN_DAYS))
         .unwrap_or(today);
-    let mut soon: Vec<ExpiringIgnore> = policy
-        .scan
-        .ignore
-        .iter()
+    let mut soon: Vec<ExpiringIgnore> = ignore_entries(policy)
         .filter(|e| observed.scan.findings.iter().any(|f| f.id == e.id))
         .filter_map(|e| {
             let expires = e.expires.parse::<Date>().ok()?;
@@ -433,6 +445,20 @@ mod tests {
             .reason(),
             "PolicySatisfied"
         );
+    }
+
+    #[test]
+    fn without_a_policy_only_the_floor_judges() {
+        let critical = observed(&[("CVE-2026-1", Severity::Critical)], None);
+        let floor: VerificationFloor = serde_json::from_value(serde_json::json!({
+            "scan": {"failOnSeverity": "CRITICAL"}
+        }))
+        .unwrap();
+        let judged = judge_with(None, &floor, &critical, now());
+        assert_eq!(judged.standing.reason(), "VulnerabilitiesFound");
+        let judged = judge_with(None, &VerificationFloor::default(), &critical, now());
+        assert_eq!(judged.standing.reason(), "PolicySatisfied");
+        assert!(judged.expiring.is_empty());
     }
 
     #[test]

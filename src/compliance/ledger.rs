@@ -186,6 +186,11 @@ impl Ledger {
             .map(|j| j.standing.clone())
     }
 
+    /// Whether the ledger holds a record of `uid`.
+    pub fn contains(&self, uid: &str) -> bool {
+        self.lock().contains_key(uid)
+    }
+
     /// A Secret `uid` references changed: it is checked again now.
     pub fn poke(&self, uid: &str) {
         if let Some(record) = self.lock().get_mut(uid) {

@@ -12,6 +12,8 @@
 //!   digest and key set), never read back from the status;
 //! - [`check`]: one check's I/O (one scan read; signatures only when the
 //!   digest or the keys changed);
+//! - [`mirror`]: a RegistryMirror's in-sync tags, judged the same way per
+//!   source digest, and how that shows in its status (pure);
 //! - [`metrics`]: the gauges and counters;
 //! - [`report`]: the migration view — what is live where, in sync and
 //!   compliant, and which tier's old registry can be retired.
@@ -20,6 +22,7 @@ pub mod check;
 pub mod judge;
 pub mod ledger;
 pub mod metrics;
+pub mod mirror;
 pub mod report;
 
 pub use judge::{COMPLIANT, Judgement, Standing, judge};

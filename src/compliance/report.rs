@@ -16,7 +16,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
 use crate::api::conditions::{COMPLIANT, READY, find_condition};
-use crate::api::{ImagePromotion, RegistryMirror, TargetState};
+use crate::api::{ImagePromotion, RegistryMirror, TagCompliance, TargetState};
 
 /// One target of a repository.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -46,8 +46,13 @@ pub struct RepositoryRow {
     pub source: String,
     /// The targets.
     pub targets: Vec<TargetRow>,
-    /// `True`, `False` (with the reason) or `Unknown` when not judged.
+    /// `True`, `False` (with the reason; for a mirror, how many of its
+    /// in-sync tags) or `Unknown` when not judged.
     pub compliance: String,
+    /// A mirror's in-sync tags that no longer pass its policy, as its
+    /// status lists them (the first 10).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub noncompliant_tags: Vec<TagCompliance>,
     /// Whether the old registry can be retired for this object.
     pub retirable: bool,
     /// What keeps it from being retirable.
@@ -164,6 +169,7 @@ fn promotion_row(p: &ImagePromotion, period: Duration, now: Timestamp) -> Reposi
         source,
         targets,
         compliance: compliance(&status.conditions),
+        noncompliant_tags: Vec::new(),
         retirable: why_not.is_none(),
         why_not,
     }
@@ -213,7 +219,16 @@ fn mirror_row(m: &RegistryMirror, period: Duration, now: Timestamp) -> Repositor
         tier: m.spec.tier.clone().unwrap_or_default(),
         source: m.spec.source.repository.clone(),
         targets,
-        compliance: compliance(&status.conditions),
+        compliance: match compliance(&status.conditions) {
+            text if counts.noncompliant > 0 => format!(
+                "{}, {} of {} tags)",
+                text.trim_end_matches(')'),
+                counts.noncompliant,
+                counts.in_sync
+            ),
+            text => text,
+        },
+        noncompliant_tags: status.noncompliant_tags.clone(),
         retirable: why_not.is_none(),
         why_not,
     }
@@ -401,6 +416,52 @@ mod tests {
                 .unwrap()
                 .starts_with("in sync only since"),
             "{week:?}"
+        );
+    }
+
+    #[test]
+    fn a_mirror_shows_how_many_of_its_tags_are_noncompliant() {
+        let mut mirror: RegistryMirror = serde_yaml_ng::from_str(
+            "apiVersion: imagepromoter.dev/v1alpha1\nkind: RegistryMirror\n\
+             metadata: {name: m, namespace: team, generation: 1}\n\
+             spec: {source: {repository: quay.io/acme/app}, targets: [{name: t, repository: public.ecr.aws/acme/app}]}",
+        )
+        .unwrap();
+        let mut status = crate::api::RegistryMirrorStatus {
+            observed_generation: Some(1),
+            tags: Some(crate::api::TagCounts {
+                selected: 3,
+                in_sync: 3,
+                noncompliant: 1,
+                ..Default::default()
+            }),
+            noncompliant_tags: vec![TagCompliance {
+                tag: "1.0".into(),
+                digest: "sha256:aa".into(),
+                reason: "VulnerabilitiesFound".into(),
+                message: Some("CVE-1".into()),
+            }],
+            ..Default::default()
+        };
+        set_condition(
+            &mut status.conditions,
+            ConditionUpdate::new(READY, true, "InSync"),
+            &SystemClock,
+        );
+        set_condition(
+            &mut status.conditions,
+            ConditionUpdate::new(COMPLIANT, false, "VulnerabilitiesFound"),
+            &SystemClock,
+        );
+        mirror.status = Some(status);
+        let view = view(&[], &[mirror], Duration::ZERO, Timestamp::now());
+        let row = &view[0].repositories[0];
+        assert_eq!(row.compliance, "False (VulnerabilitiesFound, 1 of 3 tags)");
+        assert_eq!(row.noncompliant_tags[0].tag, "1.0");
+        let json = serde_json::to_value(row).unwrap();
+        assert_eq!(
+            json["noncompliantTags"][0]["reason"],
+            "VulnerabilitiesFound"
         );
     }
 

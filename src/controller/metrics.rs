@@ -35,12 +35,14 @@ type TagCount = fn(&TagCounts) -> i32;
 
 /// The `state` label values of `image_promoter_mirror_tags`, with the count
 /// each takes from a mirror's `status.tags`.
-pub const MIRROR_TAG_STATES: [(&str, TagCount); 5] = [
+pub const MIRROR_TAG_STATES: [(&str, TagCount); 6] = [
     ("in_sync", |c| c.in_sync),
     ("pending", |c| c.pending),
     ("drifted", |c| c.drifted),
     ("failed", |c| c.failed),
     ("refused", |c| c.refused),
+    // A subset of in_sync (docs/metrics.md).
+    ("noncompliant", |c| c.noncompliant),
 ];
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {

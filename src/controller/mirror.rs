@@ -17,25 +17,37 @@
 //! record goes when the mirror is deleted, which cancels a sync in flight.
 //! `spec.suspend` stops the syncs; the status keeps the last sync's results and
 //! acknowledges the generation.
+//!
+//! A mirror that applies verification also has its in-sync tags judged again
+//! at the compliance interval ([`super::mirror_compliance`]): after a sync,
+//! and on a wake-up between syncs when a check is due (nothing is listed,
+//! read or copied then); its record keeps the in-sync tags, their judgements
+//! and the latest receipts, which the status shows.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
+use super::compliance::sooner;
 use super::error::ReconcileError;
 use super::events::{self, Notice};
+use super::mirror_compliance;
 pub use super::promotion::error_policy;
 use super::promotion::{apply_status, due_or_wait, requested_at, status_value, supervised};
-use super::schedule::Outcome;
-use super::{Context, secrets};
-use crate::api::{RegistryMirror, RegistryMirrorStatus, SystemClock};
+use super::schedule::{Due, Outcome};
+use super::{Context, Setup, secrets};
+use crate::api::conditions::COMPLIANT;
+use crate::api::{MirrorReceipt, RegistryMirror, RegistryMirrorStatus, SystemClock};
 use crate::mirror::status::{SyncSummary, blocked_status, suspended_status, synced_status};
-use crate::mirror::{self, Ledger, SyncOptions};
+use crate::mirror::{self, Ledger, MirrorSetup, SyncOptions};
 use crate::promotion::SecretAccess;
+use crate::registry::Engine;
+use crate::verify::SignatureChecks;
 
 /// What the process keeps of one mirror between its syncs.
 #[derive(Default)]
@@ -44,6 +56,28 @@ pub struct MirrorMemory {
     ledger: Option<(i64, Ledger)>,
     /// `spec.interval`, once set up.
     pub interval: Option<Duration>,
+    /// The tags in sync at every target after the last sync, with their
+    /// source digests: what compliance judges.
+    pub in_sync: BTreeMap<String, String>,
+    /// The compliance of those digests, and the mirror's compliance
+    /// schedule ([`crate::compliance::mirror`]).
+    pub compliance: Arc<crate::compliance::Ledger>,
+    /// The latest receipts written or found for its copies, newest first.
+    pub receipts: Vec<MirrorReceipt>,
+}
+
+/// Receipts listed in a mirror's status.
+pub const LISTED_RECEIPTS: usize = 10;
+
+impl MirrorMemory {
+    /// Puts `newest` (one sync's receipts, in the order of its copies:
+    /// newest tag first) before the ones kept, keeping [`LISTED_RECEIPTS`].
+    fn remember_receipts(&mut self, newest: Vec<MirrorReceipt>) {
+        let mut receipts = newest;
+        receipts.extend(std::mem::take(&mut self.receipts));
+        receipts.truncate(LISTED_RECEIPTS);
+        self.receipts = receipts;
+    }
 }
 
 impl MirrorMemory {
@@ -102,7 +136,7 @@ async fn reconcile_mirror(
         return Ok(Action::await_change());
     }
     if let Some(wait) = due_or_wait(ctx, &ctx.mirrors, object).await? {
-        return Ok(wait);
+        return between_syncs(object, ctx, wait).await;
     }
     let generation = object.metadata.generation.unwrap_or(0);
     let requested = requested_at(&object.metadata).map(str::to_string);
@@ -132,47 +166,10 @@ async fn reconcile_mirror(
         return Ok(Action::await_change());
     }
     let setup = ctx.setup();
-    let namespace = object.namespace().unwrap_or_default();
-    let prepared = match mirror_public_key(object, ctx, &namespace)
-        .await
-        .and_then(|key| {
-            mirror::setup(object, &setup.config, SecretAccess::Api, key)
-                .map_err(|e| (e.reason.to_string(), e.message, false))
-        }) {
-        Err(e) => Err(e),
-        Ok(mirror_setup) => {
-            ctx.mirrors
-                .with(&uid, |m| m.interval = Some(mirror_setup.interval));
-            let mut clients = Vec::new();
-            let mut failed = None;
-            for secret in &mirror_setup.secrets {
-                match secrets::registry_client(
-                    &ctx.secrets,
-                    &setup.shared.engine,
-                    &namespace,
-                    &secret.secret,
-                    &secret.host,
-                )
-                .await
-                {
-                    Ok(client) => clients.push((secret.host.clone(), client)),
-                    Err(e) => {
-                        failed = Some((e.reason().to_string(), e.to_string(), e.is_transient()));
-                        break;
-                    }
-                }
-            }
-            match failed {
-                Some(problem) => Err(problem),
-                None => setup
-                    .shared
-                    .engine_with(&mirror_setup.inferred, clients)
-                    .map(|engine| (mirror_setup, engine))
-                    .map_err(|e| ("InvalidSpec".to_string(), e.to_string(), false)),
-            }
-        }
-    };
+    let prepared = prepare(object, ctx, &setup).await;
     let mut refusals = Vec::new();
+    let mut compliance_notices = Vec::new();
+    let mut applies = None;
     let (status, outcome) = match prepared {
         Err((reason, message, transient)) => {
             let status = blocked_status(
@@ -218,7 +215,7 @@ async fn reconcile_mirror(
             match synced {
                 Ok(report) => {
                     if let Some(receipts) = &ctx.receipts {
-                        crate::receipt::mirror::after_sync(
+                        let made = crate::receipt::mirror::after_sync(
                             receipts,
                             &engine,
                             object,
@@ -227,7 +224,32 @@ async fn reconcile_mirror(
                         )
                         .boxed()
                         .await;
+                        ctx.mirrors.with(&uid, |m| m.remember_receipts(made));
                     }
+                    let in_sync = crate::compliance::mirror::in_sync_tags(
+                        &report.decisions,
+                        report.targets.len(),
+                    );
+                    ctx.mirrors.with(&uid, |m| m.in_sync = in_sync);
+                    let verified: BTreeMap<String, Option<SignatureChecks>> = report
+                        .copies
+                        .iter()
+                        .map(|c| {
+                            let checks = c.evidence.as_ref().map(|e| e.signatures.clone());
+                            (c.digest.clone(), checks)
+                        })
+                        .collect();
+                    compliance_notices = mirror_compliance::judge_due(
+                        object,
+                        ctx,
+                        &setup,
+                        &mirror_setup,
+                        &engine,
+                        &verified,
+                    )
+                    .boxed()
+                    .await;
+                    applies = Some(mirror_setup.verification.checks_anything());
                     let summary = SyncSummary {
                         generation: Some(generation),
                         targets: &report.targets,
@@ -287,7 +309,12 @@ async fn reconcile_mirror(
             }
         }
     };
-    let status = handled_request(status);
+    let mut status = handled_request(status);
+    // A sync that did not run leaves the compliance as the last pass left it.
+    let applies = applies.unwrap_or_else(|| {
+        crate::api::conditions::find_condition(&previous.conditions, COMPLIANT).is_some()
+    });
+    project(ctx, object, applies, &mut status);
     let next = ctx.schedule(
         &RegistryMirror::kind(&()),
         &uid,
@@ -302,10 +329,133 @@ async fn reconcile_mirror(
     if !refusals.is_empty() {
         events::publish(&ctx.recorder, object, refusals).await;
     }
-    Ok(match next {
-        Some(wait) => Action::requeue(wait),
-        None => Action::await_change(),
-    })
+    if !compliance_notices.is_empty() {
+        events::publish(&ctx.recorder, object, compliance_notices).await;
+    }
+    Ok(sooner(next, mirror_compliance::next_check(ctx, &uid)))
+}
+
+/// Puts what the process holds of the mirror's compliance and receipts on
+/// `status` (`applies`: whether the mirror applies verification).
+fn project(
+    ctx: &Context,
+    object: &RegistryMirror,
+    applies: bool,
+    status: &mut RegistryMirrorStatus,
+) {
+    let uid = object.uid().unwrap_or_default();
+    mirror_compliance::project(ctx, object, applies, status);
+    status.receipts = ctx
+        .mirrors
+        .with(&uid, |m| m.receipts.clone())
+        .unwrap_or_default();
+}
+
+/// A wake-up with no sync due (`wait` is what it would do): a mirror whose
+/// compliance pass is due has its in-sync tags judged (nothing copied, no
+/// tag read), its status written when that changes it, and it is requeued
+/// for the sooner of its next sync and its next pass.
+async fn between_syncs(
+    object: &RegistryMirror,
+    ctx: &Context,
+    wait: Action,
+) -> Result<Action, ReconcileError> {
+    let uid = object.uid().unwrap_or_default();
+    let Some(next_pass) = mirror_compliance::next_check(ctx, &uid) else {
+        return Ok(wait);
+    };
+    if object.spec.suspend {
+        return Ok(wait);
+    }
+    let generation = object.metadata.generation.unwrap_or(0);
+    let sync_wait = match ctx.mirrors.due(
+        &uid,
+        generation,
+        requested_at(&object.metadata),
+        ctx.epoch(),
+        Instant::now(),
+    ) {
+        Due::Later(wait) => Some(wait),
+        Due::Now(_) => return Ok(wait),
+        Due::OnChange => None,
+    };
+    if !next_pass.is_zero() {
+        return Ok(sooner(sync_wait, Some(next_pass)));
+    }
+    let Some(written) = ctx
+        .mirrors
+        .written(&uid)
+        .and_then(|w| serde_json::from_value::<RegistryMirrorStatus>(w).ok())
+    else {
+        return Ok(wait);
+    };
+    let setup = ctx.setup();
+    match prepare(object, ctx, &setup).await {
+        Ok((mirror_setup, engine)) => {
+            let notices = mirror_compliance::judge_due(
+                object,
+                ctx,
+                &setup,
+                &mirror_setup,
+                &engine,
+                &BTreeMap::new(),
+            )
+            .boxed()
+            .await;
+            let mut status = written;
+            project(
+                ctx,
+                object,
+                mirror_setup.verification.checks_anything(),
+                &mut status,
+            );
+            write(ctx, object, &uid, &status).await?;
+            if !notices.is_empty() {
+                events::publish(&ctx.recorder, object, notices).await;
+            }
+        }
+        Err((_, why, _)) => {
+            // The next sync says what is wrong; the pass waits for it.
+            warn!(%why, "the compliance pass cannot run now; tried again at the next sync");
+            return Ok(wait);
+        }
+    }
+    Ok(sooner(sync_wait, mirror_compliance::next_check(ctx, &uid)))
+}
+
+/// Reads what the mirror's setup needs (its key material, its credentials'
+/// Secrets) and sets it up: the setup and the engine with its clients, or
+/// the reason, message and whether it is transient.
+async fn prepare(
+    object: &RegistryMirror,
+    ctx: &Context,
+    setup: &Setup,
+) -> Result<(MirrorSetup, Engine), (String, String, bool)> {
+    let uid = object.uid().unwrap_or_default();
+    let namespace = object.namespace().unwrap_or_default();
+    let key = mirror_public_key(object, ctx, &namespace).await?;
+    let mirror_setup = mirror::setup(object, &setup.config, SecretAccess::Api, key)
+        .map_err(|e| (e.reason.to_string(), e.message, false))?;
+    ctx.mirrors
+        .with(&uid, |m| m.interval = Some(mirror_setup.interval));
+    let mut clients = Vec::new();
+    for secret in &mirror_setup.secrets {
+        let client = secrets::registry_client(
+            &ctx.secrets,
+            &setup.shared.engine,
+            &namespace,
+            &secret.secret,
+            &secret.host,
+        )
+        .await
+        .map_err(|e| (e.reason().to_string(), e.to_string(), e.is_transient()))?;
+        clients.push((secret.host.clone(), client));
+    }
+    let engine = setup
+        .shared
+        .engine_with(&mirror_setup.inferred, clients)
+        .map_err(|e| ("InvalidSpec".to_string(), e.to_string(), false))?;
+    Ok((mirror_setup, engine))
 }
 
 /// Writes `status` unless only timestamps changed, and remembers what the
@@ -413,6 +563,24 @@ mod tests {
             ("TagsDrifted", true)
         );
         assert_eq!(transition(&drifted, &a).unwrap().reason, "InSync");
+    }
+
+    #[test]
+    fn the_status_lists_the_latest_receipts_newest_first() {
+        let receipt = |tag: &str| MirrorReceipt {
+            tag: tag.into(),
+            target: "t".into(),
+            digest: "sha256:aa".into(),
+            receipt: format!("sha256:{tag}"),
+        };
+        let mut memory = MirrorMemory::default();
+        memory.remember_receipts((0..8).map(|i| receipt(&format!("a{i}"))).collect());
+        memory.remember_receipts((0..4).map(|i| receipt(&format!("b{i}"))).collect());
+        let tags: Vec<&str> = memory.receipts.iter().map(|r| r.tag.as_str()).collect();
+        assert_eq!(
+            tags,
+            ["b0", "b1", "b2", "b3", "a0", "a1", "a2", "a3", "a4", "a5"]
+        );
     }
 
     #[test]

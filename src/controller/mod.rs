@@ -23,6 +23,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod mirror;
+pub mod mirror_compliance;
 pub mod promotion;
 pub mod records;
 pub mod schedule;
@@ -441,6 +442,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
                             .secrets
                             .changed(&secret.namespace().unwrap_or_default(), &secret.name_any());
                         poke(&poking.mirrors, &objects);
+                        for uid in objects.iter().filter_map(|o| o.extra.uid.as_ref()) {
+                            poking.mirrors.with(uid, |m| {
+                                m.compliance.poke(crate::compliance::mirror::SCHEDULE)
+                            });
+                        }
                     }
                     objects
                 },

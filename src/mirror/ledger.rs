@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{CopyHistory, Problem};
+use crate::api::VerificationEvidence;
+use crate::verify::SignatureChecks;
 
 /// How many known tags each sync reads again (source and every target), in
 /// a rotating order, so a change behind the ledger's back is found within
@@ -82,6 +84,21 @@ pub struct Verdicts {
     /// Image digest → tag → verdict (a tag, because ECR's tag immutability
     /// can depend on the tag's name).
     pub images: BTreeMap<String, BTreeMap<String, Verdict>>,
+    /// Image digest → what its passed verification rested on, for the
+    /// receipts of its copies and the compliance check that follows. Kept
+    /// in the process only: a state file (`mirror --state`) does not hold it.
+    #[serde(skip)]
+    pub evidence: BTreeMap<String, Evidence>,
+}
+
+/// What an image's passed verification rested on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// The scan and the signature verified, as a receipt names them.
+    pub verification: VerificationEvidence,
+    /// The signature checks made, under the mirror's keys: a compliance
+    /// check of the digest with the same keys need not read them again.
+    pub signatures: SignatureChecks,
 }
 
 impl Verdicts {
@@ -103,7 +120,7 @@ impl Verdicts {
         if self.policy != fingerprint {
             *self = Self {
                 policy: fingerprint.to_string(),
-                images: BTreeMap::new(),
+                ..Self::default()
             };
         }
         self.images

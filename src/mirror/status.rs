@@ -91,6 +91,8 @@ pub fn counts(summary: &SyncSummary<'_>) -> (TagCounts, Vec<TargetTagCounts>) {
         drifted: overall.drifted,
         failed: overall.failed,
         refused: overall.refused,
+        // Compliance fills it in (crate::compliance::mirror::project).
+        noncompliant: 0,
     };
     (total, targets)
 }
@@ -367,7 +369,8 @@ mod tests {
                 pending: 1,
                 drifted: 1,
                 failed: 1,
-                refused: 0
+                refused: 0,
+                noncompliant: 0
             }
         );
         let row = |t: &TargetTagCounts| (t.in_sync, t.pending, t.drifted, t.failed);

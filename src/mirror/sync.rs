@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::inventory::{self, Listing, ListingError};
-use super::ledger::{Ledger, RECHECKS_PER_SYNC, SourceRecord, Verdict, rotating_sample};
+use super::ledger::{Evidence, Ledger, RECHECKS_PER_SYNC, SourceRecord, Verdict, rotating_sample};
 use super::plan::{
     self, AtTarget, CopyHistory, Decision, Observation, Problem, SelectedTag, TagState,
     Verification,
@@ -66,6 +66,11 @@ pub struct CopyMade {
     /// The engine's report per target (same order as `targets`), for metrics.
     #[serde(skip)]
     pub reports: Vec<TargetReport>,
+    /// What the image's verification rested on (the scan, the signature
+    /// verified and the signature checks), when this process verified it:
+    /// for the copy's receipts and its first compliance check.
+    #[serde(skip)]
+    pub evidence: Option<Evidence>,
 }
 
 /// A tag whose image verification refused.
@@ -285,6 +290,10 @@ pub async fn sync(
         .images
         .retain(|digest, _| digests.contains(digest.as_str()));
     ledger
+        .verdicts
+        .evidence
+        .retain(|digest, _| digests.contains(digest.as_str()));
+    ledger
         .copy_failures
         .retain(|tag, _| ledger.source.contains_key(tag));
     let selected: Vec<SelectedTag> = selected
@@ -427,6 +436,7 @@ pub async fn sync(
                 requests: outcome.requests,
                 bytes_written: outcome.bytes_written,
                 reports: outcome.reports,
+                evidence: ledger.verdicts.evidence.get(&job.digest).cloned(),
             });
         }
         plan::settle(&mut planned.decisions, |tag, t| {

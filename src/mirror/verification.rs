@@ -22,10 +22,10 @@ use aws_config::SdkConfig;
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 
-use super::ledger::{Verdict, Verdicts};
+use super::ledger::{Evidence, Verdict, Verdicts};
 use super::plan::{Problem, Verification};
 use super::setup::ListingApi;
-use crate::api::{EncryptionRequirement, VerificationPolicy};
+use crate::api::{EncryptionRequirement, VerificationEvidence, VerificationPolicy};
 use crate::aws::{EcrInspector, EcrRegistry, RepositorySettings, ScanReport};
 use crate::promotion::observe::{ObserveError, check_signatures};
 use crate::promotion::plan::Verifiers;
@@ -97,7 +97,7 @@ impl MirrorPolicy {
 
     /// Whether the scan is read: the object's threshold always applies to a
     /// completed scan, the floor's when it has one or requires a scan.
-    fn reads_scan(&self) -> bool {
+    pub fn reads_scan(&self) -> bool {
         self.policy.is_some()
             || self.floor.scan.required
             || self.floor.scan.fail_on_severity.is_some()
@@ -135,6 +135,20 @@ impl MirrorPolicy {
         facts: &ImageFacts,
         now: Timestamp,
     ) -> Verification {
+        self.decide_with_evidence(tag, digest, repository, facts, now)
+            .0
+    }
+
+    /// [`Self::decide`], with what the decision rested on (the scan and the
+    /// signature verified) for the receipts of the copies it allows.
+    pub fn decide_with_evidence(
+        &self,
+        tag: &str,
+        digest: &str,
+        repository: Option<&RepositorySettings>,
+        facts: &ImageFacts,
+        now: Timestamp,
+    ) -> (Verification, VerificationEvidence) {
         let observations = Observations {
             digest: digest.to_string(),
             source_tag: Some(tag.to_string()),
@@ -151,13 +165,14 @@ impl MirrorPolicy {
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        if verdict.refused() {
+        let verification = if verdict.refused() {
             Verification::Refused(problem(&verdict.failures))
         } else if verdict.waiting() {
             Verification::Waiting(problem(&verdict.pending))
         } else {
             Verification::Passed
-        }
+        };
+        (verification, verdict.evidence)
     }
 }
 
@@ -242,13 +257,24 @@ pub async fn check(
             .await;
     let mut result = BTreeMap::new();
     for (tag, digest) in tags {
-        let verification = match &facts[digest] {
-            Err(problem) => Verification::Unreadable(problem.clone()),
-            Ok(facts) => policy.decide(tag, digest, settings.as_ref(), facts, now),
+        let (verification, evidence) = match &facts[digest] {
+            Err(problem) => (Verification::Unreadable(problem.clone()), None),
+            Ok(facts) => {
+                let (verification, evidence) =
+                    policy.decide_with_evidence(tag, digest, settings.as_ref(), facts, now);
+                (verification, Some(evidence))
+            }
         };
         match &verification {
             Verification::Passed => {
-                verdicts.record(&policy.fingerprint, digest, tag, Verdict::Passed)
+                verdicts.record(&policy.fingerprint, digest, tag, Verdict::Passed);
+                if let (Some(verification), Ok(facts)) = (evidence, &facts[digest]) {
+                    let evidence = Evidence {
+                        verification,
+                        signatures: facts.signatures.clone(),
+                    };
+                    verdicts.evidence.insert(digest.clone(), evidence);
+                }
             }
             Verification::Refused(problem) => verdicts.record(
                 &policy.fingerprint,

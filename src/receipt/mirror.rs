@@ -2,28 +2,34 @@
 //! it reached, written right after the copy. A tag already in sync is not
 //! copied again, so later syncs (and a restarted operator) write nothing.
 //!
-//! A mirror's ledger keeps verdicts (passed or refused), not the evidence
-//! behind them, so a mirror's receipt names the policy and the source image
-//! but lists no input attestations.
+//! A mirror's receipt carries what a promotion's does: the policy and the
+//! source image, the source signatures verified (`inputAttestations`), the
+//! scan evaluated and the ignore entries in force — the evidence its
+//! verification kept in the ledger for the digest ([`CopyMade::evidence`]).
+//! The receipts written or found are returned, newest first, for the
+//! mirror's status (its latest few, [`crate::api::MirrorReceipt`]).
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
+use super::statement::Verified;
 use super::{Ensured, PolicyObject, ReceiptFacts, Receipts};
-use crate::api::RegistryMirror;
+use crate::api::{MirrorReceipt, RegistryMirror};
 use crate::mirror::MirrorSetup;
 use crate::mirror::sync::CopyMade;
 use crate::registry::Engine;
 
-/// Writes the receipts of the `copies` a sync of `object` made; how many were written.
+/// Makes sure the receipts of the `copies` a sync of `object` made are at
+/// their targets (written now, or found or known when written before);
+/// the receipts, one per copied tag and target reached.
 pub async fn after_sync(
     receipts: &Receipts,
     engine: &Engine,
     object: &RegistryMirror,
     setup: &MirrorSetup,
     copies: &[CopyMade],
-) -> usize {
+) -> Vec<MirrorReceipt> {
     let policy_object = PolicyObject {
         kind: RegistryMirror::kind(&()).to_string(),
         namespace: object.namespace().unwrap_or_default(),
@@ -37,7 +43,8 @@ pub async fn after_sync(
         .as_ref()
         .map(|p| p.scan.ignore.clone())
         .unwrap_or_default();
-    let mut written = 0;
+    let source = setup.source.to_string();
+    let mut receipts_made = Vec::new();
     for copy in copies {
         for (name, report) in copy.targets.iter().zip(&copy.reports) {
             if report.error.is_some() {
@@ -58,39 +65,42 @@ pub async fn after_sync(
                     continue;
                 }
             };
-            let now = Timestamp::now();
-            let today = now.strftime("%Y-%m-%d").to_string();
-            let facts = ReceiptFacts {
-                object: policy_object.clone(),
-                policy_digest: setup.verification.fingerprint.clone(),
-                target: target.repository.to_string(),
-                digest: digest.clone(),
-                source: format!("{}@{}", setup.source, copy.digest),
-                inputs: Vec::new(),
-                scan: None,
-                ignored: ignored
-                    .iter()
-                    .filter(|i| i.expires.as_str() >= today.as_str())
-                    .cloned()
-                    .collect(),
-                time_verified: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            let verified = Verified {
+                object: &policy_object,
+                policy: &setup.verification.fingerprint,
+                source: &source,
+                ignores: &ignored,
+                evidence: copy.evidence.as_ref().map(|e| &e.verification),
             };
+            let facts = ReceiptFacts::of(
+                &verified,
+                &target.repository.to_string(),
+                &digest,
+                &copy.digest,
+                Timestamp::now(),
+            );
             // One receipt per digest at a target: the slot names both.
             let slot = format!("{name}@{digest}");
             match receipts
                 .ensure(&client, &target.repository, &slot, &facts)
                 .await
             {
-                Ok(Ensured::Written(receipt)) => {
-                    written += 1;
-                    info!(audit = true, target = %name, tag = %copy.tag, %receipt, "wrote the mirror receipt");
+                Ok(ensured) => {
+                    if let Ensured::Written(receipt) = &ensured {
+                        info!(audit = true, target = %name, tag = %copy.tag, %receipt, "wrote the mirror receipt");
+                    }
+                    receipts_made.push(MirrorReceipt {
+                        tag: copy.tag.clone(),
+                        target: name.clone(),
+                        digest: digest.clone(),
+                        receipt: ensured.digest().to_string(),
+                    });
                 }
-                Ok(_) => {}
                 Err(error) => {
                     warn!(target = %name, tag = %copy.tag, reason = error.reason(), %error, "the mirror receipt could not be written");
                 }
             }
         }
     }
-    written
+    receipts_made
 }

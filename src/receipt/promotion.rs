@@ -5,7 +5,8 @@
 use k8s_openapi::jiff::Timestamp;
 use tracing::{info, warn};
 
-use super::{Ensured, InputAttestation, PolicyObject, ReceiptFacts, Receipts};
+use super::statement::Verified;
+use super::{Ensured, PolicyObject, ReceiptFacts, Receipts};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{IgnoredFinding, ImagePromotion, ImagePromotionStatus, TargetState};
@@ -92,38 +93,14 @@ pub fn facts(
     verdict: &Verdict,
     now: Timestamp,
 ) -> ReceiptFacts {
-    let source = &promotion.source;
-    let inputs = verdict
-        .evidence
-        .signature
-        .iter()
-        .filter_map(|s| {
-            let signature = s.signature_digest.clone()?;
-            Some(InputAttestation {
-                uri: format!("{source}@{signature}"),
-                digest: signature,
-                key_id: s.key_id.clone(),
-            })
-        })
-        .collect();
-    let today = now.strftime("%Y-%m-%d").to_string();
-    let ignored = promotion
-        .ignores
-        .iter()
-        .filter(|i| i.expires.as_str() >= today.as_str())
-        .cloned()
-        .collect();
-    ReceiptFacts {
-        object: promotion.object.clone(),
-        policy_digest: promotion.policy.to_string(),
-        target: target.to_string(),
-        digest: digest.to_string(),
-        source: format!("{source}@{source_digest}"),
-        inputs,
-        scan: verdict.evidence.scan.clone(),
-        ignored,
-        time_verified: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    }
+    let verified = Verified {
+        object: &promotion.object,
+        policy: &promotion.policy,
+        source: &promotion.source,
+        ignores: &promotion.ignores,
+        evidence: Some(&verdict.evidence),
+    };
+    ReceiptFacts::of(&verified, target, digest, source_digest, now)
 }
 
 /// Makes sure every promoted target of `status` has its receipt (with the

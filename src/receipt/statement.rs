@@ -13,8 +13,10 @@
 
 use serde_json::{Value, json};
 
-use crate::api::IgnoredFinding;
+use k8s_openapi::jiff::Timestamp;
+
 use crate::api::verify::ScanEvidence;
+use crate::api::{IgnoredFinding, VerificationEvidence};
 
 /// The in-toto Statement type.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -82,6 +84,69 @@ pub struct ReceiptFacts {
     pub ignored: Vec<IgnoredFinding>,
     /// When the source was verified (RFC 3339).
     pub time_verified: String,
+}
+
+/// What the receipts of one object's copies rest on, whoever made them (a
+/// promotion's run or a mirror's sync).
+pub struct Verified<'a> {
+    /// The object and its generation.
+    pub object: &'a PolicyObject,
+    /// The fingerprint of the effective policy.
+    pub policy: &'a str,
+    /// The source repository (`registry/name`).
+    pub source: &'a str,
+    /// The policy's ignore entries (those in force when verified are named).
+    pub ignores: &'a [IgnoredFinding],
+    /// What verification found: the signature verified and the scan
+    /// evaluated; `None` when nothing was verified.
+    pub evidence: Option<&'a VerificationEvidence>,
+}
+
+impl ReceiptFacts {
+    /// The facts of a receipt for `digest` at `target` (`registry/name`),
+    /// copied from `source_digest` and verified as `verified` says at `now`
+    /// (pure): the signatures verified become input attestations, the
+    /// scan and the unexpired ignore entries are named.
+    pub fn of(
+        verified: &Verified<'_>,
+        target: &str,
+        digest: &str,
+        source_digest: &str,
+        now: Timestamp,
+    ) -> Self {
+        let source = verified.source;
+        let inputs = verified
+            .evidence
+            .and_then(|e| e.signature.as_ref())
+            .into_iter()
+            .filter_map(|s| {
+                let signature = s.signature_digest.clone()?;
+                Some(InputAttestation {
+                    uri: format!("{source}@{signature}"),
+                    digest: signature,
+                    key_id: s.key_id.clone(),
+                })
+            })
+            .collect();
+        let today = now.strftime("%Y-%m-%d").to_string();
+        let ignored = verified
+            .ignores
+            .iter()
+            .filter(|i| i.expires.as_str() >= today.as_str())
+            .cloned()
+            .collect();
+        Self {
+            object: verified.object.clone(),
+            policy_digest: verified.policy.to_string(),
+            target: target.to_string(),
+            digest: digest.to_string(),
+            source: format!("{source}@{source_digest}"),
+            inputs,
+            scan: verified.evidence.and_then(|e| e.scan.clone()),
+            ignored,
+            time_verified: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
 }
 
 /// Splits `sha256:<hex>` into a DigestSet entry.
@@ -176,6 +241,70 @@ pub struct ReceiptIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facts_of_a_copy_name_its_signatures_scan_and_ignores_in_force() {
+        use crate::api::verify::SignatureEvidence;
+        let object = PolicyObject {
+            kind: "RegistryMirror".into(),
+            namespace: "ns".into(),
+            name: "m".into(),
+            uid: "u".into(),
+            generation: 1,
+        };
+        let ignores = [
+            IgnoredFinding {
+                id: "CVE-1".into(),
+                reason: "r".into(),
+                expires: "2099-01-01".into(),
+            },
+            IgnoredFinding {
+                id: "CVE-2".into(),
+                reason: "r".into(),
+                expires: "2020-01-01".into(),
+            },
+        ];
+        let evidence = VerificationEvidence {
+            scan: Some(ScanEvidence {
+                status: "COMPLETE".into(),
+                ..ScanEvidence::default()
+            }),
+            signature: Some(SignatureEvidence {
+                key_id: "sha256:k".into(),
+                signature_digest: Some(SIGNATURE.into()),
+            }),
+            ..VerificationEvidence::default()
+        };
+        let now: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        let mut verified = Verified {
+            object: &object,
+            policy: "sha256:ff",
+            source: "quay.io/acme/app",
+            ignores: &ignores,
+            evidence: Some(&evidence),
+        };
+        let facts = ReceiptFacts::of(&verified, "public.ecr.aws/acme/app", DIGEST, DIGEST, now);
+        assert_eq!(facts.inputs.len(), 1);
+        assert_eq!(facts.inputs[0].uri, format!("quay.io/acme/app@{SIGNATURE}"));
+        assert_eq!(facts.scan.as_ref().unwrap().status, "COMPLETE");
+        assert_eq!(facts.ignored.len(), 1, "only the entry in force");
+        assert_eq!(facts.source, format!("quay.io/acme/app@{DIGEST}"));
+        let json = statement(&facts);
+        assert_eq!(
+            json["predicate"]["inputAttestations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            json["predicate"][EXTENSION_KEY]["scan"]["status"],
+            "COMPLETE"
+        );
+        verified.evidence = None;
+        let bare = ReceiptFacts::of(&verified, "public.ecr.aws/acme/app", DIGEST, DIGEST, now);
+        assert!(bare.inputs.is_empty() && bare.scan.is_none());
+    }
 
     const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const SIGNATURE: &str =

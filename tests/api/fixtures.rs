@@ -151,6 +151,7 @@ pub fn drifted_status() -> RegistryMirrorStatus {
             drifted: 1,
             failed: 0,
             refused: 0,
+            noncompliant: 0,
         }),
         failures: vec![TagFailure {
             tag: "v1.2.0".into(),

@@ -423,6 +423,7 @@ async fn the_default_views_fit_a_120_column_terminal_with_realistic_rows() {
                 drifted,
                 failed,
                 refused: 0,
+                noncompliant: 0,
             }),
             last_sync_time: Some(image_promoter::api::Clock::now(&SystemClock)),
             ..RegistryMirrorStatus::default()

@@ -39,6 +39,7 @@ mod forged;
 mod forgotten;
 mod harness;
 mod keyless;
+mod mirror_trust;
 mod mirrored;
 mod paced;
 mod partition;

@@ -22,7 +22,7 @@ use crate::world::{GOOD, Key, World, promotion, quay_target, signed_kms_policy};
 const VSA: &str = "https://slsa.dev/verification_summary/v1";
 const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
-fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
     Command::new(env.tool("cosign"))
         .args(args)
         .current_dir(dir)
@@ -36,7 +36,7 @@ fn cosign(env: &TestEnv, dir: &Path, args: &[&str]) -> Output {
         .expect("running cosign")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}\n{}",
         String::from_utf8_lossy(&output.stdout),
@@ -84,7 +84,7 @@ fn verify_attestation_with(
 }
 
 /// `cosign verify-attestation --type <VSA>` of `reference` with `key`.
-fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
+pub(crate) fn verify_attestation(env: &TestEnv, dir: &Path, key: &Path, reference: &str) -> Output {
     verify_attestation_with(env, dir, key, reference, &[])
 }
 
@@ -112,7 +112,7 @@ async fn bundle_referrers(world: &World, repository: &str, digest: &str) -> Vec<
 }
 
 /// The statements of `cosign verify-attestation`'s output (one DSSE envelope per line).
-fn statements(output: &Output) -> Vec<Value> {
+pub(crate) fn statements(output: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
