@@ -27,6 +27,9 @@ use crate::world::{GOOD, Source, World, catalog_data, promotion};
 const PEAK_RSS_LIMIT_MIB: f64 = 128.0;
 /// How far the leader's RSS after the churn may be from before it.
 const RSS_TOLERANCE: f64 = 0.10;
+/// How long the memory is left alone once only the base population is left,
+/// before its RSS is sampled.
+const AFTER_DELETIONS: Duration = Duration::from_secs(10);
 /// The mirrors' `interval` (the API's minimum); the settling waits three.
 const MIRROR_INTERVAL: (&str, Duration) = ("1m", Duration::from_secs(60));
 
@@ -405,8 +408,9 @@ impl Soak {
     /// Waits until only the base population is left and worked: every base
     /// promotion Ready, the base mirrors caught up with their sources, and the
     /// leader's gauges counting the base promotions alone (the deleted ones
-    /// forgotten); at most three mirror intervals. The RSS before and after
-    /// the churn are both taken at such a point. The leader.
+    /// forgotten), at most three mirror intervals; then [`AFTER_DELETIONS`]
+    /// more. The RSS before and after the churn are both taken at such a
+    /// point. The leader.
     async fn settled(&mut self, when: &str) -> Option<usize> {
         let names: Vec<String> = (0..self.settings.base_promotions())
             .map(|i| Soak::promotion_name(0, i))
@@ -431,6 +435,9 @@ impl Soak {
             }
             self.pause(Duration::from_secs(2)).await;
         }
+        // Both points alike: past the operator's handling of the last deletions
+        // (it returns freed memory 5 s after a wave of them, src/allocator.rs).
+        self.pause(AFTER_DELETIONS).await;
         let name = leader.map(|l| self.replicas.all[l].name.clone());
         self.replicas.note(format!(
             "settled {when} in {:.1} s; leader: {name:?}",
@@ -956,7 +963,10 @@ impl Soak {
              the floating `latest` its group shares) and to an ECR Public repository it creates; each mirror \
              copies a Quay repository whose `latest` moves every wave. Disturbances: the leader killed \
              (SIGKILL) in wave 1 with a standby running, the apiserver restarted in wave {api}, ECR Public \
-             (API and token realm) down for {outage} s in wave {ecr}.\n\n\
+             (API and token realm) down for {outage} s in wave {ecr}. The leader's RSS (median over 5 s) \
+             is taken twice with the base population alone, after wave 1 and after the last wave, each \
+             time once every base object is Ready, the base mirrors are in sync, the leader's gauges count \
+             the base promotions only, and 10 s more have passed.\n\n\
              | check | result | detail |\n|---|---|---|\n",
             date = httpdate::fmt_http_date(std::time::SystemTime::now()),
             resync = s.resync.as_secs(),
