@@ -744,6 +744,9 @@ async fn prune(
                 ctx.metrics.object(&uid, None);
             }
             ctx.compliance.retain(&live);
+            if let Some(receipts) = &ctx.receipts {
+                receipts.retain(&live);
+            }
             compliance::publish_tally(&ctx);
         }
         if let Some(live) = uids(&mirrors) {
