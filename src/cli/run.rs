@@ -102,6 +102,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(settings) => settings,
         Err(message) => return usage_error(message),
     };
+    // Before the runtime starts its threads (see src/allocator.rs).
+    crate::allocator::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -138,6 +138,9 @@ pub struct Context {
     pub compliance: crate::compliance::Ledger,
     /// `--compliance-interval`.
     pub compliance_interval: Duration,
+    /// Woken by each deletion: freed memory goes back to the kernel once a
+    /// wave of deletions is over ([`release_memory`]).
+    deletions: tokio::sync::Notify,
 }
 
 impl Context {
@@ -164,6 +167,7 @@ impl Context {
             receipts: None,
             compliance: crate::compliance::Ledger::default(),
             compliance_interval: compliance::DEFAULT_INTERVAL,
+            deletions: tokio::sync::Notify::new(),
         }
     }
 
@@ -240,6 +244,7 @@ impl Context {
         }
         self.compliance.forget(uid);
         compliance::publish_tally(self);
+        self.deletions.notify_one();
     }
 
     /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
@@ -247,6 +252,7 @@ impl Context {
     pub fn forget_mirror(&self, uid: &str) {
         self.mirrors.forget(uid);
         self.metrics.forget_mirror(uid);
+        self.deletions.notify_one();
     }
 }
 
@@ -471,6 +477,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         ));
     }
     tokio::spawn(prune(ctx.clone(), stores.clone(), mirror_stores));
+    tokio::spawn(release_memory(ctx.clone()));
     let ready = health.clone();
     tokio::spawn(async move {
         // Polled again every second: the store's readiness wakes only its
@@ -743,6 +750,9 @@ async fn prune(
                 ctx.metrics.object(&uid, None);
             }
             ctx.compliance.retain(&live);
+            if let Some(receipts) = &ctx.receipts {
+                receipts.retain(&live);
+            }
             compliance::publish_tally(&ctx);
         }
         if let Some(live) = uids(&mirrors) {
@@ -756,6 +766,27 @@ async fn prune(
 
 /// How often records are pruned against the controllers' caches.
 pub const PRUNE_PERIOD: Duration = Duration::from_secs(60);
+
+/// Returns freed memory to the kernel (see [`crate::allocator`]) once the
+/// deletions have paused for [`DELETIONS_QUIET`], and every [`PRUNE_PERIOD`]
+/// (what a finished reconcile or a dropped cache entry frees). Without it the
+/// process keeps the pages of the largest wave of objects it ever worked.
+async fn release_memory(ctx: Arc<Context>) {
+    loop {
+        let _ = tokio::time::timeout(PRUNE_PERIOD, ctx.deletions.notified()).await;
+        // A wave ends when the deletions pause, or a period after it began.
+        let give_up = Instant::now() + PRUNE_PERIOD;
+        while Instant::now() < give_up
+            && tokio::time::timeout(DELETIONS_QUIET, ctx.deletions.notified())
+                .await
+                .is_ok()
+        {}
+        let _ = tokio::task::spawn_blocking(crate::allocator::release_free_memory).await;
+    }
+}
+
+/// How long deletions pause before a wave of them is taken as over.
+const DELETIONS_QUIET: Duration = Duration::from_secs(5);
 
 fn report<T>(
     health: &Health,

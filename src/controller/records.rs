@@ -8,7 +8,9 @@
 //! by observing after a start. A record is created when the object is first
 //! worked on and dropped when the object is deleted ([`Records::forget`],
 //! from the watch's delete events, which also cancels its work in flight) or
-//! found missing from the controller's cache ([`Records::retain`]).
+//! found missing from the controller's cache ([`Records::retain`]). Its UID
+//! is kept a while longer, so that work queued before the deletion does not
+//! begin afresh.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -49,12 +51,21 @@ impl Cancelled {
 /// One record per object of a kind, by UID.
 pub struct Records<T> {
     entries: Mutex<HashMap<String, Entry<T>>>,
+    /// UIDs forgotten lately, with when: a reconcile that was waiting for a
+    /// permit when its object was deleted must not start work afresh (UIDs
+    /// are never reused). Kept for [`DELETED_KEPT`].
+    deleted: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a deleted object's UID is remembered: far longer than a
+/// reconcile waits for a permit.
+pub const DELETED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl<T> Default for Records<T> {
     fn default() -> Self {
         Self {
             entries: Mutex::default(),
+            deleted: Mutex::default(),
         }
     }
 }
@@ -79,8 +90,12 @@ impl<T: Default> Records<T> {
     }
 
     /// Starts work on `uid`: its record exists from now on; returns the
-    /// signal of its deletion.
+    /// signal of its deletion (already given, and no record made, when `uid`
+    /// was deleted before the work began).
     pub fn begin(&self, uid: &str) -> Cancelled {
+        if self.deleted_lock().contains_key(uid) {
+            return Cancelled(watch::channel(true).1);
+        }
         let mut entries = self.lock();
         let entry = entries.entry(uid.to_string()).or_insert_with(Entry::new);
         Cancelled(entry.cancel.subscribe())
@@ -122,8 +137,14 @@ impl<T: Default> Records<T> {
         }
     }
 
-    /// Forgets `uid` (deleted) and cancels its work in flight; whether it had a record.
+    fn deleted_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.deleted.lock().expect("lock never poisoned")
+    }
+
+    /// Forgets `uid` (deleted) and cancels its work in flight, and work that
+    /// would begin later; whether it had a record.
     pub fn forget(&self, uid: &str) -> bool {
+        self.deleted_lock().insert(uid.to_string(), Instant::now());
         let removed = self.lock().remove(uid);
         if let Some(entry) = &removed {
             let _ = entry.cancel.send(true);
@@ -131,18 +152,23 @@ impl<T: Default> Records<T> {
         removed.is_some()
     }
 
-    /// Forgets every object not in `live`; the UIDs forgotten.
+    /// Forgets every object not in `live`; the UIDs forgotten. Deleted UIDs
+    /// older than [`DELETED_KEPT`] go too.
     pub fn retain(&self, live: &HashSet<String>) -> Vec<String> {
+        let now = Instant::now();
         let mut entries = self.lock();
         let gone: Vec<String> = entries
             .keys()
             .filter(|uid| !live.contains(*uid))
             .cloned()
             .collect();
+        let mut deleted = self.deleted_lock();
+        deleted.retain(|_, at| now.saturating_duration_since(*at) < DELETED_KEPT);
         for uid in &gone {
             if let Some(entry) = entries.remove(uid) {
                 let _ = entry.cancel.send(true);
             }
+            deleted.insert(uid.clone(), now);
         }
         gone
     }
@@ -201,5 +227,26 @@ mod tests {
         let live: HashSet<String> = HashSet::new();
         assert_eq!(records.retain(&live), vec!["b".to_string()]);
         assert!(records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn work_that_begins_after_the_deletion_is_cancelled_from_the_start() {
+        // A reconcile waited for a permit while its object was deleted.
+        let records: Records<Vec<u8>> = Records::default();
+        records.forget("a");
+        let cancelled = records.begin("a");
+        tokio::time::timeout(std::time::Duration::from_secs(5), cancelled.wait())
+            .await
+            .expect("already cancelled");
+        assert!(records.is_empty(), "no record is made for a deleted object");
+        // The same for an object found missing by the prune.
+        records.begin("b");
+        records.retain(&HashSet::new());
+        let cancelled = records.begin("b");
+        tokio::time::timeout(std::time::Duration::from_secs(5), cancelled.wait())
+            .await
+            .expect("already cancelled");
+        assert!(records.is_empty());
+        assert_eq!(records.deleted_lock().len(), 2);
     }
 }

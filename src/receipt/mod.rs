@@ -29,7 +29,7 @@ pub mod referrer;
 pub mod statement;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 pub use key::{KeyError, KeyReference, SigningKey};
@@ -176,6 +176,12 @@ impl Receipts {
         known.retain(|(u, _, _), _| u != uid);
     }
 
+    /// Forgets every object not in `live` (deleted while no watch saw it).
+    pub fn retain(&self, live: &HashSet<String>) {
+        let mut known = self.known.lock().expect("lock never poisoned");
+        known.retain(|(u, _, _), _| live.contains(u));
+    }
+
     /// How many receipts this process remembers.
     pub fn len(&self) -> usize {
         self.known.lock().expect("lock never poisoned").len()
@@ -240,5 +246,35 @@ impl Receipts {
             self.remember(uid, target, generation, digest, receipt);
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+
+    #[test]
+    fn a_deleted_object_leaves_no_receipt_behind() {
+        let der =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let receipts = Receipts {
+            key: SigningKey::from_pkcs8(der.as_ref(), "test").unwrap(),
+            reference: "test".into(),
+            known: Mutex::default(),
+        };
+        for uid in ["deleted", "missed", "kept"] {
+            receipts.remember(uid, "quay", 1, "sha256:a", "sha256:r");
+            receipts.remember(uid, "ecr-public", 1, "sha256:a", "sha256:r");
+        }
+        assert_eq!(receipts.len(), 6);
+        receipts.forget("deleted");
+        assert_eq!(receipts.len(), 4);
+        // Deleted while the watch was down: gone at the next prune.
+        receipts.retain(&HashSet::from(["kept".to_string()]));
+        assert_eq!(receipts.len(), 2);
+        assert!(receipts.known("kept", "quay", 1, "sha256:a").is_some());
     }
 }

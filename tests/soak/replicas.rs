@@ -34,6 +34,12 @@ pub struct Replicas {
 
 /// `VmRSS` and `VmHWM` of `pid` in MiB, if it runs.
 pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+    let [rss, hwm] = status_mib(pid, ["VmRSS:", "VmHWM:"])?;
+    Some((rss, hwm))
+}
+
+/// Fields of `/proc/<pid>/status` in MiB, if it runs.
+fn status_mib<const N: usize>(pid: u32, names: [&str; N]) -> Option<[f64; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -42,7 +48,11 @@ pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map(|kb| kb / 1024.0)
     };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    let mut values = [0.0; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = field(name)?;
+    }
+    Some(values)
 }
 
 /// The last error a replica logged (JSON lines): its message and error.
@@ -181,6 +191,15 @@ impl Replicas {
     pub fn rss(&self, i: usize) -> Option<f64> {
         let operator = self.all[i].operator.as_ref()?;
         rss_mib(operator.pid()).map(|(rss, _)| rss)
+    }
+
+    /// The current RSS of replica `i` in its two parts: anonymous memory (the
+    /// heap, stacks) and pages of mapped files (the binary's code, read in as
+    /// it runs).
+    pub fn rss_parts(&self, i: usize) -> Option<(f64, f64)> {
+        let operator = self.all[i].operator.as_ref()?;
+        let [anonymous, file] = status_mib(operator.pid(), ["RssAnon:", "RssFile:"])?;
+        Some((anonymous, file))
     }
 
     /// `(name, peak RSS)` of every replica.

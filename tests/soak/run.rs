@@ -27,6 +27,9 @@ use crate::world::{GOOD, Source, World, catalog_data, promotion};
 const PEAK_RSS_LIMIT_MIB: f64 = 128.0;
 /// How far the leader's RSS after the churn may be from before it.
 const RSS_TOLERANCE: f64 = 0.10;
+/// How long the memory is left alone once only the base population is left,
+/// before its RSS is sampled.
+const AFTER_DELETIONS: Duration = Duration::from_secs(10);
 /// The mirrors' `interval` (the API's minimum); the settling waits three.
 const MIRROR_INTERVAL: (&str, Duration) = ("1m", Duration::from_secs(60));
 
@@ -402,14 +405,81 @@ impl Soak {
         }
     }
 
-    /// The median of the leader's RSS over 5 s.
-    async fn sample_rss(&mut self, replica: usize) -> Option<f64> {
+    /// Waits until only the base population is left and worked: every base
+    /// promotion Ready, the base mirrors caught up with their sources, and the
+    /// leader's gauges counting the base promotions alone (the deleted ones
+    /// forgotten), at most three mirror intervals; then [`AFTER_DELETIONS`]
+    /// more. The RSS before and after the churn are both taken at such a
+    /// point. The leader.
+    async fn settled(&mut self, when: &str) -> Option<usize> {
+        let names: Vec<String> = (0..self.settings.base_promotions())
+            .map(|i| Soak::promotion_name(0, i))
+            .collect();
+        let mirrors: Vec<String> = (0..self.settings.base_mirrors())
+            .map(|m| format!("m{m}"))
+            .collect();
+        let deadline = Instant::now() + MIRROR_INTERVAL.1 * 3;
+        let started = Instant::now();
+        let mut leader;
+        loop {
+            let ready = self.wait_ready(&names, &mirrors, None, deadline).await;
+            let synced = self.mirrors_out_of_sync().await.is_empty();
+            leader = self.wait_leader().await;
+            let counted = match leader {
+                Some(l) => self.promotions_counted(l).await,
+                None => None,
+            };
+            let forgotten = counted == Some(names.len() as f64);
+            if (ready == names.len() && synced && forgotten) || Instant::now() >= deadline {
+                break;
+            }
+            self.pause(Duration::from_secs(2)).await;
+        }
+        // Both points alike: past the operator's handling of the last deletions
+        // (it returns freed memory 5 s after a wave of them, src/allocator.rs).
+        self.pause(AFTER_DELETIONS).await;
+        let name = leader.map(|l| self.replicas.all[l].name.clone());
+        self.replicas.note(format!(
+            "settled {when} in {:.1} s; leader: {name:?}",
+            started.elapsed().as_secs_f64()
+        ));
+        leader
+    }
+
+    /// The sum of replica `replica`'s `image_promoter_promotions` gauges.
+    async fn promotions_counted(&self, replica: usize) -> Option<f64> {
+        let text = self.replicas.metrics(replica).await?;
+        ["Ready", "Reconciling", "Stalled", "Drifted", "Pending"]
+            .iter()
+            .map(|s| {
+                metric(
+                    &text,
+                    &format!("image_promoter_promotions{{state=\"{s}\"}}"),
+                )
+            })
+            .sum()
+    }
+
+    /// The median of the leader's RSS over 5 s, noted with its parts.
+    async fn sample_rss(&mut self, replica: usize, when: &str) -> Option<f64> {
         let mut samples = Vec::new();
         for _ in 0..10 {
             samples.extend(self.replicas.rss(replica));
             self.pause(Duration::from_millis(500)).await;
         }
-        checks::median(&mut samples)
+        let rss = checks::median(&mut samples);
+        let name = self.replicas.all[replica].name.clone();
+        let parts = match self.replicas.rss_parts(replica) {
+            Some((anonymous, file)) => {
+                format!(" (now: anonymous {anonymous:.1} MiB, mapped files {file:.1} MiB)")
+            }
+            None => String::new(),
+        };
+        self.replicas.note(format!(
+            "RSS {when} on {name}: {} MiB{parts}",
+            rss.map_or("—".into(), |v| format!("{v:.1}"))
+        ));
+        rss
     }
 }
 
@@ -543,48 +613,22 @@ impl Soak {
         }
         self.replicas.note(format!("wave {wave}: deleted"));
         if wave == 1 {
-            // The baseline: the base population only, on the replica that leads from here on.
-            let leader = self.wait_leader().await;
+            // The baseline: the base population only, settled as at the end,
+            // on the replica that leads from here on.
+            let leader = self.settled("after wave 1").await;
             if let Some(leader) = leader {
-                self.rss_before = self.sample_rss(leader).await;
+                self.rss_before = self.sample_rss(leader, "before the churn").await;
                 self.measured_on = Some(leader);
-                let name = self.replicas.all[leader].name.clone();
-                self.replicas.note(format!(
-                    "RSS before the churn on {name}: {} MiB",
-                    self.rss_before.map_or("—".into(), |v| format!("{v:.1}"))
-                ));
             }
         }
     }
 
-    /// Settles: every surviving object Ready and the base mirrors caught up
-    /// with their sources (at most 3 minutes); then the leader's RSS. The leader.
+    /// Settles after the churn ([`Soak::settled`]); then the leader's RSS. The leader.
     async fn settle(&mut self) -> Option<usize> {
-        let names: Vec<String> = (0..self.settings.base_promotions())
-            .map(|i| Soak::promotion_name(0, i))
-            .collect();
-        let mirrors: Vec<String> = (0..self.settings.base_mirrors())
-            .map(|m| format!("m{m}"))
-            .collect();
-        let deadline = Instant::now() + MIRROR_INTERVAL.1 * 3;
-        loop {
-            let ready = self.wait_ready(&names, &mirrors, None, deadline).await;
-            let synced = self.mirrors_out_of_sync().await.is_empty();
-            if (ready == names.len() && synced) || Instant::now() >= deadline {
-                break;
-            }
-            self.pause(Duration::from_secs(2)).await;
-        }
-        let leader = self.wait_leader().await;
-        let name = leader.map(|l| self.replicas.all[l].name.clone());
-        self.replicas.note(format!("settled; leader: {name:?}"));
+        let leader = self.settled("after the churn").await;
         if let Some(leader) = leader {
-            let rss = self.sample_rss(leader).await;
+            let rss = self.sample_rss(leader, "after the churn").await;
             let name = self.replicas.all[leader].name.clone();
-            self.replicas.note(format!(
-                "RSS after the churn on {name}: {} MiB",
-                rss.map_or("—".into(), |v| format!("{v:.1}"))
-            ));
             if Some(leader) == self.measured_on {
                 self.rss_after = rss;
             } else {
@@ -919,7 +963,10 @@ impl Soak {
              the floating `latest` its group shares) and to an ECR Public repository it creates; each mirror \
              copies a Quay repository whose `latest` moves every wave. Disturbances: the leader killed \
              (SIGKILL) in wave 1 with a standby running, the apiserver restarted in wave {api}, ECR Public \
-             (API and token realm) down for {outage} s in wave {ecr}.\n\n\
+             (API and token realm) down for {outage} s in wave {ecr}. The leader's RSS (median over 5 s) \
+             is taken twice with the base population alone, after wave 1 and after the last wave, each \
+             time once every base object is Ready, the base mirrors are in sync, the leader's gauges count \
+             the base promotions only, and 10 s more have passed.\n\n\
              | check | result | detail |\n|---|---|---|\n",
             date = httpdate::fmt_http_date(std::time::SystemTime::now()),
             resync = s.resync.as_secs(),

@@ -276,7 +276,12 @@ impl AuthSession {
                     .fetch_token(http, base, &realm, service.as_deref(), scope)
                     .await?;
                 let header = token.header.clone();
-                self.tokens.lock().await.insert(key, token);
+                let mut tokens = self.tokens.lock().await;
+                // Expired tokens go: the repositories of deleted objects are
+                // never asked for again, and their tokens would stay forever.
+                let now = self.clock.instant();
+                tokens.retain(|_, kept| kept.expires > now);
+                tokens.insert(key, token);
                 Ok(Some(header))
             }
         }
@@ -312,6 +317,12 @@ impl AuthSession {
             *self.lease.lock().await = None;
         }
         next
+    }
+
+    /// How many bearer tokens the session keeps.
+    #[cfg(test)]
+    async fn tokens_kept(&self) -> usize {
+        self.tokens.lock().await.len()
     }
 
     /// Forgets the credential lease (e.g. the token realm refused it).
@@ -737,6 +748,52 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(sent.starts_with("Basic "), "{sent}");
+    }
+
+    /// A clock the test moves.
+    struct Hands(std::sync::Mutex<Instant>);
+
+    impl Clock for Hands {
+        fn instant(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+
+        fn system(&self) -> SystemTime {
+            SystemTime::now()
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_of_repositories_no_longer_used_are_dropped_once_expired() {
+        let realm =
+            TestServer::start(|_| Reply::new(200).body(r#"{"token":"t","expires_in":300}"#)).await;
+        let registry =
+            TestServer::start(bearer_registry(format!("http://{}/token", realm.host()))).await;
+        let clock = Arc::new(Hands(std::sync::Mutex::new(Instant::now())));
+        let session = AuthSession::with_clock(
+            &registry.host(),
+            Arc::new(StaticCredential(basic())),
+            clock.clone(),
+        );
+        let http = reqwest::Client::new();
+        let base = format!("http://{}", registry.host());
+        for repository in ["deleted/one", "deleted/two", "kept"] {
+            session
+                .authorization(&http, &base, &Scope::push(repository))
+                .await
+                .unwrap();
+        }
+        assert_eq!(session.tokens_kept().await, 3);
+        *clock.0.lock().unwrap() += Duration::from_secs(600);
+        session
+            .authorization(&http, &base, &Scope::push("kept"))
+            .await
+            .unwrap();
+        assert_eq!(
+            session.tokens_kept().await,
+            1,
+            "only the token just fetched is kept"
+        );
     }
 
     #[tokio::test]
