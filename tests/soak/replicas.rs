@@ -2,7 +2,9 @@
 //! with `--leader-elect`, each watched for its memory (`VmRSS`, `VmHWM` from
 //! /proc) and its exit. A replica that exits on its own is recorded and
 //! replaced, as a Deployment's pod would be; the one the soak kills is not
-//! counted as such.
+//! counted as such, nor is a leader that stopped because it could not renew
+//! its Lease within the renew deadline (an apiserver away longer than that):
+//! that fail-stop is the design (src/controller/leader.rs), and it is noted.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,6 +13,10 @@ use crate::cluster::Cluster;
 use crate::harness::{Operator, metric};
 
 const LEADER: &str = "leader_election_master_status{name=\"image-promoter\"}";
+
+/// What the operator's last error says when it stopped because it lost the
+/// Lease (`RunError::LeaseLost`, logged as "the operator stopped").
+const LEASE_LOST: &str = "(lost the leader Lease: stopped reconciling";
 
 /// One replica and what was seen of it.
 pub struct Replica {
@@ -28,6 +34,8 @@ pub struct Replicas {
     pub all: Vec<Replica>,
     /// `(seconds into the run, replica, exit status, the end of its log)`.
     pub unexpected_exits: Vec<(f64, String, String, String)>,
+    /// How many replicas stopped after losing the Lease (fail-stop, by design).
+    pub lease_losses: usize,
     /// `(seconds into the run, what happened)`.
     pub timeline: Vec<(f64, String)>,
 }
@@ -92,6 +100,7 @@ impl Replicas {
             started,
             all: Vec::new(),
             unexpected_exits: Vec::new(),
+            lease_losses: 0,
             timeline: Vec::new(),
         }
     }
@@ -137,9 +146,16 @@ impl Replicas {
         for (i, status, tail) in exited {
             let name = self.all[i].name.clone();
             self.all[i].operator = None;
-            self.unexpected_exits
-                .push((self.at(), name.clone(), status.clone(), tail));
-            self.note(format!("{name} exited on its own ({status}); replaced"));
+            if tail.contains(LEASE_LOST) {
+                self.lease_losses += 1;
+                self.note(format!(
+                    "{name} lost the Lease and stopped, as designed ({status}); replaced"
+                ));
+            } else {
+                self.unexpected_exits
+                    .push((self.at(), name.clone(), status.clone(), tail));
+                self.note(format!("{name} exited on its own ({status}); replaced"));
+            }
             self.start(cluster);
         }
     }

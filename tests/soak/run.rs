@@ -919,8 +919,9 @@ impl Soak {
                 .map(|(at, name, status, tail)| format!("{name} at {at:.1} s ({status}): {tail}"))
                 .collect(),
             format!(
-                "{} replicas, one killed on purpose",
-                self.replicas.all.len()
+                "{} replicas, one killed on purpose; {} stopped after losing the Lease (fail-stop, by design)",
+                self.replicas.all.len(),
+                self.replicas.lease_losses
             ),
         ));
         checks
