@@ -384,9 +384,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let poking = ctx.clone();
         let versions = SecretVersions::default();
         let running = controller
-            .watches(
-                scoped(&client, &namespace),
-                watcher::Config::default(),
+            .watches_stream(
+                watch(scoped(&client, &namespace), watcher::Config::default()).touched_objects(),
                 move |secret| {
                     let objects = referencing(&store, &secret, decision::references_secret);
                     if versions.changed(&secret) {
@@ -431,9 +430,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let mut stopping = stopping.clone();
         let mirror_health = health.clone();
         let running = controller
-            .watches(
-                scoped(&client, &namespace),
-                watcher::Config::default(),
+            .watches_stream(
+                watch(scoped(&client, &namespace), watcher::Config::default()).touched_objects(),
                 move |secret| {
                     let objects = referencing(&store, &secret, mirror::references_secret);
                     if versions.changed(&secret) {
@@ -606,12 +604,72 @@ where
         + 'static,
 {
     let (cache, writer) = kube::runtime::reflector::store();
-    let objects = watcher(api, watched)
-        .default_backoff()
+    let objects = watch(api, watched)
         .modify(trim)
         .reflect(writer)
         .applied_objects();
-    Controller::for_stream(objects, cache)
+    // kube's Controller also backs off after an error of any of its watches,
+    // on top of their own backoff, by not polling any of them: one counter
+    // for this watch and the Secret watch, reset only by an object event or
+    // two quiet minutes. After an apiserver restart (refused connections,
+    // 403 while the new apiserver loads its RBAC, a 410 from each watch) it
+    // reached 25-50 s, during which the cache neither saw new objects nor
+    // lost deleted ones. Each watch paces itself ([`watch`]); nothing more.
+    Controller::for_stream(objects, cache).trigger_backoff(NoPause)
+}
+
+/// A watch of `api`: kube's watcher, paced after its failures by kube's
+/// default backoff (0.8 s doubling up to 30 s, jittered). A 410 Expired is
+/// not one: the apiserver answers a watch that resumes from a resourceVersion
+/// older than its watch cache that way (always after a restart: the new cache
+/// starts at the current resourceVersion), the watcher lists again anyway,
+/// and charging it would hold the list back behind the backoff of the
+/// outage. The list is a consistent one (`MostRecent`), so the watch after it
+/// does not expire again at once.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    watcher(api, config)
+        .filter(|event| {
+            let expired = is_expired(event);
+            if expired {
+                info!(
+                    kind = %K::kind(&()),
+                    "a watch's resourceVersion expired (the apiserver restarted or compacted): listing again"
+                );
+            }
+            std::future::ready(!expired)
+        })
+        .default_backoff()
+}
+
+/// Whether `event` is the apiserver's 410 Expired on a watch.
+fn is_expired<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
+    matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410)
+}
+
+/// A backoff that never waits: the controllers' watches pace themselves.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoPause {
+    fn reset(&mut self) {}
 }
 
 /// Drops from `object` what the cache need not keep (see [`trimmed`]).
@@ -699,7 +757,7 @@ async fn forget_deleted<K>(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let mut events = watcher(api, watched).default_backoff().boxed();
+    let mut events = watch(api, watched).boxed();
     while let Some(event) = events.next().await {
         if let Ok(watcher::Event::Delete(object)) = event
             && let Some(uid) = object.uid()
@@ -878,6 +936,25 @@ mod tests {
             Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
         trim(&mut promotion);
         assert_eq!(promotion.metadata.annotations, None, "no empty map left");
+    }
+
+    #[test]
+    fn only_an_expired_resource_version_lists_again_without_backing_off() {
+        let status = |code: u16| {
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "status": "Failure", "code": code, "reason": "Expired",
+                "message": "too old resource version: 554 (557)",
+            }))
+            .unwrap();
+            Err::<watcher::Event<Secret>, _>(watcher::Error::WatchError(Box::new(status)))
+        };
+        assert!(is_expired(&status(410)));
+        assert!(!is_expired(&status(403)), "a refusal is a failure");
+        assert!(!is_expired(&status(500)));
+        assert!(!is_expired(&Ok(watcher::Event::<Secret>::Init)));
+        assert!(!is_expired(&Err::<watcher::Event<Secret>, _>(
+            watcher::Error::NoResourceVersion
+        )));
     }
 
     #[test]
