@@ -618,9 +618,8 @@ where
     Controller::for_stream(objects, cache).trigger_backoff(NoPause)
 }
 
-/// A watch of `api`: kube's watcher, paced after its failures by kube's
-/// default backoff (0.8 s doubling up to 30 s, jittered). A 410 Expired is
-/// not one: the apiserver answers a watch that resumes from a resourceVersion
+/// A watch of `api`: kube's watcher, paced after its failures by
+/// [`WatchBackoff`]. A 410 Expired is not one: the apiserver answers a watch that resumes from a resourceVersion
 /// older than its watch cache that way (always after a restart: the new cache
 /// starts at the current resourceVersion), the watcher lists again anyway,
 /// and charging it would hold the list back behind the backoff of the
@@ -649,7 +648,47 @@ where
             }
             std::future::ready(!expired)
         })
-        .default_backoff()
+        .backoff(WatchBackoff::default())
+}
+
+/// How long a watch waits after its failures in a row: 0.8 s, doubling, at
+/// most [`WATCH_RETRY_MOST`], each wait shortened by up to half at random so
+/// that the watches spread out. kube's default goes up to 30 s, doubled at
+/// random, and a watch that resumes without an event keeps it for the next
+/// outage: that is how long the operator stays blind after its apiserver is
+/// back. A handful of watches trying every few seconds costs an apiserver little.
+#[derive(Default)]
+struct WatchBackoff {
+    failures: u32,
+}
+
+/// The first wait of a watch after a failure.
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(800);
+/// The longest wait of a watch between two failures.
+const WATCH_RETRY_MOST: Duration = Duration::from_secs(5);
+
+/// The wait after `failures` earlier failures in a row; `jitter` in [0, 1).
+fn watch_retry_after(failures: u32, jitter: f64) -> Duration {
+    WATCH_RETRY_FIRST
+        .saturating_mul(1 << failures.min(8))
+        .min(WATCH_RETRY_MOST)
+        .mul_f64(1.0 - jitter / 2.0)
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = watch_retry_after(self.failures, fastrand::f64());
+        self.failures = self.failures.saturating_add(1);
+        Some(wait)
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
 }
 
 /// Whether `event` is the apiserver's 410 Expired on a watch.
@@ -955,6 +994,36 @@ mod tests {
         assert!(!is_expired(&Err::<watcher::Event<Secret>, _>(
             watcher::Error::NoResourceVersion
         )));
+    }
+
+    #[test]
+    fn a_failing_watch_waits_longer_each_time_up_to_five_seconds() {
+        let ms = Duration::from_millis;
+        for (failures, jitter, wait) in [
+            (0, 0.0, ms(800)),
+            (0, 0.999, ms(400)),
+            (1, 0.0, ms(1600)),
+            (2, 0.0, ms(3200)),
+            (3, 0.0, ms(5000)),
+            (3, 0.999, ms(2500)),
+            (9, 0.0, ms(5000)),
+            (u32::MAX, 0.5, ms(3750)),
+        ] {
+            let got = watch_retry_after(failures, jitter);
+            assert!(
+                got.abs_diff(wait) < ms(5),
+                "after {failures} failures, jitter {jitter}: {got:?}, not {wait:?}"
+            );
+        }
+        let mut backoff = WatchBackoff::default();
+        let waits: Vec<Duration> = backoff.by_ref().take(6).collect();
+        assert!(waits.iter().all(|w| *w <= WATCH_RETRY_MOST), "{waits:?}");
+        assert!(waits[5] >= WATCH_RETRY_MOST / 2, "{waits:?}");
+        kube::runtime::utils::Backoff::reset(&mut backoff);
+        assert!(
+            backoff.next().unwrap() <= WATCH_RETRY_FIRST,
+            "a success starts over"
+        );
     }
 
     #[test]
