@@ -657,15 +657,23 @@ where
 /// random, and a watch that resumes without an event keeps it for the next
 /// outage: that is how long the operator stays blind after its apiserver is
 /// back. A handful of watches trying every few seconds costs an apiserver little.
+///
+/// The count starts over after [`WATCH_RETRY_QUIET`] without a failure, not
+/// on `reset`: kube's watcher sends `Init` before each list, so a list that
+/// fails every time (a missing RBAC rule) would otherwise be retried at the
+/// first wait forever.
 #[derive(Default)]
 struct WatchBackoff {
     failures: u32,
+    last: Option<Instant>,
 }
 
 /// The first wait of a watch after a failure.
 const WATCH_RETRY_FIRST: Duration = Duration::from_millis(800);
 /// The longest wait of a watch between two failures.
 const WATCH_RETRY_MOST: Duration = Duration::from_secs(5);
+/// How long without a failure before a watch's waits start over.
+const WATCH_RETRY_QUIET: Duration = Duration::from_secs(30);
 
 /// The wait after `failures` earlier failures in a row; `jitter` in [0, 1).
 fn watch_retry_after(failures: u32, jitter: f64) -> Duration {
@@ -675,20 +683,33 @@ fn watch_retry_after(failures: u32, jitter: f64) -> Duration {
         .mul_f64(1.0 - jitter / 2.0)
 }
 
+impl WatchBackoff {
+    /// The wait after a failure at `now`.
+    fn failed(&mut self, now: Instant, jitter: f64) -> Duration {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) > WATCH_RETRY_QUIET)
+        {
+            self.failures = 0;
+        }
+        let wait = watch_retry_after(self.failures, jitter);
+        self.failures = self.failures.saturating_add(1);
+        self.last = Some(now);
+        wait
+    }
+}
+
 impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        let wait = watch_retry_after(self.failures, fastrand::f64());
-        self.failures = self.failures.saturating_add(1);
-        Some(wait)
+        Some(self.failed(Instant::now(), fastrand::f64()))
     }
 }
 
 impl kube::runtime::utils::Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
+    /// Nothing: see [`WatchBackoff`].
+    fn reset(&mut self) {}
 }
 
 /// Whether `event` is the apiserver's 410 Expired on a watch.
@@ -1016,13 +1037,20 @@ mod tests {
             );
         }
         let mut backoff = WatchBackoff::default();
-        let waits: Vec<Duration> = backoff.by_ref().take(6).collect();
-        assert!(waits.iter().all(|w| *w <= WATCH_RETRY_MOST), "{waits:?}");
-        assert!(waits[5] >= WATCH_RETRY_MOST / 2, "{waits:?}");
+        let start = Instant::now();
+        let waits: Vec<Duration> = (0..6).map(|i| backoff.failed(start + ms(i), 0.0)).collect();
+        assert_eq!(waits[..4], [ms(800), ms(1600), ms(3200), ms(5000)]);
+        assert_eq!(waits[5], WATCH_RETRY_MOST);
         kube::runtime::utils::Backoff::reset(&mut backoff);
-        assert!(
-            backoff.next().unwrap() <= WATCH_RETRY_FIRST,
-            "a success starts over"
+        assert_eq!(
+            backoff.failed(start + WATCH_RETRY_QUIET, 0.0),
+            WATCH_RETRY_MOST,
+            "a list that fails every time is not retried at once (the watcher's Init resets)"
+        );
+        assert_eq!(
+            backoff.failed(start + WATCH_RETRY_QUIET * 3, 0.0),
+            WATCH_RETRY_FIRST,
+            "after a quiet while the waits start over"
         );
     }
 
