@@ -391,9 +391,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let poking = ctx.clone();
         let versions = SecretVersions::default();
         let running = controller
-            .watches(
-                scoped(&client, &namespace),
-                watcher::Config::default(),
+            .watches_stream(
+                watch(scoped(&client, &namespace), watcher::Config::default()).touched_objects(),
                 move |secret| {
                     let objects = referencing(&store, &secret, decision::references_secret);
                     if versions.changed(&secret) {
@@ -438,9 +437,8 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let mut stopping = stopping.clone();
         let mirror_health = health.clone();
         let running = controller
-            .watches(
-                scoped(&client, &namespace),
-                watcher::Config::default(),
+            .watches_stream(
+                watch(scoped(&client, &namespace), watcher::Config::default()).touched_objects(),
                 move |secret| {
                     let objects = referencing(&store, &secret, mirror::references_secret);
                     if versions.changed(&secret) {
@@ -619,12 +617,132 @@ where
         + 'static,
 {
     let (cache, writer) = kube::runtime::reflector::store();
-    let objects = watcher(api, watched)
-        .default_backoff()
+    let objects = watch(api, watched)
         .modify(trim)
         .reflect(writer)
         .applied_objects();
-    Controller::for_stream(objects, cache)
+    // kube's Controller also backs off after an error of any of its watches,
+    // on top of their own backoff, by not polling any of them: one counter
+    // for this watch and the Secret watch, reset only by an object event or
+    // two quiet minutes. After an apiserver restart (refused connections,
+    // 403 while the new apiserver loads its RBAC, a 410 from each watch) it
+    // reached 25-50 s, during which the cache neither saw new objects nor
+    // lost deleted ones. Each watch paces itself ([`watch`]); nothing more.
+    Controller::for_stream(objects, cache).trigger_backoff(NoPause)
+}
+
+/// A watch of `api`: kube's watcher, paced after its failures by
+/// [`WatchBackoff`]. A 410 Expired is not one: the apiserver answers a watch that resumes from a resourceVersion
+/// older than its watch cache that way (always after a restart: the new cache
+/// starts at the current resourceVersion), the watcher lists again anyway,
+/// and charging it would hold the list back behind the backoff of the
+/// outage. The list is a consistent one (`MostRecent`), so the watch after it
+/// does not expire again at once.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    watcher(api, config)
+        .filter(|event| {
+            let expired = is_expired(event);
+            if expired {
+                info!(
+                    kind = %K::kind(&()),
+                    "a watch's resourceVersion expired (the apiserver restarted or compacted): listing again"
+                );
+            }
+            std::future::ready(!expired)
+        })
+        .backoff(WatchBackoff::default())
+}
+
+/// How long a watch waits after its failures in a row: 0.8 s, doubling, at
+/// most [`WATCH_RETRY_MOST`], each wait shortened by up to half at random so
+/// that the watches spread out. kube's default goes up to 30 s, doubled at
+/// random, and a watch that resumes without an event keeps it for the next
+/// outage: that is how long the operator stays blind after its apiserver is
+/// back. A handful of watches trying every few seconds costs an apiserver little.
+///
+/// The count starts over after [`WATCH_RETRY_QUIET`] without a failure, not
+/// on `reset`: kube's watcher sends `Init` before each list, so a list that
+/// fails every time (a missing RBAC rule) would otherwise be retried at the
+/// first wait forever.
+#[derive(Default)]
+struct WatchBackoff {
+    failures: u32,
+    last: Option<Instant>,
+}
+
+/// The first wait of a watch after a failure.
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(800);
+/// The longest wait of a watch between two failures.
+const WATCH_RETRY_MOST: Duration = Duration::from_secs(5);
+/// How long without a failure before a watch's waits start over.
+const WATCH_RETRY_QUIET: Duration = Duration::from_secs(30);
+
+/// The wait after `failures` earlier failures in a row; `jitter` in [0, 1).
+fn watch_retry_after(failures: u32, jitter: f64) -> Duration {
+    WATCH_RETRY_FIRST
+        .saturating_mul(1 << failures.min(8))
+        .min(WATCH_RETRY_MOST)
+        .mul_f64(1.0 - jitter / 2.0)
+}
+
+impl WatchBackoff {
+    /// The wait after a failure at `now`.
+    fn failed(&mut self, now: Instant, jitter: f64) -> Duration {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) > WATCH_RETRY_QUIET)
+        {
+            self.failures = 0;
+        }
+        let wait = watch_retry_after(self.failures, jitter);
+        self.failures = self.failures.saturating_add(1);
+        self.last = Some(now);
+        wait
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.failed(Instant::now(), fastrand::f64()))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    /// Nothing: see [`WatchBackoff`].
+    fn reset(&mut self) {}
+}
+
+/// Whether `event` is the apiserver's 410 Expired on a watch.
+fn is_expired<K>(event: &Result<watcher::Event<K>, watcher::Error>) -> bool {
+    matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410)
+}
+
+/// A backoff that never waits: the controllers' watches pace themselves.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoPause {
+    fn reset(&mut self) {}
 }
 
 /// Drops from `object` what the cache need not keep (see [`trimmed`]).
@@ -712,7 +830,7 @@ async fn forget_deleted<K>(
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
-    let mut events = watcher(api, watched).default_backoff().boxed();
+    let mut events = watch(api, watched).boxed();
     while let Some(event) = events.next().await {
         if let Ok(watcher::Event::Delete(object)) = event
             && let Some(uid) = object.uid()
@@ -915,6 +1033,62 @@ mod tests {
             Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
         trim(&mut promotion);
         assert_eq!(promotion.metadata.annotations, None, "no empty map left");
+    }
+
+    #[test]
+    fn only_an_expired_resource_version_lists_again_without_backing_off() {
+        let status = |code: u16| {
+            let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+                "status": "Failure", "code": code, "reason": "Expired",
+                "message": "too old resource version: 554 (557)",
+            }))
+            .unwrap();
+            Err::<watcher::Event<Secret>, _>(watcher::Error::WatchError(Box::new(status)))
+        };
+        assert!(is_expired(&status(410)));
+        assert!(!is_expired(&status(403)), "a refusal is a failure");
+        assert!(!is_expired(&status(500)));
+        assert!(!is_expired(&Ok(watcher::Event::<Secret>::Init)));
+        assert!(!is_expired(&Err::<watcher::Event<Secret>, _>(
+            watcher::Error::NoResourceVersion
+        )));
+    }
+
+    #[test]
+    fn a_failing_watch_waits_longer_each_time_up_to_five_seconds() {
+        let ms = Duration::from_millis;
+        for (failures, jitter, wait) in [
+            (0, 0.0, ms(800)),
+            (0, 0.999, ms(400)),
+            (1, 0.0, ms(1600)),
+            (2, 0.0, ms(3200)),
+            (3, 0.0, ms(5000)),
+            (3, 0.999, ms(2500)),
+            (9, 0.0, ms(5000)),
+            (u32::MAX, 0.5, ms(3750)),
+        ] {
+            let got = watch_retry_after(failures, jitter);
+            assert!(
+                got.abs_diff(wait) < ms(5),
+                "after {failures} failures, jitter {jitter}: {got:?}, not {wait:?}"
+            );
+        }
+        let mut backoff = WatchBackoff::default();
+        let start = Instant::now();
+        let waits: Vec<Duration> = (0..6).map(|i| backoff.failed(start + ms(i), 0.0)).collect();
+        assert_eq!(waits[..4], [ms(800), ms(1600), ms(3200), ms(5000)]);
+        assert_eq!(waits[5], WATCH_RETRY_MOST);
+        kube::runtime::utils::Backoff::reset(&mut backoff);
+        assert_eq!(
+            backoff.failed(start + WATCH_RETRY_QUIET, 0.0),
+            WATCH_RETRY_MOST,
+            "a list that fails every time is not retried at once (the watcher's Init resets)"
+        );
+        assert_eq!(
+            backoff.failed(start + WATCH_RETRY_QUIET * 3, 0.0),
+            WATCH_RETRY_FIRST,
+            "after a quiet while the waits start over"
+        );
     }
 
     #[test]

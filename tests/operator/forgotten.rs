@@ -16,7 +16,7 @@ use crate::world::{GOOD, World, promotion, quay_target};
 use image_promoter::api::ImagePromotion;
 
 /// The sum of `image_promoter_promotions` over every state.
-fn promotions_gauge(text: &str) -> f64 {
+pub fn promotions_gauge(text: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with("image_promoter_promotions{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -30,6 +30,10 @@ mod cluster;
 #[allow(dead_code)]
 mod keyless_sigstore;
 
+#[path = "../soak/private.rs"]
+#[allow(dead_code)]
+mod private;
+
 mod compliance;
 mod concurrency;
 mod configuration;
@@ -49,6 +53,7 @@ mod rechecked;
 mod refused;
 mod replicas;
 mod restart;
+mod resumed;
 mod secrets;
 mod shards;
 mod tenancy;
