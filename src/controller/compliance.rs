@@ -24,7 +24,7 @@ use super::{Context, Setup};
 use crate::api::conditions::{
     self, COMPLIANT, SystemClock, is_true, remove_condition, set_condition,
 };
-use crate::api::{ImagePromotion, ImagePromotionStatus, parse_duration};
+use crate::api::{ComplianceSettings, ImagePromotion, ImagePromotionStatus, parse_duration};
 use crate::compliance::check::{Checked, Checker, check, signature_key};
 use crate::compliance::judge::{self, Judgement, Standing};
 use crate::compliance::ledger::{self, jittered};
@@ -35,10 +35,13 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 
 /// The object's interval: `spec.compliance.interval`, or the operator's.
 pub fn interval(ctx: &Context, object: &ImagePromotion) -> Duration {
-    object
-        .spec
-        .compliance
-        .as_ref()
+    interval_of(ctx, object.spec.compliance.as_ref())
+}
+
+/// An object's compliance interval from its `spec.compliance` (either
+/// kind's), or the operator's `--compliance-interval`.
+pub fn interval_of(ctx: &Context, settings: Option<&ComplianceSettings>) -> Duration {
+    settings
         .and_then(|c| c.interval.as_deref())
         .and_then(|text| parse_duration(text).ok())
         .filter(|d| !d.is_zero())

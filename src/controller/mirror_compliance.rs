@@ -26,7 +26,7 @@ use super::events::Notice;
 use super::mirror::MirrorMemory;
 use super::{Context, Setup};
 use crate::api::conditions::SystemClock;
-use crate::api::{RegistryMirror, RegistryMirrorStatus, parse_duration};
+use crate::api::{RegistryMirror, RegistryMirrorStatus};
 use crate::aws::EcrInspector;
 use crate::compliance::Ledger;
 use crate::compliance::check::{Checked, Checker, Subject, check_subject};
@@ -44,14 +44,7 @@ const CHECKS_AT_ONCE: usize = 4;
 
 /// The mirror's interval: `spec.compliance.interval`, or the operator's.
 pub fn interval(ctx: &Context, object: &RegistryMirror) -> Duration {
-    object
-        .spec
-        .compliance
-        .as_ref()
-        .and_then(|c| c.interval.as_deref())
-        .and_then(|text| parse_duration(text).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(ctx.compliance_interval)
+    super::compliance::interval_of(ctx, object.spec.compliance.as_ref())
 }
 
 /// The mirror's ledger and in-sync tags, from its record.
