@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use tracing::{info, warn};
 
 use super::error::ReconcileError;
-use super::events::{self, Notice};
+use super::events::Notice;
 use super::promotion::{prepare, requested_at, write_status};
 use super::schedule::{Due, Outcome};
 use super::secrets;
@@ -254,7 +254,7 @@ async fn record(
             ),
         });
     }
-    events::publish(&ctx.recorder, object, notices).await;
+    ctx.recorder.publish(object, notices).await;
     standing
 }
 

@@ -1,7 +1,7 @@
 //! Kubernetes Events (`events.k8s.io/v1`) on transitions only, decided pure
-//! from the previous and the new status and published with the one shared
-//! [`Recorder`]. The recorder's de-duplication key leaves out the note, so
-//! what tells events apart (the target) goes into `action`.
+//! from the previous and the new status and published with the process's one
+//! [`super::recorder::EventRecorder`]. What tells events about one object
+//! apart (the target) goes into `action`.
 //!
 //! Both kinds share one rule for their `Ready` condition
 //! ([`ready_transition`]): when Ready turns False, or stays False with
@@ -14,7 +14,6 @@
 //! their own step events ([`transitions`]: verification, each target).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::api::conditions::{self, find_condition};
 use crate::api::{ImagePromotionStatus, TargetState, reasons};
@@ -165,41 +164,6 @@ pub fn transitions(previous: &ImagePromotionStatus, new: &ImagePromotionStatus) 
         _ => {}
     }
     notices
-}
-
-/// Publishes `notices` about `object`; a failure is logged, never fatal.
-pub async fn publish<K>(recorder: &Recorder, object: &K, notices: Vec<Notice>)
-where
-    K: kube::Resource<DynamicType = ()>,
-{
-    let reference = object.object_ref(&());
-    for notice in notices {
-        let event = Event {
-            type_: if notice.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: notice.reason.clone(),
-            note: Some(truncate(notice.note, 1000)),
-            action: notice.action,
-            secondary: None,
-        };
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(reason = %notice.reason, %error, "publishing an event failed");
-        }
-    }
-}
-
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 #[cfg(test)]
@@ -414,11 +378,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn notes_are_cut_at_a_character_boundary() {
-        assert_eq!(truncate("ab€".into(), 3), "ab");
-        assert_eq!(truncate("abc".into(), 3), "abc");
     }
 }

@@ -324,13 +324,13 @@ async fn reconcile_mirror(
     );
     write(ctx, object, &uid, &status).await?;
     if let Some(notice) = events::ready_transition(&previous.conditions, &status.conditions) {
-        events::publish(&ctx.recorder, object, vec![notice]).await;
+        ctx.recorder.publish(object, vec![notice]).await;
     }
     if !refusals.is_empty() {
-        events::publish(&ctx.recorder, object, refusals).await;
+        ctx.recorder.publish(object, refusals).await;
     }
     if !compliance_notices.is_empty() {
-        events::publish(&ctx.recorder, object, compliance_notices).await;
+        ctx.recorder.publish(object, compliance_notices).await;
     }
     Ok(sooner(next, mirror_compliance::next_check(ctx, &uid)))
 }
@@ -411,7 +411,7 @@ async fn between_syncs(
             );
             write(ctx, object, &uid, &status).await?;
             if !notices.is_empty() {
-                events::publish(&ctx.recorder, object, notices).await;
+                ctx.recorder.publish(object, notices).await;
             }
         }
         Err((_, why, _)) => {

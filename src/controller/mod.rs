@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod mirror_compliance;
 pub mod promotion;
+pub mod recorder;
 pub mod records;
 pub mod schedule;
 pub mod secrets;
@@ -41,7 +42,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -58,6 +58,7 @@ use http::Health;
 use leader::{Election, Leadership};
 use metrics::Metrics;
 use mirror::MirrorMemory;
+use recorder::EventRecorder;
 use records::Records;
 use schedule::Outcome;
 
@@ -117,8 +118,8 @@ pub struct Context {
     /// How many times the configuration was replaced: an object handled with
     /// an older one is due again.
     epoch: AtomicU64,
-    /// The one event recorder.
-    pub recorder: Recorder,
+    /// The one event publisher.
+    pub recorder: EventRecorder,
     /// The metrics.
     pub metrics: Metrics,
     /// `--resync-interval`.
@@ -148,7 +149,7 @@ impl Context {
     pub fn new(
         client: kube::Client,
         setup: Setup,
-        recorder: Recorder,
+        recorder: EventRecorder,
         metrics: Metrics,
         resync: Duration,
         concurrency: u16,
@@ -243,6 +244,7 @@ impl Context {
             receipts.forget(uid);
         }
         self.compliance.forget(uid);
+        self.recorder.forget(uid);
         compliance::publish_tally(self);
         self.deletions.notify_one();
     }
@@ -252,6 +254,7 @@ impl Context {
     pub fn forget_mirror(&self, uid: &str) {
         self.mirrors.forget(uid);
         self.metrics.forget_mirror(uid);
+        self.recorder.forget(uid);
         self.deletions.notify_one();
     }
 }
@@ -279,13 +282,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     crate::registry::client::observe_requests(metrics.request_observer());
     let health = Arc::new(Health::default());
     let instance = std::env::var("POD_NAME").ok();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "image-promoter".into(),
-            instance,
-        },
-    );
+    let recorder = EventRecorder::new(client.clone(), "image-promoter", instance);
     let open = settings.config.tenancy.is_none();
     metrics.set_tenancy_open(open);
     if open {
@@ -863,20 +860,27 @@ async fn prune(
     }
     loop {
         tokio::time::sleep(PRUNE_PERIOD).await;
-        if let Some(live) = uids(&promotions) {
-            for uid in ctx.promotions.retain(&live) {
+        let live_promotions = uids(&promotions);
+        if let Some(live) = &live_promotions {
+            for uid in ctx.promotions.retain(live) {
                 ctx.metrics.object(&uid, None);
             }
-            ctx.compliance.retain(&live);
+            ctx.compliance.retain(live);
             if let Some(receipts) = &ctx.receipts {
-                receipts.retain(&live);
+                receipts.retain(live);
             }
             compliance::publish_tally(&ctx);
         }
-        if let Some(live) = uids(&mirrors) {
-            for uid in ctx.mirrors.retain(&live) {
+        let live_mirrors = uids(&mirrors);
+        if let Some(live) = &live_mirrors {
+            for uid in ctx.mirrors.retain(live) {
                 ctx.metrics.forget_mirror(&uid);
             }
+        }
+        ctx.recorder.expire();
+        if let (Some(mut live), Some(mirrors)) = (live_promotions, live_mirrors) {
+            live.extend(mirrors);
+            ctx.recorder.retain(&live);
         }
         compliance::publish_migration(&ctx, &promotions, &mirrors);
     }

@@ -350,9 +350,7 @@ async fn reconcile_object(
         ctx.metrics.verification_failed(&verified.reason);
     }
     audit(&status, &notices);
-    events::publish(&ctx.recorder, object, notices)
-        .boxed()
-        .await;
+    ctx.recorder.publish(object, notices).boxed().await;
     if ctx.promotions.with(&uid, |_| ()).is_some() {
         ctx.metrics
             .object(&uid, Some((decision::state_of(&status), drifted)));
@@ -637,7 +635,7 @@ async fn report_panic(object: &ImagePromotion, ctx: &Context) {
         action: "Reconcile".into(),
         note: message.into(),
     };
-    events::publish(&ctx.recorder, object, vec![notice]).await;
+    ctx.recorder.publish(object, vec![notice]).await;
 }
 
 #[cfg(test)]
