@@ -7,6 +7,9 @@
 //! One ImagePromotion and one RegistryMirror push to a registry host only a
 //! Secret authenticates at, and the Secret is missing: both fail with
 //! CredentialsNotFound, then recover when it is created.
+//!
+//! The event recorder alone, against the apiserver: the same event again is
+//! one Event whose series counts it, and nothing of a deleted object is kept.
 
 use image_promoter::api::{ImagePromotion, RegistryMirror};
 use k8s_openapi::api::core::v1::Secret;
@@ -339,4 +342,107 @@ async fn both_kinds_warn_with_the_conditions_reason_recover_with_a_normal_event_
         // It failed, then recovered: at least two reconciles logged, each its own id.
         assert!(ids.len() >= 2, "{name}: {ids:?}\n{log}");
     }
+}
+
+/// `(note, series count)` of every event about `name` with `reason`.
+async fn series_of(cluster: &Cluster, name: &str, reason: &str) -> Vec<(String, Option<i32>)> {
+    let api: Api<Event> = cluster.typed();
+    let mut found: Vec<(String, Option<i32>)> = api
+        .list(&ListParams::default())
+        .await
+        .expect("listing events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .map(|e| (e.note.unwrap_or_default(), e.series.map(|s| s.count)))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn the_same_event_again_counts_on_the_first_and_a_deleted_object_is_forgotten() {
+    use image_promoter::controller::events::Notice;
+    use image_promoter::controller::recorder::EventRecorder;
+
+    let cluster = Cluster::start("op-series").await;
+    let name = unique_name("series");
+    // The object the events are about (no operator runs here: the recorder
+    // needs its reference only).
+    let promotions: Api<ImagePromotion> = cluster.typed();
+    let object: ImagePromotion = serde_json::from_value(json!({
+        "apiVersion": "imagepromoter.dev/v1alpha1",
+        "kind": "ImagePromotion",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/acme/app:1.0"},
+            "targets": [{"name": "quay", "repository": "quay.io/acme/app"}]
+        }
+    }))
+    .expect("an ImagePromotion");
+    let object = promotions
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("creating the promotion");
+    let uid = object.metadata.uid.clone().expect("a UID");
+    let drifted = |note: &str| Notice {
+        warning: true,
+        reason: "TagsDrifted".into(),
+        action: "Reconcile".into(),
+        note: note.into(),
+    };
+    let recorder = EventRecorder::new(cluster.client.clone(), "image-promoter", None);
+
+    recorder
+        .publish(&object, vec![drifted("latest moved")])
+        .await;
+    recorder
+        .publish(&object, vec![drifted("latest moved")])
+        .await;
+    recorder
+        .publish(&object, vec![drifted("latest moved"), drifted("1.0 moved")])
+        .await;
+    assert_eq!(
+        series_of(&cluster, &name, "TagsDrifted").await,
+        vec![("1.0 moved".into(), None), ("latest moved".into(), Some(3))],
+        "the same event three times is one Event counted three times; another note is another Event"
+    );
+
+    // The Event gone (the API keeps Events an hour): the next one is new.
+    let events: Api<Event> = cluster.typed();
+    let gone = events
+        .list(&ListParams::default())
+        .await
+        .expect("listing events")
+        .items
+        .into_iter()
+        .find(|e| e.note.as_deref() == Some("1.0 moved"))
+        .expect("the 1.0 event");
+    events
+        .delete(&gone.metadata.name.unwrap(), &DeleteParams::default())
+        .await
+        .expect("deleting the event");
+    recorder.publish(&object, vec![drifted("1.0 moved")]).await;
+    assert_eq!(
+        series_of(&cluster, &name, "TagsDrifted").await,
+        vec![("1.0 moved".into(), None), ("latest moved".into(), Some(3))],
+        "a repeat of a deleted Event creates it again"
+    );
+
+    // Deleted: nothing of the object is kept, and the same event is new again.
+    assert_eq!(recorder.remembered(), 1);
+    recorder.forget(&uid);
+    assert_eq!(recorder.remembered(), 0);
+    recorder
+        .publish(&object, vec![drifted("latest moved")])
+        .await;
+    assert_eq!(
+        series_of(&cluster, &name, "TagsDrifted").await,
+        vec![
+            ("1.0 moved".into(), None),
+            ("latest moved".into(), None),
+            ("latest moved".into(), Some(3))
+        ]
+    );
 }
