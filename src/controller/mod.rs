@@ -236,7 +236,8 @@ impl Context {
     }
 
     /// Forgets a deleted ImagePromotion everywhere: its record (cancelling
-    /// its copy in flight) and its gauges.
+    /// its copy in flight), its gauges, receipts, compliance record and the
+    /// events published about it.
     pub fn forget_promotion(&self, uid: &str) {
         self.promotions.forget(uid);
         self.metrics.object(uid, None);
@@ -250,7 +251,7 @@ impl Context {
     }
 
     /// Forgets a deleted RegistryMirror: its record and ledger (cancelling
-    /// its sync in flight) and its series.
+    /// its sync in flight), its series and the events published about it.
     pub fn forget_mirror(&self, uid: &str) {
         self.mirrors.forget(uid);
         self.metrics.forget_mirror(uid);
