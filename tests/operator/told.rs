@@ -9,7 +9,7 @@
 //! CredentialsNotFound, then recover when it is created.
 //!
 //! The event recorder alone, against the apiserver: the same event again is
-//! one Event whose series counts it, and nothing of a deleted object is kept.
+//! one Event whose series counts it, and nothing of a forgotten object is kept.
 
 use image_promoter::api::{ImagePromotion, RegistryMirror};
 use k8s_openapi::api::core::v1::Secret;
@@ -362,7 +362,7 @@ async fn series_of(cluster: &Cluster, name: &str, reason: &str) -> Vec<(String, 
 }
 
 #[tokio::test]
-async fn the_same_event_again_counts_on_the_first_and_a_deleted_object_is_forgotten() {
+async fn the_same_event_again_counts_on_the_first_and_a_forgotten_object_starts_afresh() {
     use image_promoter::controller::events::Notice;
     use image_promoter::controller::recorder::EventRecorder;
 
@@ -430,7 +430,8 @@ async fn the_same_event_again_counts_on_the_first_and_a_deleted_object_is_forgot
         "a repeat of a deleted Event creates it again"
     );
 
-    // Deleted: nothing of the object is kept, and the same event is new again.
+    // Forgotten (as on the object's delete event, `Context::forget_promotion`):
+    // nothing of it is kept, and the same event is new again.
     assert_eq!(recorder.remembered(), 1);
     recorder.forget(&uid);
     assert_eq!(recorder.remembered(), 0);
