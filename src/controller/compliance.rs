@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::error::ReconcileError;
 use super::events::Notice;
-use super::promotion::{prepare, requested_at, write_status};
+use super::promotion::{prepare, write_status};
 use super::schedule::{Due, Outcome};
 use super::secrets;
 use super::{Context, Setup};
@@ -347,14 +347,7 @@ pub async fn between_runs(
     if ctx.compliance.standing(&uid).is_none() {
         return Ok(fallback);
     }
-    let generation = object.metadata.generation.unwrap_or(0);
-    let run_wait = match ctx.promotions.due(
-        &uid,
-        generation,
-        requested_at(&object.metadata),
-        ctx.epoch(),
-        Instant::now(),
-    ) {
+    let run_wait = match ctx.due(&ctx.promotions, &object.metadata) {
         Due::Later(wait) => Some(wait),
         Due::Now(_) => return Ok(fallback),
         Due::OnChange => None,

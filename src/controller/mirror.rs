@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use kube::runtime::controller::Action;
@@ -367,14 +367,7 @@ async fn between_syncs(
     if object.spec.suspend {
         return Ok(wait);
     }
-    let generation = object.metadata.generation.unwrap_or(0);
-    let sync_wait = match ctx.mirrors.due(
-        &uid,
-        generation,
-        requested_at(&object.metadata),
-        ctx.epoch(),
-        Instant::now(),
-    ) {
+    let sync_wait = match ctx.due(&ctx.mirrors, &object.metadata) {
         Due::Later(wait) => Some(wait),
         Due::Now(_) => return Ok(wait),
         Due::OnChange => None,
@@ -438,19 +431,14 @@ async fn prepare(
         .map_err(|e| (e.reason.to_string(), e.message, false))?;
     ctx.mirrors
         .with(&uid, |m| m.interval = Some(mirror_setup.interval));
-    let mut clients = Vec::new();
-    for secret in &mirror_setup.secrets {
-        let client = secrets::registry_client(
-            &ctx.secrets,
-            &setup.shared.engine,
-            &namespace,
-            &secret.secret,
-            &secret.host,
-        )
-        .await
-        .map_err(|e| (e.reason().to_string(), e.to_string(), e.is_transient()))?;
-        clients.push((secret.host.clone(), client));
-    }
+    let clients = secrets::registry_clients(
+        &ctx.secrets,
+        &setup.shared.engine,
+        &namespace,
+        &mirror_setup.secrets,
+    )
+    .await
+    .map_err(|e| (e.reason().to_string(), e.to_string(), e.is_transient()))?;
     let engine = setup
         .shared
         .engine_with(&mirror_setup.inferred, clients)

@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -180,6 +181,19 @@ impl Context {
     /// The configuration's epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether the object `meta` describes is due for work now, by what
+    /// `records` remember of it (its generation, a requested reconcile, the
+    /// configuration's epoch, when it is next due).
+    pub fn due<T: Default>(&self, records: &Records<T>, meta: &ObjectMeta) -> schedule::Due {
+        records.due(
+            meta.uid.as_deref().unwrap_or_default(),
+            meta.generation.unwrap_or(0),
+            promotion::requested_at(meta),
+            self.epoch(),
+            Instant::now(),
+        )
     }
 
     fn replace_setup(&self, setup: Setup) {

@@ -180,9 +180,7 @@ where
     T: Default,
 {
     let uid = object.uid().unwrap_or_default();
-    let generation = object.meta().generation.unwrap_or(0);
-    let requested = requested_at(object.meta());
-    let wait = match records.due(&uid, generation, requested, ctx.epoch(), Instant::now()) {
+    let wait = match ctx.due(records, object.meta()) {
         Due::Now(why) => {
             debug!(?why, "due");
             return Ok(None);
@@ -423,19 +421,14 @@ pub(super) async fn prepare(
             message: e.message,
             transient: false,
         })?;
-    let mut clients = Vec::new();
-    for secret in &plan.secrets {
-        let client = secrets::registry_client(
-            &ctx.secrets,
-            &setup.shared.engine,
-            &namespace,
-            &secret.secret,
-            &secret.host,
-        )
-        .await
-        .map_err(secret_problem)?;
-        clients.push((secret.host.clone(), client));
-    }
+    let clients = secrets::registry_clients(
+        &ctx.secrets,
+        &setup.shared.engine,
+        &namespace,
+        &plan.secrets,
+    )
+    .await
+    .map_err(secret_problem)?;
     let engine = setup
         .shared
         .engine_for(&plan, clients)

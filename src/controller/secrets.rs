@@ -246,7 +246,7 @@ fn data<'a>(
 }
 
 /// The client for `host` with the dockerconfigjson Secret `name` of `namespace`.
-pub async fn registry_client(
+async fn registry_client(
     secrets: &SecretReader,
     engine: &Engine,
     namespace: &str,
@@ -283,6 +283,29 @@ pub async fn registry_client(
             host: host.into(),
             source: Box::new(source),
         })
+}
+
+/// A client per `(host, Secret)` an object's plan names: `(host, client)`,
+/// in the plan's order; the first Secret that fails stops it.
+pub async fn registry_clients(
+    secrets: &SecretReader,
+    engine: &Engine,
+    namespace: &str,
+    named: &[crate::promotion::SecretCredentials],
+) -> Result<Vec<(String, RegistryClient)>, SecretError> {
+    let mut clients = Vec::with_capacity(named.len());
+    for credentials in named {
+        let client = registry_client(
+            secrets,
+            engine,
+            namespace,
+            &credentials.secret,
+            &credentials.host,
+        )
+        .await?;
+        clients.push((credentials.host.clone(), client));
+    }
+    Ok(clients)
 }
 
 /// The Sigstore `trusted_root.json` that `reference` names in `namespace`.
